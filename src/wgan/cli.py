@@ -1,0 +1,223 @@
+"""The `wgan` command: parse, build a validated config, call one function.
+
+Every problem the user can cause ends as one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import typing
+from pathlib import Path
+
+from wgan.errors import UserError
+
+HELP = {
+    "preset": "start from a preset (see `wgan presets`); other options override it",
+    "dataset": "dataset name (see `wgan datasets`)",
+    "data": "file or folder holding the dataset (else $WGAN_DATA, the user cache, /usr/share/datasets)",
+    "image_size": "side of the square images the model makes, in pixels",
+    "channels": "1 (grayscale) or 3 (RGB)",
+    "conditional": "class-conditional G and critic (label embedding)",
+    "model": "generator/critic pair: mlp, dcgan28, dcgan32, dcgan64",
+    "latent_dim": "size of the noise vector z",
+    "width": "base channel count (conv) or hidden units (mlp)",
+    "critic_norm": "normalisation in the critic: none, layer, batch (batch is refused with a penalty)",
+    "loss": "clip (WGAN), gp (WGAN-GP) or lp (one-sided penalty)",
+    "clip_value": "weight clipping bound c",
+    "gp_weight": "penalty coefficient lambda",
+    "optimizer": "adam or rmsprop",
+    "lr_critic": "critic learning rate",
+    "lr_generator": "generator learning rate",
+    "adam_beta1": "Adam beta1 (0.5 in the code; Algorithm 1 uses 0)",
+    "adam_beta2": "Adam beta2",
+    "batch_size": "images per critic/generator batch",
+    "critic_steps": "critic updates per generator update (n_critic)",
+    "steps": "generator updates to train for",
+    "log_every_steps": "read losses back and log them every N steps",
+    "sample_every_steps": "save a fixed-noise grid every N steps (0: off)",
+    "checkpoint_every_steps": "write a checkpoint every N steps (0: only at the end)",
+    "keep_checkpoints": "how many checkpoints to keep",
+    "eval_every_steps": "compute --eval-metrics every N steps (0: at the end only)",
+    "eval_metrics": "comma-separated metrics to log during training (see `wgan eval --help`)",
+    "eval_num_samples": "samples per metric evaluation",
+    "grid_samples": "images in each sample grid",
+    "seed": "random seed",
+    "device": "auto, cpu, cuda or cuda:N",
+    "precision": "fp32, tf32 or bf16 (CUDA; the penalty stays fp32)",
+    "fast": "CUDA graph fast path on GPUs (--no-fast: plain eager step)",
+    "deterministic": "deterministic algorithms (bitwise repeatable on CPU)",
+    "runs_dir": "where numbered run directories are created",
+    "tensorboard": "write TensorBoard event files",
+}
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    from wgan.config import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        kind = hints[f.name]
+        help_text = f"{HELP.get(f.name, '')} (default: {f.default})"
+        if kind is bool:
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            base = next((t for t in typing.get_args(kind) if t is not type(None)), kind)
+            parser.add_argument(flag, dest=f.name, type=base, default=None, metavar=f.name.upper(), help=help_text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wgan", description="Wasserstein GANs: train, sample, evaluate, report.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a WGAN / WGAN-GP")
+    _add_config_options(p)
+    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its newest checkpoint")
+    p.add_argument("--dry-run", action="store_true", help="build everything and run 2 steps")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("sample", help="sample from a trained generator")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--run", metavar="DIR", help="run directory")
+    src.add_argument("--weights", metavar="FILE", help="generator .safetensors from `wgan export`")
+    p.add_argument("--num", type=int, default=64, help="number of samples")
+    p.add_argument("--label", type=int, default=None, help="class label (conditional models); default: all classes")
+    p.add_argument("--out", required=True, help="output: .png (grid) or .npz (uint8 N x C x H x W)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+
+    sub.add_parser("presets", help="list the presets and their settings")
+
+    p = sub.add_parser("datasets", help="list the datasets and where each looks for its files")
+    p.add_argument("--check", metavar="NAME", help="load NAME (train split) and report what was found")
+    p.add_argument("--data", metavar="PATH", help="with --check: the file or folder to load from")
+    return parser
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from wgan.config import TrainConfig, preset_config, validate
+    from wgan.train import train
+
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    if args.resume:
+        run_dir = Path(args.resume)
+        cfg = TrainConfig.from_json(run_dir / "config.json")
+        # On resume only the run length and execution options may change.
+        for name in ("steps", "device", "fast", "precision"):
+            if overrides.get(name) is not None:
+                setattr(cfg, name, overrides[name])
+    else:
+        preset = overrides.pop("preset") or "quick"
+        cfg = preset_config(preset, **overrides) if preset != "custom" else TrainConfig(
+            **{k: v for k, v in overrides.items() if v is not None})
+    validate(cfg)
+    run_dir = train(cfg, resume=Path(args.resume) if args.resume else None, dry_run=args.dry_run,
+                    progress=not args.no_progress)
+    print(f"run directory: {run_dir}")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from wgan.checkpoint import load_generator
+    from wgan.data import to_uint8_images
+    from wgan.train import resolve_device
+
+    if args.num < 1:
+        raise UserError(f"--num {args.num}: must be >= 1")
+    out = Path(args.out)
+    if out.suffix not in (".png", ".npz"):
+        raise UserError(f"--out {out}: use a .png (grid) or .npz (array) file name")
+    device = resolve_device(args.device)
+    generator, cfg = load_generator(Path(args.run or args.weights), device)
+    shape = generator.shape
+    labels = None
+    if shape.conditional:
+        if args.label is not None and not 0 <= args.label < shape.num_classes:
+            raise UserError(f"--label {args.label}: this model has classes 0-{shape.num_classes - 1}")
+        labels = (torch.full((args.num,), args.label) if args.label is not None
+                  else torch.arange(args.num) % shape.num_classes).to(device)
+    elif args.label is not None:
+        raise UserError("--label: this generator is not class-conditional")
+    gen = torch.Generator().manual_seed(args.seed)
+    chunks = []
+    with torch.no_grad():
+        for start in range(0, args.num, 1024):
+            n = min(1024, args.num - start)
+            z = torch.randn(n, shape.latent_dim, generator=gen).to(device)
+            chunks.append(generator(z, None if labels is None else labels[start:start + n]).float().cpu())
+    samples = torch.cat(chunks)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if shape.point_dim:
+        if out.suffix == ".npz":
+            np.savez_compressed(out, points=samples.numpy())
+        else:
+            raise UserError("--out: point data (toy 2-D) can only be written as .npz")
+    elif out.suffix == ".npz":
+        arrays = {"images": to_uint8_images(samples).numpy()}
+        if labels is not None:
+            arrays["labels"] = labels.cpu().numpy()
+        np.savez_compressed(out, **arrays)
+    else:
+        from torchvision.utils import make_grid, save_image
+
+        nrow = shape.num_classes if labels is not None and args.label is None else max(1, int(args.num ** 0.5))
+        save_image(make_grid(to_uint8_images(samples), nrow=nrow, pad_value=255).float() / 255.0, out)
+    print(f"wrote {args.num} samples to {out}")
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    from wgan.config import PRESETS, preset_config
+
+    print(f"{'preset':<16} {'dataset':<15} {'model':<8} {'loss':<5} {'optimizer':<9} {'lr (C/G)':<15} "
+          f"{'n_critic':<8} {'batch':<6} {'steps':<7} description")
+    for name, (description, _) in PRESETS.items():
+        c = preset_config(name)
+        reg = f"c={c.clip_value}" if c.loss == "clip" else f"lambda={c.gp_weight}"
+        print(f"{name:<16} {c.dataset:<15} {c.model:<8} {c.loss:<5} {c.optimizer:<9} "
+              f"{c.lr_critic:g}/{c.lr_generator:g}{'':<3} {c.critic_steps:<8} {c.batch_size:<6} {c.steps:<7} "
+              f"{description} ({reg}{', conditional' if c.conditional else ''})")
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from wgan.data import DATASETS, candidate_dirs, load_dataset
+
+    if args.check:
+        data = load_dataset(args.check, data_path=args.data)
+        classes = f"{data.num_classes} classes" if data.num_classes else "no labels"
+        print(f"{args.check}: {len(data)} samples of shape {tuple(data.sample_shape)} ({data.x.dtype}), {classes}, "
+              f"from {data.source}")
+        return 0
+    print(f"{'dataset':<16} {'shape':<12} {'classes':<8} description")
+    for name, entry in DATASETS.items():
+        shape = f"{entry.channels}x{entry.image_size}x{entry.image_size}" if entry.image_size else "2-D points"
+        print(f"{name:<16} {shape:<12} {entry.num_classes or '-':<8} {entry.description}")
+    print("\nFiles are looked for in: --data PATH, $WGAN_DATA[/NAME], "
+          f"{candidate_dirs('NAME', None)[-2]}, /usr/share/datasets/NAME, then torchvision's download (network).")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "presets": cmd_presets, "datasets": cmd_datasets}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as exc:
+        print(f"wgan {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""Training configuration: one dataclass whose field names carry their units, the presets, and the
+validation that runs before anything else does."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from wgan.errors import UserError
+
+LOSSES = {
+    "clip": "WGAN: weight clipping (Arjovsky et al. 2017)",
+    "gp": "WGAN-GP: two-sided gradient penalty (Gulrajani et al. 2017)",
+    "lp": "WGAN-LP: one-sided penalty max(0, ||grad|| - 1)^2 (Petzka et al. 2018)",
+}
+OPTIMIZERS = ("adam", "rmsprop")
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+@dataclass
+class TrainConfig:
+    # What to reproduce
+    preset: str = "custom"
+    # Data
+    dataset: str = "fashion-mnist"
+    data: str | None = None  # a path: file or folder, depending on the dataset
+    image_size: int = 28
+    channels: int = 1
+    conditional: bool = False
+    # Model
+    model: str = "dcgan28"
+    latent_dim: int = 128
+    width: int = 64
+    critic_norm: str = "none"
+    # Objective
+    loss: str = "gp"
+    clip_value: float = 0.01
+    gp_weight: float = 10.0
+    # Optimisation
+    optimizer: str = "adam"
+    lr_critic: float = 1e-4
+    lr_generator: float = 1e-4
+    adam_beta1: float = 0.5
+    adam_beta2: float = 0.9
+    batch_size: int = 64
+    critic_steps: int = 5  # critic updates per generator update (n_critic)
+    steps: int = 20000  # generator updates
+    # Bookkeeping
+    log_every_steps: int = 10
+    sample_every_steps: int = 250
+    checkpoint_every_steps: int = 1000
+    keep_checkpoints: int = 3
+    eval_every_steps: int = 0  # 0 = only at the end, if metrics are asked for
+    eval_metrics: str = ""
+    eval_num_samples: int = 10000
+    grid_samples: int = 64
+    seed: int = 0
+    # Execution
+    device: str = "auto"
+    precision: str = "tf32"
+    fast: bool = True
+    deterministic: bool = False
+    runs_dir: str = "runs"
+    tensorboard: bool = True
+
+    @property
+    def uses_penalty(self) -> bool:
+        return self.loss in ("gp", "lp")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise UserError(f"config has unknown keys {unknown}: it was written by another version of wgan")
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, path: Path) -> "TrainConfig":
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError, TypeError) as exc:
+            raise UserError(f"{path}: not a readable wgan config ({exc})") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Presets: the papers' settings. Each entry overrides TrainConfig's defaults.
+
+_CLIP = dict(loss="clip", optimizer="rmsprop", lr_critic=5e-5, lr_generator=5e-5, clip_value=0.01, critic_steps=5,
+             batch_size=64)
+_GP = dict(loss="gp", optimizer="adam", lr_critic=1e-4, lr_generator=1e-4, adam_beta1=0.5, adam_beta2=0.9,
+           gp_weight=10.0, critic_steps=5, batch_size=64, critic_norm="none")
+_TOY = dict(_GP, dataset="toy-8gaussians", model="mlp", width=512, latent_dim=2, batch_size=256, gp_weight=0.1,
+            image_size=0, channels=0, steps=20000, sample_every_steps=500, eval_metrics="w1-exact")
+
+PRESETS: dict[str, tuple[str, dict]] = {
+    "quick": ("CPU-sized WGAN-GP demo on Fashion-MNIST (minutes on a laptop)",
+              dict(_GP, dataset="fashion-mnist", width=32, lr_critic=2e-4, lr_generator=2e-4, batch_size=64,
+                   steps=700, sample_every_steps=50, log_every_steps=10, checkpoint_every_steps=250)),
+    "mnist-clip": ("WGAN with weight clipping on MNIST", dict(_CLIP, dataset="mnist", critic_norm="batch")),
+    "fashion-clip": ("WGAN with weight clipping on Fashion-MNIST",
+                     dict(_CLIP, dataset="fashion-mnist", critic_norm="batch")),
+    "celeba-clip": ("DCGAN-architecture WGAN with clipping on 64x64 faces",
+                    dict(_CLIP, dataset="celeba", model="dcgan64", image_size=64, channels=3, latent_dim=100,
+                         critic_norm="batch", steps=50000, sample_every_steps=500)),
+    "letters-cond-gp": ("conditional WGAN-GP on handwritten A-Z letters",
+                        dict(_GP, dataset="letters-csv", conditional=True, eval_metrics="fcd,cond-accuracy")),
+    "paper-gp": ("WGAN-GP with the paper's hyper-parameters on MNIST", dict(_GP, dataset="mnist", steps=200000)),
+    "fashion-gp": ("WGAN-GP with the paper's hyper-parameters on Fashion-MNIST",
+                   dict(_GP, dataset="fashion-mnist", eval_metrics="fcd,class-coverage")),
+    "toy-8gaussians": ("the WGAN-GP paper's 8 Gaussians (2-D)", dict(_TOY, dataset="toy-8gaussians")),
+    "toy-25gaussians": ("the WGAN-GP paper's 25 Gaussians (2-D)", dict(_TOY, dataset="toy-25gaussians")),
+    "toy-swissroll": ("the WGAN-GP paper's Swiss roll (2-D)", dict(_TOY, dataset="toy-swissroll")),
+}
+
+
+def preset_config(name: str, **overrides) -> TrainConfig:
+    if name not in PRESETS:
+        raise UserError(f"unknown preset '{name}': choose one of {', '.join(PRESETS)} (see `wgan presets`)")
+    values = dict(PRESETS[name][1], preset=name)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    known = {f.name for f in fields(TrainConfig)}
+    bad = sorted(set(values) - known)
+    if bad:
+        raise UserError(f"unknown option(s) {bad}")
+    return TrainConfig(**values)
+
+
+def validate(cfg: TrainConfig) -> TrainConfig:
+    """Check every option before anything runs; raise UserError naming the option and the fix."""
+    from wgan.data import DATASETS
+    from wgan.models import CRITIC_NORMS, MODELS
+
+    def need(ok: bool, msg: str) -> None:
+        if not ok:
+            raise UserError(msg)
+
+    need(cfg.dataset in DATASETS, f"--dataset {cfg.dataset}: unknown dataset; choose one of {', '.join(DATASETS)}")
+    need(cfg.model in MODELS, f"--model {cfg.model}: unknown model; choose one of {', '.join(MODELS)}")
+    need(cfg.loss in LOSSES, f"--loss {cfg.loss}: unknown loss; choose one of {', '.join(LOSSES)}")
+    need(cfg.optimizer in OPTIMIZERS, f"--optimizer {cfg.optimizer}: choose one of {', '.join(OPTIMIZERS)}")
+    need(cfg.precision in PRECISIONS, f"--precision {cfg.precision}: choose one of {', '.join(PRECISIONS)}")
+    need(cfg.critic_norm in CRITIC_NORMS, f"--critic-norm {cfg.critic_norm}: choose one of {', '.join(CRITIC_NORMS)}")
+    for name in ("lr_critic", "lr_generator"):
+        v = getattr(cfg, name)
+        need(v > 0 and v < 1, f"--{name.replace('_', '-')} {v}: a learning rate must be in (0, 1)")
+    for name in ("adam_beta1", "adam_beta2"):
+        v = getattr(cfg, name)
+        need(0 <= v < 1, f"--{name.replace('_', '-')} {v}: must be in [0, 1)")
+    for name in ("critic_steps", "steps", "batch_size", "latent_dim", "width", "grid_samples", "log_every_steps",
+                 "eval_num_samples", "keep_checkpoints"):
+        v = getattr(cfg, name)
+        need(isinstance(v, int) and v >= 1, f"--{name.replace('_', '-')} {v}: must be a whole number >= 1")
+    for name in ("sample_every_steps", "checkpoint_every_steps", "eval_every_steps"):
+        v = getattr(cfg, name)
+        need(isinstance(v, int) and v >= 0, f"--{name.replace('_', '-')} {v}: must be >= 0 (0 turns it off)")
+    need(cfg.clip_value > 0, f"--clip-value {cfg.clip_value}: must be > 0")
+    need(cfg.gp_weight >= 0, f"--gp-weight {cfg.gp_weight}: must be >= 0")
+    need(cfg.image_size >= 0 and cfg.channels in (0, 1, 3),
+         f"--channels {cfg.channels}: use 1 (grayscale) or 3 (RGB)")
+    if cfg.uses_penalty:
+        need(cfg.critic_norm != "batch",
+             f"--critic-norm batch with --loss {cfg.loss}: batch norm couples the samples of a batch, which the "
+             "gradient penalty forbids; use --critic-norm layer or none")
+    if cfg.device not in ("auto", "cpu") and not cfg.device.startswith("cuda"):
+        raise UserError(f"--device {cfg.device}: use auto, cpu, cuda or cuda:N")
+    return cfg

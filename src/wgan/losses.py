@@ -1,0 +1,64 @@
+"""The Wasserstein GAN objectives as small pure functions.
+
+Sign convention: the critic D maximises E[D(real)] - E[D(fake)], so its loss to *minimise* is
+E[D(fake)] - E[D(real)]; the generator minimises -E[D(G(z))].
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def critic_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
+    return fake_scores.mean() - real_scores.mean()
+
+
+def generator_loss(fake_scores: torch.Tensor) -> torch.Tensor:
+    return -fake_scores.mean()
+
+
+def wasserstein_estimate(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
+    """The critic's estimate of W1 (up to the Lipschitz constant): E[D(real)] - E[D(fake)]."""
+    return real_scores.mean() - fake_scores.mean()
+
+
+def interpolate(real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
+    """x_hat = eps * real + (1 - eps) * fake with one eps ~ U[0, 1] per sample (Algorithm 1, line 4)."""
+    if eps is None:
+        eps = torch.rand(real.shape[0], device=real.device, dtype=real.dtype)
+    eps = eps.reshape(-1, *([1] * (real.dim() - 1)))
+    return eps * real + (1.0 - eps) * fake
+
+
+def gradient_penalty(
+    critic: nn.Module,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    *,
+    one_sided: bool = False,
+    eps: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """E[(||grad_x D(x_hat)||_2 - 1)^2] on random interpolates (WGAN-GP); one-sided: max(0, .)^2 (WGAN-LP).
+
+    The norm runs over every non-batch dimension. The graph is kept (create_graph=True) so the
+    penalty's gradient reaches the critic's parameters: this is a double backward, which is why the
+    penalty must never sit inside a torch.compile region.
+    """
+    x_hat = interpolate(real.detach(), fake.detach(), eps).requires_grad_(True)
+    scores = critic(x_hat) if labels is None else critic(x_hat, labels)
+    (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
+    # The tiny constant keeps sqrt differentiable where the gradient is exactly zero.
+    norm = torch.sqrt(grad.flatten(1).pow(2).sum(dim=1) + 1e-12)
+    excess = norm - 1.0
+    if one_sided:
+        excess = excess.clamp(min=0.0)
+    return excess.pow(2).mean()
+
+
+@torch.no_grad()
+def clip_weights(critic: nn.Module, clip_value: float) -> None:
+    """Clamp every critic parameter to [-c, c]. Call *after* the critic's optimizer step."""
+    for p in critic.parameters():
+        p.clamp_(-clip_value, clip_value)
