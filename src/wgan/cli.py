@@ -90,6 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("presets", help="list the presets and their settings")
 
+    p = sub.add_parser("bench", help="time the fast training step against a plain eager step")
+    p.add_argument("--preset", default="fashion-gp", help="preset whose model and settings to time")
+    p.add_argument("--batch", type=int, default=None, help="batch size (default: the preset's)")
+    p.add_argument("--seconds", type=float, default=10.0, help="timed seconds per variant")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--precision", default=None, help="fast variant's precision: fp32, tf32, bf16 (default: preset's)")
+    p.add_argument("--data", default=None, help="dataset files (else the usual search; synthetic if absent)")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
+
     p = sub.add_parser("datasets", help="list the datasets and where each looks for its files")
     p.add_argument("--check", metavar="NAME", help="load NAME (train split) and report what was found")
     p.add_argument("--data", metavar="PATH", help="with --check: the file or folder to load from")
@@ -203,7 +212,25 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "presets": cmd_presets, "datasets": cmd_datasets}
+def cmd_bench(args: argparse.Namespace) -> int:
+    import json
+
+    from wgan.bench import print_table, run_bench
+
+    if args.seconds <= 0:
+        raise UserError(f"--seconds {args.seconds}: must be > 0")
+    if args.batch is not None and args.batch < 1:
+        raise UserError(f"--batch {args.batch}: must be >= 1")
+    results, cfg, device = run_bench(args.preset, batch_size=args.batch, seconds=args.seconds, device_name=args.device,
+                                     precision=args.precision, data_path=args.data)
+    print_table(results, cfg, device)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"preset": cfg.preset, "batch_size": cfg.batch_size,
+                                               "device": str(device), "results": results}, indent=2))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "bench": cmd_bench, "sample": cmd_sample, "presets": cmd_presets, "datasets": cmd_datasets}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -79,7 +79,8 @@ def make_optimizers(cfg: TrainConfig, generator: nn.Module, critic: nn.Module, d
                     fast: bool = False) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
     """The papers' optimisers. `fast`: CUDA-graph-capturable variants (state on the device)."""
     if cfg.optimizer == "adam":
-        extra = dict(capturable=True, foreach=True) if fast else {}
+        # fused: one kernel for all parameters; capturable: step counts on the device, so a CUDA graph can hold it
+        extra = dict(capturable=True, fused=True) if fast else {}
         betas = (cfg.adam_beta1, cfg.adam_beta2)
         return (torch.optim.Adam(generator.parameters(), lr=cfg.lr_generator, betas=betas, **extra),
                 torch.optim.Adam(critic.parameters(), lr=cfg.lr_critic, betas=betas, **extra))
@@ -255,14 +256,14 @@ class Trainer:
     step: int = 0
 
     @classmethod
-    def build(cls, cfg: TrainConfig, fast: bool = False) -> "Trainer":
+    def build(cls, cfg: TrainConfig, fast: bool = False, data: Data | None = None) -> "Trainer":
         validate(cfg)
         device = resolve_device(cfg.device)
         seed_everything(cfg.seed)
         set_precision(cfg.precision, cfg.deterministic)
-        image_size = cfg.image_size or None
-        channels = cfg.channels or None
-        data = load_dataset(cfg.dataset, split="train", data_path=cfg.data, image_size=image_size, channels=channels)
+        if data is None:
+            data = load_dataset(cfg.dataset, split="train", data_path=cfg.data, image_size=cfg.image_size or None,
+                                channels=cfg.channels or None)
         if cfg.conditional and (data.y is None or data.num_classes < 2):
             raise UserError(f"--conditional needs a labelled dataset; {cfg.dataset} ({data.source}) has no classes")
         data = data.to(device)
@@ -378,16 +379,18 @@ def export_generator(trainer: Trainer, path: Path) -> None:
 
 
 def make_step(trainer: Trainer, fast: bool):
-    step = WganStep(trainer.cfg, trainer.generator, trainer.critic, trainer.opt_g, trainer.opt_c, trainer.data,
-                    trainer.device)
-    if fast:
-        from wgan.fast import CudaGraphStep, graph_unsupported_reason
+    """The step to run, and a note when the fast path was asked for but cannot be used."""
+    args = (trainer.cfg, trainer.generator, trainer.critic, trainer.opt_g, trainer.opt_c, trainer.data, trainer.device)
+    if not fast:
+        return WganStep(*args), None
+    from wgan.fast import CudaGraphStep, FusedWganStep, graph_unsupported_reason, use_channels_last
 
-        reason = graph_unsupported_reason(trainer)
-        if reason is None:
-            return CudaGraphStep(step), None
-        return step, f"fast path off: {reason}; using the eager step"
-    return step, None
+    step = FusedWganStep(*args)
+    reason = graph_unsupported_reason(trainer)
+    if reason is None:
+        use_channels_last(trainer)
+        return CudaGraphStep(step), None
+    return step, f"CUDA graph off: {reason}; using the fused eager step"
 
 
 def train(cfg: TrainConfig, *, resume: Path | None = None, dry_run: bool = False, progress: bool = True) -> Path:

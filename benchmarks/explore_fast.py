@@ -1,0 +1,112 @@
+"""Variants of the fast step, timed side by side on a CUDA machine (used to choose the defaults).
+
+python benchmarks/explore_fast.py --preset fashion-gp --batch 64 --data DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import torch
+
+from wgan.bench import bench_data, time_step
+from wgan.config import preset_config, validate
+from wgan.fast import CudaGraphStep, FusedWganStep
+from wgan.train import Trainer, WganStep
+
+
+def build(cfg, data, *, fused_step: bool, adam_fused: bool, channels_last: bool, graph: bool, benchmark=True,
+          cl_data=False, unfold=True):
+    if cl_data and data.x.dim() == 4:
+        data = dataclasses.replace(data, x=data.x.contiguous(memory_format=torch.channels_last))
+    trainer = Trainer.build(cfg, fast=True, data=data)
+    from wgan.train import set_precision
+    set_precision(cfg.precision, False)
+    torch.backends.cudnn.benchmark = benchmark
+    if channels_last:
+        trainer.generator.to(memory_format=torch.channels_last)
+        trainer.critic.to(memory_format=torch.channels_last)
+    if adam_fused and isinstance(trainer.opt_c, torch.optim.Adam):
+        cls = type(trainer.opt_c)
+        kw = lambda o: {k: v for k, v in o.defaults.items() if k not in ("foreach", "fused", "params")}
+        trainer.opt_c = cls(trainer.critic.parameters(), **{**kw(trainer.opt_c), "fused": True, "capturable": True})
+        trainer.opt_g = cls(trainer.generator.parameters(), **{**kw(trainer.opt_g), "fused": True, "capturable": True})
+    args = (cfg, trainer.generator, trainer.critic, trainer.opt_g, trainer.opt_c, trainer.data, trainer.device)
+    step = FusedWganStep(*args, unfold_first_conv=unfold) if fused_step else WganStep(*args)
+    return CudaGraphStep(step) if graph else step
+
+
+def kernel_profile(step, n=5):
+    from torch.profiler import ProfilerActivity, profile
+
+    for _ in range(3):
+        step()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(n):
+            step()
+        torch.cuda.synchronize()
+    events = [e for e in prof.key_averages() if e.device_type.name == "CUDA"]
+    kernels = sum(e.count for e in events) / n
+    gpu_us = sum(e.self_device_time_total for e in events) / n
+    top = sorted(events, key=lambda e: -e.self_device_time_total)[:12]
+    return kernels, gpu_us, top
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--preset", default="fashion-gp")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--data", default=None)
+    ap.add_argument("--seconds", type=float, default=4)
+    ap.add_argument("--profile", action="store_true")
+    args = ap.parse_args()
+    from wgan.data import DATASETS
+    over = {} if preset_config(args.preset).dataset in DATASETS else dict(dataset="fashion-mnist")  # same shapes after resizing
+    cfg = validate(preset_config(args.preset, batch_size=args.batch, data=args.data, device="cuda", **over))
+    device = torch.device("cuda")
+    data, note = bench_data(cfg, device)
+    print("data:", note)
+    F = dict(fused_step=True, adam_fused=False, graph=True)
+    variants = {
+        "eager plain fp32": (dict(precision="fp32"), dict(fused_step=False, adam_fused=False, channels_last=False, graph=False)),
+        "graph plain tf32": ({}, dict(fused_step=False, adam_fused=False, channels_last=False, graph=True)),
+        "graph fused tf32 no-unfold": ({}, dict(F, channels_last=False, unfold=False)),
+        "graph fused tf32": ({}, dict(F, channels_last=False)),
+        "graph fused bf16 no-unfold": (dict(precision="bf16"), dict(F, channels_last=False, unfold=False)),
+        "graph fused bf16": (dict(precision="bf16"), dict(F, channels_last=False)),
+        "graph fused bf16 cl": (dict(precision="bf16"), dict(F, channels_last=True, cl_data=True)),
+        "graph fused tf32 cl": ({}, dict(F, channels_last=True, cl_data=True)),
+    }
+    variants_old = {
+        "eager plain fp32": (dict(precision="fp32"), dict(fused_step=False, adam_fused=False, channels_last=False, graph=False)),
+        "graph plain": ({}, dict(fused_step=False, adam_fused=False, channels_last=False, graph=True)),
+        "graph fused": ({}, dict(fused_step=True, adam_fused=False, channels_last=False, graph=True)),
+        "graph fused+adamfused": ({}, dict(fused_step=True, adam_fused=True, channels_last=False, graph=True)),
+        "graph fused+adamfused bf16": (dict(precision="bf16"), dict(fused_step=True, adam_fused=True, channels_last=False, graph=True)),
+        "graph fused+adamfused cl": ({}, dict(fused_step=True, adam_fused=True, channels_last=True, graph=True)),
+        "graph fused+adamfused fp32": (dict(precision="fp32"), dict(fused_step=True, adam_fused=True, channels_last=False, graph=True)),
+    }
+    base = None
+    for name, (change, opts) in variants.items():
+        vcfg = dataclasses.replace(cfg, **change)
+        from wgan.train import set_precision
+        try:
+            step = build(vcfg, data, **opts)
+            its, _ = time_step(step, args.seconds, device, warmup_steps=5)
+        except Exception as exc:
+            print(f"{name:<30} failed: {type(exc).__name__}: {str(exc)[:200]}")
+            continue
+        base = base or its
+        print(f"{name:<30} {its:8.1f} it/s  {its / base:5.2f}x", flush=True)
+        if args.profile and name in ("graph fused tf32", "graph fused bf16"):
+            inner = step.step if isinstance(step, CudaGraphStep) else step
+            k, us, top = kernel_profile(inner)
+            print(f"   eager kernels/iter {k:.0f}, GPU busy {us:.0f} us/iter")
+            for e in top:
+                print(f"     {e.self_device_time_total / 5:8.0f} us {e.count / 5:6.0f}x  {e.key[:90]}")
+
+
+if __name__ == "__main__":
+    main()

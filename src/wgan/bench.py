@@ -1,0 +1,113 @@
+"""`wgan bench`: the fast step against a plain eager step of the same model, same batch, same data,
+in one process, so the ratio is measured rather than assumed."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import torch
+
+from wgan.config import preset_config, validate
+from wgan.data import DATASETS, Data
+from wgan.errors import UserError
+
+
+def bench_data(cfg, device: torch.device, n: int = 20000) -> tuple[Data, str]:
+    """The preset's dataset when its files are at hand, else random uint8 images of its shape: speed
+    does not depend on pixel values."""
+    from wgan.data import load_dataset
+
+    try:
+        data = load_dataset(cfg.dataset, data_path=cfg.data, image_size=cfg.image_size or None,
+                            channels=cfg.channels or None)
+        return data.to(device), f"{cfg.dataset} ({len(data)} samples)"
+    except UserError:
+        entry = DATASETS.get(cfg.dataset)
+        classes = max(entry.num_classes if entry else 0, 2 if cfg.conditional else 0)
+        if cfg.image_size:
+            x = torch.randint(0, 256, (n, cfg.channels, cfg.image_size, cfg.image_size), dtype=torch.uint8)
+        else:
+            x = torch.randn(n, 2)
+        y = torch.randint(0, classes, (n,)) if classes else None
+        return Data(cfg.dataset, x, y, classes, source="synthetic").to(device), f"synthetic {tuple(x.shape[1:])} (no {cfg.dataset} files found)"
+
+
+def time_step(step, seconds: float, device: torch.device, warmup_steps: int) -> tuple[float, int]:
+    """Generator iterations per second over about `seconds`, after warm-up (capture included)."""
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    for _ in range(warmup_steps):
+        step()
+    step.read_and_reset(1)
+    sync()
+    count, start = 0, time.perf_counter()
+    chunk = 1
+    while True:
+        for _ in range(chunk):
+            step()
+        count += chunk
+        sync()
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            break
+        chunk = min(chunk * 2, 64)
+    step.read_and_reset(count)  # also proves the sums were readable
+    return count / elapsed, count
+
+
+def run_bench(preset: str, *, batch_size: int | None, seconds: float, device_name: str, precision: str | None,
+              data_path: str | None = None) -> list[dict]:
+    from wgan.train import Trainer, make_step, resolve_device, set_precision
+
+    overrides = dict(batch_size=batch_size, device=device_name, data=data_path)
+    if precision:
+        overrides["precision"] = precision
+    cfg = validate(preset_config(preset, **overrides))
+    device = resolve_device(cfg.device)
+    results = []
+    data, data_note = bench_data(cfg, device)
+    print(f"data: {data_note}")
+    variants = [("eager (plain)", dict(fast=False, precision="fp32"))]
+    if device.type == "cuda":
+        variants.append(("fast", dict(fast=True)))
+    else:
+        variants.append(("eager fused", dict(fast=True)))
+    for label, change in variants:
+        vcfg = dataclasses.replace(cfg, **change)
+        fast = vcfg.fast
+        trainer = Trainer.build(vcfg, fast=fast and device.type == "cuda", data=data)
+        data = trainer.data
+        set_precision(vcfg.precision, False)
+        step, note = make_step(trainer, fast)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        its, count = time_step(step, seconds, device, warmup_steps=5)
+        peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")
+        results.append(dict(variant=label, iterations_per_s=its, critic_images_per_s=its * vcfg.critic_steps * vcfg.batch_size,
+                            iterations=count, peak_mem_mib=peak, precision=vcfg.precision, note=note or ""))
+        del trainer, step
+    return results, cfg, device
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (torch {torch.__version__}, CUDA {torch.version.cuda})"
+    import platform
+
+    return f"CPU {platform.processor() or platform.machine()} x{torch.get_num_threads()} threads (torch {torch.__version__})"
+
+
+def print_table(results: list[dict], cfg, device: torch.device) -> None:
+    print(f"wgan bench: preset {cfg.preset}, model {cfg.model}, loss {cfg.loss}, batch {cfg.batch_size}, "
+          f"{cfg.critic_steps} critic steps per generator step")
+    print(f"device: {describe_device(device)}")
+    print(f"{'variant':<16} {'precision':<9} {'gen it/s':>10} {'critic img/s':>14} {'peak MiB':>10} {'vs eager':>9}")
+    base = results[0]["iterations_per_s"]
+    for r in results:
+        print(f"{r['variant']:<16} {r['precision']:<9} {r['iterations_per_s']:>10.1f} {r['critic_images_per_s']:>14.0f} "
+              f"{r['peak_mem_mib']:>10.0f} {r['iterations_per_s'] / base:>8.2f}x")
+        if r["note"]:
+            print(f"  note: {r['note']}")

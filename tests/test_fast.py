@@ -1,0 +1,134 @@
+"""The fast step computes what the plain step computes; the CUDA graph path where a GPU exists."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from wgan import losses
+from wgan.config import TrainConfig
+from wgan.data import Data
+from wgan.fast import CudaGraphStep, FusedWganStep, UnfoldConv2d, unfold_thin_convs
+from wgan.train import Trainer, WganStep, make_step
+
+
+def tiny_data(n: int = 64, classes: int = 3) -> Data:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (n, 1, 28, 28), generator=g, dtype=torch.uint8)
+    y = torch.randint(0, classes, (n,), generator=g)
+    return Data("tiny", x, y, classes, [str(i) for i in range(classes)], source="memory")
+
+
+def run_steps(step_cls, cfg: TrainConfig, data: Data, steps: int):
+    trainer = Trainer.build(cfg, data=data)
+    step = step_cls(cfg, trainer.generator, trainer.critic, trainer.opt_g, trainer.opt_c, trainer.data, trainer.device)
+    for _ in range(steps):
+        step()
+    return trainer, step.read_and_reset(steps)
+
+
+CASES = {
+    "gp": dict(loss="gp"),
+    "lp": dict(loss="lp"),
+    "gp-conditional-layernorm": dict(loss="gp", conditional=True, critic_norm="layer"),
+    "clip-batchnorm": dict(loss="clip", optimizer="rmsprop", lr_critic=5e-5, lr_generator=5e-5, critic_norm="batch"),
+    "gp-mlp": dict(loss="gp", model="mlp", width=16),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_fused_step_matches_plain_step(case):
+    cfg = TrainConfig(**{**dict(dataset="fashion-mnist", width=8, batch_size=8, critic_steps=3, device="cpu",
+                                tensorboard=False), **CASES[case]})
+    data = tiny_data()
+    plain, plain_stats = run_steps(WganStep, cfg, data, steps=3)
+    fused, fused_stats = run_steps(FusedWganStep, cfg, data, steps=3)
+    for name in plain_stats:
+        assert fused_stats[name] == pytest.approx(plain_stats[name], rel=1e-4, abs=1e-5), name
+    for model in ("generator", "critic"):
+        for (key, p), q in zip(getattr(plain, model).state_dict().items(), getattr(fused, model).state_dict().values()):
+            assert torch.allclose(p.float(), q.float(), rtol=1e-4, atol=1e-5), f"{model}.{key}"
+
+
+@pytest.mark.parametrize("in_channels,kernel,stride,padding", [(1, 5, 2, 2), (2, 5, 2, 2), (3, 4, 2, 1), (1, 3, 1, 1)])
+def test_unfold_conv_matches_conv_and_its_penalty_gradient(in_channels, kernel, stride, padding):
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(in_channels, 6, kernel, stride, padding)
+    ref = torch.nn.Sequential(conv, torch.nn.LeakyReLU(0.2), torch.nn.Flatten(), torch.nn.LazyLinear(1))
+    x = torch.randn(5, in_channels, 20, 20)
+    ref(x)
+    fast = copy.deepcopy(ref)
+    assert unfold_thin_convs(fast) == 1 and isinstance(fast[0], UnfoldConv2d)
+    assert torch.allclose(ref(x), fast(x), atol=1e-5)
+    eps = torch.rand(5)
+    weights = [ref[0].weight, ref[3].weight]
+    g_ref = torch.autograd.grad(losses.gradient_penalty(ref, x, 0.5 * x, eps=eps), weights)
+    g_fast = torch.autograd.grad(losses.gradient_penalty(fast, x, 0.5 * x, eps=eps), [fast[0].weight, fast[3].weight])
+    for a, b in zip(g_ref, g_fast):
+        assert a.abs().sum() > 0
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+    assert fast.state_dict().keys() == ref.state_dict().keys()
+
+
+@pytest.mark.parametrize("step_cls", [WganStep, FusedWganStep])
+def test_penalty_gradient_reaches_the_critic_in_every_step(step_cls):
+    """The penalty alone puts gradients on the critic's weights (its double backward is kept), and
+    both steps report a positive penalty."""
+    cfg = TrainConfig(dataset="fashion-mnist", width=8, batch_size=8, critic_steps=1, device="cpu", gp_weight=10.0,
+                      tensorboard=False)
+    trainer = Trainer.build(cfg, data=tiny_data())
+    step = step_cls(cfg, trainer.generator, trainer.critic, trainer.opt_g, trainer.opt_c, trainer.data, trainer.device)
+    grads = {}
+    hooks = [p.register_hook(lambda g, name=name: grads.__setitem__(name, g.clone()))
+             for name, p in trainer.critic.named_parameters()]
+    real, _ = trainer.data.batch(8)
+    fake = trainer.generator(torch.randn(8, cfg.latent_dim)).detach()
+    penalty = losses.gradient_penalty(trainer.critic, real, fake)
+    penalty.backward()
+    for h in hooks:
+        h.remove()
+    first_conv = next(name for name in grads if name.endswith("weight"))
+    assert grads[first_conv].abs().sum() > 0
+    step()
+    stats = step.read_and_reset(1)
+    assert stats["penalty"] > 0
+
+
+def test_make_step_on_cpu_falls_back_with_a_note():
+    cfg = TrainConfig(dataset="fashion-mnist", width=8, batch_size=8, critic_steps=1, device="cpu", tensorboard=False)
+    trainer = Trainer.build(cfg, data=tiny_data())
+    step, note = make_step(trainer, fast=True)
+    assert isinstance(step, FusedWganStep)
+    assert "CUDA" in note
+    step, note = make_step(trainer, fast=False)
+    assert isinstance(step, WganStep) and note is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_graph_step_matches_eager_on_gpu():
+    cfg = TrainConfig(dataset="fashion-mnist", width=16, batch_size=16, critic_steps=2, device="cuda", precision="fp32",
+                      tensorboard=False)
+    data = tiny_data()
+    results = []
+    for graph in (False, True):
+        trainer = Trainer.build(cfg, fast=True, data=data)
+        step = FusedWganStep(cfg, trainer.generator, trainer.critic, trainer.opt_g, trainer.opt_c,
+                             trainer.data.to("cuda"), trainer.device)
+        step = CudaGraphStep(step) if graph else step
+        for _ in range(6):
+            step()
+        results.append((trainer, step.read_and_reset(6)))
+    (eager, s1), (graphed, s2) = results
+    assert s1 == pytest.approx(s2, rel=1e-3, abs=1e-4)
+    for p, q in zip(eager.critic.parameters(), graphed.critic.parameters()):
+        assert torch.allclose(p, q, rtol=1e-3, atol=1e-4)
+
+
+def test_bench_cpu_prints_its_table(capsys):
+    from wgan.cli import main
+
+    assert main(["bench", "--device", "cpu", "--seconds", "0.5", "--preset", "quick", "--batch", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "gen it/s" in out and "eager (plain)" in out and "vs eager" in out
