@@ -17,7 +17,7 @@ from wgan.train import Trainer, WganStep
 
 
 def build(cfg, data, *, fused_step: bool, adam_fused: bool, channels_last: bool, graph: bool, benchmark=True,
-          cl_data=False, unfold=True):
+          cl_data=False, unfold=True, compile_models=False):
     if cl_data and data.x.dim() == 4:
         data = dataclasses.replace(data, x=data.x.contiguous(memory_format=torch.channels_last))
     trainer = Trainer.build(cfg, fast=True, data=data)
@@ -32,6 +32,9 @@ def build(cfg, data, *, fused_step: bool, adam_fused: bool, channels_last: bool,
         kw = lambda o: {k: v for k, v in o.defaults.items() if k not in ("foreach", "fused", "params")}
         trainer.opt_c = cls(trainer.critic.parameters(), **{**kw(trainer.opt_c), "fused": True, "capturable": True})
         trainer.opt_g = cls(trainer.generator.parameters(), **{**kw(trainer.opt_g), "fused": True, "capturable": True})
+    if compile_models:
+        trainer.generator.compile()
+        trainer.critic.compile()
     args = (cfg, trainer.generator, trainer.critic, trainer.opt_g, trainer.opt_c, trainer.data, trainer.device)
     step = FusedWganStep(*args, unfold_first_conv=unfold) if fused_step else WganStep(*args)
     return CudaGraphStep(step) if graph else step
@@ -71,13 +74,10 @@ def main():
     F = dict(fused_step=True, adam_fused=False, graph=True)
     variants = {
         "eager plain fp32": (dict(precision="fp32"), dict(fused_step=False, adam_fused=False, channels_last=False, graph=False)),
-        "graph plain tf32": ({}, dict(fused_step=False, adam_fused=False, channels_last=False, graph=True)),
-        "graph fused tf32 no-unfold": ({}, dict(F, channels_last=False, unfold=False)),
-        "graph fused tf32": ({}, dict(F, channels_last=False)),
-        "graph fused bf16 no-unfold": (dict(precision="bf16"), dict(F, channels_last=False, unfold=False)),
-        "graph fused bf16": (dict(precision="bf16"), dict(F, channels_last=False)),
-        "graph fused bf16 cl": (dict(precision="bf16"), dict(F, channels_last=True, cl_data=True)),
         "graph fused tf32 cl": ({}, dict(F, channels_last=True, cl_data=True)),
+        "graph fused bf16 cl": (dict(precision="bf16"), dict(F, channels_last=True, cl_data=True)),
+        "graph fused tf32 cl compile": ({}, dict(F, channels_last=True, cl_data=True, compile_models=True)),
+        "graph fused bf16 cl compile": (dict(precision="bf16"), dict(F, channels_last=True, cl_data=True, compile_models=True)),
     }
     variants_old = {
         "eager plain fp32": (dict(precision="fp32"), dict(fused_step=False, adam_fused=False, channels_last=False, graph=False)),

@@ -14,15 +14,20 @@ from wgan.fast import CudaGraphStep, FusedWganStep, UnfoldConv2d, unfold_thin_co
 from wgan.train import Trainer, WganStep, make_step
 
 
-def tiny_data(n: int = 64, classes: int = 3) -> Data:
+def tiny_data(n: int = 64, classes: int = 3, size: int = 28, channels: int = 1) -> Data:
     g = torch.Generator().manual_seed(0)
-    x = torch.randint(0, 256, (n, 1, 28, 28), generator=g, dtype=torch.uint8)
+    x = torch.randint(0, 256, (n, channels, size, size), generator=g, dtype=torch.uint8)
     y = torch.randint(0, classes, (n,), generator=g)
     return Data("tiny", x, y, classes, [str(i) for i in range(classes)], source="memory")
 
 
-def run_steps(step_cls, cfg: TrainConfig, data: Data, steps: int):
+def run_steps(step_cls, cfg: TrainConfig, data: Data, steps: int, sgd: bool = False):
     trainer = Trainer.build(cfg, data=data)
+    if sgd:
+        # Adam and RMSprop turn float noise in near-zero gradients (e.g. a conv bias before batch
+        # norm, whose true gradient is 0) into full-size steps; SGD keeps noise noise-sized.
+        trainer.opt_c = torch.optim.SGD(trainer.critic.parameters(), lr=0.01)
+        trainer.opt_g = torch.optim.SGD(trainer.generator.parameters(), lr=0.01)
     step = step_cls(cfg, trainer.generator, trainer.critic, trainer.opt_g, trainer.opt_c, trainer.data, trainer.device)
     for _ in range(steps):
         step()
@@ -34,6 +39,8 @@ CASES = {
     "lp": dict(loss="lp"),
     "gp-conditional-layernorm": dict(loss="gp", conditional=True, critic_norm="layer"),
     "clip-batchnorm": dict(loss="clip", optimizer="rmsprop", lr_critic=5e-5, lr_generator=5e-5, critic_norm="batch"),
+    "clip-dcgan32-batchnorm-generator": dict(loss="clip", optimizer="rmsprop", model="dcgan32", image_size=32,
+                                             channels=3, critic_norm="batch"),
     "gp-mlp": dict(loss="gp", model="mlp", width=16),
 }
 
@@ -42,12 +49,16 @@ CASES = {
 def test_fused_step_matches_plain_step(case):
     cfg = TrainConfig(**{**dict(dataset="fashion-mnist", width=8, batch_size=8, critic_steps=3, device="cpu",
                                 tensorboard=False), **CASES[case]})
-    data = tiny_data()
-    plain, plain_stats = run_steps(WganStep, cfg, data, steps=3)
-    fused, fused_stats = run_steps(FusedWganStep, cfg, data, steps=3)
+    data = tiny_data(size=cfg.image_size, channels=cfg.channels)
+    _, plain_stats = run_steps(WganStep, cfg, data, steps=3)
+    _, fused_stats = run_steps(FusedWganStep, cfg, data, steps=3)
     for name in plain_stats:
         assert fused_stats[name] == pytest.approx(plain_stats[name], rel=1e-4, abs=1e-5), name
-    for model in ("generator", "critic"):
+    plain, plain_stats = run_steps(WganStep, cfg, data, steps=3, sgd=True)
+    fused, fused_stats = run_steps(FusedWganStep, cfg, data, steps=3, sgd=True)
+    for name in plain_stats:
+        assert fused_stats[name] == pytest.approx(plain_stats[name], rel=1e-4, abs=1e-5), name
+    for model in ("generator", "critic"):  # parameters and batch-norm running statistics
         for (key, p), q in zip(getattr(plain, model).state_dict().items(), getattr(fused, model).state_dict().values()):
             assert torch.allclose(p.float(), q.float(), rtol=1e-4, atol=1e-5), f"{model}.{key}"
 

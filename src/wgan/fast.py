@@ -86,16 +86,83 @@ def has_batch_norm(module: torch.nn.Module) -> bool:
     return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.modules())
 
 
+class _GroupedBatchNormMixin:
+    """Batch norm that, when `groups` > 1, normalises each of `groups` consecutive equal slices of
+    the batch with its own statistics and updates the running statistics as `groups` successive
+    calls would. So one call on torch.cat of k batches computes exactly what k calls compute,
+    forward and backward, in one set of kernels.
+
+    The slices become channel groups of one ordinary batch-norm call: (k*n, C, ...) is laid out as
+    (n, k*C, ...), whose per-channel statistics are the per-slice statistics.
+    """
+
+    groups: int = 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = self.groups
+        if k == 1 or not self.training or not self.track_running_stats or self.momentum is None:
+            return super().forward(x)
+        import torch.nn.functional as F
+
+        n, c, rest = x.shape[0] // k, x.shape[1], x.shape[2:]
+        xs = x.reshape(k, n, c, *rest).transpose(0, 1).reshape(n, k * c, *rest)
+        mean_k, var_k = self.running_mean.repeat(k), self.running_var.repeat(k)
+        y = F.batch_norm(xs, mean_k, var_k, self.weight.repeat(k), self.bias.repeat(k), True, self.momentum, self.eps)
+        with torch.no_grad():
+            # Each slice's buffer now holds (1-m) r0 + m s_i; k successive calls would leave
+            # (1-m)^k r0 + sum_i m (1-m)^(k-1-i) s_i.
+            m = self.momentum
+            decay = (1 - m) ** torch.arange(k - 1, -1, -1, device=x.device, dtype=self.running_mean.dtype)
+            for buf, updated in ((self.running_mean, mean_k), (self.running_var, var_k)):
+                contrib = ((updated.view(k, c) - (1 - m) * buf) * decay[:, None]).sum(0)
+                buf.mul_((1 - m) ** k).add_(contrib)
+            self.num_batches_tracked.add_(k)
+        y = y.reshape(n, k, c, *rest).transpose(0, 1).reshape(k * n, c, *rest)
+        if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+            y = y.contiguous(memory_format=torch.channels_last)
+        return y
+
+
+_GROUPED_CLASSES: dict[type, type] = {}
+
+
+def enable_grouped_batch_norm(module: torch.nn.Module) -> list[torch.nn.Module]:
+    """Give every batch-norm layer in `module` the grouped forward (parameters and buffers kept)."""
+    layers = []
+    for m in module.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and not isinstance(m, _GroupedBatchNormMixin):
+            cls = type(m)
+            m.__class__ = _GROUPED_CLASSES.setdefault(cls, type("Grouped" + cls.__name__, (_GroupedBatchNormMixin, cls), {}))
+        if isinstance(m, _GroupedBatchNormMixin):
+            layers.append(m)
+    return layers
+
+
+class batch_norm_groups:
+    """Context: the given grouped batch-norm layers treat each batch as `groups` separate batches."""
+
+    def __init__(self, layers: list[torch.nn.Module], groups: int):
+        self.layers, self.groups = layers, groups
+
+    def __enter__(self):
+        for m in self.layers:
+            m.groups = self.groups
+
+    def __exit__(self, *exc):
+        for m in self.layers:
+            m.groups = 1
+
+
 class FusedWganStep:
     """The plain step's maths and random draws, in fewer and larger kernels.
 
     - Random numbers are drawn in exactly the plain step's order (per critic step: batch indices,
       noise, penalty epsilon), so both steps see the same batches, noise and interpolates.
     - The generator does not change during the critic steps, so the fakes for all of them come from
-      one forward pass over critic_steps * batch noise vectors (only without batch norm in G, whose
-      batch statistics would otherwise change).
-    - Without batch norm in the critic, samples do not interact, so real and fake images go through
-      the critic as one batch.
+      one forward pass over critic_steps * batch noise vectors.
+    - Real and fake images go through the critic as one batch.
+    Batch-norm layers are switched to grouped statistics for these batched calls, so they normalise
+    each original batch on its own, exactly as the separate calls do.
     In a CUDA graph, fewer kernels is what remains to win once launch overhead is gone.
     """
 
@@ -105,8 +172,8 @@ class FusedWganStep:
         self.plain = WganStep(cfg, generator, critic, opt_g, opt_c, data, device)
         self.cfg, self.generator, self.critic, self.opt_c, self.data, self.device = cfg, generator, critic, opt_c, data, device
         self.conditional = generator.shape.conditional
-        self.batch_generator = not has_batch_norm(generator)
-        self.batch_critic = not has_batch_norm(critic)
+        self.g_norms = enable_grouped_batch_norm(generator)
+        self.c_norms = enable_grouped_batch_norm(critic)
         self.autocast = self.plain.autocast
         self.bf16 = cfg.precision == "bf16" and device.type == "cuda"
         if cfg.uses_penalty and unfold_first_conv:
@@ -134,11 +201,8 @@ class FusedWganStep:
 
         cfg, b = self.cfg, real.shape[0]
         two = None if labels is None else torch.cat([labels, labels])
-        with self.autocast:
-            if self.batch_critic:
-                real_scores, fake_scores = self.critic(torch.cat([real, fake]), two).float().split(b)
-            else:
-                real_scores, fake_scores = self.critic(real, labels).float(), self.critic(fake, labels).float()
+        with self.autocast, batch_norm_groups(self.c_norms, 2):
+            real_scores, fake_scores = self.critic(torch.cat([real, fake]), two).float().split(b)
         # The interpolates get a forward of their own: in one batch with real and fake, the penalty's
         # double backward would run over all three parts, two of them with zero gradient.
         if cfg.uses_penalty:
@@ -162,12 +226,9 @@ class FusedWganStep:
         flat_idx = torch.cat(idx)
         reals = self.data.to_model_space(self.data.x[flat_idx]).split(cfg.batch_size)
         labels = self.data.y[flat_idx].split(cfg.batch_size) if self.conditional else [None] * k
-        with torch.no_grad(), self.autocast:
-            if self.batch_generator:
-                all_labels = torch.cat(labels) if self.conditional else None
-                fakes = self.generator(torch.cat(z), all_labels).float().split(cfg.batch_size)
-            else:
-                fakes = [self.generator(z[i], labels[i]).float() for i in range(k)]
+        with torch.no_grad(), self.autocast, batch_norm_groups(self.g_norms, k):
+            all_labels = torch.cat(labels) if self.conditional else None
+            fakes = self.generator(torch.cat(z), all_labels).float().split(cfg.batch_size)
         stats = torch.stack([self._critic_update(reals[i], fakes[i], labels[i], eps[i] if eps else None)
                              for i in range(k)]).mean(0)
         g_loss = self.plain.generator_step()
