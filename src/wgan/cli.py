@@ -68,8 +68,16 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, dest=f.name, type=base, default=None, metavar=f.name.upper(), help=help_text)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A parse error (unknown option, `--steps x`) is a user error too: one line on stderr, exit code 2,
+    instead of argparse's usage block. Subcommand parsers inherit this class."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="wgan", description="Wasserstein GANs: train, sample, evaluate, report.")
+    parser = OneLineParser(prog="wgan", description="Wasserstein GANs: train, sample, evaluate, report.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a WGAN / WGAN-GP")
