@@ -227,8 +227,9 @@ TRAIN_ERRORS = [
     (["--image-size", "-1"], "--image-size -1"),
     (["--sample-every-steps", "-1"], "--sample-every-steps -1"),
     (["--device", "tpu"], "--device tpu"),
-    (["--model", "dcgan32"], "--image-size 32"),  # found when the model is built, still before the run exists
+    (["--model", "dcgan32"], "--image-size 32"),
     (["--image-size", "32"], "--image-size 28"),
+    (["--image-size", "0", "--model", "dcgan32"], "--image-size 32"),  # found when the model is built
     (["--model", "mlp", "--loss", "clip", "--critic-norm", "batch"], "--critic-norm batch"),
     (["--critic-steps", "x"], "--critic-steps"),  # argparse's own refusals are one line too
     (["--no-such-option"], "--no-such-option"),
@@ -356,6 +357,15 @@ def test_any_unknown_name_is_refused(value, name):
     assert value in msg
 
 
+@QUICK
+@given(model=st.sampled_from([m for m in sorted(MODELS) if MODELS[m].image_sizes]),
+       size=st.integers(min_value=1, max_value=4096))
+def test_any_image_size_a_model_cannot_make_is_refused(model, size):
+    assume(size not in MODELS[model].image_sizes)
+    msg = _refused(TrainConfig(model=model, image_size=size), "image_size")
+    assert f"--image-size {MODELS[model].image_sizes[0]}" in msg
+
+
 def _valid_configs():
     unit = st.floats(min_value=1e-8, max_value=1.0, exclude_max=True)
     beta = st.floats(min_value=0.0, max_value=1.0, exclude_max=True)
@@ -366,13 +376,15 @@ def _valid_configs():
     def build(draw):
         loss = draw(st.sampled_from(sorted(LOSSES)))
         norms = [n for n in CRITIC_NORMS if loss == "clip" or n != "batch"]
+        model = draw(st.sampled_from(sorted(MODELS)))
         values = dict(
-            dataset=draw(st.sampled_from(sorted(DATASETS))), model=draw(st.sampled_from(sorted(MODELS))),
+            dataset=draw(st.sampled_from(sorted(DATASETS))), model=model,
             loss=loss, critic_norm=draw(st.sampled_from(norms)), optimizer=draw(st.sampled_from(OPTIMIZERS)),
             precision=draw(st.sampled_from(PRECISIONS)), lr_critic=draw(unit), lr_generator=draw(unit),
             adam_beta1=draw(beta), adam_beta2=draw(beta),
             clip_value=draw(st.floats(min_value=1e-6, max_value=1e6)), gp_weight=draw(st.floats(0.0, 1e6)),
-            image_size=draw(st.sampled_from([0, 28, 32, 64])), channels=draw(st.sampled_from([0, 1, 3])),
+            image_size=draw(st.sampled_from([0, *(MODELS[model].image_sizes or (8, 28, 64))])),
+            channels=draw(st.sampled_from([0, 1, 3])),
             device=draw(st.sampled_from(["auto", "cpu", "cuda", "cuda:0", "cuda:3"])),
             **{n: draw(count) for n in POSITIVE_INTS}, **{n: draw(interval) for n in NON_NEGATIVE_INTS},
         )

@@ -166,6 +166,12 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     need(isinstance(cfg.image_size, int) and cfg.image_size >= 0,
          f"--image-size {cfg.image_size}: must be a whole number of pixels (0 keeps the dataset's size)")
     need(cfg.channels in (0, 1, 3), f"--channels {cfg.channels}: use 1 (grayscale) or 3 (RGB)")
+    # Refused here, not when the model is built, so a large dataset is not loaded first.
+    fixed_sizes = MODELS[cfg.model].image_sizes or ()
+    if cfg.image_size and fixed_sizes and cfg.image_size not in fixed_sizes:
+        size = fixed_sizes[0]
+        raise UserError(f"--image-size {cfg.image_size}: model '{cfg.model}' makes {size}x{size} images; "
+                        f"pass --image-size {size} or choose another model")
     if cfg.uses_penalty:
         need(cfg.critic_norm != "batch",
              f"--critic-norm batch with --loss {cfg.loss}: batch norm couples the samples of a batch, which the "
