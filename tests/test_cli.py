@@ -262,9 +262,13 @@ def test_presets_lists_every_preset(capsys):
     assert rc == 0
     rows = out.strip().splitlines()
     assert len(rows) == 1 + len(PRESETS)
+    columns = {key: rows[0].index(key) for key in ("lr (C/G)", "n_critic", "batch", "steps")}
     for name, row in zip(PRESETS, rows[1:]):
         cfg = preset_config(name)
         assert row.split()[:4] == [name, cfg.dataset, cfg.model, cfg.loss]
+        # every value sits under its heading
+        assert row[columns["lr (C/G)"]:].split()[0] == f"{cfg.lr_critic:g}/{cfg.lr_generator:g}"
+        assert row[columns["n_critic"]:].split()[:3] == [str(cfg.critic_steps), str(cfg.batch_size), str(cfg.steps)]
 
 
 def test_the_product_presets_exist():

@@ -187,8 +187,9 @@ def cmd_presets(args: argparse.Namespace) -> int:
     for name, (description, _) in PRESETS.items():
         c = preset_config(name)
         reg = f"c={c.clip_value}" if c.loss == "clip" else f"lambda={c.gp_weight}"
+        lr = f"{c.lr_critic:g}/{c.lr_generator:g}"
         print(f"{name:<16} {c.dataset:<15} {c.model:<8} {c.loss:<5} {c.optimizer:<9} "
-              f"{c.lr_critic:g}/{c.lr_generator:g}{'':<3} {c.critic_steps:<8} {c.batch_size:<6} {c.steps:<7} "
+              f"{lr:<15} {c.critic_steps:<8} {c.batch_size:<6} {c.steps:<7} "
               f"{description} ({reg}{', conditional' if c.conditional else ''})")
     return 0
 
