@@ -143,6 +143,15 @@ def test_sample_is_repeatable_by_seed(quick_run, tmp_path, capsys):
     assert np.array_equal(a, b) and not np.array_equal(a, c)
 
 
+def test_sample_from_the_exported_weights_matches_the_run(quick_run, tmp_path, capsys):
+    for source, name in (("--run", "run.npz"), ("--weights", "weights.npz")):
+        target = quick_run if source == "--run" else quick_run / "generator.safetensors"
+        rc, _, _ = run_cli(capsys, "sample", source, str(target), "--num", "5", "--out", str(tmp_path / name))
+        assert rc == 0
+    with np.load(tmp_path / "run.npz") as a, np.load(tmp_path / "weights.npz") as b:
+        assert np.array_equal(a["images"], b["images"])
+
+
 def test_sample_png_is_a_grid(quick_run, tmp_path, capsys):
     out = tmp_path / "grid.png"
     rc, _, _ = run_cli(capsys, "sample", "--run", str(quick_run), "--num", "10", "--out", str(out))

@@ -247,7 +247,7 @@ def test_conditional_step_trains_the_label_embeddings():
     assert not torch.equal(step.critic.cond.embed.weight, c_embed)
 
 
-# --- set-up helpers ------------------------------------------------------------------------------
+# --- set-up functions ------------------------------------------------------------------------------
 
 
 def test_optimizers_follow_the_papers():
