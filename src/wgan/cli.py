@@ -68,8 +68,16 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, dest=f.name, type=base, default=None, metavar=f.name.upper(), help=help_text)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A parse error (unknown option, `--steps x`) is a user error too: one line on stderr, exit code 2,
+    instead of argparse's usage block. Subcommand parsers inherit this class."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="wgan", description="Wasserstein GANs: train, sample, evaluate, report.")
+    parser = OneLineParser(prog="wgan", description="Wasserstein GANs: train, sample, evaluate, report.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a WGAN / WGAN-GP")
@@ -188,8 +196,9 @@ def cmd_presets(args: argparse.Namespace) -> int:
     for name, (description, _) in PRESETS.items():
         c = preset_config(name)
         reg = f"c={c.clip_value}" if c.loss == "clip" else f"lambda={c.gp_weight}"
+        lr = f"{c.lr_critic:g}/{c.lr_generator:g}"
         print(f"{name:<16} {c.dataset:<15} {c.model:<8} {c.loss:<5} {c.optimizer:<9} "
-              f"{c.lr_critic:g}/{c.lr_generator:g}{'':<3} {c.critic_steps:<8} {c.batch_size:<6} {c.steps:<7} "
+              f"{lr:<15} {c.critic_steps:<8} {c.batch_size:<6} {c.steps:<7} "
               f"{description} ({reg}{', conditional' if c.conditional else ''})")
     return 0
 

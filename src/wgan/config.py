@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -159,14 +161,21 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     for name in ("sample_every_steps", "checkpoint_every_steps", "eval_every_steps"):
         v = getattr(cfg, name)
         need(isinstance(v, int) and v >= 0, f"--{name.replace('_', '-')} {v}: must be >= 0 (0 turns it off)")
-    need(cfg.clip_value > 0, f"--clip-value {cfg.clip_value}: must be > 0")
-    need(cfg.gp_weight >= 0, f"--gp-weight {cfg.gp_weight}: must be >= 0")
-    need(cfg.image_size >= 0 and cfg.channels in (0, 1, 3),
-         f"--channels {cfg.channels}: use 1 (grayscale) or 3 (RGB)")
+    need(0 < cfg.clip_value < math.inf, f"--clip-value {cfg.clip_value}: must be a finite number > 0")
+    need(0 <= cfg.gp_weight < math.inf, f"--gp-weight {cfg.gp_weight}: must be a finite number >= 0")
+    need(isinstance(cfg.image_size, int) and cfg.image_size >= 0,
+         f"--image-size {cfg.image_size}: must be a whole number of pixels (0 keeps the dataset's size)")
+    need(cfg.channels in (0, 1, 3), f"--channels {cfg.channels}: use 1 (grayscale) or 3 (RGB)")
+    # Refused here, not when the model is built, so a large dataset is not loaded first.
+    fixed_sizes = MODELS[cfg.model].image_sizes or ()
+    if cfg.image_size and fixed_sizes and cfg.image_size not in fixed_sizes:
+        size = fixed_sizes[0]
+        raise UserError(f"--image-size {cfg.image_size}: model '{cfg.model}' makes {size}x{size} images; "
+                        f"pass --image-size {size} or choose another model")
     if cfg.uses_penalty:
         need(cfg.critic_norm != "batch",
              f"--critic-norm batch with --loss {cfg.loss}: batch norm couples the samples of a batch, which the "
              "gradient penalty forbids; use --critic-norm layer or none")
-    if cfg.device not in ("auto", "cpu") and not cfg.device.startswith("cuda"):
+    if cfg.device not in ("auto", "cpu") and not re.fullmatch(r"cuda(:\d+)?", cfg.device):
         raise UserError(f"--device {cfg.device}: use auto, cpu, cuda or cuda:N")
     return cfg

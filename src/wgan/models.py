@@ -145,7 +145,7 @@ def build_mlp(shape: ModelShape) -> tuple[Generator, Critic]:
     if not shape.point_dim:
         g_layers += [nn.Tanh(), Reshape(*shape.sample_shape)]
     if shape.critic_norm == "batch":
-        raise UserError("the mlp critic supports critic_norm 'none' or 'layer'")
+        raise UserError("--critic-norm batch: the mlp critic supports none or layer; use --critic-norm layer")
     norm = (lambda n: nn.LayerNorm(n)) if shape.critic_norm == "layer" else (lambda n: nn.Identity())
     c_extra = shape.width if shape.conditional else 0
     c_layers: list[nn.Module] = [

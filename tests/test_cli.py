@@ -1,0 +1,429 @@
+"""The `wgan` command end to end: train a tiny run and sample from it, dry runs, presets, and the one-line
+refusal (exit code 2) of every option a user can get wrong, including property-based checks of validate()."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from wgan import cli
+from wgan.config import LOSSES, OPTIMIZERS, PRECISIONS, PRESETS, TrainConfig, preset_config, validate
+from wgan.data import DATASETS
+from wgan.errors import UserError
+from wgan.models import CRITIC_NORMS, MODELS
+from wgan.train import STAT_NAMES
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+TINY = ["--width", "8", "--batch-size", "16", "--no-progress", "--device", "cpu"]
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    """cli.main in-process; argparse's own refusals (SystemExit) count as return codes too."""
+    try:
+        rc = cli.main(list(argv))
+    except SystemExit as exc:
+        rc = exc.code
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def assert_one_line_error(rc: int, err: str, *needles: str) -> None:
+    assert rc == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got: {err!r}"
+    assert "error" in lines[0] and "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def only_run_dir(runs: Path) -> Path:
+    dirs = [p for p in runs.iterdir() if p.is_dir()]
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+@pytest.fixture(autouse=True)
+def _no_user_data(monkeypatch, tmp_path):
+    """Nothing but --data may feed a test: no $WGAN_DATA, an empty user cache."""
+    monkeypatch.delenv("WGAN_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+# --- end to end -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def quick_run(fashion_idx_dir_module, tmp_path_factory) -> Path:
+    """`wgan train --preset quick` for 20 steps on the tiny IDX files, TensorBoard on."""
+    runs = tmp_path_factory.mktemp("runs")
+    rc = cli.main(["train", "--preset", "quick", "--data", str(fashion_idx_dir_module), "--steps", "20",
+                   "--sample-every-steps", "10", "--log-every-steps", "5", "--runs-dir", str(runs), *TINY])
+    assert rc == 0
+    return only_run_dir(runs)
+
+
+@pytest.fixture(scope="module")
+def conditional_dry_run(fashion_idx_dir_module, tmp_path_factory) -> Path:
+    """`wgan train --conditional --dry-run`: a conditional generator trained for 2 steps."""
+    runs = tmp_path_factory.mktemp("runs-cond")
+    rc = cli.main(["train", "--preset", "quick", "--conditional", "--dry-run", "--data", str(fashion_idx_dir_module),
+                   "--no-tensorboard", "--runs-dir", str(runs), *TINY])
+    assert rc == 0
+    return only_run_dir(runs)
+
+
+def test_train_writes_a_self_describing_run_directory(quick_run):
+    assert quick_run.name == "00000-quick"
+    cfg = json.loads((quick_run / "config.json").read_text())
+    assert cfg["preset"] == "quick" and cfg["steps"] == 20 and cfg["width"] == 8 and cfg["batch_size"] == 16
+    assert cfg["loss"] == "gp" and cfg["critic_steps"] == 5, "the preset's own settings stay"
+    assert TrainConfig.from_dict(cfg).to_dict() == cfg
+
+    log = (quick_run / "log.txt").read_text()
+    assert "started" in log and "finished at step 20" in log
+
+    records = [json.loads(line) for line in (quick_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [5, 10, 15, 20]
+    for r in records:
+        assert all(math.isfinite(r[k]) for k in STAT_NAMES) and r["penalty"] > 0 and r["critic_images_per_s"] > 0
+
+    frames = sorted(p.name for p in (quick_run / "samples").glob("step-*.png"))
+    assert frames == ["step-00000000.png", "step-00000010.png", "step-00000020.png"]
+    with Image.open(quick_run / "samples" / frames[-1]) as grid:
+        assert grid.format == "PNG" and grid.width == 8 * (28 + 2) + 2, "64 fixed-noise images, 8 per row"
+
+    assert [p.name for p in (quick_run / "checkpoints").iterdir()] == ["step-00000020.pt"]
+    assert (quick_run / "generator.safetensors").stat().st_size > 0
+    with Image.open(quick_run / "losses.png") as plot:
+        assert plot.format == "PNG"
+    with Image.open(quick_run / "timelapse.gif") as gif:
+        assert gif.format == "GIF" and gif.n_frames == len(frames)
+
+
+def test_train_writes_tensorboard_scalars(quick_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = list((quick_run / "tensorboard").glob("events.out.tfevents.*"))
+    assert events
+    acc = EventAccumulator(str(quick_run / "tensorboard"))
+    acc.Reload()
+    assert set(STAT_NAMES) <= set(acc.Tags()["scalars"])
+    assert [e.step for e in acc.Scalars("wasserstein")] == [5, 10, 15, 20]
+
+
+def test_sample_npz_has_the_requested_shape_and_dtype(quick_run, tmp_path, capsys):
+    out = tmp_path / "x.npz"
+    rc, stdout, _ = run_cli(capsys, "sample", "--run", str(quick_run), "--num", "10", "--out", str(out),
+                            "--device", "cpu")
+    assert rc == 0 and str(out) in stdout
+    with np.load(out) as f:
+        assert set(f.files) == {"images"}, "an unconditional model has no labels to save"
+        images = f["images"]
+    assert images.shape == (10, 1, 28, 28) and images.dtype == np.uint8
+    assert images.std() > 0, "samples differ from one another"
+
+
+def test_sample_is_repeatable_by_seed(quick_run, tmp_path, capsys):
+    def sample(name: str, seed: str) -> np.ndarray:
+        run_cli(capsys, "sample", "--run", str(quick_run), "--num", "4", "--seed", seed, "--out", str(tmp_path / name))
+        with np.load(tmp_path / name) as f:
+            return f["images"]
+
+    a, b, c = sample("a.npz", "1"), sample("b.npz", "1"), sample("c.npz", "2")
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_sample_from_the_exported_weights_matches_the_run(quick_run, tmp_path, capsys):
+    for source, name in (("--run", "run.npz"), ("--weights", "weights.npz")):
+        target = quick_run if source == "--run" else quick_run / "generator.safetensors"
+        rc, _, _ = run_cli(capsys, "sample", source, str(target), "--num", "5", "--out", str(tmp_path / name))
+        assert rc == 0
+    with np.load(tmp_path / "run.npz") as a, np.load(tmp_path / "weights.npz") as b:
+        assert np.array_equal(a["images"], b["images"])
+
+
+def test_sample_png_is_a_grid(quick_run, tmp_path, capsys):
+    out = tmp_path / "grid.png"
+    rc, _, _ = run_cli(capsys, "sample", "--run", str(quick_run), "--num", "10", "--out", str(out))
+    assert rc == 0
+    with Image.open(out) as grid:
+        # 10 images, 3 per row (floor of sqrt), 2-pixel padding: 3 x 4 cells of 30 pixels
+        assert grid.format == "PNG" and grid.size == (3 * 30 + 2, 4 * 30 + 2)
+
+
+def test_sample_label_is_refused_on_an_unconditional_run_without_touching_the_output(quick_run, tmp_path, capsys):
+    out = tmp_path / "mine.npz"
+    out.write_bytes(b"the user's own file")
+    rc, _, err = run_cli(capsys, "sample", "--run", str(quick_run), "--num", "4", "--label", "3", "--out", str(out))
+    assert_one_line_error(rc, err, "--label", "not class-conditional")
+    assert out.read_bytes() == b"the user's own file"
+
+
+def test_dry_run_runs_two_steps(conditional_dry_run):
+    records = [json.loads(line) for line in (conditional_dry_run / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["step"] == 2
+    assert [p.name for p in (conditional_dry_run / "checkpoints").iterdir()] == ["step-00000002.pt"]
+    assert "finished at step 2" in (conditional_dry_run / "log.txt").read_text()
+    assert not (conditional_dry_run / "tensorboard").exists(), "--no-tensorboard writes no event files"
+
+
+def test_conditional_sample_with_a_label(conditional_dry_run, tmp_path, capsys):
+    out = tmp_path / "threes.npz"
+    rc, _, _ = run_cli(capsys, "sample", "--run", str(conditional_dry_run), "--num", "6", "--label", "3",
+                       "--out", str(out))
+    assert rc == 0
+    with np.load(out) as f:
+        assert f["images"].shape == (6, 1, 28, 28) and f["images"].dtype == np.uint8
+        assert f["labels"].tolist() == [3] * 6
+
+
+def test_conditional_sample_without_a_label_cycles_the_classes(conditional_dry_run, tmp_path, capsys):
+    out = tmp_path / "all.npz"
+    rc, _, _ = run_cli(capsys, "sample", "--run", str(conditional_dry_run), "--num", "12", "--out", str(out))
+    assert rc == 0
+    with np.load(out) as f:
+        assert f["labels"].tolist() == [i % 10 for i in range(12)]
+    rc, _, err = run_cli(capsys, "sample", "--run", str(conditional_dry_run), "--num", "2", "--label", "10",
+                         "--out", str(tmp_path / "bad.npz"))
+    assert_one_line_error(rc, err, "--label 10", "0-9")
+    assert not (tmp_path / "bad.npz").exists()
+
+
+@pytest.mark.parametrize("num, out, needle", [("0", "x.npz", "--num 0"), ("4", "x.jpg", ".png")])
+def test_sample_option_errors(quick_run, tmp_path, capsys, num, out, needle):
+    rc, _, err = run_cli(capsys, "sample", "--run", str(quick_run), "--num", num, "--out", str(tmp_path / out))
+    assert_one_line_error(rc, err, needle)
+    assert not (tmp_path / out).exists()
+
+
+def test_sample_from_a_folder_that_is_not_a_run(tmp_path, capsys):
+    rc, _, err = run_cli(capsys, "sample", "--run", str(tmp_path), "--num", "2", "--out", str(tmp_path / "x.npz"))
+    assert_one_line_error(rc, err, str(tmp_path))
+
+
+# --- refusals: exit code 2, one line, nothing written ----------------------------------------------
+
+TRAIN_ERRORS = [
+    (["--lr-critic", "-0.001"], "--lr-critic -0.001"),
+    (["--lr-generator", "0"], "--lr-generator 0"),
+    (["--critic-steps", "0"], "--critic-steps 0"),
+    (["--preset", "nope"], "unknown preset 'nope'"),
+    (["--dataset", "nope"], "--dataset nope"),
+    (["--model", "resnet9"], "--model resnet9"),
+    (["--critic-norm", "batch"], "--critic-norm batch"),
+    (["--loss", "lp", "--critic-norm", "batch"], "--critic-norm batch with --loss lp"),
+    (["--critic-norm", "group"], "--critic-norm group"),
+    (["--precision", "fp8"], "--precision fp8"),
+    (["--loss", "hinge"], "--loss hinge"),
+    (["--optimizer", "sgd"], "--optimizer sgd"),
+    (["--batch-size", "0"], "--batch-size 0"),
+    (["--steps", "-3"], "--steps -3"),
+    (["--adam-beta2", "1.5"], "--adam-beta2 1.5"),
+    (["--loss", "clip", "--clip-value", "0"], "--clip-value 0"),
+    (["--gp-weight", "-1"], "--gp-weight -1"),
+    (["--gp-weight", "inf"], "--gp-weight inf"),
+    (["--channels", "2"], "--channels 2"),
+    (["--image-size", "-1"], "--image-size -1"),
+    (["--sample-every-steps", "-1"], "--sample-every-steps -1"),
+    (["--device", "tpu"], "--device tpu"),
+    (["--model", "dcgan32"], "--image-size 32"),
+    (["--image-size", "32"], "--image-size 28"),
+    (["--image-size", "0", "--model", "dcgan32"], "--image-size 32"),  # found when the model is built
+    (["--model", "mlp", "--loss", "clip", "--critic-norm", "batch"], "--critic-norm batch"),
+    (["--critic-steps", "x"], "--critic-steps"),  # argparse's own refusals are one line too
+    (["--no-such-option"], "--no-such-option"),
+]
+
+
+@pytest.mark.parametrize("argv, needle", TRAIN_ERRORS, ids=[" ".join(a) for a, _ in TRAIN_ERRORS])
+def test_train_refuses_bad_options_with_one_line_and_writes_nothing(fashion_idx_dir, tmp_path, capsys, argv, needle):
+    runs = tmp_path / "runs"
+    rc, out, err = run_cli(capsys, "train", "--data", str(fashion_idx_dir), "--runs-dir", str(runs), "--dry-run",
+                           *TINY, *argv)
+    assert_one_line_error(rc, err, needle)
+    assert not runs.exists(), "no run directory for a refused run"
+
+
+def test_the_installed_entry_point_exits_2_with_one_line(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "wgan", "train", "--critic-steps", "0", "--runs-dir",
+                           str(tmp_path / "runs")], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["wgan train: error: --critic-steps 0: must be a whole number >= 1"]
+    assert not (tmp_path / "runs").exists()
+
+
+# --- presets ------------------------------------------------------------------------------------
+
+
+def test_presets_lists_every_preset(capsys):
+    rc, out, _ = run_cli(capsys, "presets")
+    assert rc == 0
+    rows = out.strip().splitlines()
+    assert len(rows) == 1 + len(PRESETS)
+    columns = {key: rows[0].index(key) for key in ("lr (C/G)", "n_critic", "batch", "steps")}
+    for name, row in zip(PRESETS, rows[1:]):
+        cfg = preset_config(name)
+        assert row.split()[:4] == [name, cfg.dataset, cfg.model, cfg.loss]
+        # every value sits under its heading
+        assert row[columns["lr (C/G)"]:].split()[0] == f"{cfg.lr_critic:g}/{cfg.lr_generator:g}"
+        assert row[columns["n_critic"]:].split()[:3] == [str(cfg.critic_steps), str(cfg.batch_size), str(cfg.steps)]
+
+
+def test_the_product_presets_exist():
+    assert {"quick", "mnist-clip", "fashion-clip", "celeba-clip", "letters-cond-gp", "fashion-gp",
+            "paper-gp"} <= set(PRESETS)
+
+
+@pytest.mark.parametrize("name", [n for n, (_, v) in PRESETS.items() if v.get("dataset", "fashion-mnist") in DATASETS])
+def test_every_preset_with_a_registered_dataset_validates(name):
+    cfg = preset_config(name)
+    assert validate(cfg) is cfg and cfg.preset == name
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_keep_the_papers_hyper_parameters(name):
+    cfg = preset_config(name)
+    assert cfg.critic_steps == 5 and cfg.model in MODELS
+    if cfg.loss == "clip":
+        assert (cfg.optimizer, cfg.lr_critic, cfg.lr_generator, cfg.clip_value) == ("rmsprop", 5e-5, 5e-5, 0.01)
+        assert cfg.batch_size == 64
+    else:
+        assert cfg.optimizer == "adam" and (cfg.adam_beta1, cfg.adam_beta2) == (0.5, 0.9)
+        assert cfg.critic_norm != "batch", "no batch norm in a penalised critic"
+        if name != "quick" and not name.startswith("toy-"):
+            assert (cfg.lr_critic, cfg.gp_weight, cfg.batch_size) == (1e-4, 10.0, 64)
+
+
+def test_preset_options_override_and_none_keeps_the_preset():
+    cfg = preset_config("fashion-gp", width=8, steps=None)
+    assert cfg.width == 8 and cfg.steps == preset_config("fashion-gp").steps
+    with pytest.raises(UserError, match="unknown option"):
+        preset_config("quick", learning_rate=1.0)
+
+
+# --- validate(), property-based --------------------------------------------------------------------
+
+POSITIVE_INTS = ("critic_steps", "steps", "batch_size", "latent_dim", "width", "grid_samples", "log_every_steps",
+                 "eval_num_samples", "keep_checkpoints")
+NON_NEGATIVE_INTS = ("sample_every_steps", "checkpoint_every_steps", "eval_every_steps")
+LEARNING_RATES = ("lr_critic", "lr_generator")
+QUICK = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _refused(cfg: TrainConfig, name: str) -> str:
+    with pytest.raises(UserError) as err:
+        validate(cfg)
+    msg = str(err.value)
+    assert msg.startswith(_flag(name) + " ") and "\n" not in msg
+    return msg
+
+
+@QUICK
+@given(name=st.sampled_from(LEARNING_RATES),
+       lr=st.one_of(st.floats(max_value=0.0), st.floats(min_value=1.0), st.just(math.nan)))
+def test_any_learning_rate_outside_zero_one_is_refused(name, lr):
+    _refused(TrainConfig(**{name: lr}), name)
+
+
+@QUICK
+@given(name=st.sampled_from(POSITIVE_INTS), value=st.integers(max_value=0))
+def test_any_non_positive_count_is_refused(name, value):
+    _refused(TrainConfig(**{name: value}), name)
+
+
+@QUICK
+@given(name=st.sampled_from(NON_NEGATIVE_INTS), value=st.integers(max_value=-1))
+def test_any_negative_interval_is_refused(name, value):
+    _refused(TrainConfig(**{name: value}), name)
+
+
+@QUICK
+@given(name=st.sampled_from(("adam_beta1", "adam_beta2")),
+       value=st.one_of(st.floats(max_value=0.0, exclude_max=True), st.floats(min_value=1.0), st.just(math.nan)))
+def test_any_beta_outside_zero_one_is_refused(name, value):
+    _refused(TrainConfig(**{name: value}), name)
+
+
+@QUICK
+@given(value=st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), min_size=1, max_size=12),
+       name=st.sampled_from(("dataset", "model", "loss", "optimizer", "precision", "critic_norm")))
+def test_any_unknown_name_is_refused(value, name):
+    known = {"dataset": DATASETS, "model": MODELS, "loss": LOSSES, "optimizer": OPTIMIZERS,
+             "precision": PRECISIONS, "critic_norm": CRITIC_NORMS}[name]
+    assume(value not in known)
+    msg = _refused(TrainConfig(**{name: value}), name)
+    assert value in msg
+
+
+@QUICK
+@given(model=st.sampled_from([m for m in sorted(MODELS) if MODELS[m].image_sizes]),
+       size=st.integers(min_value=1, max_value=4096))
+def test_any_image_size_a_model_cannot_make_is_refused(model, size):
+    assume(size not in MODELS[model].image_sizes)
+    msg = _refused(TrainConfig(model=model, image_size=size), "image_size")
+    assert f"--image-size {MODELS[model].image_sizes[0]}" in msg
+
+
+def _valid_configs():
+    unit = st.floats(min_value=1e-8, max_value=1.0, exclude_max=True)
+    beta = st.floats(min_value=0.0, max_value=1.0, exclude_max=True)
+    count = st.integers(min_value=1, max_value=10**6)
+    interval = st.integers(min_value=0, max_value=10**6)
+
+    @st.composite
+    def build(draw):
+        loss = draw(st.sampled_from(sorted(LOSSES)))
+        norms = [n for n in CRITIC_NORMS if loss == "clip" or n != "batch"]
+        model = draw(st.sampled_from(sorted(MODELS)))
+        values = dict(
+            dataset=draw(st.sampled_from(sorted(DATASETS))), model=model,
+            loss=loss, critic_norm=draw(st.sampled_from(norms)), optimizer=draw(st.sampled_from(OPTIMIZERS)),
+            precision=draw(st.sampled_from(PRECISIONS)), lr_critic=draw(unit), lr_generator=draw(unit),
+            adam_beta1=draw(beta), adam_beta2=draw(beta),
+            clip_value=draw(st.floats(min_value=1e-6, max_value=1e6)), gp_weight=draw(st.floats(0.0, 1e6)),
+            image_size=draw(st.sampled_from([0, *(MODELS[model].image_sizes or (8, 28, 64))])),
+            channels=draw(st.sampled_from([0, 1, 3])),
+            device=draw(st.sampled_from(["auto", "cpu", "cuda", "cuda:0", "cuda:3"])),
+            **{n: draw(count) for n in POSITIVE_INTS}, **{n: draw(interval) for n in NON_NEGATIVE_INTS},
+        )
+        return TrainConfig(**values)
+
+    return build()
+
+
+@QUICK
+@given(cfg=_valid_configs())
+def test_any_valid_combination_passes_validate(cfg):
+    assert validate(cfg) is cfg
+
+
+@settings(max_examples=25, deadline=None)
+@given(cfg=_valid_configs())
+def test_command_line_options_reach_the_config_unchanged(cfg):
+    """Every config field has a --flag with its unit in the name; parsing the flags rebuilds the config."""
+    argv = ["train", "--preset", "custom"]
+    for name, value in cfg.to_dict().items():
+        if name == "preset" or value is None:
+            continue
+        if isinstance(value, bool):
+            argv.append(_flag(name) if value else "--no-" + _flag(name)[2:])
+        else:
+            argv += [_flag(name), repr(value) if isinstance(value, float) else str(value)]
+    args = cli.build_parser().parse_args(argv)
+    parsed = {k: getattr(args, k) for k in cfg.to_dict() if k != "preset"}
+    assert TrainConfig(**parsed) == cfg

@@ -1,0 +1,150 @@
+"""The model registry: shapes, conditioning on the label, and the refusals a user can trigger."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from wgan.errors import UserError
+from wgan.models import CRITIC_NORMS, MODELS, ModelShape, build_models
+
+WIDTH, LATENT = 4, 8
+
+
+def _image_size(name: str) -> int:
+    sizes = MODELS[name].image_sizes
+    return sizes[0] if sizes else 16  # the mlp takes any size
+
+
+def _shape(name: str, **kw) -> ModelShape:
+    return ModelShape(**{"image_size": _image_size(name), "width": WIDTH, "latent_dim": LATENT, **kw})
+
+
+def _models(name: str, shape: ModelShape, penalty: bool = False):
+    torch.manual_seed(0)
+    return build_models(name, shape, penalty=penalty)
+
+
+def test_registry_holds_the_papers_models():
+    assert {"mlp", "dcgan28", "dcgan32", "dcgan64"} <= set(MODELS)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("num_classes", [0, 5])
+def test_every_model_makes_the_right_shapes(name, channels, num_classes):
+    shape = _shape(name, channels=channels, num_classes=num_classes)
+    generator, critic = _models(name, shape)
+    n = 3
+    labels = torch.arange(n) % num_classes if num_classes else None
+    x = generator(torch.randn(n, LATENT), labels)
+    size = shape.image_size
+    assert x.shape == (n, channels, size, size)
+    assert x.min() >= -1 and x.max() <= 1, "images live in the Tanh range [-1, 1]"
+    scores = critic(x, labels)
+    assert scores.shape == (n,), "one unbounded score per sample"
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("norm", [n for n in CRITIC_NORMS if n != "batch"])
+def test_every_penalty_compatible_critic_norm_builds(name, norm):
+    _, critic = _models(name, _shape(name, critic_norm=norm), penalty=True)
+    size = _image_size(name)
+    assert critic(torch.rand(2, 1, size, size) * 2 - 1).shape == (2,)
+    if norm == "layer" and name != "mlp":
+        assert any(isinstance(m, nn.GroupNorm) for m in critic.modules())
+
+
+def test_mlp_makes_points_for_toy_data():
+    generator, critic = _models("mlp", ModelShape(point_dim=2, channels=0, image_size=0, width=16, latent_dim=2))
+    points = generator(torch.randn(7, 2))
+    assert points.shape == (7, 2)
+    assert points.abs().max() > 0 and critic(points).shape == (7,)
+
+
+def test_critics_end_without_a_sigmoid():
+    """A Wasserstein critic is not a classifier: its scores must be able to leave (0, 1)."""
+    for name in MODELS:
+        _, critic = _models(name, _shape(name))
+        assert not any(isinstance(m, nn.Sigmoid) for m in critic.modules()), name
+
+
+# --- conditioning ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_conditional_models_use_the_label(name):
+    """Same noise / same images, only the label changes: G's output and the critic's score change."""
+    shape = _shape(name, num_classes=4)
+    generator, critic = _models(name, shape)
+    generator.eval()  # batch norm in G on running statistics: the output depends on each sample alone
+    n = 4
+    z = torch.randn(n, LATENT)
+    size = shape.image_size
+    x = torch.rand(n, 1, size, size) * 2 - 1
+    a, b = torch.zeros(n, dtype=torch.long), torch.full((n,), 3, dtype=torch.long)
+    with torch.no_grad():
+        g_a, g_b = generator(z, a), generator(z, b)
+        c_a, c_b = critic(x, a), critic(x, b)
+    assert (g_a - g_b).abs().amax(dim=(1, 2, 3)).min() > 1e-6, "every sample's image depends on its label"
+    assert (c_a - c_b).abs().min() > 1e-7, "every sample's score depends on its label"
+    # ... and the same label gives the same output again: the difference is the label, not randomness
+    with torch.no_grad():
+        torch.testing.assert_close(generator(z, a), g_a)
+        torch.testing.assert_close(critic(x, a), c_a)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_conditional_models_ask_for_labels(name):
+    shape = _shape(name, num_classes=3)
+    generator, critic = _models(name, shape)
+    with pytest.raises(ValueError, match="conditional"):
+        generator(torch.randn(2, LATENT))
+    with pytest.raises(ValueError, match="conditional"):
+        critic(torch.zeros(2, 1, shape.image_size, shape.image_size))
+
+
+# --- refusals ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_batch_norm_critic_with_a_penalty_is_refused(name):
+    with pytest.raises(UserError) as err:
+        build_models(name, _shape(name, critic_norm="batch"), penalty=True)
+    msg = str(err.value)
+    assert "batch norm" in msg and "--critic-norm layer" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("name", ["dcgan28", "dcgan32", "dcgan64"])
+def test_batch_norm_conv_critic_without_a_penalty_builds(name):
+    """Weight clipping (the WGAN paper's DCGAN) may keep batch norm in the critic."""
+    _, critic = _models(name, _shape(name, critic_norm="batch"), penalty=False)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in critic.modules())
+
+
+def test_mlp_refuses_a_batch_norm_critic_naming_the_option():
+    with pytest.raises(UserError, match="--critic-norm"):
+        build_models("mlp", _shape("mlp", critic_norm="batch"), penalty=False)
+
+
+@pytest.mark.parametrize("name, wrong", [("dcgan28", 32), ("dcgan32", 28), ("dcgan64", 32)])
+def test_wrong_image_size_is_refused_with_the_size_to_use(name, wrong):
+    right = MODELS[name].image_sizes[0]
+    with pytest.raises(UserError) as err:
+        build_models(name, _shape(name, image_size=wrong), penalty=True)
+    msg = str(err.value)
+    assert f"{wrong}x{wrong}" in msg and f"--image-size {right}" in msg and "\n" not in msg
+
+
+def test_unknown_model_and_norm_are_refused_with_the_choices():
+    with pytest.raises(UserError, match="unknown model 'resnet9'.*dcgan28"):
+        build_models("resnet9", ModelShape(), penalty=True)
+    with pytest.raises(UserError, match="unknown critic norm 'instance'"):
+        build_models("dcgan28", ModelShape(critic_norm="instance"), penalty=True)
+
+
+@pytest.mark.parametrize("name", ["dcgan28", "dcgan32", "dcgan64"])
+def test_conv_models_refuse_point_data(name):
+    with pytest.raises(UserError, match="--model mlp"):
+        build_models(name, ModelShape(point_dim=2, channels=0, image_size=0), penalty=True)

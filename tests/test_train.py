@@ -1,0 +1,272 @@
+"""One training step (train.WganStep): clipping after the optimiser step, the signs of both updates on
+fixed batches, and what a generator iteration draws and records."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from wgan import losses, train
+from wgan.config import TrainConfig
+from wgan.data import Data
+from wgan.models import build_models
+
+CPU = torch.device("cpu")
+NUM_CLASSES = 4
+
+
+def tiny_data(size: int = 8, num: int = 32) -> Data:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (num, 1, size, size), generator=gen, dtype=torch.uint8)
+    y = torch.arange(num) % NUM_CLASSES
+    return Data("tiny", x, y, NUM_CLASSES, [str(i) for i in range(NUM_CLASSES)], source="memory")
+
+
+def make_step(model: str = "mlp", **overrides) -> train.WganStep:
+    size = 28 if model == "dcgan28" else 8
+    values = dict(model=model, image_size=size, width=8, latent_dim=8, batch_size=8, critic_steps=1,
+                  loss="gp", optimizer="adam", device="cpu", precision="fp32")
+    values.update(overrides)
+    cfg = TrainConfig(**values)
+    data = tiny_data(size)
+    torch.manual_seed(0)
+    shape = train.model_shape(cfg, data)
+    generator, critic = build_models(cfg.model, shape, penalty=cfg.uses_penalty)
+    opt_g, opt_c = train.make_optimizers(cfg, generator, critic, CPU)
+    return train.WganStep(cfg, generator, critic, opt_g, opt_c, data, CPU)
+
+
+def clip_step(**overrides) -> train.WganStep:
+    return make_step(**{**dict(loss="clip", optimizer="rmsprop", lr_critic=5e-5, lr_generator=5e-5,
+                               clip_value=0.01), **overrides})
+
+
+def fix_inputs(monkeypatch, step: train.WganStep, seed: int = 1):
+    """Every draw of the step returns the same real batch and the same noise."""
+    gen = torch.Generator().manual_seed(seed)
+    real, labels = step.data.batch(step.cfg.batch_size, generator=gen)
+    z = torch.randn(step.cfg.batch_size, step.generator.shape.latent_dim, generator=gen)
+    monkeypatch.setattr(step.data, "batch", lambda n, generator=None: (real, labels))
+    monkeypatch.setattr(step, "_noise", lambda: z)
+    return real, z
+
+
+@torch.no_grad()
+def w_estimate(step: train.WganStep, real: torch.Tensor, z: torch.Tensor) -> float:
+    return losses.wasserstein_estimate(step.critic(real), step.critic(step.generator(z))).item()
+
+
+@torch.no_grad()
+def generator_score(step: train.WganStep, z: torch.Tensor) -> float:
+    return step.critic(step.generator(z)).mean().item()
+
+
+def params(module: torch.nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+# --- weight clipping --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["mlp", "dcgan28"])
+def test_clip_step_leaves_every_critic_weight_in_range(model):
+    step = clip_step(model=model)
+    step.critic_step()
+    for name, p in step.critic.named_parameters():
+        assert p.abs().max() <= 0.01, name
+
+
+def test_clipping_happens_after_the_optimizer_step():
+    """Weights far outside [-c, c] before the step end exactly on +-c after it. Had the clamp run before
+    the optimiser step, every weight with a gradient would sit one RMSprop step (~10 lr) away from c."""
+    step = clip_step()
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in step.critic.parameters():
+            p.copy_(torch.where(torch.rand(p.shape, generator=gen) < 0.5, -2.0, 2.0))
+    step.critic_step()
+    grads = torch.cat([p.grad.flatten() for p in step.critic.parameters()])
+    assert (grads != 0).float().mean() > 0.5, "the optimiser moved most weights"
+    for name, p in step.critic.named_parameters():
+        assert torch.equal(p.abs(), torch.full_like(p, 0.01)), name
+
+
+def test_clip_follows_each_critic_optimizer_step_and_never_the_generators(monkeypatch):
+    step = clip_step(critic_steps=3)
+    events: list[str] = []
+
+    def spy(name, fn):
+        def wrapped(*args, **kwargs):
+            events.append(name)
+            return fn(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(step.opt_c, "step", spy("critic-step", step.opt_c.step))
+    monkeypatch.setattr(step.opt_g, "step", spy("generator-step", step.opt_g.step))
+    monkeypatch.setattr(train.losses, "clip_weights", spy("clip", losses.clip_weights))
+    step()
+    assert events == ["critic-step", "clip"] * 3 + ["generator-step"]
+
+
+def test_penalty_losses_never_clip(monkeypatch):
+    step = make_step(loss="lp")
+    calls = []
+    monkeypatch.setattr(train.losses, "clip_weights", lambda *a: calls.append(a))
+    step.critic_step()
+    assert calls == []
+
+
+# --- signs of the updates ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["mlp", "dcgan28"])
+@pytest.mark.parametrize("variant", [
+    dict(loss="clip", optimizer="rmsprop", lr_critic=5e-5),  # the WGAN paper's settings
+    dict(loss="gp", gp_weight=0.0, optimizer="adam", lr_critic=1e-4),  # Adam, the penalty switched off
+])
+def test_critic_step_increases_the_wasserstein_estimate_on_a_fixed_batch(monkeypatch, model, variant):
+    step = make_step(model=model, **variant)
+    if variant["loss"] == "clip":
+        losses.clip_weights(step.critic, step.cfg.clip_value)  # start feasible: the step is a projected ascent
+    real, z = fix_inputs(monkeypatch, step)
+    generator_before = params(step.generator)
+    before = w_estimate(step, real, z)
+    step.critic_step()
+    after = w_estimate(step, real, z)
+    assert after > before
+    assert same(params(step.generator), generator_before), "a critic step leaves the generator alone"
+
+
+@pytest.mark.parametrize("model", ["mlp", "dcgan28"])
+@pytest.mark.parametrize("optimizer, lr", [("adam", 1e-4), ("rmsprop", 5e-5)])
+def test_generator_step_increases_the_critics_score_of_fixed_noise(monkeypatch, model, optimizer, lr):
+    step = make_step(model=model, optimizer=optimizer, lr_generator=lr)
+    _, z = fix_inputs(monkeypatch, step)
+    critic_before = params(step.critic)
+    before = generator_score(step, z)
+    step.generator_step()
+    assert generator_score(step, z) > before
+    assert same(params(step.critic), critic_before), "a generator step leaves the critic alone"
+    assert all(p.requires_grad for p in step.critic.parameters()), "the critic is trainable again afterwards"
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in step.critic.parameters())
+
+
+def test_critic_step_with_a_penalty_lowers_its_own_loss_on_a_fixed_batch(monkeypatch):
+    """With the penalty on, what must fall is the whole objective, penalty included (fixed eps too)."""
+    step = make_step(loss="gp", gp_weight=10.0, lr_critic=1e-4)
+    real, z = fix_inputs(monkeypatch, step)
+    eps = torch.rand(step.cfg.batch_size, generator=torch.Generator().manual_seed(2))
+    penalty = losses.gradient_penalty
+
+    monkeypatch.setattr(train.losses, "gradient_penalty", lambda *a, **kw: penalty(*a, **{**kw, "eps": eps}))
+
+    def objective() -> float:
+        fake = step.generator(z).detach()
+        base = losses.critic_loss(step.critic(real), step.critic(fake))
+        return (base + 10.0 * penalty(step.critic, real, fake, eps=eps)).item()
+
+    before = objective()
+    stats = step.critic_step()
+    assert stats[0].item() == pytest.approx(before, rel=1e-5), "the step reports the loss it minimised"
+    assert objective() < before
+
+
+# --- what one generator iteration draws and records ----------------------------------------------
+
+
+def test_each_critic_step_draws_a_fresh_batch_noise_and_epsilon(monkeypatch):
+    step = make_step(critic_steps=3)
+    counts = {"batch": 0, "noise": 0, "eps": 0}
+    batch, noise, interpolate = step.data.batch, step._noise, losses.interpolate
+
+    def counting(key, fn):
+        def wrapped(*args, **kwargs):
+            counts[key] += 1
+            return fn(*args, **kwargs)
+        return wrapped
+
+    drawn: list[torch.Tensor] = []
+
+    def keep(fn):
+        def wrapped(*args, **kwargs):
+            out = fn(*args, **kwargs)
+            drawn.append(out[0] if isinstance(out, tuple) else out)
+            return out
+        return wrapped
+
+    monkeypatch.setattr(step.data, "batch", keep(counting("batch", batch)))
+    monkeypatch.setattr(step, "_noise", counting("noise", noise))
+    monkeypatch.setattr(losses, "interpolate", lambda real, fake, eps=None: counting("eps", interpolate)(real, fake))
+    step()
+    assert counts == {"batch": 3, "noise": 3 + 1, "eps": 3}
+    assert not any(torch.equal(a, b) for i, a in enumerate(drawn) for b in drawn[i + 1:]), "fresh real batches"
+
+
+@pytest.mark.parametrize("loss, one_sided", [("gp", False), ("lp", True)])
+def test_the_loss_option_picks_the_two_or_one_sided_penalty(monkeypatch, loss, one_sided):
+    step = make_step(loss=loss, gp_weight=3.0)
+    seen = []
+    penalty = losses.gradient_penalty
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("one_sided", False))
+        return penalty(*args, **kwargs)
+
+    monkeypatch.setattr(train.losses, "gradient_penalty", spy)
+    stats = step.critic_step()
+    assert seen == [one_sided]
+    w, p = stats[1].item(), stats[2].item()
+    assert stats[0].item() == pytest.approx(-w + 3.0 * p, rel=1e-5, abs=1e-6), "loss = E[D(fake)] - E[D(real)] + lambda P"
+
+
+def test_losses_are_summed_on_the_device_and_averaged_when_read():
+    step = make_step(critic_steps=2)
+    step()
+    first = step.sums.clone()
+    step()
+    total = step.sums.clone()
+    assert not torch.equal(first, total), "each iteration adds to the sums"
+    stats = step.read_and_reset(2)
+    assert list(stats) == list(train.STAT_NAMES)
+    assert [stats[k] for k in train.STAT_NAMES] == pytest.approx((total / 2).tolist())
+    assert stats["penalty"] > 0, "a gp step records its penalty"
+    assert torch.equal(step.sums, torch.zeros_like(step.sums)), "reading resets the sums"
+
+
+def test_conditional_step_trains_the_label_embeddings():
+    step = make_step(conditional=True)
+    assert step.conditional and step.generator.shape.num_classes == NUM_CLASSES
+    g_embed = step.generator.cond.embed.weight.detach().clone()
+    c_embed = step.critic.cond.embed.weight.detach().clone()
+    step()
+    assert not torch.equal(step.generator.cond.embed.weight, g_embed)
+    assert not torch.equal(step.critic.cond.embed.weight, c_embed)
+
+
+# --- set-up functions ------------------------------------------------------------------------------
+
+
+def test_optimizers_follow_the_papers():
+    gp = make_step(loss="gp", optimizer="adam", lr_critic=1e-4, lr_generator=2e-4, adam_beta1=0.0, adam_beta2=0.9)
+    assert isinstance(gp.opt_c, torch.optim.Adam) and isinstance(gp.opt_g, torch.optim.Adam)
+    assert gp.opt_c.param_groups[0]["lr"] == 1e-4 and gp.opt_g.param_groups[0]["lr"] == 2e-4
+    assert gp.opt_c.param_groups[0]["betas"] == (0.0, 0.9)
+    clip = clip_step()
+    assert isinstance(clip.opt_c, torch.optim.RMSprop) and clip.opt_c.param_groups[0]["lr"] == 5e-5
+    critic_ids = {id(p) for p in clip.critic.parameters()}
+    assert {id(p) for g in clip.opt_c.param_groups for p in g["params"]} == critic_ids
+
+
+def test_fixed_grid_inputs_give_one_class_per_column():
+    cfg = TrainConfig(grid_samples=20, latent_dim=8)
+    step = make_step(conditional=True)
+    z, labels = train.fixed_inputs(cfg, step.generator.shape, CPU)
+    assert z.shape == (20, 8) and labels is not None
+    assert torch.equal(labels, torch.arange(20) % NUM_CLASSES)
+    assert train.grid_columns(step.generator.shape, 20) == NUM_CLASSES
+    z_again, _ = train.fixed_inputs(cfg, step.generator.shape, CPU)
+    assert torch.equal(z, z_again), "the grid noise is fixed by the seed"
