@@ -20,6 +20,7 @@ HELP = {
     "image_size": "side of the square images the model makes, in pixels",
     "channels": "1 (grayscale) or 3 (RGB)",
     "conditional": "class-conditional G and critic (label embedding)",
+    "skip_bad_images": "image folders: skip unreadable or too-small images (counted in the log) instead of stopping",
     "model": "generator/critic pair: mlp, dcgan28, dcgan32, dcgan64",
     "latent_dim": "size of the noise vector z",
     "width": "base channel count (conv) or hidden units (mlp)",
