@@ -20,6 +20,7 @@ HELP = {
     "image_size": "side of the square images the model makes, in pixels",
     "channels": "1 (grayscale) or 3 (RGB)",
     "conditional": "class-conditional G and critic (label embedding)",
+    "skip_bad_images": "image folders: skip unreadable or too-small images (counted in the log) instead of stopping",
     "model": "generator/critic pair: mlp, dcgan28, dcgan32, dcgan64",
     "latent_dim": "size of the noise vector z",
     "width": "base channel count (conv) or hidden units (mlp)",
@@ -110,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("datasets", help="list the datasets and where each looks for its files")
     p.add_argument("--check", metavar="NAME", help="load NAME (train split) and report what was found")
     p.add_argument("--data", metavar="PATH", help="with --check: the file or folder to load from")
+    p.add_argument("--split", default="train", help="with --check: train or test")
+    p.add_argument("--image-size", type=int, default=None, help="with --check: resize to this side, in pixels")
+    p.add_argument("--channels", type=int, default=None, help="with --check: 1 (grayscale) or 3 (RGB)")
+    p.add_argument("--skip-bad-images", action="store_true", help="with --check: skip unreadable/too-small images")
     return parser
 
 
@@ -207,17 +212,25 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     from wgan.data import DATASETS, candidate_dirs, load_dataset
 
     if args.check:
-        data = load_dataset(args.check, data_path=args.data)
+        data = load_dataset(args.check, split=args.split, data_path=args.data, image_size=args.image_size,
+                            channels=args.channels, skip_bad_images=args.skip_bad_images)
         classes = f"{data.num_classes} classes" if data.num_classes else "no labels"
-        print(f"{args.check}: {len(data)} samples of shape {tuple(data.sample_shape)} ({data.x.dtype}), {classes}, "
-              f"from {data.source}")
+        print(f"{args.check} ({args.split}): {len(data)} samples of shape {tuple(data.sample_shape)} ({data.x.dtype}), "
+              f"{classes}, from {data.source}")
+        for note in data.notes:
+            print(f"  note: {note}")
         return 0
     print(f"{'dataset':<16} {'shape':<12} {'classes':<8} description")
     for name, entry in DATASETS.items():
         shape = f"{entry.channels}x{entry.image_size}x{entry.image_size}" if entry.image_size else "2-D points"
-        print(f"{name:<16} {shape:<12} {entry.num_classes or '-':<8} {entry.description}")
+        classes = "folders" if entry.num_classes < 0 else (entry.num_classes or "-")
+        print(f"{name:<16} {shape:<12} {classes:<8} {entry.description}")
+        if entry.files:
+            print(f"{'':<16} {'':<12} {'':<8} files: {entry.files}")
     print("\nFiles are looked for in: --data PATH, $WGAN_DATA[/NAME], "
-          f"{candidate_dirs('NAME', None)[-2]}, /usr/share/datasets/NAME, then torchvision's download (network).")
+          f"{candidate_dirs('NAME', None)[-2]}, /usr/share/datasets/NAME, then torchvision's download (network; "
+          "not with --data or $WGAN_OFFLINE).\nImage datasets are resized to the model's --image-size and converted "
+          "to its --channels (grayscale <-> RGB).")
     return 0
 
 

@@ -31,6 +31,7 @@ class TrainConfig:
     image_size: int = 28
     channels: int = 1
     conditional: bool = False
+    skip_bad_images: bool = False  # image folders: skip unreadable/too-small files instead of stopping
     # Model
     model: str = "dcgan28"
     latent_dim: int = 128

@@ -4,13 +4,25 @@ device the tensor lives on, so on a GPU there is no DataLoader and no host round
 
 Where files are looked for, in order: --data PATH; $WGAN_DATA (and $WGAN_DATA/<name>); the user
 cache dir (~/.cache/wgan/<name>); the system dataset directories Linux distributions install
-(/usr/share/datasets/<name>); then torchvision's download, which needs a network.
+(/usr/share/datasets/<name>); then torchvision's download, which needs a network (never tried when
+--data is given or $WGAN_OFFLINE is set).
+
+Slow sources are parsed once and cached as uint8 arrays under ~/.cache/wgan/decoded/, keyed by the
+source's path, sizes and modification times, so an edited file or folder is read again:
+the letters CSV (seconds to parse, a fraction of a second from the cache) and image folders
+(decoded, centre-cropped and resized to the model's size with worker threads and a progress bar).
 """
 
 from __future__ import annotations
 
+import csv
+import dataclasses
 import gzip
+import hashlib
+import math
 import os
+import string
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -29,6 +41,15 @@ def user_cache_dir() -> Path:
     return Path(base) / "wgan"
 
 
+def decoded_cache_dir() -> Path:
+    """Where parsed/decoded datasets are cached (apart from the per-dataset source folders)."""
+    return user_cache_dir() / "decoded"
+
+
+def downloads_allowed() -> bool:
+    return not os.environ.get("WGAN_OFFLINE")
+
+
 @dataclass
 class Data:
     """A whole dataset in one tensor."""
@@ -39,6 +60,7 @@ class Data:
     num_classes: int = 0
     class_names: list[str] = field(default_factory=list)
     source: str = ""  # where it was loaded from, for the log
+    notes: list[str] = field(default_factory=list)  # what the user should know (skipped files, splits)
 
     @property
     def is_points(self) -> bool:
@@ -53,7 +75,7 @@ class Data:
 
     def to(self, device: torch.device | str) -> "Data":
         y = None if self.y is None else self.y.to(device)
-        return Data(self.name, self.x.to(device), y, self.num_classes, self.class_names, self.source)
+        return dataclasses.replace(self, x=self.x.to(device), y=y)
 
     def to_model_space(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 [0, 255] -> float [-1, 1] (the generator's Tanh range); points pass through."""
@@ -97,6 +119,50 @@ def adapt_images(x: torch.Tensor, image_size: int | None, channels: int | None) 
     return x
 
 
+@dataclass(frozen=True)
+class LoadOptions:
+    """What the model asks of the data. Loaders of fixed-size datasets ignore size and channels
+    (load_dataset adapts them afterwards); folder loaders decode straight to them."""
+
+    image_size: int | None = None
+    channels: int | None = None
+    skip_bad_images: bool = False
+
+
+def _save_cache(path: Path, **arrays: np.ndarray) -> str | None:
+    """Write an uncompressed .npz atomically (loads in a fraction of a second); returns a note if the
+    cache cannot be written, since a read-only cache must not stop training."""
+    from wgan.checkpoint import atomic_write
+
+    try:
+        atomic_write(path, lambda f: np.savez(f, **arrays))
+    except OSError as exc:
+        return f"could not write the cache {path} ({exc.strerror or exc}); the source will be read again next time"
+    return None
+
+
+def _load_cache(path: Path) -> dict[str, np.ndarray] | None:
+    """The cached arrays, or None when absent or damaged (then the source is simply read again)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, KeyError):
+        return None
+
+
+def _stamp(*parts: object) -> str:
+    return hashlib.sha256("\x00".join(map(str, parts)).encode()).hexdigest()[:20]
+
+
+def _forget_older_caches(prefix: str, keep: Path) -> None:
+    """A source changed: its previous caches can go."""
+    for old in decoded_cache_dir().glob(prefix + "*.npz"):
+        if old != keep:
+            old.unlink(missing_ok=True)
+
+
 # ---------------------------------------------------------------------------------------------
 # IDX files (MNIST, Fashion-MNIST, EMNIST)
 
@@ -129,11 +195,16 @@ IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
+EMNIST_LETTERS_FILES = {
+    "train": ("emnist-letters-train-images-idx3-ubyte", "emnist-letters-train-labels-idx1-ubyte"),
+    "test": ("emnist-letters-test-images-idx3-ubyte", "emnist-letters-test-labels-idx1-ubyte"),
+}
 
 
 def _find_file(dirs: list[Path], stem: str) -> Path | None:
+    # "raw" is torchvision's layout; "gzip" is what NIST's EMNIST zip unpacks to.
     for d in dirs:
-        for sub in ("", "raw"):
+        for sub in ("", "raw", "gzip"):
             for suffix in ("", ".gz"):
                 p = d / sub / (stem + suffix)
                 if p.is_file():
@@ -156,53 +227,544 @@ def candidate_dirs(name: str, data_path: str | Path | None, torchvision_folder: 
     return dirs
 
 
+def _searched(dirs: list[Path], torchvision_folder: str | None) -> str:
+    """The places searched, for an error message (the torchvision sub-folders are implied)."""
+    shown = dirs[: len(dirs) // 2] if torchvision_folder else dirs
+    return ", ".join(str(d) for d in shown)
+
+
+def _try_download(download: Callable[[Path], object] | None, root: Path, data_path) -> None:
+    if download is None or data_path or not downloads_allowed():
+        return
+    try:
+        download(root)
+    except Exception:  # no network, mirror down, ...: the caller falls through to its clear message
+        pass
+
+
 def load_idx_dataset(name: str, *, split: str, data_path, torchvision_cls: str, class_names: list[str],
-                     download: bool = True) -> Data:
+                     download: bool = True, files: dict[str, tuple[str, str]] = IDX_FILES,
+                     fetch: Callable[[Path], object] | None = None, label_offset: int = 0,
+                     transpose: bool = False) -> Data:
+    """An IDX image/label pair. `label_offset` is subtracted from the stored labels (EMNIST letters
+    store 1-26); `transpose` undoes EMNIST's column-major storage so letters stand upright."""
     dirs = candidate_dirs(name, data_path, torchvision_cls)
-    img_stem, lbl_stem = IDX_FILES[split]
+    img_stem, lbl_stem = files[split]
     images, labels = _find_file(dirs, img_stem), _find_file(dirs, lbl_stem)
     if data_path and (images is None or labels is None) and Path(data_path).expanduser().is_file():
         raise UserError(f"--data {data_path}: for {name} pass the folder that holds {img_stem}(.gz), not a file")
     if images is None or labels is None:
         if download:
-            tv_root = user_cache_dir() / name
-            try:
-                import torchvision
+            if fetch is None:
+                def fetch(root: Path) -> None:
+                    import torchvision
 
-                getattr(torchvision.datasets, torchvision_cls)(str(tv_root), train=(split == "train"), download=True)
-            except Exception:  # no network, mirror down, ...: fall through to the clear message below
-                pass
+                    getattr(torchvision.datasets, torchvision_cls)(str(root), train=(split == "train"), download=True)
+            _try_download(fetch, user_cache_dir() / name, data_path)
             images, labels = _find_file(dirs, img_stem), _find_file(dirs, lbl_stem)
         if images is None or labels is None:
-            searched = ", ".join(str(d) for d in dirs[: len(dirs) // 2 or None])
             hint = " (Debian: apt-get install dataset-fashion-mnist)" if name == "fashion-mnist" else ""
             raise UserError(
-                f"{name} {split} files ({img_stem}[.gz]) not found in: {searched}; download failed or was offline. "
+                f"{name} {split} files ({img_stem}[.gz], {lbl_stem}[.gz]) not found in: "
+                f"{_searched(dirs, torchvision_cls)}; download failed, was offline or not tried. "
                 f"Pass --data DIR or set WGAN_DATA{hint}"
             )
     x = read_idx(images)
     y = read_idx(labels)
     if x.ndim != 3 or y.ndim != 1 or x.shape[0] != y.shape[0]:
         raise UserError(f"{images}: expected N x H x W images with N labels in {labels}, got {x.shape} and {y.shape}")
-    if y.size and int(y.max()) >= len(class_names):
-        raise UserError(f"{labels}: label {int(y.max())} out of range 0-{len(class_names) - 1}")
-    x_t = torch.from_numpy(x.copy()).unsqueeze(1)
-    y_t = torch.from_numpy(y.astype(np.int64))
-    return Data(name, x_t, y_t, len(class_names), list(class_names), source=str(images.parent))
+    y = y.astype(np.int64) - label_offset
+    if y.size and (int(y.min()) < 0 or int(y.max()) >= len(class_names)):
+        bad = int(y.min()) if int(y.min()) < 0 else int(y.max())
+        raise UserError(f"{labels}: label {bad + label_offset} out of range "
+                        f"{label_offset}-{len(class_names) - 1 + label_offset}; re-download it")
+    if transpose:
+        x = x.transpose(0, 2, 1)
+    x_t = torch.from_numpy(x.copy()).unsqueeze(1)  # copy: frombuffer's array is read-only (and maybe transposed)
+    return Data(name, x_t, torch.from_numpy(y), len(class_names), list(class_names), source=str(images.parent))
 
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                    "Ankle boot"]
+LETTER_CLASSES = list(string.ascii_uppercase)
 
 
-def load_mnist(split: str, data_path) -> Data:
+def load_mnist(split: str, data_path, options: LoadOptions = LoadOptions()) -> Data:
     return load_idx_dataset("mnist", split=split, data_path=data_path, torchvision_cls="MNIST",
                             class_names=[str(i) for i in range(10)])
 
 
-def load_fashion_mnist(split: str, data_path) -> Data:
+def load_fashion_mnist(split: str, data_path, options: LoadOptions = LoadOptions()) -> Data:
     return load_idx_dataset("fashion-mnist", split=split, data_path=data_path, torchvision_cls="FashionMNIST",
                             class_names=FASHION_CLASSES)
+
+
+def load_emnist_letters(split: str, data_path, options: LoadOptions = LoadOptions()) -> Data:
+    def fetch(root: Path) -> None:
+        import torchvision
+
+        torchvision.datasets.EMNIST(str(root), split="letters", train=(split == "train"), download=True)
+
+    return load_idx_dataset("emnist-letters", split=split, data_path=data_path, torchvision_cls="EMNIST",
+                            class_names=LETTER_CLASSES, files=EMNIST_LETTERS_FILES, fetch=fetch, label_offset=1,
+                            transpose=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The Kaggle "A-Z Handwritten Data" CSV: no header; label 0-25, then 784 pixel values 0-255.
+
+LETTERS_CSV_NAMES = ("A_Z Handwritten Data.csv", "A_Z_Handwritten_Data.csv", "letters.csv")
+LETTERS_COLUMNS = 1 + 28 * 28
+LETTERS_TEST_FRACTION = 0.1  # the file has no split: a fixed, seeded tenth is held out as the test split
+LETTERS_SPLIT_SEED = 20240
+CSV_CHUNK_ROWS = 20000
+_CSV_LAYOUT = "expected the Kaggle A-Z layout: label 0-25 then 784 pixel values 0-255 per row, no header"
+
+
+def find_letters_csv(data_path) -> Path:
+    dirs = candidate_dirs("letters-csv", data_path)
+    if data_path and Path(data_path).expanduser().is_file():
+        return Path(data_path).expanduser()
+    for d in dirs:
+        for file_name in LETTERS_CSV_NAMES:
+            if (d / file_name).is_file():
+                return d / file_name
+    if data_path and Path(data_path).expanduser().is_dir():
+        csvs = sorted(Path(data_path).expanduser().glob("*.csv"))
+        if len(csvs) == 1:
+            return csvs[0]
+    raise UserError(f"letters-csv: no {' / '.join(LETTERS_CSV_NAMES)} in: {', '.join(str(d) for d in dirs)}; "
+                    "pass --data FILE.csv (Kaggle's A-Z Handwritten Data) or use --dataset emnist-letters")
+
+
+def _csv_problem(path: Path, first_row: int) -> str | None:
+    """The first bad row at or after data row `first_row` (0-based, blank lines not counted), as one
+    line naming the 1-based line number and the value. The fast reader only says *that* a chunk is
+    bad; this slow pass says *where*."""
+    row = -1
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        reader = csv.reader(f)
+        for fields in reader:
+            if not fields or all(not v.strip() for v in fields):
+                continue  # blank lines are skipped by the fast reader too
+            row += 1
+            line_no = reader.line_num
+            if row < first_row:
+                continue
+            where = f"{path} line {line_no}"
+            if len(fields) != LETTERS_COLUMNS:
+                return f"{where}: {len(fields)} columns, {_CSV_LAYOUT}"
+            for col, value in enumerate(fields, start=1):
+                try:
+                    number = int(value)
+                except ValueError:
+                    header = " (the Kaggle file has no header row)" if line_no == 1 else ""
+                    return f"{where}, column {col}: {value.strip()[:30]!r} is not a whole number{header}"
+                if col == 1 and not 0 <= number < len(LETTER_CLASSES):
+                    return f"{where}: label {number} out of range 0-{len(LETTER_CLASSES) - 1}"
+                if col > 1 and not 0 <= number <= 255:
+                    return f"{where}, column {col}: pixel value {number} out of range 0-255"
+    return None
+
+
+def _chunk_values(chunk) -> np.ndarray | None:
+    """The chunk as uint8 rows, or None if any cell is missing, not an integer or out of range."""
+    import pandas as pd
+
+    if chunk.shape[1] != LETTERS_COLUMNS or not all(pd.api.types.is_integer_dtype(t) for t in chunk.dtypes):
+        return None
+    values = chunk.to_numpy()
+    labels, pixels = values[:, 0], values[:, 1:]
+    if labels.min() < 0 or labels.max() >= len(LETTER_CLASSES) or pixels.min() < 0 or pixels.max() > 255:
+        return None
+    return values.astype(np.uint8)
+
+
+def parse_letters_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read the CSV in chunks with pandas' C parser: (images uint8 N x 28 x 28, labels uint8 N)."""
+    import pandas as pd
+    from tqdm import tqdm
+
+    if path.stat().st_size == 0 or not _has_content(path):
+        raise UserError(f"{path}: the file is empty; {_CSV_LAYOUT}")
+    parts, rows = [], 0
+    try:
+        with pd.read_csv(path, header=None, chunksize=CSV_CHUNK_ROWS, engine="c") as reader, \
+                tqdm(desc=f"reading {path.name}", unit=" rows", unit_scale=True, disable=None, leave=False) as bar:
+            for chunk in reader:
+                values = _chunk_values(chunk)
+                if values is None:
+                    raise UserError(_csv_problem(path, rows) or f"{path}: rows {rows + 1}-{rows + len(chunk)} "
+                                    f"cannot be read; {_CSV_LAYOUT}")
+                parts.append(values)
+                rows += len(chunk)
+                bar.update(len(chunk))
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(_csv_problem(path, rows) or f"{path}: cannot be parsed ({first}); {_CSV_LAYOUT}") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    table = np.concatenate(parts)
+    return np.ascontiguousarray(table[:, 1:]).reshape(-1, 28, 28), table[:, 0].copy()
+
+
+def _has_content(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return bool(f.read(1 << 16).strip())
+
+
+def letters_split_indices(n: int, split: str) -> np.ndarray:
+    """Rows of the train or test split: a seeded permutation, so the split never changes for a file."""
+    perm = np.random.default_rng(LETTERS_SPLIT_SEED).permutation(n)
+    n_test = int(n * LETTERS_TEST_FRACTION)
+    return np.sort(perm[:n_test] if split == "test" else perm[n_test:])
+
+
+def load_letters_csv(split: str, data_path, options: LoadOptions = LoadOptions()) -> Data:
+    path = find_letters_csv(data_path).resolve()
+    st = path.stat()
+    prefix = f"letters-csv-{_stamp(path)[:8]}-"
+    cache = decoded_cache_dir() / f"{prefix}{_stamp('v2', path, st.st_size, st.st_mtime_ns)}.npz"
+    notes = []
+    cached = _load_cache(cache)
+    if cached is not None and {"images", "labels", "num_train"} <= set(cached):
+        images, labels, num_train = cached["images"], cached["labels"], int(cached["num_train"])
+    else:
+        images, labels = parse_letters_csv(path)
+        # Stored train rows first, then test rows, so a split is a slice of the cache, not a 300 MB copy.
+        train_rows, test_rows = (letters_split_indices(len(labels), part) for part in ("train", "test"))
+        order = np.concatenate([train_rows, test_rows])
+        images, labels, num_train = np.take(images, order, axis=0), labels[order], len(train_rows)
+        note = _save_cache(cache, images=images, labels=labels, num_train=np.array(num_train))
+        if note:
+            notes.append(note)
+        else:
+            _forget_older_caches(prefix, cache)
+    rows = slice(0, num_train) if split == "train" else slice(num_train, None)
+    x = torch.from_numpy(images[rows]).unsqueeze(1)
+    y = torch.from_numpy(labels[rows].astype(np.int64))
+    return Data("letters-csv", x, y, len(LETTER_CLASSES), list(LETTER_CLASSES), source=str(path), notes=notes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Image folders (CelebA's img_align_celeba, any folder; class subfolders become labels)
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm",
+                            ".pbm"})
+FOLDER_DEFAULT_SIZE = 64
+FOLDER_DEFAULT_CHANNELS = 3
+DECODE_THREADS = min(8, os.cpu_count() or 1)  # Pillow releases the GIL while decoding and resizing
+SPLIT_FOLDERS = {"train": ("train",), "test": ("test", "val", "valid", "validation")}
+
+
+def _is_image(p: Path) -> bool:
+    # Dot files are macOS/editor metadata (._x.jpg, .DS_Store), never images.
+    return p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
+
+
+def _images_under(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if _is_image(p)
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+@dataclass
+class FolderListing:
+    root: Path
+    files: list[Path]
+    labels: list[int] | None
+    class_names: list[str]
+
+
+def list_image_folder(root: Path) -> FolderListing:
+    """A flat folder of images, or one subfolder per class (sorted names become labels 0, 1, ...)."""
+    if not root.is_dir():
+        raise UserError(f"{root}: not a folder; pass a folder of images (flat or one subfolder per class)")
+    loose = sorted(p for p in root.iterdir() if _is_image(p))
+    classes = [(d.name, imgs) for d in sorted(root.iterdir(), key=lambda d: d.name)
+               if d.is_dir() and not d.name.startswith(".") and (imgs := _images_under(d))]
+    if loose and classes:
+        raise UserError(f"{root}: holds both loose images ({loose[0].name}, ...) and class subfolders "
+                        f"({', '.join(n for n, _ in classes[:3])}); move the loose images into a subfolder "
+                        "or pass one of the subfolders as --data")
+    if classes:
+        files = [p for _, imgs in classes for p in imgs]
+        labels = [i for i, (_, imgs) in enumerate(classes) for _ in imgs]
+        return FolderListing(root, files, labels, [n for n, _ in classes])
+    if not loose:
+        raise UserError(f"{root}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))}, "
+                        "also in subfolders); pass the folder that holds the images")
+    return FolderListing(root, loose, None, [])
+
+
+def _split_folder(root: Path, split: str) -> tuple[Path, str | None]:
+    """`train/` and `test/` (or `val/`) subfolders are the splits; otherwise both splits are the whole
+    folder, which the returned note says."""
+    has_train = (root / "train").is_dir()
+    test = next((root / n for n in SPLIT_FOLDERS["test"] if (root / n).is_dir()), None)
+    if has_train and test is not None:
+        return (root / "train" if split == "train" else test), None
+    if split == "test":
+        return root, f"{root} has no train/ and test/ subfolders: the test split is the training images"
+    return root, None
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    pixels: np.ndarray | None = None  # H x W (x C) uint8
+    problem: str | None = None  # why the file was not used
+    too_small: bool = False
+
+
+def decode_image(path: Path, image_size: int, channels: int) -> _Decoded:
+    """Decode, centre-crop to a square (CelebA's 178x218 -> 178x178) and resize to image_size."""
+    from PIL import Image
+
+    mode = "L" if channels == 1 else "RGB"
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            if min(w, h) < image_size:
+                return _Decoded(problem=f"{path} is {w}x{h}, smaller than the model's {image_size}x{image_size} "
+                                        f"images; remove it, pass --skip-bad-images or a smaller --image-size",
+                                too_small=True)
+            # JPEG can decode at 1/2, 1/4, 1/8 scale for free; draft never goes below the asked size.
+            img.draft(mode, (image_size, image_size))
+            img = img.convert(mode)
+            w, h = img.size
+            side = min(w, h)
+            left, top = (w - side) // 2, (h - side) // 2
+            # A real crop first: resize(box=...) would let the filter reach pixels outside the square.
+            img = img.crop((left, top, left + side, top + side))
+            img = img.resize((image_size, image_size), Image.Resampling.LANCZOS)
+            return _Decoded(pixels=np.asarray(img, dtype=np.uint8))
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        reason = str(exc).split("\n")[0][:120] or type(exc).__name__
+        return _Decoded(problem=f"{path}: not a readable image ({reason}); remove it or pass --skip-bad-images")
+
+
+def decode_images(files: list[Path], image_size: int, channels: int, skip_bad: bool,
+                  desc: str = "decoding images") -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """All files as uint8 (N, C, H, W), with a keep-mask over `files` and notes on skipped files.
+    Without `skip_bad` the first bad file (in file order) stops everything with its message."""
+    from tqdm import tqdm
+
+    out = np.empty((len(files), image_size, image_size, channels), dtype=np.uint8)
+    keep = np.zeros(len(files), dtype=bool)
+    unreadable, small = [], []
+    pool = ThreadPoolExecutor(max_workers=DECODE_THREADS)
+    try:
+        results = pool.map(lambda p: decode_image(p, image_size, channels), files)
+        for i, result in enumerate(tqdm(results, total=len(files), desc=desc, unit=" img", disable=None,
+                                        leave=False)):
+            if result.problem is None:
+                out[i] = result.pixels.reshape(image_size, image_size, channels)
+                keep[i] = True
+            elif not skip_bad:
+                raise UserError(result.problem)
+            else:
+                (small if result.too_small else unreadable).append(files[i])
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    notes = []
+    if unreadable:
+        notes.append(f"skipped {len(unreadable)} unreadable file(s) (first: {unreadable[0]})")
+    if small:
+        notes.append(f"skipped {len(small)} image(s) smaller than {image_size}x{image_size} (first: {small[0]})")
+    if not keep.any():
+        raise UserError(f"none of the {len(files)} images in {files[0].parent} could be used: {'; '.join(notes)}")
+    return np.ascontiguousarray(out[keep].transpose(0, 3, 1, 2)), keep, notes
+
+
+def load_folder_images(name: str, listing: FolderListing, options: LoadOptions, *, labelled: bool = True,
+                       extra_notes: list[str] | None = None) -> Data:
+    """Decode (or take from the cache) every image of a listing at the model's size and channels."""
+    size = options.image_size or FOLDER_DEFAULT_SIZE
+    channels = options.channels or FOLDER_DEFAULT_CHANNELS
+    if channels not in (1, 3):
+        raise UserError(f"--channels {channels}: image folders load as 1 (grayscale) or 3 (RGB) channels")
+    try:
+        stats = [p.stat() for p in listing.files]
+    except OSError as exc:
+        raise UserError(f"{exc.filename}: cannot be read ({exc.strerror})") from None
+    root = listing.root.resolve()
+    key = _stamp("v1", root, size, channels, options.skip_bad_images, listing.labels is not None,
+                 *(f"{p.relative_to(listing.root)}|{s.st_size}|{s.st_mtime_ns}" for p, s in zip(listing.files, stats)))
+    cache = decoded_cache_dir() / f"{name}-{_stamp(root)[:8]}-{size}px-{channels}ch-{key}.npz"
+    notes = list(extra_notes or [])
+    cached = _load_cache(cache)
+    if cached is not None and {"images", "keep", "notes"} <= set(cached) and len(cached["keep"]) == len(listing.files):
+        images, keep = cached["images"], cached["keep"]
+        notes += [str(n) for n in cached["notes"]]
+    else:
+        images, keep, decode_notes = decode_images(listing.files, size, channels, options.skip_bad_images,
+                                                   desc=f"decoding {listing.root.name}")
+        notes += decode_notes
+        write_note = _save_cache(cache, images=images, keep=keep, notes=np.array(decode_notes, dtype=str))
+        if write_note:
+            notes.append(write_note)
+    y, class_names = None, []
+    if labelled and listing.labels is not None:
+        y = torch.from_numpy(np.asarray(listing.labels, dtype=np.int64)[keep])
+        class_names = list(listing.class_names)
+    return Data(name, torch.from_numpy(images), y, len(class_names), class_names, source=str(listing.root),
+                notes=notes)
+
+
+def load_image_folder(split: str, data_path, options: LoadOptions = LoadOptions()) -> Data:
+    env = os.environ.get("WGAN_DATA")
+    root = Path(data_path).expanduser() if data_path else (Path(env).expanduser() / "image-folder" if env else None)
+    if root is None or not root.is_dir():
+        where = f" ({root} does not exist)" if root is not None else ""
+        raise UserError(f"image-folder needs --data FOLDER: a folder of images, flat or one subfolder per "
+                        f"class{where}")
+    folder, note = _split_folder(root, split)
+    return load_folder_images("image-folder", list_image_folder(folder), options, extra_notes=[note] if note else [])
+
+
+# CelebA: torchvision's layout is ROOT/celeba/img_align_celeba/ beside list_eval_partition.txt; Kaggle's
+# zip unpacks to ROOT/img_align_celeba/img_align_celeba/ beside list_eval_partition.csv.
+CELEBA_PARTITIONS = {"train": 0, "test": 2}  # 1 is the validation split
+
+
+def _celeba_folder(d: Path) -> Path | None:
+    for folder in (d / "img_align_celeba" / "img_align_celeba", d / "img_align_celeba", d):
+        if folder.is_dir() and any(_is_image(p) for p in folder.iterdir()):
+            return folder
+    return None
+
+
+def _celeba_partition(folder: Path) -> tuple[Path, dict[str, int]] | None:
+    for d in (folder, folder.parent, folder.parent.parent):
+        for file_name in ("list_eval_partition.txt", "list_eval_partition.csv"):
+            path = d / file_name
+            if path.is_file():
+                return path, _read_partition(path)
+    return None
+
+
+def _read_partition(path: Path) -> dict[str, int]:
+    parts = {}
+    for line_no, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        fields = line.replace(",", " ").split()
+        if not fields or (line_no == 1 and not fields[-1].isdigit()):
+            continue  # blank line or the Kaggle csv's header
+        if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
+            raise UserError(f"{path} line {line_no}: expected 'FILE PARTITION' with partition 0, 1 or 2, "
+                            f"got {line.strip()[:60]!r}")
+        parts[fields[0]] = int(fields[1])
+    return parts
+
+
+def load_celeba(split: str, data_path, options: LoadOptions = LoadOptions()) -> Data:
+    dirs = candidate_dirs("celeba", data_path, "celeba")
+    folder = next((f for d in dirs if (f := _celeba_folder(d)) is not None), None)
+    if folder is None:
+        def fetch(root: Path) -> None:
+            import torchvision
+
+            torchvision.datasets.CelebA(str(root), split="all", download=True)
+
+        _try_download(fetch, user_cache_dir() / "celeba", data_path)
+        folder = next((f for d in dirs if (f := _celeba_folder(d)) is not None), None)
+    if folder is None:
+        raise UserError(f"celeba: no img_align_celeba/ folder of images in: {_searched(dirs, 'celeba')}; download "
+                        "failed, was offline or not tried. Pass --data FOLDER (any folder of face images)")
+    listing = list_image_folder(folder)
+    partition = _celeba_partition(folder)
+    notes = []
+    if partition is not None:
+        part_file, parts = partition
+        wanted = CELEBA_PARTITIONS[split]
+        chosen = [i for i, p in enumerate(listing.files) if parts.get(p.name) == wanted]
+        if not chosen:
+            raise UserError(f"{part_file}: lists no images of {folder} in the {split} partition ({wanted})")
+        listing = FolderListing(listing.root, [listing.files[i] for i in chosen], None, [])
+    elif split == "test":
+        notes.append(f"{folder} has no list_eval_partition file: the test split is the training images")
+    return load_folder_images("celeba", listing, options, labelled=False, extra_notes=notes)
+
+
+# ---------------------------------------------------------------------------------------------
+# CIFAR-10: torchvision's python batches are pickles; torchvision reads them after checking their md5.
+
+
+def load_cifar10(split: str, data_path, options: LoadOptions = LoadOptions()) -> Data:
+    import torchvision
+
+    dirs = candidate_dirs("cifar10", data_path)
+    root = next((d.parent if d.name == "cifar-10-batches-py" else d for d in dirs
+                 if (d / "cifar-10-batches-py").is_dir() or (d.name == "cifar-10-batches-py" and d.is_dir())), None)
+    if root is None:
+        _try_download(lambda r: torchvision.datasets.CIFAR10(str(r), train=True, download=True),
+                      user_cache_dir() / "cifar10", data_path)
+        root = user_cache_dir() / "cifar10" if (user_cache_dir() / "cifar10" / "cifar-10-batches-py").is_dir() else None
+    if root is None:
+        raise UserError(f"cifar10: no cifar-10-batches-py/ folder in: {', '.join(str(d) for d in dirs)}; download "
+                        "failed, was offline or not tried. Pass --data DIR (the folder holding cifar-10-batches-py)")
+    try:
+        ds = torchvision.datasets.CIFAR10(str(root), train=(split == "train"), download=False)
+    except RuntimeError as exc:  # torchvision's md5 check: missing or damaged batch files
+        raise UserError(f"{root / 'cifar-10-batches-py'}: {str(exc).splitlines()[0]} (re-download it)") from None
+    except Exception as exc:  # a damaged pickle raises anything from EOFError to KeyError
+        raise UserError(f"{root / 'cifar-10-batches-py'}: cannot be read ({type(exc).__name__}: {exc}); "
+                        "re-download it") from None
+    x = torch.from_numpy(np.ascontiguousarray(np.asarray(ds.data, dtype=np.uint8).transpose(0, 3, 1, 2)))
+    y = torch.as_tensor(ds.targets, dtype=torch.int64)
+    return Data("cifar10", x, y, len(ds.classes), list(ds.classes), source=str(root / "cifar-10-batches-py"))
+
+
+# ---------------------------------------------------------------------------------------------
+# The WGAN-GP paper's 2-D toy data (gan_toy.py), pre-generated with a fixed seed per split.
+
+TOY_TRAIN_POINTS = 100_000
+TOY_TEST_POINTS = 20_000
+TOY_SEEDS = {"train": 0, "test": 1}
+
+
+def eight_gaussians_centres() -> np.ndarray:
+    d = 1.0 / math.sqrt(2.0)
+    unit = [(1, 0), (-1, 0), (0, 1), (0, -1), (d, d), (d, -d), (-d, d), (-d, -d)]
+    return 2.0 * np.array(unit) / 1.414  # scale 2, then the paper's division by 1.414
+
+
+def twenty_five_gaussians_centres() -> np.ndarray:
+    return np.array([(2.0 * i, 2.0 * j) for i in range(-2, 3) for j in range(-2, 3)]) / 2.828
+
+
+def sample_8gaussians(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    centres = eight_gaussians_centres()
+    mode = rng.integers(len(centres), size=n)
+    return centres[mode] + rng.standard_normal((n, 2)) * 0.02 / 1.414, mode
+
+
+def sample_25gaussians(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    centres = twenty_five_gaussians_centres()
+    mode = rng.integers(len(centres), size=n)
+    return centres[mode] + rng.standard_normal((n, 2)) * 0.05 / 2.828, mode
+
+
+def swiss_roll(n: int, rng: np.random.Generator, noise: float = 0.25) -> np.ndarray:
+    """scikit-learn's make_swiss_roll, columns (x, z), divided by 7.5 as in the paper."""
+    t = 1.5 * np.pi * (1 + 2 * rng.uniform(size=n))
+    height = 21 * rng.uniform(size=n)
+    xyz = np.stack([t * np.cos(t), height, t * np.sin(t)]) + noise * rng.standard_normal((3, n))
+    return xyz[[0, 2]].T / 7.5
+
+
+def _toy_loader(name: str, make: Callable[[int, np.random.Generator], tuple[np.ndarray, np.ndarray | None]],
+                centres: Callable[[], np.ndarray] | None):
+    def load(split: str, data_path, options: LoadOptions = LoadOptions()) -> Data:
+        n = TOY_TRAIN_POINTS if split == "train" else TOY_TEST_POINTS
+        points, mode = make(n, np.random.default_rng(TOY_SEEDS[split]))
+        x = torch.from_numpy(points.astype(np.float32))
+        if mode is None:
+            return Data(name, x, source=f"generated (seed {TOY_SEEDS[split]})")
+        # The mixture component is a natural label: it lets metrics count covered modes.
+        names = [f"({cx:.2f}, {cy:.2f})" for cx, cy in centres()]
+        return Data(name, x, torch.from_numpy(mode.astype(np.int64)), len(names), names,
+                    source=f"generated (seed {TOY_SEEDS[split]})")
+
+    return load
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,29 +773,60 @@ def load_fashion_mnist(split: str, data_path) -> Data:
 
 @dataclass(frozen=True)
 class DatasetEntry:
-    load: Callable[[str, object], Data]  # (split, data_path) -> Data at native size
-    image_size: int  # native size (0 for points)
+    load: Callable[..., Data]  # (split, data_path, options=LoadOptions()) -> Data at native size
+    image_size: int  # native size (0 for points); folders: the default when the model does not say
     channels: int  # native channels (0 for points)
-    num_classes: int
+    num_classes: int  # 0: no labels, -1: as many as the folder's class subfolders
     description: str
+    files: str = ""  # what it looks for, for `wgan datasets`
 
 
 DATASETS: dict[str, DatasetEntry] = {
-    "mnist": DatasetEntry(load_mnist, 28, 1, 10, "MNIST digits, 60k train / 10k test (IDX files)"),
-    "fashion-mnist": DatasetEntry(load_fashion_mnist, 28, 1, 10, "Fashion-MNIST, 60k train / 10k test (IDX files)"),
+    "mnist": DatasetEntry(load_mnist, 28, 1, 10, "MNIST digits, 60k train / 10k test (IDX files)",
+                          "train-images-idx3-ubyte[.gz] & co. (also MNIST/raw/); torchvision download"),
+    "fashion-mnist": DatasetEntry(load_fashion_mnist, 28, 1, 10, "Fashion-MNIST, 60k train / 10k test (IDX files)",
+                                  "train-images-idx3-ubyte[.gz] & co. (also FashionMNIST/raw/); torchvision download"),
+    "emnist-letters": DatasetEntry(load_emnist_letters, 28, 1, 26,
+                                   "EMNIST letters A-Z, 124.8k train / 20.8k test (labels 1-26 -> 0-25, upright)",
+                                   "emnist-letters-train-images-idx3-ubyte[.gz] & co. (also EMNIST/raw/); "
+                                   "torchvision download"),
+    "letters-csv": DatasetEntry(load_letters_csv, 28, 1, 26,
+                                "Kaggle A-Z handwritten letters CSV, 372k rows (a seeded 10% is the test split)",
+                                f"{LETTERS_CSV_NAMES[0]} (or --data FILE.csv); cached as .npz after the first read"),
+    "celeba": DatasetEntry(load_celeba, 64, 3, 0, "CelebA aligned faces: centre 178x178 crop, resized to the model",
+                           "img_align_celeba/ (+ list_eval_partition.txt|csv), or --data FOLDER of faces; "
+                           "torchvision download"),
+    "image-folder": DatasetEntry(load_image_folder, FOLDER_DEFAULT_SIZE, FOLDER_DEFAULT_CHANNELS, -1,
+                                 "any folder of images, flat or one subfolder per class (classes = labels)",
+                                 "--data FOLDER (train/ and test/ subfolders are the splits if present)"),
+    "cifar10": DatasetEntry(load_cifar10, 32, 3, 10, "CIFAR-10, 50k train / 10k test, 32x32 RGB",
+                            "cifar-10-batches-py/ (torchvision's python version); torchvision download"),
+    "toy-8gaussians": DatasetEntry(_toy_loader("toy-8gaussians", sample_8gaussians, eight_gaussians_centres), 0, 0,
+                                   8, "the WGAN-GP paper's 8 Gaussians (scale 2, std 0.02, / 1.414)",
+                                   "generated, seeded (100k train / 20k test points)"),
+    "toy-25gaussians": DatasetEntry(_toy_loader("toy-25gaussians", sample_25gaussians, twenty_five_gaussians_centres),
+                                    0, 0, 25, "the WGAN-GP paper's 25 Gaussians (5x5 grid, std 0.05, / 2.828)",
+                                    "generated, seeded (100k train / 20k test points)"),
+    "toy-swissroll": DatasetEntry(_toy_loader("toy-swissroll", lambda n, rng: (swiss_roll(n, rng), None), None),
+                                  0, 0, 0, "the WGAN-GP paper's Swiss roll (noise 0.25, columns x and z, / 7.5)",
+                                  "generated, seeded (100k train / 20k test points)"),
 }
 
 
 def load_dataset(name: str, *, split: str = "train", data_path: str | Path | None = None,
-                 image_size: int | None = None, channels: int | None = None) -> Data:
+                 image_size: int | None = None, channels: int | None = None,
+                 skip_bad_images: bool = False) -> Data:
     """Load a registered dataset, adapted to the model's image size and channels."""
     if name not in DATASETS:
         raise UserError(f"unknown dataset '{name}': choose one of {', '.join(DATASETS)} (see `wgan datasets`)")
     if split not in ("train", "test"):
         raise UserError(f"unknown split '{split}': use train or test")
-    data = DATASETS[name].load(split, data_path)
+    if data_path and not Path(data_path).expanduser().exists():
+        raise UserError(f"--data {data_path}: no such file or folder")
+    options = LoadOptions(image_size=image_size, channels=channels, skip_bad_images=skip_bad_images)
+    data = DATASETS[name].load(split, data_path, options)
     if len(data) == 0:
-        raise UserError(f"{name} ({data.source}): the dataset is empty")
+        raise UserError(f"{name} ({data.source}): the {split} split is empty")
     if not data.is_points:
         data.x = adapt_images(data.x, image_size, channels)
     return data

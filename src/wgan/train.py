@@ -263,7 +263,7 @@ class Trainer:
         set_precision(cfg.precision, cfg.deterministic)
         if data is None:
             data = load_dataset(cfg.dataset, split="train", data_path=cfg.data, image_size=cfg.image_size or None,
-                                channels=cfg.channels or None)
+                                channels=cfg.channels or None, skip_bad_images=cfg.skip_bad_images)
         if cfg.conditional and (data.y is None or data.num_classes < 2):
             raise UserError(f"--conditional needs a labelled dataset; {cfg.dataset} ({data.source}) has no classes")
         data = data.to(device)
@@ -419,6 +419,9 @@ def train(cfg: TrainConfig, *, resume: Path | None = None, dry_run: bool = False
     log.line(f"{'resumed at step ' + str(trainer.step) if resume else 'started'}: preset={cfg.preset} "
              f"dataset={cfg.dataset} ({len(trainer.data)} samples from {trainer.data.source}) model={cfg.model} "
              f"loss={cfg.loss} device={device} precision={cfg.precision}")
+    for data_note in trainer.data.notes:
+        log.line(data_note)
+        print(data_note)
 
     step_fn, note = make_step(trainer, fast)
     if note:

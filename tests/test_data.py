@@ -1,0 +1,468 @@
+"""The dataset layer: every loader on small files written here in the real formats, the toy generators'
+statistics, and every kind of bad input ending as one clear UserError."""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from wgan import data as D
+from wgan.cli import main
+from wgan.errors import UserError
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """No user cache, system dataset dir, $WGAN_DATA or network from the machine running the tests."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("WGAN_OFFLINE", "1")
+    monkeypatch.delenv("WGAN_DATA", raising=False)
+    monkeypatch.setattr(D, "SYSTEM_DATA_DIRS", (tmp_path / "system",))
+
+
+# ---------------------------------------------------------------------------------------------
+# Writers of the real formats
+
+
+def write_idx(path: Path, array: np.ndarray) -> Path:
+    array = np.asarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    blob = header + array.tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".gz":
+        with gzip.open(path, "wb") as f:
+            f.write(blob)
+    else:
+        path.write_bytes(blob)
+    return path
+
+
+def letters_rows(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 26, n), rng.integers(0, 256, (n, 28, 28))
+
+
+def write_letters_csv(path: Path, labels, images, extra_lines: dict[int, str] | None = None) -> Path:
+    """The Kaggle layout; `extra_lines` replaces the given 1-based lines with raw text."""
+    lines = [",".join(map(str, [int(lab), *np.asarray(img).ravel().tolist()])) for lab, img in zip(labels, images)]
+    for line_no, text in (extra_lines or {}).items():
+        lines[line_no - 1] = text
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def save_image(path: Path, pixels: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(pixels, dtype=np.uint8)).save(path)
+    return path
+
+
+def solid(w: int, h: int, rgb) -> np.ndarray:
+    return np.broadcast_to(np.array(rgb, dtype=np.uint8), (h, w, 3)).copy()
+
+
+# ---------------------------------------------------------------------------------------------
+# IDX: MNIST layout and EMNIST letters
+
+
+def test_mnist_idx_gz_in_torchvision_raw_layout(tmp_path):
+    rng = np.random.default_rng(1)
+    images, labels = rng.integers(0, 256, (7, 28, 28)), rng.integers(0, 10, 7)
+    raw = tmp_path / "digits" / "MNIST" / "raw"
+    write_idx(raw / "train-images-idx3-ubyte.gz", images)
+    write_idx(raw / "train-labels-idx1-ubyte.gz", labels)
+    data = D.load_dataset("mnist", data_path=tmp_path / "digits")
+    assert data.x.shape == (7, 1, 28, 28) and data.x.dtype == torch.uint8
+    assert torch.equal(data.x[:, 0], torch.from_numpy(images.astype(np.uint8)))
+    assert data.y.tolist() == labels.tolist() and data.num_classes == 10
+
+
+def test_emnist_letters_upright_and_labels_shifted(tmp_path):
+    # An asymmetric letter "L": a vertical bar on the left and a foot at the bottom.
+    upright = np.zeros((28, 28), np.uint8)
+    upright[4:24, 6] = 255
+    upright[23, 6:20] = 200
+    images = np.stack([upright.T, np.flipud(upright).T])  # EMNIST stores the transpose
+    write_idx(tmp_path / "emnist-letters-test-images-idx3-ubyte.gz", images)
+    write_idx(tmp_path / "emnist-letters-test-labels-idx1-ubyte.gz", np.array([1, 26]))
+    data = D.load_dataset("emnist-letters", split="test", data_path=tmp_path)
+    assert torch.equal(data.x[0, 0], torch.from_numpy(upright))
+    assert torch.equal(data.x[1, 0], torch.from_numpy(np.flipud(upright).copy()))
+    assert data.y.tolist() == [0, 25]
+    assert data.class_names[0] == "A" and data.class_names[25] == "Z" and data.num_classes == 26
+
+
+def test_emnist_letters_in_torchvision_layout_and_bad_label(tmp_path):
+    raw = tmp_path / "EMNIST" / "raw"  # what torchvision.datasets.EMNIST(root) leaves behind, uncompressed
+    write_idx(raw / "emnist-letters-train-images-idx3-ubyte", np.zeros((2, 28, 28)))
+    write_idx(raw / "emnist-letters-train-labels-idx1-ubyte", np.array([3, 0]))
+    with pytest.raises(UserError, match=r"emnist-letters-train-labels-idx1-ubyte: label 0 out of range 1-26"):
+        D.load_dataset("emnist-letters", data_path=tmp_path)
+
+
+def test_missing_files_name_the_places_searched(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError) as err:
+        D.load_dataset("emnist-letters", data_path=tmp_path / "empty")
+    msg = str(err.value)
+    assert "emnist-letters-train-images-idx3-ubyte" in msg and str(tmp_path / "empty") in msg
+    assert str(tmp_path / "cache" / "wgan" / "emnist-letters") in msg and "\n" not in msg
+    with pytest.raises(UserError, match="no such file or folder"):
+        D.load_dataset("letters-csv", data_path=tmp_path / "nowhere.csv")
+
+
+# ---------------------------------------------------------------------------------------------
+# The letters CSV
+
+
+def test_letters_csv_splits_cover_the_file_and_match_its_values(tmp_path):
+    labels, images = letters_rows(40)
+    path = write_letters_csv(tmp_path / "letters.csv", labels, images)
+    train = D.load_dataset("letters-csv", data_path=path)
+    test = D.load_dataset("letters-csv", split="test", data_path=path)
+    assert len(train) == 36 and len(test) == 4  # the seeded 10% hold-out
+    assert train.x.shape == (36, 1, 28, 28) and train.x.dtype == torch.uint8 and train.num_classes == 26
+    idx_test = D.letters_split_indices(40, "test")
+    assert torch.equal(test.x[:, 0], torch.from_numpy(images[idx_test].astype(np.uint8)))
+    assert test.y.tolist() == labels[idx_test].tolist()
+    assert sorted(D.letters_split_indices(40, "train").tolist() + idx_test.tolist()) == list(range(40))
+
+
+def test_letters_csv_is_cached_and_reread_when_the_file_changes(tmp_path, monkeypatch):
+    labels, images = letters_rows(12)
+    path = write_letters_csv(tmp_path / "A_Z Handwritten Data.csv", labels, images)
+    first = D.load_dataset("letters-csv", data_path=tmp_path)  # a folder holding the Kaggle file name
+    assert len(list(D.decoded_cache_dir().glob("letters-csv-*.npz"))) == 1
+    real_parse = D.parse_letters_csv
+
+    def must_not_parse(p):
+        raise AssertionError("the cache should have been used")
+
+    monkeypatch.setattr(D, "parse_letters_csv", must_not_parse)
+    again = D.load_dataset("letters-csv", data_path=tmp_path)
+    assert torch.equal(first.x, again.x) and torch.equal(first.y, again.y)
+
+    labels[:] = 7
+    write_letters_csv(path, labels, images)
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    monkeypatch.setattr(D, "parse_letters_csv", real_parse)
+    changed = D.load_dataset("letters-csv", data_path=tmp_path)
+    assert set(changed.y.tolist()) == {7}
+    (cache,) = D.decoded_cache_dir().glob("letters-csv-*.npz")  # the stale cache is gone
+    cache.write_bytes(b"damaged")
+    assert torch.equal(D.load_dataset("letters-csv", data_path=tmp_path).y, changed.y)  # re-read, not an error
+
+
+GOOD = ",".join(["3"] + ["0"] * 784)
+
+
+@pytest.mark.parametrize("line_no, text, expected", [
+    (5, ",".join(["3"] + ["0"] * 785), r"line 5: 786 columns"),
+    (9, ",".join(["3"] + ["0"] * 700), r"line 9: 701 columns"),
+    (6, ",".join(["3", "0", "x7"] + ["0"] * 782), r"line 6, column 3: 'x7' is not a whole number"),
+    (7, ",".join(["3", "0", "2.5"] + ["0"] * 782), r"line 7, column 3: '2.5' is not a whole number"),
+    (10, ",".join(["26"] + ["0"] * 784), r"line 10: label 26 out of range 0-25"),
+    (3, ",".join(["-1"] + ["0"] * 784), r"line 3: label -1 out of range 0-25"),
+    (8, ",".join(["3"] + ["0"] * 783 + ["256"]), r"line 8, column 785: pixel value 256 out of range 0-255"),
+    (1, ",".join(["label"] + [f"p{i}" for i in range(784)]), r"line 1, column 1: 'label' .*no header row"),
+    (4, ",".join(["3", "", "0"] + ["0"] * 782), r"line 4, column 2: '' is not a whole number"),
+])
+def test_bad_letters_csv_names_line_and_value(tmp_path, monkeypatch, line_no, text, expected):
+    monkeypatch.setattr(D, "CSV_CHUNK_ROWS", 3)  # the bad line falls in a later chunk than the first
+    lines = [GOOD] * 12
+    lines[line_no - 1] = text
+    path = tmp_path / "bad.csv"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(UserError, match=expected) as err:
+        D.load_dataset("letters-csv", data_path=path)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+    assert not list(D.decoded_cache_dir().glob("*.npz"))  # nothing cached from a bad file
+
+
+def test_blank_lines_do_not_shift_line_numbers(tmp_path, monkeypatch):
+    monkeypatch.setattr(D, "CSV_CHUNK_ROWS", 2)
+    path = tmp_path / "blank.csv"
+    path.write_text(f"{GOOD}\n\n{GOOD}\n{GOOD}\n\n{GOOD}\n{GOOD.replace('3', '99', 1)}\n")
+    with pytest.raises(UserError, match=r"line 7: label 99"):
+        D.load_dataset("letters-csv", data_path=path)
+
+
+@pytest.mark.parametrize("content", ["", "\n\n  \n"])
+def test_empty_csv(tmp_path, content):
+    path = tmp_path / "letters.csv"
+    path.write_text(content)
+    with pytest.raises(UserError, match=r"letters.csv: the file is empty"):
+        D.load_dataset("letters-csv", data_path=path)
+
+
+def test_letters_adapted_to_rgb_and_size(tmp_path):
+    labels, images = letters_rows(10)
+    path = write_letters_csv(tmp_path / "letters.csv", labels, images)
+    data = D.load_dataset("letters-csv", data_path=path, image_size=32, channels=3)
+    assert data.x.shape == (9, 3, 32, 32)
+    assert torch.equal(data.x[:, 0], data.x[:, 2])  # grayscale copied to the three channels
+
+
+# ---------------------------------------------------------------------------------------------
+# Image folders and CelebA
+
+
+def stripes(w: int, h: int) -> np.ndarray:
+    """Red | green | blue vertical bands: a centre square crop keeps only green."""
+    img = solid(w, h, (0, 255, 0))
+    side = (w - h) // 2
+    img[:, :side] = (255, 0, 0)
+    img[:, w - side:] = (0, 0, 255)
+    return img
+
+
+def test_flat_folder_is_centre_cropped_and_resized(tmp_path):
+    for i in range(3):
+        save_image(tmp_path / "faces" / f"{i}.png", stripes(48, 24))
+    (tmp_path / "faces" / "notes.txt").write_text("not an image, ignored")
+    data = D.load_dataset("image-folder", data_path=tmp_path / "faces", image_size=16, channels=3)
+    assert data.x.shape == (3, 3, 16, 16) and data.y is None and data.num_classes == 0
+    assert data.x[:, 1].min() >= 250 and data.x[:, 0].max() <= 5 and data.x[:, 2].max() <= 5
+    gray = D.load_dataset("image-folder", data_path=tmp_path / "faces", image_size=8, channels=1)
+    assert gray.x.shape == (3, 1, 8, 8)
+    assert abs(int(gray.x.float().mean()) - round(0.587 * 255)) <= 2  # Pillow's L = 0.299R + 0.587G + 0.114B
+
+
+def test_class_subfolders_become_sorted_labels(tmp_path):
+    root = tmp_path / "pets"
+    save_image(root / "dogs" / "a.jpg", solid(20, 20, (250, 250, 250)))
+    save_image(root / "dogs" / "deeper" / "b.jpg", solid(20, 20, (250, 250, 250)))
+    save_image(root / "cats" / "c.jpg", solid(20, 20, (5, 5, 5)))
+    data = D.load_dataset("image-folder", data_path=root, image_size=16)
+    assert data.class_names == ["cats", "dogs"] and data.num_classes == 2
+    assert data.y.tolist() == [0, 1, 1]
+    assert data.x[0].float().mean() < 20 and data.x[1:].float().mean() > 230
+
+
+def test_train_and_test_subfolders_are_the_splits(tmp_path):
+    for split, n in (("train", 3), ("test", 2)):
+        for i in range(n):
+            save_image(tmp_path / "ds" / split / "x" / f"{i}.png", solid(16, 16, (i * 40, 0, 0)))
+            save_image(tmp_path / "ds" / split / "y" / f"{i}.png", solid(16, 16, (0, i * 40, 0)))
+    assert len(D.load_dataset("image-folder", data_path=tmp_path / "ds", image_size=16)) == 6
+    test = D.load_dataset("image-folder", split="test", data_path=tmp_path / "ds", image_size=16)
+    assert len(test) == 4 and test.class_names == ["x", "y"] and not test.notes
+
+
+def test_folder_cache_is_used_then_refreshed(tmp_path, monkeypatch):
+    root = tmp_path / "imgs"
+    for i in range(4):
+        save_image(root / f"{i}.png", solid(20, 20, (60 * i, 0, 0)))
+    first = D.load_dataset("image-folder", data_path=root, image_size=16)
+
+    def must_not_decode(*args, **kwargs):
+        raise AssertionError("the cache should have been used")
+
+    real_decode = D.decode_image
+    monkeypatch.setattr(D, "decode_image", must_not_decode)
+    assert torch.equal(D.load_dataset("image-folder", data_path=root, image_size=16).x, first.x)
+    monkeypatch.setattr(D, "decode_image", real_decode)
+    save_image(root / "4.png", solid(20, 20, (0, 0, 255)))  # a new file: the listing changed
+    assert len(D.load_dataset("image-folder", data_path=root, image_size=16)) == 5
+
+
+def test_unreadable_image_is_an_error_or_skipped_with_a_count(tmp_path):
+    root = tmp_path / "imgs"
+    for i in range(3):
+        save_image(root / f"{i}.png", solid(20, 20, (1, 2, 3)))
+    (root / "1b.jpg").write_bytes(b"this is not a jpeg")
+    with pytest.raises(UserError, match=r"1b.jpg: not a readable image .*--skip-bad-images"):
+        D.load_dataset("image-folder", data_path=root, image_size=16)
+    data = D.load_dataset("image-folder", data_path=root, image_size=16, skip_bad_images=True)
+    assert len(data) == 3 and any("skipped 1 unreadable" in n and "1b.jpg" in n for n in data.notes)
+    again = D.load_dataset("image-folder", data_path=root, image_size=16, skip_bad_images=True)
+    assert again.notes == data.notes  # the count survives the cache
+
+
+def test_truncated_image_is_unreadable(tmp_path):
+    root = tmp_path / "imgs"
+    good = save_image(root / "a.png", np.random.default_rng(0).integers(0, 256, (32, 32, 3)))
+    (root / "b.png").write_bytes(good.read_bytes()[:200])
+    with pytest.raises(UserError, match=r"b.png: not a readable image"):
+        D.load_dataset("image-folder", data_path=root, image_size=16)
+
+
+def test_too_small_image_names_the_file_and_both_sizes(tmp_path):
+    root = tmp_path / "imgs"
+    save_image(root / "big.png", solid(64, 64, (9, 9, 9)))
+    save_image(root / "tiny.png", solid(30, 40, (9, 9, 9)))
+    with pytest.raises(UserError, match=r"tiny.png is 30x40, smaller than the model's 64x64 images"):
+        D.load_dataset("image-folder", data_path=root, image_size=64)
+    data = D.load_dataset("image-folder", data_path=root, image_size=64, skip_bad_images=True)
+    assert len(data) == 1 and "smaller than 64x64" in data.notes[0]
+
+
+@pytest.mark.parametrize("make, expected", [
+    (lambda root: root.mkdir(), r"no images found"),
+    (lambda root: (root.mkdir(), (root / "readme.txt").write_text("hi")), r"no images found"),
+    (lambda root: (save_image(root / "loose.png", solid(8, 8, (0, 0, 0))),
+                   save_image(root / "cls" / "a.png", solid(8, 8, (0, 0, 0)))), r"both loose images \(loose.png"),
+])
+def test_bad_folders(tmp_path, make, expected):
+    root = tmp_path / "imgs"
+    make(root)
+    with pytest.raises(UserError, match=expected):
+        D.load_dataset("image-folder", data_path=root, image_size=8)
+
+
+def test_image_folder_needs_data():
+    with pytest.raises(UserError, match=r"image-folder needs --data FOLDER"):
+        D.load_dataset("image-folder")
+
+
+def test_celeba_torchvision_layout_with_partition_and_178_crop(tmp_path):
+    base = tmp_path / "root" / "celeba"
+    # 178x218 like img_align_celeba: the 20-row bands above and below the centre 178x178 are black.
+    face = solid(178, 218, (255, 255, 255))
+    face[:20] = 0
+    face[-20:] = 0
+    for i in range(5):
+        save_image(base / "img_align_celeba" / f"{i + 1:06d}.jpg", face)
+    (base / "list_eval_partition.txt").write_text("000001.jpg 0\n000002.jpg 0\n000003.jpg 0\n000004.jpg 1\n"
+                                                  "000005.jpg 2\n")
+    train = D.load_dataset("celeba", data_path=tmp_path / "root", image_size=64, channels=3)
+    test = D.load_dataset("celeba", split="test", data_path=tmp_path / "root", image_size=64, channels=3)
+    assert train.x.shape == (3, 3, 64, 64) and len(test) == 1 and train.y is None
+    assert train.x.float().mean() > 245  # only the white centre square survived the crop
+
+
+def test_celeba_accepts_any_folder_of_faces(tmp_path):
+    for i in range(2):
+        save_image(tmp_path / "my faces" / f"{i}.png", solid(70, 80, (200, 100, 50)))
+    data = D.load_dataset("celeba", data_path=tmp_path / "my faces", image_size=64)
+    assert data.x.shape == (2, 3, 64, 64)
+    test = D.load_dataset("celeba", split="test", data_path=tmp_path / "my faces", image_size=64)
+    assert any("test split is the training images" in n for n in test.notes)
+
+
+# ---------------------------------------------------------------------------------------------
+# CIFAR-10 through torchvision's reader
+
+
+def write_fake_cifar(root: Path, per_batch: int = 2) -> np.ndarray:
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(3)
+    test_data = None
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {"data": rng.integers(0, 256, (per_batch, 3072)).astype(np.uint8),
+                 "labels": rng.integers(0, 10, per_batch).tolist()}
+        (folder / name).write_bytes(pickle.dumps(batch))
+        if name == "test_batch":
+            test_data = batch
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": names}))
+    return test_data
+
+
+def test_cifar10_refuses_files_that_fail_torchvision_md5(tmp_path):
+    write_fake_cifar(tmp_path)
+    with pytest.raises(UserError, match=r"cifar-10-batches-py: Dataset not found or corrupted"):
+        D.load_dataset("cifar10", data_path=tmp_path)
+
+
+def test_cifar10_pickled_batches_become_uint8_tensors(tmp_path, monkeypatch):
+    # Our own fake batches cannot match the real files' md5 sums: skip only that check, keep
+    # torchvision's reading of the real format.
+    import torchvision.datasets.cifar as tv_cifar
+
+    monkeypatch.setattr(tv_cifar, "check_integrity", lambda *a, **k: True)
+    batch = write_fake_cifar(tmp_path)
+    test = D.load_dataset("cifar10", split="test", data_path=tmp_path / "cifar-10-batches-py")
+    assert test.x.shape == (2, 3, 32, 32) and test.x.dtype == torch.uint8
+    assert torch.equal(test.x.reshape(2, -1), torch.from_numpy(batch["data"]))  # CIFAR stores C, H, W order
+    assert test.y.tolist() == batch["labels"] and test.class_names[0] == "airplane"
+    assert len(D.load_dataset("cifar10", data_path=tmp_path)) == 10
+
+
+# ---------------------------------------------------------------------------------------------
+# The WGAN-GP paper's toy data
+
+
+@pytest.mark.parametrize("name, centres, std", [
+    ("toy-8gaussians", D.eight_gaussians_centres(), 0.02 / 1.414),
+    ("toy-25gaussians", D.twenty_five_gaussians_centres(), 0.05 / 2.828),
+])
+def test_gaussian_mixtures_modes_and_spread(name, centres, std):
+    data = D.load_dataset(name)
+    x, y = data.x.double().numpy(), data.y.numpy()
+    assert data.x.dtype == torch.float32 and data.sample_shape == (2,) and data.num_classes == len(centres)
+    counts = np.bincount(y, minlength=len(centres))
+    assert counts.min() > 0.8 * len(y) / len(centres)  # every mode is populated about equally
+    for k, centre in enumerate(centres):
+        pts = x[y == k]
+        assert np.allclose(pts.mean(0), centre, atol=3e-3)
+        assert np.allclose(pts.std(0), std, rtol=0.08)
+
+
+def test_mixture_centres_follow_the_paper():
+    eight = D.eight_gaussians_centres()
+    assert np.allclose(np.linalg.norm(eight, axis=1), 2 / 1.414)
+    assert {tuple(np.round(c * 1.414 / 2, 3)) for c in eight} >= {(1.0, 0.0), (0.0, -1.0), (0.707, 0.707)}
+    grid = D.twenty_five_gaussians_centres() * 2.828
+    assert sorted(set(np.round(grid[:, 0], 6))) == [-4, -2, 0, 2, 4] and len(grid) == 25
+
+
+def test_swiss_roll_lies_on_the_spiral():
+    pts = D.swiss_roll(2000, np.random.default_rng(0), noise=0.0) * 7.5
+    t = np.linalg.norm(pts, axis=1)  # without noise, (x, z) = t (cos t, sin t)
+    assert t.min() >= 1.5 * math.pi - 1e-9 and t.max() <= 4.5 * math.pi + 1e-9
+    assert np.allclose(pts[:, 0], t * np.cos(t)) and np.allclose(pts[:, 1], t * np.sin(t))
+    data = D.load_dataset("toy-swissroll")
+    r = np.linalg.norm(data.x.numpy(), axis=1)
+    # t is uniform on [1.5 pi, 4.5 pi], so radii are uniform on [0.63, 1.88] (mean 3 pi / 7.5), plus noise 0.25/7.5
+    assert data.y is None and abs(r.mean() - 3 * math.pi / 7.5) < 0.01
+    sigma = 0.25 / 7.5
+    assert 1.5 * math.pi / 7.5 - 7 * sigma < r.min() < 1.5 * math.pi / 7.5
+    assert 4.5 * math.pi / 7.5 < r.max() < 4.5 * math.pi / 7.5 + 7 * sigma
+
+
+def test_toy_splits_are_fixed_and_different():
+    a, b = D.load_dataset("toy-8gaussians", split="test"), D.load_dataset("toy-8gaussians", split="test")
+    assert torch.equal(a.x, b.x)
+    train = D.load_dataset("toy-8gaussians")
+    assert len(train) == D.TOY_TRAIN_POINTS and not torch.equal(train.x[: len(a)], a.x)
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line
+
+
+def test_datasets_lists_every_dataset(capsys):
+    assert main(["datasets"]) == 0
+    out = capsys.readouterr().out
+    for name in D.DATASETS:
+        assert f"\n{name} " in out
+    assert "img_align_celeba" in out and "A_Z Handwritten Data.csv" in out and "$WGAN_DATA" in out
+
+
+def test_datasets_check_reports_counts_and_notes(tmp_path, capsys):
+    root = tmp_path / "imgs"
+    save_image(root / "a.png", solid(20, 20, (1, 2, 3)))
+    (root / "b.png").write_bytes(b"garbage")
+    assert main(["datasets", "--check", "image-folder", "--data", str(root), "--image-size", "16",
+                 "--skip-bad-images"]) == 0
+    out = capsys.readouterr().out
+    assert "1 samples of shape (3, 16, 16)" in out and "skipped 1 unreadable" in out
+
+
+def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys):
+    path = tmp_path / "letters.csv"
+    path.write_text(GOOD + "\n" + GOOD.replace("3", "abc", 1) + "\n")
+    assert main(["datasets", "--check", "letters-csv", "--data", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "line 2, column 1: 'abc' is not a whole number" in err
+    assert "Traceback" not in err and path.read_text().count("\n") == 2  # the user's file is untouched
