@@ -33,6 +33,7 @@ REQUIRED_KEYS = ("format", "step", "config", "shape", "generator", "critic", "op
 # How long and where a run trains, not what it trains: these may differ between a checkpoint and the
 # run that resumes it. Every other option must match.
 RESUMABLE_OPTIONS = ("steps", "device", "fast", "precision", "data")
+NOT_COMPARED = RESUMABLE_OPTIONS + ("runs_dir",)  # where the run directory lives says nothing of the model
 
 
 def checkpoint_name(step: int) -> str:
@@ -184,7 +185,7 @@ def _json_field(state: dict, key: str, path: Path) -> dict:
     return value
 
 
-def config_differences(a: dict, b: dict, ignore: tuple[str, ...] = RESUMABLE_OPTIONS) -> list[str]:
+def config_differences(a: dict, b: dict, ignore: tuple[str, ...] = NOT_COMPARED) -> list[str]:
     """The options (besides `ignore`) whose values differ, as 'name A vs B'."""
     names = sorted((set(a) | set(b)) - set(ignore))
     return [f"{n} {a.get(n)!r} vs {b.get(n)!r}" for n in names if a.get(n) != b.get(n)]
@@ -288,7 +289,7 @@ def resume_config(point: ResumePoint, options: dict):
     stored = point.config
     allowed = ", ".join("--" + n.replace("_", "-") for n in RESUMABLE_OPTIONS)
     for name, value in options.items():
-        if value is not None and name not in RESUMABLE_OPTIONS + ("runs_dir",) and value != stored.get(name):
+        if value is not None and name not in NOT_COMPARED and value != stored.get(name):
             raise UserError(f"--{name.replace('_', '-')} {value}: {point.run_dir} was trained with "
                             f"{stored.get(name)!r}; on resume only {allowed} may change (start a new run instead)")
     changed = {k: v for k, v in options.items() if v is not None and k in RESUMABLE_OPTIONS}
@@ -308,7 +309,7 @@ def find_resumable_run(runs_dir: Path, config: dict) -> Path | None:
     for run in sorted(runs, key=lambda p: int(RUN_DIR_RE.match(p.name).group(1)), reverse=True):
         stored = _read_run_config(run)
         if stored is not None and list_checkpoints(run / "checkpoints") and \
-                not config_differences(stored, config, RESUMABLE_OPTIONS + ("runs_dir",)):
+                not config_differences(stored, config):
             return run
     return None
 
