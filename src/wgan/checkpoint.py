@@ -1,29 +1,54 @@
-"""Atomic checkpoint writes and safe loads.
+"""Atomic checkpoint writes, safe loads, and where to resume from.
 
 A checkpoint holds state_dicts, tensors and primitives only, so it loads with
-torch.load(weights_only=True): a crafted pickle is refused, never executed. Writes go to a temporary
-file in the same folder, are fsynced, then renamed over the target, so a crash mid-write leaves the
-last good checkpoint in place.
+torch.load(weights_only=True): a crafted pickle is refused, never executed. Before anything is
+unpickled the zip archive's CRC32 checksums are verified, because PyTorch's reader does not check
+them: a checkpoint damaged mid-file would otherwise load with silently wrong weights. Writes go to a
+temporary file in the same folder, are fsynced, then renamed over the target, so a crash mid-write
+leaves the last good checkpoint in place.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import re
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from wgan.errors import UserError
 
-CHECKPOINT_RE = re.compile(r"^step-(\d{8})\.pt$")
+FORMAT = "wgan-checkpoint-1"
+GENERATOR_FORMAT = "wgan-generator-1"
+CHECKPOINT_RE = re.compile(r"^step-(\d{8,})\.pt$")
+TEMP_RE = re.compile(r"^\.step-\d+\.pt\..*\.tmp$")  # what atomic_write leaves behind when killed mid-write
+RUN_DIR_RE = re.compile(r"^(\d+)-")
+REQUIRED_KEYS = ("format", "step", "config", "shape", "generator", "critic", "opt_generator", "opt_critic",
+                 "fixed_z", "fixed_labels", "rng", "elapsed_s", "pending")
+# How long and where a run trains, not what it trains: these may differ between a checkpoint and the
+# run that resumes it. Every other option must match.
+RESUMABLE_OPTIONS = ("steps", "device", "fast", "precision", "data")
+NOT_COMPARED = RESUMABLE_OPTIONS + ("runs_dir",)  # where the run directory lives says nothing of the model
 
 
 def checkpoint_name(step: int) -> str:
     return f"step-{step:08d}.pt"
+
+
+def checkpoint_step(path: Path) -> int:
+    match = CHECKPOINT_RE.match(Path(path).name)
+    if match is None:
+        raise UserError(f"{path}: not a checkpoint name (expected step-NNNNNNNN.pt)")
+    return int(match.group(1))
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
 
 
 def atomic_write(path: Path, write) -> None:
@@ -54,31 +79,12 @@ def save_checkpoint(path: Path, state: dict) -> None:
     atomic_write(path, lambda f: torch.save(state, f))
 
 
-def load_checkpoint(path: Path) -> dict:
-    """Load a checkpoint with weights_only=True; any problem becomes one UserError naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: checkpoint not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
-        raise UserError(f"{path}: refused to load: it holds objects other than tensors and primitives "
-                        f"(possibly malicious; nothing was executed): {first[:200]}") from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{path}: corrupt or truncated checkpoint ({msg[:200]}); resume from an earlier one") from None
-    if not isinstance(state, dict) or "generator" not in state or "step" not in state:
-        raise UserError(f"{path}: not a wgan checkpoint (missing generator/step)")
-    return state
-
-
 def list_checkpoints(folder: Path) -> list[Path]:
-    """Checkpoints in `folder`, oldest first."""
+    """Checkpoints in `folder`, oldest first (by step, not by name)."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if CHECKPOINT_RE.match(p.name))
+    return sorted((p for p in folder.iterdir() if CHECKPOINT_RE.match(p.name)), key=checkpoint_step)
 
 
 def prune_checkpoints(folder: Path, keep: int) -> None:
@@ -86,58 +92,312 @@ def prune_checkpoints(folder: Path, keep: int) -> None:
         old.unlink(missing_ok=True)
 
 
-def load_generator(source: Path, device: str | torch.device = "cpu"):
-    """A generator ready to sample, from a run directory (its generator.safetensors, else its newest
-    checkpoint) or from a .safetensors file written by `wgan export`. Returns (generator, config)."""
-    import json
+def remove_stale_temp_files(folder: Path) -> None:
+    """Temporary files of writes that a kill interrupted; the checkpoints themselves are untouched."""
+    if Path(folder).is_dir():
+        for p in Path(folder).iterdir():
+            if TEMP_RE.match(p.name):
+                p.unlink(missing_ok=True)
 
+
+def set_aside_newer(folder: Path, step: int) -> list[Path]:
+    """Rename the checkpoints past `step` to NAME.superseded[.N]: a run resumed from an earlier
+    checkpoint must never mistake them for its newest one, and nothing is deleted."""
+    moved = []
+    for p in list_checkpoints(folder):
+        if checkpoint_step(p) > step:
+            target, n = p.with_name(p.name + ".superseded"), 1
+            while target.exists():
+                target, n = p.with_name(f"{p.name}.superseded.{n}"), n + 1
+            p.rename(target)
+            moved.append(target)
+    return moved
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:160]
+
+
+def _archive_problem(path: Path) -> str | None:
+    """Why `path` is not an intact zip archive (what torch.save writes), or None."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except Exception:  # a parser on untrusted bytes: whatever it raises means the same thing
+        return "truncated or not a checkpoint (not a complete PyTorch zip archive)"
+    if damaged is not None:
+        return f"corrupt checkpoint: {damaged} fails its CRC check (damaged on disk or in transfer)"
+    return None
+
+
+def _unpickling_problem(exc: pickle.UnpicklingError) -> str:
+    global_name = re.search(r"GLOBAL ([\w.]+)", str(exc))
+    if global_name:
+        return (f"refused to load: it would call {global_name.group(1)}, which a wgan checkpoint never holds "
+                "(possibly malicious; nothing was executed)")
+    return f"refused to load: it holds objects other than tensors and primitives ({_first_line(exc)})"
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Verify and load a checkpoint with weights_only=True; any problem is one UserError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: checkpoint not found")
+    problem = _archive_problem(path)
+    if problem:
+        raise UserError(f"{path}: {problem}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise UserError(f"{path}: {_unpickling_problem(exc)}") from None
+    except Exception as exc:  # the archive is intact but its contents are not a checkpoint
+        raise UserError(f"{path}: unreadable checkpoint ({_first_line(exc)})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise UserError(f"{path}: not a wgan checkpoint (format {FORMAT} expected)")
+    missing = [k for k in REQUIRED_KEYS if k not in state]
+    if missing:
+        raise UserError(f"{path}: incomplete wgan checkpoint (missing {', '.join(missing)})")
+    checkpoint_config(state, path)
+    checkpoint_shape(state, path)
+    return state
+
+
+def checkpoint_config(state: dict, path: Path) -> dict:
+    return _json_field(state, "config", path)
+
+
+def checkpoint_shape(state: dict, path: Path) -> dict:
+    return _json_field(state, "shape", path)
+
+
+def _json_field(state: dict, key: str, path: Path) -> dict:
+    try:
+        value = json.loads(state[key])
+    except (KeyError, TypeError, ValueError):
+        value = None
+    if not isinstance(value, dict):
+        raise UserError(f"{path}: checkpoint holds no readable {key}")
+    return value
+
+
+def config_differences(a: dict, b: dict, ignore: tuple[str, ...] = NOT_COMPARED) -> list[str]:
+    """The options (besides `ignore`) whose values differ, as 'name A vs B'."""
+    names = sorted((set(a) | set(b)) - set(ignore))
+    return [f"{n} {a.get(n)!r} vs {b.get(n)!r}" for n in names if a.get(n) != b.get(n)]
+
+
+def _read_run_config(run_dir: Path) -> dict | None:
+    try:
+        config = json.loads((Path(run_dir) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return config if isinstance(config, dict) else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Resuming
+
+
+@dataclass
+class ResumePoint:
+    """A verified checkpoint and the run directory it continues."""
+
+    run_dir: Path
+    checkpoint: Path
+    state: dict
+
+    @property
+    def step(self) -> int:
+        return int(self.state["step"])
+
+    @property
+    def config(self) -> dict:
+        return checkpoint_config(self.state, self.checkpoint)
+
+    @property
+    def shape(self) -> dict:
+        return checkpoint_shape(self.state, self.checkpoint)
+
+
+def _load_for_run(path: Path, run_dir: Path) -> dict:
+    """Load `path` and check that it belongs to `run_dir` (same options as its config.json)."""
+    state = load_checkpoint(path)
+    run_config = _read_run_config(run_dir)
+    if run_config is not None:
+        diffs = config_differences(checkpoint_config(state, path), run_config)
+        if diffs:
+            raise UserError(f"{path}: checkpoint of another model/config than {run_dir / 'config.json'} "
+                            f"(checkpoint vs run: {'; '.join(diffs[:4])})")
+    return state
+
+
+def previous_good_checkpoint(run_dir: Path, before: Path) -> Path | None:
+    """The newest checkpoint older than `before` that loads and belongs to the run."""
+    step = checkpoint_step(before)
+    for path in reversed(list_checkpoints(Path(run_dir) / "checkpoints")):
+        if checkpoint_step(path) < step:
+            try:
+                _load_for_run(path, run_dir)
+                return path
+            except UserError:
+                continue
+    return None
+
+
+def open_checkpoint(target: Path, option: str = "--resume") -> ResumePoint:
+    """`target` is a run directory (its newest checkpoint) or one of its checkpoint files.
+
+    A damaged, unsafe or foreign checkpoint is one UserError naming it, and the previous good
+    checkpoint of the run with the exact `option` that uses it: nothing falls back silently.
+    """
+    target = Path(target)
+    if target.is_dir():
+        run_dir = target
+        found = list_checkpoints(run_dir / "checkpoints")
+        if not found:
+            raise UserError(f"{option} {target}: no checkpoints in {run_dir / 'checkpoints'}; "
+                            "pass a wgan run directory that has written at least one")
+        path = found[-1]
+    elif target.is_file():
+        if not CHECKPOINT_RE.match(target.name) or target.parent.name != "checkpoints":
+            raise UserError(f"{option} {target}: not a run's checkpoint (expected RUN/checkpoints/step-NNNNNNNN.pt)")
+        run_dir, path = target.parent.parent, target
+    else:
+        raise UserError(f"{option} {target}: no such run directory or checkpoint file")
+    try:
+        return ResumePoint(run_dir, path, _load_for_run(path, run_dir))
+    except UserError as exc:
+        good = previous_good_checkpoint(run_dir, path)
+        offer = (f"; the previous good checkpoint is {good}: use it with {option} {good}" if good
+                 else "; this run has no earlier good checkpoint")
+        raise UserError(f"{exc}{offer}") from None
+
+
+def resume_config(point: ResumePoint, options: dict):
+    """The checkpoint's config with the options given on the command line (None: not given).
+
+    Only RESUMABLE_OPTIONS may change; any other option given must equal the stored value, so a
+    resumed run trains exactly what it trained before.
+    """
+    from wgan.config import TrainConfig
+
+    stored = point.config
+    allowed = ", ".join("--" + n.replace("_", "-") for n in RESUMABLE_OPTIONS)
+    for name, value in options.items():
+        if value is not None and name not in NOT_COMPARED and value != stored.get(name):
+            raise UserError(f"--{name.replace('_', '-')} {value}: {point.run_dir} was trained with "
+                            f"{stored.get(name)!r}; on resume only {allowed} may change (start a new run instead)")
+    changed = {k: v for k, v in options.items() if v is not None and k in RESUMABLE_OPTIONS}
+    try:
+        return TrainConfig.from_dict({**stored, **changed})
+    except (UserError, TypeError) as exc:
+        raise UserError(f"{point.checkpoint}: {exc}") from None
+
+
+def find_resumable_run(runs_dir: Path, config: dict) -> Path | None:
+    """The newest run in `runs_dir` with the same options as `config` (run length and execution
+    options aside) and at least one checkpoint."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return None
+    runs = [p for p in runs_dir.iterdir() if p.is_dir() and RUN_DIR_RE.match(p.name)]
+    for run in sorted(runs, key=lambda p: int(RUN_DIR_RE.match(p.name).group(1)), reverse=True):
+        stored = _read_run_config(run)
+        if stored is not None and list_checkpoints(run / "checkpoints") and \
+                not config_differences(stored, config):
+            return run
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# The generator on its own: .safetensors with the config and model shape in its metadata
+
+
+def save_generator(path: Path, generator_state: dict, config: dict, shape: dict, step: int) -> None:
+    from safetensors.torch import save
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in generator_state.items()}
+    meta = {"format": GENERATOR_FORMAT, "config": json.dumps(config), "shape": json.dumps(shape), "step": str(step)}
+    blob = save(tensors, metadata=meta)
+    atomic_write(path, lambda f: f.write(blob))
+
+
+def export_run(run: Path, out: Path) -> ResumePoint:
+    """Write the generator of `run` (a run directory's newest checkpoint, or one checkpoint file) to `out`."""
+    out = Path(out)
+    if out.suffix != ".safetensors":
+        raise UserError(f"--out {out}: the exported generator is a .safetensors file; name it so")
+    point = open_checkpoint(run, option="--run")
+    _build_generator(point.config, point.shape, point.state["generator"], "cpu", point.checkpoint)  # refuse a mismatch
+    save_generator(out, point.state["generator"], point.config, point.shape, point.step)
+    return point
+
+
+def load_generator(source: Path, device: str | torch.device = "cpu"):
+    """A generator ready to sample, from a run directory (its newest checkpoint, else its
+    generator.safetensors), one checkpoint file, or a .safetensors file written by `wgan export`.
+    Returns (generator, config)."""
+    from wgan.config import TrainConfig
+
+    source = Path(source)
+    if source.is_dir() and not list_checkpoints(source / "checkpoints"):
+        if not (source / "generator.safetensors").is_file():
+            raise UserError(f"{source}: no checkpoints and no generator.safetensors: is this a wgan run directory?")
+        source = source / "generator.safetensors"
+    if source.is_dir() or source.suffix == ".pt":
+        point = open_checkpoint(source, option="--run")
+        config, shape, tensors, origin = point.config, point.shape, point.state["generator"], point.checkpoint
+    else:
+        config, shape, tensors = _read_generator_file(source)
+        origin = source
+    generator = _build_generator(config, shape, tensors, device, origin)
+    return generator, TrainConfig.from_dict(config)
+
+
+def _read_generator_file(path: Path) -> tuple[dict, dict, dict]:
+    from safetensors import SafetensorError, safe_open
+
+    if not path.is_file():
+        raise UserError(f"{path}: not found; pass a run directory or a generator .safetensors file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise UserError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from None
+    try:
+        if meta.get("format") != GENERATOR_FORMAT:
+            raise ValueError
+        config, shape = json.loads(meta["config"]), json.loads(meta["shape"])
+        if not isinstance(config, dict) or not isinstance(shape, dict):
+            raise ValueError
+    except (KeyError, ValueError):
+        raise UserError(f"{path}: safetensors file without wgan metadata (config/shape); "
+                        "write it with `wgan export`") from None
+    return config, shape, tensors
+
+
+def _build_generator(config: dict, shape: dict, tensors: dict, device, origin: Path):
     from wgan.config import TrainConfig
     from wgan.models import ModelShape, build_models
 
-    source = Path(source)
-    if source.is_dir():
-        weights = source / "generator.safetensors"
-        if not weights.exists():
-            checkpoints = list_checkpoints(source / "checkpoints")
-            if not checkpoints:
-                raise UserError(f"{source}: no generator.safetensors and no checkpoints: is this a wgan run directory?")
-            state = load_checkpoint(checkpoints[-1])
-            cfg = TrainConfig.from_dict(json.loads(state["config"]))
-            return _build_generator(cfg, _shape_from_state(state, cfg), state["generator"], device), cfg
-        source = weights
-    if not source.is_file():
-        raise UserError(f"{source}: not found; pass a run directory or a generator .safetensors file")
-    from safetensors import SafetensorError, safe_open
-
     try:
-        with safe_open(str(source), framework="pt") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise UserError(f"{source}: not a readable safetensors file ({str(exc)[:160]})") from None
-    if meta.get("format") != "wgan-generator-1" or "config" not in meta or "shape" not in meta:
-        raise UserError(f"{source}: safetensors file without wgan metadata (config/shape); export it with `wgan export`")
-    cfg = TrainConfig.from_dict(json.loads(meta["config"]))
-    shape = ModelShape(**json.loads(meta["shape"]))
-    return _build_generator(cfg, shape, tensors, device), cfg
-
-
-def _shape_from_state(state: dict, cfg) -> "ModelShape":
-    import json
-
-    from wgan.models import ModelShape
-
-    if "shape" in state:
-        return ModelShape(**json.loads(state["shape"]))
-    raise UserError("checkpoint has no model shape: it was written by another version of wgan")
-
-
-def _build_generator(cfg, shape, tensors: dict, device):
-    from wgan.models import build_models
-
-    generator, _ = build_models(cfg.model, shape, penalty=False)
+        cfg = TrainConfig.from_dict(config)
+    except UserError as exc:
+        raise UserError(f"{origin}: {exc}") from None
+    try:
+        model_shape = ModelShape(**shape)
+    except TypeError as exc:
+        raise UserError(f"{origin}: unreadable model shape ({_first_line(exc)})") from None
+    generator, _ = build_models(cfg.model, model_shape, penalty=False)
     try:
         generator.load_state_dict(tensors)
-    except RuntimeError as exc:
-        raise UserError(f"weights do not match model '{cfg.model}' ({str(exc).splitlines()[0][:160]})") from None
+    except (RuntimeError, ValueError) as exc:
+        raise UserError(f"{origin}: weights do not match model '{cfg.model}' with its stored shape "
+                        f"({_first_line(exc)})") from None
     return generator.to(device).eval()

@@ -1,6 +1,7 @@
 """The `wgan` command: parse, build a validated config, call one function.
 
-Every problem the user can cause ends as one line on stderr and exit code 2.
+Every problem the user can cause ends as one line on stderr and exit code 2; a run whose losses
+became NaN or infinite ends as one line and exit code 3.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import sys
 import typing
 from pathlib import Path
 
-from wgan.errors import UserError
+from wgan.errors import TrainingDiverged, UserError
 
 HELP = {
     "preset": "start from a preset (see `wgan presets`); other options override it",
@@ -83,19 +84,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a WGAN / WGAN-GP")
     _add_config_options(p)
-    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its newest checkpoint")
+    p.add_argument("--resume", metavar="DIR|FILE|auto",
+                   help="DIR: continue the run in DIR from its newest checkpoint, exactly where it stopped. "
+                        "FILE: from that checkpoint of a run (DIR/checkpoints/step-NNNNNNNN.pt), e.g. the previous "
+                        "good one that the error names when the newest is damaged; newer checkpoints are then "
+                        "renamed *.superseded, never deleted. auto: the newest run in --runs-dir with the same "
+                        "options, or a new run if there is none. On resume only --steps, --device, --fast, "
+                        "--precision and --data may change")
     p.add_argument("--dry-run", action="store_true", help="build everything and run 2 steps")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser("sample", help="sample from a trained generator")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--run", metavar="DIR", help="run directory")
+    src.add_argument("--run", metavar="DIR|FILE", help="run directory (its newest checkpoint) or one checkpoint")
     src.add_argument("--weights", metavar="FILE", help="generator .safetensors from `wgan export`")
     p.add_argument("--num", type=int, default=64, help="number of samples")
     p.add_argument("--label", type=int, default=None, help="class label (conditional models); default: all classes")
     p.add_argument("--out", required=True, help="output: .png (grid) or .npz (uint8 N x C x H x W)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
+
+    p = sub.add_parser("export", help="write a run's generator to one .safetensors file (config in its metadata)")
+    p.add_argument("--run", required=True, metavar="DIR|FILE",
+                   help="run directory (its newest checkpoint) or one of its checkpoint files")
+    p.add_argument("--out", required=True, metavar="FILE",
+                   help="the .safetensors file to write; `wgan sample --weights FILE` samples from it")
 
     sub.add_parser("presets", help="list the presets and their settings")
 
@@ -119,24 +132,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from wgan import checkpoint
     from wgan.config import TrainConfig, preset_config, validate
     from wgan.train import train
 
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
-    if args.resume:
-        run_dir = Path(args.resume)
-        cfg = TrainConfig.from_json(run_dir / "config.json")
-        # On resume only the run length and execution options may change.
-        for name in ("steps", "device", "fast", "precision"):
-            if overrides.get(name) is not None:
-                setattr(cfg, name, overrides[name])
+    resume = None
+    if args.resume and args.resume != "auto":
+        resume = checkpoint.open_checkpoint(Path(args.resume))
+        cfg = checkpoint.resume_config(resume, overrides)
     else:
         preset = overrides.pop("preset") or "quick"
         cfg = preset_config(preset, **overrides) if preset != "custom" else TrainConfig(
             **{k: v for k, v in overrides.items() if v is not None})
+        if args.resume == "auto":
+            validate(cfg)
+            run = checkpoint.find_resumable_run(Path(cfg.runs_dir), cfg.to_dict())
+            print(f"--resume auto: resuming {run}" if run else
+                  f"--resume auto: no run of these options with a checkpoint in {cfg.runs_dir}; starting a new one")
+            if run is not None:
+                resume = checkpoint.open_checkpoint(run)
+                cfg = checkpoint.resume_config(resume, overrides)
     validate(cfg)
-    run_dir = train(cfg, resume=Path(args.resume) if args.resume else None, dry_run=args.dry_run,
-                    progress=not args.no_progress)
+    run_dir = train(cfg, resume=resume, dry_run=args.dry_run, progress=not args.no_progress)
     print(f"run directory: {run_dir}")
     return 0
 
@@ -190,6 +208,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
         nrow = shape.num_classes if labels is not None and args.label is None else max(1, int(args.num ** 0.5))
         save_image(make_grid(to_uint8_images(samples), nrow=nrow, pad_value=255).float() / 255.0, out)
     print(f"wrote {args.num} samples to {out}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from wgan.checkpoint import export_run
+
+    point = export_run(Path(args.run), Path(args.out))
+    print(f"wrote the generator of {point.checkpoint} (step {point.step}) to {args.out}")
     return 0
 
 
@@ -252,7 +278,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "bench": cmd_bench, "sample": cmd_sample, "presets": cmd_presets, "datasets": cmd_datasets}
+COMMANDS = {"train": cmd_train, "bench": cmd_bench, "sample": cmd_sample, "export": cmd_export, "presets": cmd_presets,
+            "datasets": cmd_datasets}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -263,6 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"wgan {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except TrainingDiverged as exc:
+        print(f"wgan {args.command}: training diverged: {exc}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -27,14 +27,10 @@ from wgan import checkpoint as ckpt
 from wgan import losses
 from wgan.config import TrainConfig, validate
 from wgan.data import Data, load_dataset, to_uint8_images
-from wgan.errors import UserError
+from wgan.errors import TrainingDiverged, UserError
 from wgan.models import Critic, Generator, ModelShape, build_models
 
 STAT_NAMES = ("loss_critic", "loss_generator", "wasserstein", "penalty")
-
-
-class TrainingDiverged(RuntimeError):
-    """A loss became NaN or infinite."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,7 +212,9 @@ class RunLog:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=resume_step)
+                # purge_step hides events at or after it: the checkpoint's own step was logged and kept.
+                purge_step = None if resume_step is None else resume_step + 1
+                self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=purge_step)
             except ImportError:
                 self.line("tensorboard is not installed: TensorBoard logging is off")
 
@@ -254,6 +252,10 @@ class Trainer:
     fixed_z: torch.Tensor
     fixed_labels: torch.Tensor | None
     step: int = 0
+    elapsed_s: float = 0.0  # training time before this process, so metrics' time_s continues on resume
+    # Losses summed since the last metrics record: {"steps", "sums", "seconds"}. A checkpoint written
+    # between records (on a signal) carries them, so the resumed run logs the records of an unstopped one.
+    pending: dict | None = None
 
     @classmethod
     def build(cls, cfg: TrainConfig, fast: bool = False, data: Data | None = None) -> "Trainer":
@@ -277,8 +279,10 @@ class Trainer:
     # --- state for checkpoints -------------------------------------------------------------
     def state_dict(self) -> dict:
         return {
-            "format": "wgan-checkpoint-1",
+            "format": ckpt.FORMAT,
             "step": self.step,
+            "elapsed_s": self.elapsed_s,
+            "pending": self.pending or {"steps": 0, "sums": torch.zeros(len(STAT_NAMES)), "seconds": 0.0},
             "config": json.dumps(self.cfg.to_dict()),
             "shape": json.dumps(self.shape.__dict__),
             "generator": self.generator.state_dict(),
@@ -287,33 +291,30 @@ class Trainer:
             "opt_critic": self.opt_c.state_dict(),
             "fixed_z": self.fixed_z.cpu(),
             "fixed_labels": None if self.fixed_labels is None else self.fixed_labels.cpu(),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                "numpy": _numpy_rng_to_tensor(),
-                "python": _python_rng_to_tensor(),
-            },
+            "rng": rng_states(),
         }
 
     def load_state_dict(self, state: dict, source: Path) -> None:
+        """Restore everything that shapes the rest of the trajectory; a mismatch names `source`."""
         try:
             self.generator.load_state_dict(state["generator"])
             self.critic.load_state_dict(state["critic"])
             self.opt_g.load_state_dict(state["opt_generator"])
             self.opt_c.load_state_dict(state["opt_critic"])
-        except (KeyError, RuntimeError, ValueError) as exc:
+            fixed_z = state["fixed_z"].to(self.device)
+            if fixed_z.shape != self.fixed_z.shape:
+                raise ValueError(f"fixed noise of shape {tuple(fixed_z.shape)}, expected {tuple(self.fixed_z.shape)}")
+            fixed_labels = None if state["fixed_labels"] is None else state["fixed_labels"].to(self.device)
+            set_rng_states(state["rng"])
+            step, elapsed_s = int(state["step"]), float(state["elapsed_s"])
+            saved = state["pending"]
+            pending = {"steps": int(saved["steps"]), "sums": saved["sums"].float().reshape(len(STAT_NAMES)),
+                       "seconds": float(saved["seconds"])}
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
             msg = str(exc).strip().splitlines()[0][:200]
             raise UserError(f"{source}: checkpoint does not match this model/config ({msg})") from None
-        self.step = int(state["step"])
-        self.fixed_z = state["fixed_z"].to(self.device)
-        if state.get("fixed_labels") is not None:
-            self.fixed_labels = state["fixed_labels"].to(self.device)
-        rng = state["rng"]
-        torch.set_rng_state(rng["torch"])
-        if torch.cuda.is_available() and rng["cuda"]:
-            torch.cuda.set_rng_state_all(rng["cuda"])
-        _numpy_rng_from_tensor(rng["numpy"])
-        _python_rng_from_tensor(rng["python"])
+        self.fixed_z, self.fixed_labels, self.step, self.elapsed_s = fixed_z, fixed_labels, step, elapsed_s
+        self.pending = pending
 
     # --- samples ----------------------------------------------------------------------------
     @torch.no_grad()
@@ -325,25 +326,27 @@ class Trainer:
         return out
 
 
-def _numpy_rng_to_tensor() -> torch.Tensor:
-    # numpy's state as a uint8 tensor of its JSON, so the checkpoint holds tensors and primitives only
+def rng_states() -> dict:
+    """Every random generator the loop may draw from, as tensors and primitives (weights_only-safe)."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
-    blob = json.dumps([kind, keys.tolist(), int(pos), int(has_gauss), float(cached)]).encode()
-    return torch.frombuffer(bytearray(blob), dtype=torch.uint8)
-
-
-def _numpy_rng_from_tensor(t: torch.Tensor) -> None:
-    kind, keys, pos, has_gauss, cached = json.loads(bytes(t.tolist()).decode())
-    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
-
-
-def _python_rng_to_tensor() -> torch.Tensor:
     version, internal, gauss = random.getstate()
-    return torch.frombuffer(bytearray(json.dumps([version, list(internal), gauss]).encode()), dtype=torch.uint8)
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+        "python": [version, list(internal), gauss],
+    }
 
 
-def _python_rng_from_tensor(t: torch.Tensor) -> None:
-    version, internal, gauss = json.loads(bytes(t.tolist()).decode())
+def set_rng_states(rng: dict) -> None:
+    torch.set_rng_state(rng["torch"])
+    if torch.cuda.is_available() and rng["cuda"]:
+        # A machine with fewer GPUs than the one that wrote the checkpoint restores the ones it has.
+        for index, state in enumerate(rng["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(state, index)
+    kind, keys, pos, has_gauss, cached = rng["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = rng["python"]
     random.setstate((version, tuple(internal), gauss))
 
 
@@ -365,13 +368,8 @@ def save_samples(trainer: Trainer, path: Path) -> None:
 
 def export_generator(trainer: Trainer, path: Path) -> None:
     """generator.safetensors: the generator's weights with the config and shape in its metadata."""
-    from safetensors.torch import save
-
-    tensors = {k: v.detach().cpu().contiguous() for k, v in trainer.generator.state_dict().items()}
-    meta = {"format": "wgan-generator-1", "config": json.dumps(trainer.cfg.to_dict()),
-            "shape": json.dumps(trainer.shape.__dict__), "step": str(trainer.step)}
-    blob = save(tensors, metadata=meta)
-    ckpt.atomic_write(path, lambda f: f.write(blob))
+    ckpt.save_generator(path, trainer.generator.state_dict(), trainer.cfg.to_dict(), trainer.shape.__dict__,
+                        trainer.step)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -393,44 +391,91 @@ def make_step(trainer: Trainer, fast: bool):
     return step, f"CUDA graph off: {reason}; using the fused eager step"
 
 
-def train(cfg: TrainConfig, *, resume: Path | None = None, dry_run: bool = False, progress: bool = True) -> Path:
-    """Train a WGAN as `cfg` says; returns the run directory."""
+def check_finite_losses(stats: dict[str, float], first_step: int, last_step: int) -> None:
+    """Raise TrainingDiverged if a loss summed over steps first_step..last_step is NaN or infinite."""
+    bad = [k for k, v in stats.items() if not math.isfinite(v)]
+    if bad:
+        where = f"at step {last_step}" if first_step == last_step else f"between steps {first_step} and {last_step}"
+        raise TrainingDiverged(f"{' and '.join(bad)} became {stats[bad[0]]} {where}")
+
+
+def check_finite_parameters(trainer: Trainer) -> None:
+    """A finite loss can still be followed by an update to NaN; never write such weights to a checkpoint."""
+    for name, module in (("generator", trainer.generator), ("critic", trainer.critic)):
+        if not torch.stack([p.isfinite().all() for p in module.parameters()]).all():  # one sync per checkpoint
+            raise TrainingDiverged(f"the {name}'s parameters became NaN or infinite at step {trainer.step}")
+
+
+def _resume_problem(cfg: TrainConfig, point: ckpt.ResumePoint, total_steps: int) -> str | None:
+    diffs = ckpt.config_differences(point.config, cfg.to_dict())
+    if diffs:
+        allowed = ", ".join("--" + n.replace("_", "-") for n in ckpt.RESUMABLE_OPTIONS)
+        return (f"{point.checkpoint}: written with other options ({'; '.join(diffs[:4])}); on resume only "
+                f"{allowed} may change")
+    if point.step > total_steps:
+        return f"{point.checkpoint}: at step {point.step}, past --steps {total_steps}; pass --steps {point.step} or more"
+    return None
+
+
+def train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None = None, dry_run: bool = False,
+          progress: bool = True) -> Path:
+    """Train a WGAN as `cfg` says; returns the run directory.
+
+    `resume`: a run directory (its newest checkpoint), one of its checkpoint files, or an opened
+    ResumePoint. The checkpoint is verified before anything in the run directory changes.
+    """
     from tqdm import tqdm
 
     from wgan import report
 
     validate(cfg)
+    resume = ckpt.open_checkpoint(Path(resume)) if isinstance(resume, (str, Path)) else resume
     device = resolve_device(cfg.device)
     fast = cfg.fast and device.type == "cuda" and not dry_run
-    trainer = Trainer.build(cfg, fast=fast)
     total_steps = 2 if dry_run else cfg.steps
+    problem = None if resume is None else _resume_problem(cfg, resume, total_steps)
+    if problem:
+        raise UserError(problem)
+    trainer = Trainer.build(cfg, fast=fast)
 
     if resume is not None:
-        run_dir = Path(resume)
-        checkpoints = ckpt.list_checkpoints(run_dir / "checkpoints")
-        if not checkpoints:
-            raise UserError(f"{run_dir}: no checkpoints to resume from")
-        state = ckpt.load_checkpoint(checkpoints[-1])
-        trainer.load_state_dict(state, checkpoints[-1])
+        trainer.load_state_dict(resume.state, resume.checkpoint)
+        run_dir = resume.run_dir
+        # Only now that the checkpoint has loaded does anything in the run directory change.
+        ckpt.remove_stale_temp_files(run_dir / "checkpoints")
+        superseded = ckpt.set_aside_newer(run_dir / "checkpoints", resume.step)
+        config_text = json.dumps(cfg.to_dict(), indent=2) + "\n"  # the run length may have changed
+        ckpt.atomic_write(run_dir / "config.json", lambda f: f.write(config_text.encode()))
     else:
+        superseded = []
         run_dir = next_run_dir(Path(cfg.runs_dir), cfg.preset if cfg.preset != "custom" else f"{cfg.dataset}-{cfg.loss}")
         (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
     log = RunLog(run_dir, cfg.tensorboard, resume_step=trainer.step if resume is not None else None)
-    log.line(f"{'resumed at step ' + str(trainer.step) if resume else 'started'}: preset={cfg.preset} "
+    log.line(f"{'resumed from ' + str(resume.checkpoint) if resume else 'started'}: preset={cfg.preset} "
              f"dataset={cfg.dataset} ({len(trainer.data)} samples from {trainer.data.source}) model={cfg.model} "
              f"loss={cfg.loss} device={device} precision={cfg.precision}")
     for data_note in trainer.data.notes:
         log.line(data_note)
         print(data_note)
+    for path in superseded:
+        log.line(f"{path.name}: set aside, newer than the checkpoint this run resumed from")
 
     step_fn, note = make_step(trainer, fast)
     if note:
         log.line(note)
         print(note)
 
+    last_good = {"path": None if resume is None else resume.checkpoint}
+
     def save_ckpt() -> None:
-        ckpt.save_checkpoint(run_dir / "checkpoints" / ckpt.checkpoint_name(trainer.step), trainer.state_dict())
+        check_finite_parameters(trainer)
+        trainer.elapsed_s = time.perf_counter() - t_start
+        trainer.pending = {"steps": steps_since_read, "sums": step_fn.sums.detach().cpu().clone(),
+                           "seconds": time.perf_counter() - t_last}
+        path = run_dir / "checkpoints" / ckpt.checkpoint_name(trainer.step)
+        ckpt.save_checkpoint(path, trainer.state_dict())
         ckpt.prune_checkpoints(run_dir / "checkpoints", cfg.keep_checkpoints)
+        last_good["path"] = path
 
     if trainer.step == 0 and cfg.sample_every_steps:
         save_samples(trainer, run_dir / "samples" / "step-00000000.png")
@@ -438,12 +483,32 @@ def train(cfg: TrainConfig, *, resume: Path | None = None, dry_run: bool = False
     stop = {"signal": None}
 
     def on_signal(signum, frame):
+        if stop["signal"] is not None:
+            raise KeyboardInterrupt  # asked twice: stop now; the last checkpoint stays as it is
         stop["signal"] = signum
 
     old_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     bar = tqdm(total=total_steps, initial=trainer.step, disable=not progress, unit="it", dynamic_ncols=True)
     t_last, steps_since_read = time.perf_counter(), 0
-    t_start = t_last
+    t_start = t_last - trainer.elapsed_s
+    if trainer.pending is not None:
+        step_fn.sums.copy_(trainer.pending["sums"])
+        steps_since_read, t_last = trainer.pending["steps"], t_last - trainer.pending["seconds"]
+
+    def read_and_log() -> None:
+        """The one host sync per interval: read the summed losses, check them, log them."""
+        nonlocal t_last, steps_since_read
+        stats = step_fn.read_and_reset(steps_since_read)
+        now = time.perf_counter()
+        elapsed, t_last = now - t_last, now
+        check_finite_losses(stats, trainer.step - steps_since_read + 1, trainer.step)
+        record = {"step": trainer.step, "time_s": round(now - t_start, 3), **{k: round(v, 6) for k, v in stats.items()},
+                  "critic_images_per_s": round(steps_since_read * cfg.critic_steps * cfg.batch_size / elapsed, 1)}
+        log.record(record)
+        bar.set_postfix(W=f"{stats['wasserstein']:.3f}", loss_c=f"{stats['loss_critic']:.3f}",
+                        loss_g=f"{stats['loss_generator']:.3f}", img_s=f"{record['critic_images_per_s']:.0f}")
+        steps_since_read = 0
+
     try:
         while trainer.step < total_steps and stop["signal"] is None:
             step_fn()
@@ -453,38 +518,36 @@ def train(cfg: TrainConfig, *, resume: Path | None = None, dry_run: bool = False
             at = trainer.step
             last = at == total_steps
             want_ckpt = cfg.checkpoint_every_steps and (at % cfg.checkpoint_every_steps == 0)
+            # Checkpoint steps always read the sums: a resumed run then starts with empty sums, as
+            # this one goes on, and no checkpoint follows an unchecked interval.
             if at % cfg.log_every_steps == 0 or last or want_ckpt:
-                stats = step_fn.read_and_reset(steps_since_read)
-                now = time.perf_counter()
-                elapsed, t_last = now - t_last, now
-                bad = [k for k, v in stats.items() if not math.isfinite(v)]
-                if bad:
-                    raise TrainingDiverged(f"step {at}: {', '.join(bad)} became {stats[bad[0]]}")
-                record = {"step": at, "time_s": round(now - t_start, 3), **{k: round(v, 6) for k, v in stats.items()},
-                          "critic_images_per_s": round(steps_since_read * cfg.critic_steps * cfg.batch_size / elapsed, 1)}
-                log.record(record)
-                bar.set_postfix(W=f"{stats['wasserstein']:.3f}", loss_c=f"{stats['loss_critic']:.3f}",
-                                loss_g=f"{stats['loss_generator']:.3f}", img_s=f"{record['critic_images_per_s']:.0f}")
-                steps_since_read = 0
+                read_and_log()
             if cfg.sample_every_steps and (at % cfg.sample_every_steps == 0 or last):
                 save_samples(trainer, run_dir / "samples" / f"step-{at:08d}.png")
             if want_ckpt or last:
                 save_ckpt()
         if stop["signal"] is not None:
-            if steps_since_read:
-                step_fn.read_and_reset(steps_since_read)
+            if steps_since_read:  # checked, not logged: the checkpoint carries them to the next record
+                pending = dict(zip(STAT_NAMES, (step_fn.sums / steps_since_read).tolist()))
+                check_finite_losses(pending, trainer.step - steps_since_read + 1, trainer.step)
             save_ckpt()
             log.line(f"stopped by signal {stop['signal']} at step {trainer.step}; checkpoint written")
             print(f"stopped at step {trainer.step}; checkpoint written. Resume: wgan train --resume {run_dir}")
+        trainer.elapsed_s = time.perf_counter() - t_start
     except TrainingDiverged as exc:
-        log.line(f"diverged: {exc}; the last good checkpoint is kept")
-        raise
+        kept = (f"the last good checkpoint {last_good['path']} is intact" if last_good["path"] is not None
+                else "no checkpoint had been written yet")
+        message = f"{exc}; stopped without writing a checkpoint: {kept}"
+        log.line(f"diverged: {message}")
+        log.close()
+        raise TrainingDiverged(message) from None
     finally:
         bar.close()
         for s, h in old_handlers.items():
             signal.signal(s, h)
     export_generator(trainer, run_dir / "generator.safetensors")
-    log.line(f"finished at step {trainer.step} in {time.perf_counter() - t_start:.1f} s")
+    log.line(f"{'stopped' if stop['signal'] else 'finished'} at step {trainer.step} "
+             f"({trainer.elapsed_s:.1f} s of training)")
     log.close()
     try:
         report.build_report(run_dir)
