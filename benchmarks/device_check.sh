@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# GPU checks from a source checkout: the fast-path tests, and a short train / resume / sample through the CLI.
+set -u
+export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1
+DATA=${1:-.devdata/fashion-mnist}
+RUNS=$(mktemp -d)
+python3 -m pytest -q tests/test_fast.py 2>&1 | tail -3
+python3 -m wgan train --preset fashion-gp --data "$DATA" --steps 200 --checkpoint-every-steps 100 --runs-dir "$RUNS" \
+  --no-progress --no-tensorboard 2>&1 | grep -v -i warn | tail -3
+run=$(ls -d "$RUNS"/*)
+python3 -m wgan train --resume "$run" --steps 400 --no-progress 2>&1 | grep -v -i warn | tail -3
+tail -2 "$run/metrics.jsonl"; cat "$run/log.txt"
+python3 -m wgan sample --run "$run" --num 16 --out "$RUNS/s.npz" && echo sample-ok
+cp "$run/samples/step-00000400.png" "${OUT:-/tmp}/fashion-gp-400.png" 2>/dev/null
