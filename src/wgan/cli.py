@@ -62,7 +62,8 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         kind = hints[f.name]
-        help_text = f"{HELP.get(f.name, '')} (default: {f.default})"
+        default = "quick" if f.name == "preset" else f.default  # a bare `wgan train` is the quick preset
+        help_text = f"{HELP.get(f.name, '')} (default: {default})"
         if kind is bool:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
