@@ -73,10 +73,10 @@ def process_group(device: torch.device) -> Iterator[None]:
         dist.init_process_group("nccl", device_id=torch.device("cuda", local_rank))
     else:
         dist.init_process_group("gloo")
-    try:
-        yield
-    finally:
-        dist.destroy_process_group()
+    yield
+    # Not on an error: tearing down NCCL while a peer still waits in a collective can block, and the
+    # process is about to exit anyway (torchrun then ends the others).
+    dist.destroy_process_group()
 
 
 def local_device(device: torch.device) -> torch.device:
