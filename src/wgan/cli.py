@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from wgan import checkpoint
+    from wgan import checkpoint, distributed
     from wgan.config import TrainConfig, preset_config, validate
     from wgan.train import train
 
@@ -156,7 +156,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                 cfg = checkpoint.resume_config(resume, overrides)
     validate(cfg)
     run_dir = train(cfg, resume=resume, dry_run=args.dry_run, progress=not args.no_progress)
-    print(f"run directory: {run_dir}")
+    if distributed.launched_rank() == 0:  # under torchrun, once rather than once per process
+        print(f"run directory: {run_dir}")
     return 0
 
 

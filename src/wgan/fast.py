@@ -197,7 +197,7 @@ class FusedWganStep:
         return idx, z, eps
 
     def _critic_update(self, real, fake, labels, eps) -> torch.Tensor:
-        from wgan import losses
+        from wgan import distributed, losses
 
         cfg, b = self.cfg, real.shape[0]
         two = None if labels is None else torch.cat([labels, labels])
@@ -214,6 +214,7 @@ class FusedWganStep:
             loss = loss + cfg.gp_weight * penalty
         self.opt_c.zero_grad(set_to_none=False)
         loss.backward()
+        distributed.average_gradients(self.opt_c)  # N processes: NCCL's all-reduce is captured with the rest
         self.opt_c.step()
         if cfg.loss == "clip":
             losses.clip_weights(self.critic, cfg.clip_value)

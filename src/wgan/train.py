@@ -1,14 +1,19 @@
-"""The training loop: one code path for CPU and CUDA (and, later, N processes).
+"""The training loop: one code path for CPU, CUDA and N processes (torchrun; see wgan.distributed).
 
 One *step* is one generator iteration: `critic_steps` critic updates, each on a fresh real batch with
 fresh noise (and a fresh per-sample epsilon for the penalty), then one generator update. The step
 keeps its running sums of the losses on the device; the loop reads them back every
 `log_every_steps`, so no step waits on the host. On CUDA the whole step can be captured in one CUDA
 graph and replayed (see `CudaGraphStep`).
+
+In N processes every process runs this same loop on its own batches (its random streams are seeded
+with seed + rank), the steps average the gradients over the processes before each optimiser step,
+the logged losses are averaged over them, and rank 0 alone writes files.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -24,7 +29,7 @@ import torch
 from torch import nn
 
 from wgan import checkpoint as ckpt
-from wgan import losses
+from wgan import distributed, losses
 from wgan.config import TrainConfig, validate
 from wgan.data import Data, load_dataset, to_uint8_images
 from wgan.errors import TrainingDiverged, UserError
@@ -39,10 +44,10 @@ STAT_NAMES = ("loss_critic", "loss_generator", "wasserstein", "penalty")
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return distributed.local_device(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
-    return torch.device(name)
+    return distributed.local_device(torch.device(name))
 
 
 def seed_everything(seed: int) -> None:
@@ -148,6 +153,7 @@ class WganStep:
             penalty = torch.zeros((), device=self.device)
         self.opt_c.zero_grad(set_to_none=False)
         loss.backward()
+        distributed.average_gradients(self.opt_c)
         self.opt_c.step()
         if cfg.loss == "clip":
             losses.clip_weights(self.critic, cfg.clip_value)  # after the step, as in Algorithm 1
@@ -162,6 +168,7 @@ class WganStep:
             loss = losses.generator_loss(self.critic(fake, labels).float())
         self.opt_g.zero_grad(set_to_none=False)
         loss.backward()
+        distributed.average_gradients(self.opt_g)
         self.opt_g.step()
         self.critic.requires_grad_(True)
         return loss.detach()
@@ -173,7 +180,8 @@ class WganStep:
         self.sums.add_(torch.stack([critic_stats[0], g_loss, critic_stats[1], critic_stats[2]]))
 
     def read_and_reset(self, count: int) -> dict[str, float]:
-        values = (self.sums / max(count, 1)).tolist()  # the one host sync per logging interval
+        # the one host sync per logging interval; in N processes, the mean over all of them
+        values = distributed.average_(self.sums / max(count, 1)).tolist()
         self.sums.zero_()
         return dict(zip(STAT_NAMES, values))
 
@@ -235,6 +243,19 @@ class RunLog:
             self.tb.close()
 
 
+class NullLog:
+    """The log of every process but rank 0: rank 0 alone writes files."""
+
+    def line(self, msg: str) -> None:
+        pass
+
+    def record(self, record: dict) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 # ---------------------------------------------------------------------------------------------
 # The trainer
 
@@ -261,7 +282,9 @@ class Trainer:
     def build(cls, cfg: TrainConfig, fast: bool = False, data: Data | None = None) -> "Trainer":
         validate(cfg)
         device = resolve_device(cfg.device)
-        seed_everything(cfg.seed)
+        # seed + rank: every process draws its own batches and noise (rank 0's streams are a single
+        # process's); the models are made equal below.
+        seed_everything(cfg.seed + distributed.rank())
         set_precision(cfg.precision, cfg.deterministic)
         if data is None:
             data = load_dataset(cfg.dataset, split="train", data_path=cfg.data, image_size=cfg.image_size or None,
@@ -272,13 +295,17 @@ class Trainer:
         shape = model_shape(cfg, data)
         generator, critic = build_models(cfg.model, shape, penalty=cfg.uses_penalty)
         generator, critic = generator.to(device), critic.to(device)
+        distributed.broadcast_modules(generator, critic)
         opt_g, opt_c = make_optimizers(cfg, generator, critic, device, fast=fast)
         fixed_z, fixed_labels = fixed_inputs(cfg, shape, device)
         return cls(cfg, device, data, shape, generator, critic, opt_g, opt_c, fixed_z, fixed_labels)
 
     # --- state for checkpoints -------------------------------------------------------------
     def state_dict(self) -> dict:
-        return {
+        """The checkpoint's contents. In N processes every process must call it (it gathers their
+        random states); rank 0 writes it."""
+        rng = rng_states()
+        state = {
             "format": ckpt.FORMAT,
             "step": self.step,
             "elapsed_s": self.elapsed_s,
@@ -291,8 +318,12 @@ class Trainer:
             "opt_critic": self.opt_c.state_dict(),
             "fixed_z": self.fixed_z.cpu(),
             "fixed_labels": None if self.fixed_labels is None else self.fixed_labels.cpu(),
-            "rng": rng_states(),
+            "rng": rng,
         }
+        if distributed.world_size() > 1:
+            # Every process's own streams, so a resume with as many processes continues each of them.
+            state["rng_ranks"] = distributed.all_gather_object(rng)
+        return state
 
     def load_state_dict(self, state: dict, source: Path) -> None:
         """Restore everything that shapes the rest of the trajectory; a mismatch names `source`."""
@@ -305,7 +336,7 @@ class Trainer:
             if fixed_z.shape != self.fixed_z.shape:
                 raise ValueError(f"fixed noise of shape {tuple(fixed_z.shape)}, expected {tuple(self.fixed_z.shape)}")
             fixed_labels = None if state["fixed_labels"] is None else state["fixed_labels"].to(self.device)
-            set_rng_states(state["rng"])
+            restore_rng_states(state, self.cfg.seed, int(state["step"]))
             step, elapsed_s = int(state["step"]), float(state["elapsed_s"])
             saved = state["pending"]
             pending = {"steps": int(saved["steps"]), "sums": saved["sums"].float().reshape(len(STAT_NAMES)),
@@ -336,6 +367,18 @@ def rng_states() -> dict:
         "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
         "python": [version, list(internal), gauss],
     }
+
+
+def restore_rng_states(state: dict, seed: int, step: int) -> None:
+    """This process's random streams from a checkpoint. Written by as many processes as run now
+    (one process: its "rng"; N: "rng_ranks"), each continues exactly; otherwise every process
+    re-seeds from (seed, rank, step), deterministic but not the unstopped run's draws."""
+    saved = state.get("rng_ranks") or [state["rng"]]
+    if len(saved) == distributed.world_size():
+        set_rng_states(saved[distributed.rank()])
+    else:
+        mixed = np.random.SeedSequence([seed % 2**63, distributed.rank(), step]).generate_state(1, np.uint64)[0]
+        seed_everything(int(mixed % 2**63))
 
 
 def set_rng_states(rng: dict) -> None:
@@ -423,16 +466,29 @@ def train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None = None, dr
 
     `resume`: a run directory (its newest checkpoint), one of its checkpoint files, or an opened
     ResumePoint. The checkpoint is verified before anything in the run directory changes.
+    Under torchrun every process calls this; they train together and rank 0 writes the run directory.
     """
+    validate(cfg)
+    with distributed.process_group(resolve_device(cfg.device)):
+        return _train(cfg, resume=resume, dry_run=dry_run, progress=progress)
+
+
+def _train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None, dry_run: bool, progress: bool) -> Path:
     from tqdm import tqdm
 
     from wgan import report
 
-    validate(cfg)
     resume = ckpt.open_checkpoint(Path(resume)) if isinstance(resume, (str, Path)) else resume
     device = resolve_device(cfg.device)
     fast = cfg.fast and device.type == "cuda" and not dry_run
     total_steps = 2 if dry_run else cfg.steps
+    main, world = distributed.is_main(), distributed.world_size()
+    # What every machine read must agree before anyone trains or writes (--data may be a local path).
+    distributed.require_same(None if resume is None else str(resume.checkpoint), "the checkpoint to resume from",
+                             "every machine must see the same --runs-dir (shared storage) to resume")
+    options = json.dumps({k: v for k, v in cfg.to_dict().items() if k != "data"}, sort_keys=True)
+    distributed.require_same(hashlib.sha256(options.encode()).hexdigest()[:12], "the training options (digest)",
+                             "start every process with the same options")
     problem = None if resume is None else _resume_problem(cfg, resume, total_steps)
     if problem:
         raise UserError(problem)
@@ -441,54 +497,75 @@ def train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None = None, dr
     if resume is not None:
         trainer.load_state_dict(resume.state, resume.checkpoint)
         run_dir = resume.run_dir
-        # Only now that the checkpoint has loaded does anything in the run directory change.
-        ckpt.remove_stale_temp_files(run_dir / "checkpoints")
-        superseded = ckpt.set_aside_newer(run_dir / "checkpoints", resume.step)
-        config_text = json.dumps(cfg.to_dict(), indent=2) + "\n"  # the run length may have changed
-        ckpt.atomic_write(run_dir / "config.json", lambda f: f.write(config_text.encode()))
-    else:
         superseded = []
-        run_dir = next_run_dir(Path(cfg.runs_dir), cfg.preset if cfg.preset != "custom" else f"{cfg.dataset}-{cfg.loss}")
-        (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-    log = RunLog(run_dir, cfg.tensorboard, resume_step=trainer.step if resume is not None else None)
+        if main:  # only now that the checkpoint has loaded does anything in the run directory change
+            ckpt.remove_stale_temp_files(run_dir / "checkpoints")
+            superseded = ckpt.set_aside_newer(run_dir / "checkpoints", resume.step)
+            config_text = json.dumps(cfg.to_dict(), indent=2) + "\n"  # the run length may have changed
+            ckpt.atomic_write(run_dir / "config.json", lambda f: f.write(config_text.encode()))
+    else:
+        superseded, run_dir = [], None
+        if main:
+            run_dir = next_run_dir(Path(cfg.runs_dir), cfg.preset if cfg.preset != "custom" else f"{cfg.dataset}-{cfg.loss}")
+            (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+        run_dir = Path(distributed.broadcast_object(None if run_dir is None else str(run_dir)))
+    say = print if main else (lambda *args, **kwargs: None)
+    log = RunLog(run_dir, cfg.tensorboard, resume_step=trainer.step if resume is not None else None) if main else NullLog()
+    batch = f"batch={cfg.batch_size}" if world == 1 else \
+        f"batch={cfg.batch_size} per process x {world} processes = {world * cfg.batch_size} (effective)"
     log.line(f"{'resumed from ' + str(resume.checkpoint) if resume else 'started'}: preset={cfg.preset} "
              f"dataset={cfg.dataset} ({len(trainer.data)} samples from {trainer.data.source}) model={cfg.model} "
-             f"loss={cfg.loss} device={device} precision={cfg.precision}")
+             f"loss={cfg.loss} device={device} precision={cfg.precision} {batch}")
+    saved_world = len(resume.state.get("rng_ranks") or [None]) if resume is not None else world
+    if saved_world != world:
+        log.line(f"the checkpoint was written by {saved_world} process(es), this run has {world}: the effective "
+                 f"batch is now {world * cfg.batch_size}, and each process's random draws restart from "
+                 f"(seed, rank, step)")
     for data_note in trainer.data.notes:
         log.line(data_note)
-        print(data_note)
+        say(data_note)
     for path in superseded:
         log.line(f"{path.name}: set aside, newer than the checkpoint this run resumed from")
 
     step_fn, note = make_step(trainer, fast)
     if note:
         log.line(note)
-        print(note)
+        say(note)
 
     last_good = {"path": None if resume is None else resume.checkpoint}
 
     def save_ckpt() -> None:
         check_finite_parameters(trainer)
+        if not distributed.parameters_identical(trainer.generator, trainer.critic):
+            raise RuntimeError(f"the processes' parameters differ at step {trainer.step}: gradients were not "
+                               "averaged alike on every process")
         trainer.elapsed_s = time.perf_counter() - t_start
         trainer.pending = {"steps": steps_since_read, "sums": step_fn.sums.detach().cpu().clone(),
                            "seconds": time.perf_counter() - t_last}
         path = run_dir / "checkpoints" / ckpt.checkpoint_name(trainer.step)
-        ckpt.save_checkpoint(path, trainer.state_dict())
-        ckpt.prune_checkpoints(run_dir / "checkpoints", cfg.keep_checkpoints)
+        state = trainer.state_dict()  # on every process: it gathers their random states
+        if main:  # rank 0's batch-norm running statistics are the ones saved (each process keeps its own)
+            ckpt.save_checkpoint(path, state)
+            ckpt.prune_checkpoints(run_dir / "checkpoints", cfg.keep_checkpoints)
         last_good["path"] = path
 
-    if trainer.step == 0 and cfg.sample_every_steps:
+    if trainer.step == 0 and cfg.sample_every_steps and main:
         save_samples(trainer, run_dir / "samples" / "step-00000000.png")
 
-    stop = {"signal": None}
+    # "asked": a signal arrived here; "signal": the loop stops. One process stops at the next step; N
+    # processes stop together at the next read of the losses, where they agree (a collective).
+    stop = {"signal": None, "asked": None}
 
     def on_signal(signum, frame):
-        if stop["signal"] is not None:
+        if stop["asked"] is not None:
             raise KeyboardInterrupt  # asked twice: stop now; the last checkpoint stays as it is
-        stop["signal"] = signum
+        stop["asked"] = signum
+        if world == 1:
+            stop["signal"] = signum
 
     old_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    bar = tqdm(total=total_steps, initial=trainer.step, disable=not progress, unit="it", dynamic_ncols=True)
+    bar = tqdm(total=total_steps, initial=trainer.step, disable=not progress or not main, unit="it",
+               dynamic_ncols=True)
     t_last, steps_since_read = time.perf_counter(), 0
     t_start = t_last - trainer.elapsed_s
     if trainer.pending is not None:
@@ -503,7 +580,8 @@ def train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None = None, dr
         elapsed, t_last = now - t_last, now
         check_finite_losses(stats, trainer.step - steps_since_read + 1, trainer.step)
         record = {"step": trainer.step, "time_s": round(now - t_start, 3), **{k: round(v, 6) for k, v in stats.items()},
-                  "critic_images_per_s": round(steps_since_read * cfg.critic_steps * cfg.batch_size / elapsed, 1)}
+                  "critic_images_per_s": round(steps_since_read * cfg.critic_steps * cfg.batch_size * world / elapsed,
+                                               1)}
         log.record(record)
         bar.set_postfix(W=f"{stats['wasserstein']:.3f}", loss_c=f"{stats['loss_critic']:.3f}",
                         loss_g=f"{stats['loss_generator']:.3f}", img_s=f"{record['critic_images_per_s']:.0f}")
@@ -522,7 +600,9 @@ def train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None = None, dr
             # this one goes on, and no checkpoint follows an unchecked interval.
             if at % cfg.log_every_steps == 0 or last or want_ckpt:
                 read_and_log()
-            if cfg.sample_every_steps and (at % cfg.sample_every_steps == 0 or last):
+                if world > 1:
+                    stop["signal"] = distributed.max_over_ranks(stop["asked"] or 0) or None
+            if cfg.sample_every_steps and (at % cfg.sample_every_steps == 0 or last) and main:
                 save_samples(trainer, run_dir / "samples" / f"step-{at:08d}.png")
             if want_ckpt or last:
                 save_ckpt()
@@ -532,7 +612,7 @@ def train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None = None, dr
                 check_finite_losses(pending, trainer.step - steps_since_read + 1, trainer.step)
             save_ckpt()
             log.line(f"stopped by signal {stop['signal']} at step {trainer.step}; checkpoint written")
-            print(f"stopped at step {trainer.step}; checkpoint written. Resume: wgan train --resume {run_dir}")
+            say(f"stopped at step {trainer.step}; checkpoint written. Resume: wgan train --resume {run_dir}")
         trainer.elapsed_s = time.perf_counter() - t_start
     except TrainingDiverged as exc:
         kept = (f"the last good checkpoint {last_good['path']} is intact" if last_good["path"] is not None
@@ -545,9 +625,12 @@ def train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None = None, dr
         bar.close()
         for s, h in old_handlers.items():
             signal.signal(s, h)
+    if not main:
+        return run_dir
     export_generator(trainer, run_dir / "generator.safetensors")
+    agreed = f"; parameters identical on all {world} processes" if world > 1 else ""
     log.line(f"{'stopped' if stop['signal'] else 'finished'} at step {trainer.step} "
-             f"({trainer.elapsed_s:.1f} s of training)")
+             f"({trainer.elapsed_s:.1f} s of training){agreed}")
     log.close()
     try:
         report.build_report(run_dir)

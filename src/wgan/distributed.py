@@ -1,0 +1,180 @@
+"""Several processes (torchrun): the process group, rank helpers, and the averaging of gradients and
+logged losses.
+
+One code path for 1 and N processes. torchrun sets RANK, WORLD_SIZE and LOCAL_RANK in each process's
+environment; with WORLD_SIZE > 1, `process_group` joins the job (NCCL on GPUs, one GPU per process:
+cuda:LOCAL_RANK; gloo on CPUs). With one process there is no process group and every helper here
+is a no-op or returns its input unchanged, so a single-process run is exactly what it was without them.
+
+Why not DistributedDataParallel: its wrapper does not support the gradient penalty's double backward
+(`autograd.grad(create_graph=True)` inside the forward it hooks). The steps instead call
+`average_gradients` after each backward and before each optimiser step: one all-reduce of all the
+gradients flattened into one buffer, as NVIDIA's StyleGAN2-ADA does. It only launches kernels and a
+collective, so the CUDA-graph fast path can capture it (NCCL collectives are capturable).
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import torch
+import torch.distributed as dist
+from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+from wgan.errors import UserError
+
+
+def launched_world_size() -> int:
+    """How many processes the launcher started (1 without torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def launched_rank() -> int:
+    """This process's rank as the launcher numbered it (0 without torchrun), group or not."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def active() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    return dist.get_rank() if active() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if active() else 1
+
+
+def is_main() -> bool:
+    """Rank 0, the one process that writes files and prints."""
+    return rank() == 0
+
+
+@contextmanager
+def process_group(device: torch.device) -> Iterator[None]:
+    """Join the torchrun job around a training run, when there is one (WORLD_SIZE > 1) and no group
+    exists yet; leave the group on the way out. `device` is the resolved --device: cuda means this
+    process's own GPU, cuda:LOCAL_RANK."""
+    if launched_world_size() <= 1 or active():
+        yield
+        return
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        if device.index is not None:
+            raise UserError(f"--device {device}: with torchrun every process uses its own GPU (cuda:LOCAL_RANK); "
+                            "pass --device cuda or auto")
+        if local_rank >= torch.cuda.device_count():
+            raise UserError(f"process LOCAL_RANK {local_rank}: this machine shows {torch.cuda.device_count()} CUDA "
+                            f"device(s); start at most that many processes per machine (--nproc-per-node)")
+        torch.cuda.set_device(local_rank)
+        dist.init_process_group("nccl", device_id=torch.device("cuda", local_rank))
+    else:
+        dist.init_process_group("gloo")
+    yield
+    # Not on an error: tearing down NCCL while a peer still waits in a collective can block, and the
+    # process is about to exit anyway (torchrun then ends the others).
+    dist.destroy_process_group()
+
+
+def local_device(device: torch.device) -> torch.device:
+    """`cuda` in a process group is this process's GPU (set by `process_group`)."""
+    if active() and device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+def _collective_device() -> torch.device:
+    # NCCL moves only CUDA tensors; gloo works on CPU tensors.
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+# ---------------------------------------------------------------------------------------------
+# Collectives used by the step (no host sync)
+
+
+def average_gradients(optimizer: torch.optim.Optimizer) -> None:
+    """Replace the gradients of the optimiser's parameters by their mean over all processes.
+
+    Every process holds the gradient of its own batch's mean loss; their mean is the gradient of the
+    mean loss over all N batches together, which is what one process with an N times larger batch
+    would compute (batch norm aside: its statistics stay per process)."""
+    if not active():
+        return
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    if not grads:
+        return
+    flat = _flatten_dense_tensors(grads)  # one collective for the whole model, not one per tensor
+    dist.all_reduce(flat)
+    flat.mul_(1.0 / dist.get_world_size())  # gloo has no AVG reduction
+    torch._foreach_copy_(grads, _unflatten_dense_tensors(flat, grads))
+
+
+# ---------------------------------------------------------------------------------------------
+# Collectives used by the loop, at points that read values back anyway
+
+
+def average_(tensor: torch.Tensor) -> torch.Tensor:
+    """The mean of `tensor` over all processes, in place; returns it."""
+    if active():
+        dist.all_reduce(tensor)
+        tensor.div_(dist.get_world_size())
+    return tensor
+
+
+def max_over_ranks(value: int) -> int:
+    if not active():
+        return value
+    t = torch.tensor([value], dtype=torch.int64, device=_collective_device())
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())
+
+
+def broadcast_object(obj: Any) -> Any:
+    """Rank 0's `obj` (picklable), on every process."""
+    if not active():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def all_gather_object(obj: Any) -> list[Any]:
+    """Every process's `obj`, in rank order, on every process."""
+    if not active():
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def require_same(value: Any, what: str, hint: str) -> None:
+    """Raise UserError on every process if the processes hold different `value`s."""
+    values = all_gather_object(value)
+    if any(v != values[0] for v in values):
+        shown = "; ".join(f"rank {r}: {v}" for r, v in enumerate(values[:4]))
+        raise UserError(f"the processes disagree on {what} ({shown}); {hint}")
+
+
+@torch.no_grad()
+def broadcast_modules(*modules: torch.nn.Module) -> None:
+    """Rank 0's parameters and buffers on every process, so all start from the same models."""
+    if not active():
+        return
+    for module in modules:
+        for tensor in module.state_dict().values():  # detached views of the module's own storage
+            dist.broadcast(tensor, src=0)
+
+
+@torch.no_grad()
+def parameters_identical(*modules: torch.nn.Module) -> bool:
+    """Whether every process holds bitwise the same parameters as rank 0 (the same answer on all)."""
+    if not active():
+        return True
+    params = [p.detach() for m in modules for p in m.parameters()]
+    flat = _flatten_dense_tensors(params)
+    reference = flat.clone()
+    dist.broadcast(reference, src=0)
+    return max_over_ranks(int(not torch.equal(flat, reference))) == 0

@@ -1,0 +1,296 @@
+"""Several processes on CPU (gloo): the averaged gradient equals one process's gradient on the
+concatenated batch (penalty's double backward included); the steps keep every process's parameters
+identical while each draws its own batches; and `torchrun ... -m wgan train` writes one run
+directory, resumes bitwise, and stops on a signal to any one process without a deadlock."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+import wgan
+from wgan import distributed, losses
+from wgan.config import preset_config
+from wgan.data import Data
+from wgan.errors import UserError
+from wgan.models import ModelShape, build_models
+
+WORLD = 2
+HALF = 8  # samples per process; the reference batch is WORLD * HALF
+SRC = str(Path(wgan.__file__).resolve().parents[1])
+
+
+# ---------------------------------------------------------------------------------------------
+# In-process: two spawned gloo processes
+
+
+def _gradients(rank: int) -> dict:
+    """Gradients of the critic loss (with the penalty) and of the generator loss: averaged over the
+    two processes' halves, and the reference on the whole batch, computed in one process."""
+    torch.manual_seed(0)  # the same models and batch on both processes
+    shape = ModelShape(latent_dim=4, width=16, critic_norm="layer", point_dim=2, channels=0, image_size=0)
+    generator, critic = build_models("mlp", shape, penalty=True)
+    real, z, eps = torch.randn(WORLD * HALF, 2), torch.randn(WORLD * HALF, 4), torch.rand(WORLD * HALF)
+    opt_g, opt_c = torch.optim.SGD(generator.parameters(), lr=0.1), torch.optim.SGD(critic.parameters(), lr=0.1)
+
+    def backward(part: slice) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        opt_c.zero_grad(), opt_g.zero_grad()
+        fake = generator(z[part]).detach()
+        loss = losses.critic_loss(critic(real[part]), critic(fake))
+        loss = loss + 10.0 * losses.gradient_penalty(critic, real[part], fake, eps=eps[part])
+        loss.backward()
+        losses.generator_loss(critic(generator(z[part]))).backward(inputs=list(generator.parameters()))
+        return [p.grad.clone() for p in critic.parameters()], [p.grad.clone() for p in generator.parameters()]
+
+    ref_c, ref_g = backward(slice(None))
+    local_c, local_g = backward(slice(rank * HALF, (rank + 1) * HALF))
+    distributed.average_gradients(opt_c)
+    distributed.average_gradients(opt_g)
+    return {"ref": ref_c + ref_g, "local": local_c + local_g,
+            "averaged": [p.grad.clone() for p in critic.parameters()] + [p.grad.clone() for p in generator.parameters()]}
+
+
+def _training(rank: int) -> dict:
+    """A few plain and fused steps of the real training code, each process on its own batches."""
+    from wgan.train import Trainer, make_step
+
+    cfg = preset_config("toy-8gaussians", width=16, batch_size=16, critic_steps=2, device="cpu", tensorboard=False)
+    data = Data("points", torch.randn(256, 2, generator=torch.Generator().manual_seed(1)))
+    trainer = Trainer.build(cfg, data=data)
+    initial = [t.clone() for t in trainer.critic.state_dict().values()]
+    out = {"initial": initial}
+    for name, fast in (("plain", False), ("fused", True)):
+        step, _ = make_step(trainer, fast)
+        for _ in range(3):
+            step()
+        out[f"{name}_local_sums"] = step.sums.clone()
+        out[f"{name}_stats"] = step.read_and_reset(3)
+    out["generator"] = {k: v.clone() for k, v in trainer.generator.state_dict().items()}
+    out["critic"] = {k: v.clone() for k, v in trainer.critic.state_dict().items()}
+    out["identical"] = distributed.parameters_identical(trainer.generator, trainer.critic)
+    rng_ranks = trainer.state_dict()["rng_ranks"]
+    out["rng_ranks"] = [r["torch"] for r in rng_ranks]
+    if rank == 1:  # a deliberate difference must be seen by every process
+        with torch.no_grad():
+            next(trainer.critic.parameters()).view(-1)[0] += 1e-3
+    out["identical_after_change"] = distributed.parameters_identical(trainer.generator, trainer.critic)
+    return out
+
+
+def _worker(rank: int, init_file: str, out_dir: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    try:
+        torch.save({"gradients": _gradients(rank), "training": _training(rank)}, Path(out_dir) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory) -> list[dict]:
+    folder = tmp_path_factory.mktemp("spawned")
+    # fork where there is one: the children then need not import torch again (seconds each)
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    mp.start_processes(_worker, args=(str(folder / "init"), str(folder)), nprocs=WORLD, join=True, start_method=method)
+    return [torch.load(folder / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+
+
+def test_averaged_gradients_equal_the_gradient_on_the_concatenated_batch(ranks):
+    for result in ranks:
+        g = result["gradients"]
+        for averaged, ref in zip(g["averaged"], g["ref"]):
+            torch.testing.assert_close(averaged, ref, rtol=1e-5, atol=1e-6)
+    # each process's own gradient is not the reference: the averaging did the work
+    local0, local1 = ranks[0]["gradients"]["local"], ranks[1]["gradients"]["local"]
+    assert not all(torch.allclose(a, b) for a, b in zip(local0, local1))
+    assert not all(torch.allclose(a, r) for a, r in zip(local0, ranks[0]["gradients"]["ref"]))
+
+
+def test_steps_keep_parameters_identical_while_batches_differ(ranks):
+    r0, r1 = ranks[0]["training"], ranks[1]["training"]
+    # seeded with seed + rank, yet the same initial models: rank 0's were broadcast
+    assert all(torch.equal(a, b) for a, b in zip(r0["initial"], r1["initial"]))
+    for model in ("generator", "critic"):
+        assert r0[model].keys() == r1[model].keys()
+        assert all(torch.equal(r0[model][k], r1[model][k]) for k in r0[model]), model
+    assert not all(torch.equal(a, b) for a, b in zip(r0["initial"], r0["critic"].values()))  # it trained
+    for name in ("plain", "fused"):
+        # different batches: different local losses; the logged losses are their mean, on both
+        assert not torch.equal(r0[f"{name}_local_sums"], r1[f"{name}_local_sums"])
+        mean = ((r0[f"{name}_local_sums"] + r1[f"{name}_local_sums"]) / 2 / 3).tolist()
+        for key, expected in zip(r0[f"{name}_stats"], mean):
+            assert r0[f"{name}_stats"][key] == pytest.approx(expected, rel=1e-5)
+            assert r1[f"{name}_stats"][key] == r0[f"{name}_stats"][key]
+    assert r0["identical"] and r1["identical"]
+    assert not r0["identical_after_change"] and not r1["identical_after_change"]
+    # the checkpoint carries both processes' random streams, and they differ
+    assert torch.equal(r0["rng_ranks"][1], r1["rng_ranks"][1])
+    assert not torch.equal(r0["rng_ranks"][0], r0["rng_ranks"][1])
+
+
+def test_one_process_needs_no_process_group_and_cuda_index_is_refused(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    with distributed.process_group(torch.device("cpu")):
+        assert not distributed.active() and distributed.world_size() == 1 and distributed.is_main()
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(UserError, match=r"--device cuda:0: with torchrun every process uses its own GPU"):
+        with distributed.process_group(torch.device("cuda", 0)):
+            pass
+    assert not distributed.active()
+
+
+# ---------------------------------------------------------------------------------------------
+# torchrun, as a user runs it
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _torchrun_command(*args) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={WORLD}", "--master_addr=127.0.0.1",
+            f"--master_port={_free_port()}", "-m", "wgan", "train", *map(str, args)]
+
+
+def _env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+def _torchrun(*args) -> subprocess.CompletedProcess:
+    done = subprocess.run(_torchrun_command(*args), env=_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return done
+
+
+TRAIN = ["--preset", "quick", "--width", "8", "--latent-dim", "16", "--batch-size", "8", "--critic-steps", "2",
+         "--no-tensorboard", "--device", "cpu", "--no-progress", "--log-every-steps", "2"]
+
+
+@pytest.fixture(scope="module")
+def torchrun_run(tmp_path_factory, fashion_idx_dir_module) -> tuple[Path, subprocess.CompletedProcess]:
+    """Six steps in two processes, a checkpoint and a sample grid every 3."""
+    runs = tmp_path_factory.mktemp("runs")
+    done = _torchrun(*TRAIN, "--data", fashion_idx_dir_module, "--steps", 6, "--checkpoint-every-steps", 3,
+                     "--keep-checkpoints", 10, "--sample-every-steps", 3, "--runs-dir", runs)
+    (run,) = list(runs.iterdir())
+    return run, done
+
+
+def _metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def resumed_then_stopped(torchrun_run, tmp_path_factory) -> tuple[Path, str]:
+    """A copy of that run resumed from its step-3 checkpoint in two processes for many steps, then
+    stopped by SIGTERM sent to rank 1 alone (the process that writes nothing) once step 6 is passed."""
+    run = tmp_path_factory.mktemp("resumed") / torchrun_run[0].name
+    shutil.copytree(torchrun_run[0], run)
+    proc = subprocess.Popen(_torchrun_command("--resume", run / "checkpoints" / "step-00000003.pt", "--steps", 100000,
+                                              "--no-progress"),
+                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not any(r["step"] >= 8 for r in _metrics(run)):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
+            time.sleep(0.1)
+        os.kill(_worker_pid(proc.pid, rank=1), signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)  # no deadlock: both processes stop
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, out[-2000:] + err[-3000:]
+    return run, out
+
+
+def test_torchrun_rank0_writes_one_complete_run(torchrun_run):
+    run, done = torchrun_run
+    assert done.stdout.count("run directory:") == 1
+    for name in ("config.json", "log.txt", "metrics.jsonl", "generator.safetensors", "losses.png",
+                 "samples/step-00000000.png", "samples/step-00000003.png", "samples/step-00000006.png",
+                 "checkpoints/step-00000003.pt", "checkpoints/step-00000006.pt"):
+        assert (run / name).is_file(), name
+    log = (run / "log.txt").read_text()
+    assert log.count("started:") == 1
+    assert "batch=8 per process x 2 processes = 16 (effective)" in log
+    assert "finished at step 6" in log and "parameters identical on all 2 processes" in log
+    records = _metrics(run)
+    assert [r["step"] for r in records] == [2, 3, 4, 6]  # once each: rank 1 logs nothing
+    assert all(r["penalty"] > 0 for r in records)
+    state = torch.load(run / "checkpoints" / "step-00000006.pt", weights_only=True)
+    assert len(state["rng_ranks"]) == 2 and torch.equal(state["rng_ranks"][0]["torch"], state["rng"]["torch"])
+    assert not torch.equal(state["rng_ranks"][0]["torch"], state["rng_ranks"][1]["torch"])
+
+
+def _flat(state: dict) -> dict[str, torch.Tensor]:
+    """Model and optimiser tensors of a checkpoint, by name."""
+    out = {f"{m}.{k}": v for m in ("generator", "critic") for k, v in state[m].items()}
+    for opt in ("opt_generator", "opt_critic"):
+        out.update({f"{opt}.{i}.{k}": v for i, s in state[opt]["state"].items() for k, v in s.items()})
+    return out
+
+
+def test_torchrun_resume_continues_bitwise(torchrun_run, resumed_then_stopped):
+    original, _ = torchrun_run
+    run, _ = resumed_then_stopped
+    unstopped = _flat(torch.load(original / "checkpoints" / "step-00000006.pt", weights_only=True))
+    resumed = _flat(torch.load(run / "checkpoints" / "step-00000006.pt", weights_only=True))
+    assert unstopped.keys() == resumed.keys()
+    assert all(torch.equal(unstopped[k], resumed[k]) for k in unstopped)
+    strip = lambda rs: [{k: v for k, v in r.items() if k not in ("time_s", "critic_images_per_s")} for r in rs]
+    assert strip([r for r in _metrics(run) if r["step"] <= 6]) == strip(_metrics(original))
+
+
+def test_torchrun_signal_to_one_process_stops_all_at_the_same_step(resumed_then_stopped):
+    run, out = resumed_then_stopped
+    log = (run / "log.txt").read_text()
+    stopped = [line for line in log.splitlines() if "stopped by signal" in line]
+    assert len(stopped) == 1 and f"signal {int(signal.SIGTERM)}" in stopped[0]
+    step = int(stopped[0].split(" at step ")[1].split(";")[0])
+    # at a read of the losses (every 2 steps, and at checkpoints every 3), where the processes agree
+    assert 8 <= step < 100000 and (step % 2 == 0 or step % 3 == 0)
+    assert (run / "checkpoints" / f"step-{step:08d}.pt").is_file()
+    assert max(r["step"] for r in _metrics(run)) == step
+    assert f"stopped at step {step}; checkpoint written" in out and out.count("run directory:") == 1
+
+
+def _worker_pid(launcher_pid: int, rank: int) -> int:
+    """The pid of the launcher's child process of `rank` (Linux /proc)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            environ = (stat.parent / "environ").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue  # gone, or not ours to read
+        if parent == launcher_pid and f"RANK={rank}".encode() in environ:
+            return int(stat.parent.name)
+    raise AssertionError(f"no worker of rank {rank} under process {launcher_pid}")
+
+
+def test_one_process_resumes_a_two_process_checkpoint(torchrun_run, tmp_path, capsys):
+    from wgan.cli import main
+
+    run = tmp_path / torchrun_run[0].name
+    shutil.copytree(torchrun_run[0], run)
+    assert main(["train", "--resume", str(run / "checkpoints" / "step-00000003.pt"), "--steps", "4",
+                 "--no-progress"]) == 0
+    log = (run / "log.txt").read_text()
+    assert "written by 2 process(es), this run has 1: the effective batch is now 8" in log
+    assert "finished at step 4" in log.splitlines()[-1]
+    state = torch.load(run / "checkpoints" / "step-00000004.pt", weights_only=True)
+    assert "rng_ranks" not in state and state["step"] == 4
