@@ -7,13 +7,11 @@ run directory changed.
 from __future__ import annotations
 
 import contextlib
-import gzip
 import hashlib
 import io
 import json
 import os
 import shutil
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -21,25 +19,13 @@ import pytest
 import torch
 
 from wgan import checkpoint as ckpt
+from conftest import write_idx_dataset
 from wgan.cli import main
 from wgan.errors import UserError
 
 TINY = ["--preset", "quick", "--width", "8", "--latent-dim", "16", "--batch-size", "8", "--critic-steps", "1",
         "--log-every-steps", "1", "--sample-every-steps", "0", "--no-tensorboard", "--device", "cpu",
         "--no-progress"]
-
-
-def write_idx_dataset(folder: Path, n: int = 32, seed: int = 0) -> Path:
-    """Fashion-MNIST-shaped gzip IDX files (magic 0x803 images, 0x801 labels, big-endian dims)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
-    labels = rng.integers(0, 10, n, dtype=np.uint8)
-    with gzip.open(folder / "train-images-idx3-ubyte.gz", "wb") as f:
-        f.write(struct.pack(">IIII", 0x803, n, 28, 28) + images.tobytes())
-    with gzip.open(folder / "train-labels-idx1-ubyte.gz", "wb") as f:
-        f.write(struct.pack(">II", 0x801, n) + labels.tobytes())
-    return folder
 
 
 def run_cli(*argv: str) -> tuple[int, str, str]:

@@ -4,20 +4,17 @@ NaN guard; --resume auto; which options may change on resume (property-based).""
 from __future__ import annotations
 
 import contextlib
-import gzip
 import hashlib
 import io
 import json
 import os
 import random
 import signal
-import struct
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -26,6 +23,7 @@ from hypothesis import strategies as st
 import wgan
 from wgan import checkpoint as ckpt
 from wgan import losses
+from conftest import write_idx_dataset
 from wgan.cli import main
 
 STEPS = 40
@@ -38,19 +36,6 @@ DETERMINISTIC = ["--preset", "quick", "--width", "8", "--latent-dim", "16", "--b
 TINY = ["--preset", "quick", "--width", "8", "--latent-dim", "16", "--batch-size", "8", "--critic-steps", "1",
         "--log-every-steps", "1", "--sample-every-steps", "0", "--no-tensorboard", "--device", "cpu",
         "--no-progress"]
-
-
-def write_idx_dataset(folder: Path, n: int = 32, seed: int = 0) -> Path:
-    """Fashion-MNIST-shaped gzip IDX files (magic 0x803 images, 0x801 labels, big-endian dims)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
-    labels = rng.integers(0, 10, n, dtype=np.uint8)
-    with gzip.open(folder / "train-images-idx3-ubyte.gz", "wb") as f:
-        f.write(struct.pack(">IIII", 0x803, n, 28, 28) + images.tobytes())
-    with gzip.open(folder / "train-labels-idx1-ubyte.gz", "wb") as f:
-        f.write(struct.pack(">II", 0x801, n) + labels.tobytes())
-    return folder
 
 
 def run_cli(*argv) -> tuple[int, str, str]:
@@ -77,7 +62,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
-    return write_idx_dataset(tmp_path_factory.mktemp("data"), n=64)
+    return write_idx_dataset(tmp_path_factory.mktemp("data"))
 
 
 # ---------------------------------------------------------------------------------------------

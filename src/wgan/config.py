@@ -7,7 +7,7 @@ import dataclasses
 import json
 import math
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from wgan.errors import UserError
