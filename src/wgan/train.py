@@ -422,6 +422,16 @@ def train(cfg: TrainConfig, *, resume: Path | None = None, dry_run: bool = False
         log.line(note)
         print(note)
 
+    evaluate = None
+    if cfg.eval_metrics and not dry_run:
+        from wgan.metrics import training_evaluator
+
+        def say(msg: str) -> None:
+            log.line(msg)
+            print(msg)
+
+        evaluate = training_evaluator(cfg, trainer.data, trainer.shape, device, note=say)
+
     def save_ckpt() -> None:
         ckpt.save_checkpoint(run_dir / "checkpoints" / ckpt.checkpoint_name(trainer.step), trainer.state_dict())
         ckpt.prune_checkpoints(run_dir / "checkpoints", cfg.keep_checkpoints)
@@ -462,6 +472,10 @@ def train(cfg: TrainConfig, *, resume: Path | None = None, dry_run: bool = False
                 steps_since_read = 0
             if cfg.sample_every_steps and (at % cfg.sample_every_steps == 0 or last):
                 save_samples(trainer, run_dir / "samples" / f"step-{at:08d}.png")
+            if evaluate and (last or (cfg.eval_every_steps and at % cfg.eval_every_steps == 0)):
+                t_eval = time.perf_counter()
+                log.record({"step": at, "time_s": round(t_eval - t_start, 3), **evaluate(trainer.generator)})
+                t_last += time.perf_counter() - t_eval  # evaluation time is not training throughput
             if want_ckpt or last:
                 save_ckpt()
         if stop["signal"] is not None:
