@@ -90,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="measure a trained generator (FCD, class coverage, ...); train the classifier")
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--run", metavar="DIR", help="run directory to evaluate; results are appended to its metrics.jsonl")
+    what.add_argument("--run", metavar="DIR",
+                      help="run directory to evaluate; results are appended to its metrics.jsonl")
     what.add_argument("--train-classifier", action="store_true",
                       help="train and cache the domain classifier of --dataset (FCD's feature extractor)")
     what.add_argument("--baselines", action="store_true",

@@ -186,7 +186,8 @@ def load_classifier(path: Path, train: Data) -> Classifier:
     try:
         model.load_state_dict(state["state_dict"])
     except (RuntimeError, KeyError) as exc:
-        raise UserError(f"{path}: classifier weights do not fit ({str(exc).splitlines()[0][:120]}); {retrain}") from None
+        first = str(exc).splitlines()[0][:120]
+        raise UserError(f"{path}: classifier weights do not fit ({first}); {retrain}") from None
     return Classifier(model.eval(), state["dataset"], image_size, channels, state["num_classes"],
                       float(state["test_accuracy"]), state["fingerprint"], path)
 
@@ -331,8 +332,9 @@ def _cond_accuracy(ev: "Evaluator", s: Samples) -> MetricResult:
         raise MetricUnavailable("cond-accuracy needs a class-conditional generator")
     _, preds = ev.classify(s)
     acc = float((preds == s.requested_labels.numpy()).mean())
+    real_acc = ev.classifier().test_accuracy
     return MetricResult({"cond_accuracy": acc}, len(s),
-                        f"requested labels; the classifier scores {ev.classifier().test_accuracy:.1%} on real test images")
+                        f"requested labels; the classifier scores {real_acc:.1%} on real test images")
 
 
 def _w1_exact(ev: "Evaluator", s: Samples) -> MetricResult:
@@ -543,7 +545,7 @@ def flatten_results(results: dict[str, MetricResult]) -> dict:
     counts: dict[str, int] = {}
     for r in results.values():
         for k, v in r.values.items():
-            record[k] = round(float(v), 6)
+            record[k] = v if isinstance(v, int) else round(float(v), 6)
             counts[k] = r.samples
     if counts:
         record["samples"] = counts

@@ -300,7 +300,8 @@ def write_html(run_dir: Path, records: list[dict], written: dict[str, Path]) -> 
                                                ("losses", "losses, Wasserstein estimate and penalty"))
                if k in written]
     if images:
-        parts += ["<h2>Pictures</h2>", '<div class=figs>' + "".join(_img(p, alt, run_dir) for p, alt in images) + "</div>"]
+        figures = "".join(_img(p, alt, run_dir) for p, alt in images)
+        parts += ["<h2>Pictures</h2>", f"<div class=figs>{figures}</div>"]
     if evals:
         header = ["step", "time (s)"] + [_metric_label(k, evals) for k in keys]
         rows = [[str(r["step"]), _fmt(r.get("time_s"))] + [_fmt(r.get(k)) for k in keys] for r in evals]
