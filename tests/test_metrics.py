@@ -188,6 +188,21 @@ def test_inception_metrics_skip_with_a_note_without_torch_fidelity(env, monkeypa
     assert len(notes) == 2 and all("pip install" in n and "torch-fidelity" in n for n in notes)
 
 
+def test_inception_weights_holding_code_are_refused_before_anyone_unpickles_them(tmp_path):
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("executed",))
+
+    path = tmp_path / "inception.pth"
+    torch.save({"w": Evil()}, path, pickle_module=pickle)
+    with pytest.raises(UserError, match="refused: not a plain tensor file"):
+        metrics.Evaluator(["fid"], dataset="fashion-mnist", inception_weights=path)
+    with pytest.raises(UserError, match="file not found"):
+        metrics.Evaluator(["fid"], dataset="fashion-mnist", inception_weights=tmp_path / "missing.pth")
+
+
 def test_unknown_metric_is_one_clear_error():
     with pytest.raises(UserError, match="unknown metric.*fcdd.*choose from fcd"):
         metrics.parse_metric_names("fcdd,class-coverage")

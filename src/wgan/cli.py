@@ -262,6 +262,8 @@ def _eval_run(args: argparse.Namespace, device) -> int:
         raise UserError(f"--metrics {names}: none of them applies to this run; see the notes above")
     samples = metrics.generate_samples(generator, args.num, device=device, seed=args.seed)
     results = ev.evaluate(samples)
+    if not results:
+        raise UserError("no metric could be computed; see the notes above")
     step = metrics.generator_step(run_dir)
     print(f"{run_dir} (generator at step {step}):\n{metrics.format_table(results)}")
     if results and not args.no_append and run_dir.is_dir():

@@ -311,6 +311,7 @@ class Metric:
     description: str
     points: bool = False  # True: for 2-D point data; False: for images
     needs_classifier: bool = False
+    needs_inception: bool = False
     conditional_only: bool = False
 
 
@@ -347,8 +348,14 @@ def _w1_exact(ev: "Evaluator", s: Samples) -> MetricResult:
 
 
 def _inception(ev: "Evaluator", s: Samples) -> MetricResult:
+    """FID and KID come from one torch-fidelity pass; a failure is remembered too, so it is not retried."""
     if "inception" not in s.cache:
-        s.cache["inception"] = ev.inception_scores(s)
+        try:
+            s.cache["inception"] = ev.inception_scores(s)
+        except MetricUnavailable as exc:
+            s.cache["inception"] = exc
+    if isinstance(s.cache["inception"], MetricUnavailable):
+        raise s.cache["inception"]
     return s.cache["inception"]
 
 
@@ -369,8 +376,8 @@ METRICS: dict[str, Metric] = {
                             "asked for", needs_classifier=True, conditional_only=True),
     "w1-exact": Metric(_w1_exact, f"exact Wasserstein-1 between {W1_POINTS} generated and {W1_POINTS} real 2-D "
                        "points (POT)", points=True),
-    "fid": Metric(_pick(("fid",)), "Inception FID through torch-fidelity (needs its weights)"),
-    "kid": Metric(_pick(("kid",)), "Inception KID through torch-fidelity (needs its weights)"),
+    "fid": Metric(_pick(("fid",)), "Inception FID through torch-fidelity (needs its weights)", needs_inception=True),
+    "kid": Metric(_pick(("kid",)), "Inception KID through torch-fidelity (needs its weights)", needs_inception=True),
 }
 
 
@@ -403,6 +410,8 @@ class Evaluator:
         self.device = torch.device(device)
         self.seed = seed
         self.inception_weights = Path(inception_weights) if inception_weights else None
+        if self.inception_weights is not None:
+            _check_weights_file(self.inception_weights)
         self.train_classifier_if_missing = train_classifier_if_missing
         self.note = note
         self._train = train_data
@@ -468,7 +477,7 @@ class Evaluator:
         try:
             if metric.needs_classifier:
                 self.test_stats()
-            if name in ("fid", "kid"):
+            if metric.needs_inception:
                 _import_fidelity()
         except MetricUnavailable as exc:
             return str(exc)
@@ -504,17 +513,29 @@ class Evaluator:
         kwargs = dict(fid=True, kid=True, kid_subset_size=kid_subset, verbose=False, cache=False,
                       cuda=self.device.type == "cuda")
         if self.inception_weights is not None:
-            if not self.inception_weights.is_file():
-                raise UserError(f"--inception-weights {self.inception_weights}: file not found")
             kwargs["feature_extractor_weights_path"] = str(self.inception_weights)
         try:
             out = fidelity.calculate_metrics(input1=_UInt8RGB(s.x), input2=_UInt8RGB(real.x), **kwargs)
-        except Exception as exc:  # weights not downloadable offline, or a bad weights file
-            raise MetricUnavailable(f"torch-fidelity could not compute Inception metrics ({str(exc)[:160]}); pass "
-                                    "--inception-weights FILE (pt_inception-2015-12-05 weights) when offline") from None
+        except Exception as exc:  # weights not downloadable offline, or weights of another network
+            hint = ("is it torch-fidelity's weights-inception-2015-12-05 file?" if self.inception_weights else
+                    "offline, pass --inception-weights FILE (torch-fidelity's weights-inception-2015-12-05 file)")
+            raise MetricUnavailable(f"torch-fidelity could not compute Inception metrics "
+                                    f"({str(exc).strip()[:160]}); {hint}") from None
         return MetricResult({"fid": float(out["frechet_inception_distance"]),
                              "kid": float(out["kernel_inception_distance_mean"])}, len(s),
                             f"{self.dataset} test split ({len(real)} images), Inception-v3 (torch-fidelity)")
+
+
+def _check_weights_file(path: Path) -> None:
+    """torch-fidelity unpickles the weights file in full; load it safely first so that a file holding code
+    is refused here rather than run there."""
+    if not path.is_file():
+        raise UserError(f"--inception-weights {path}: file not found")
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        raise UserError(f"--inception-weights {path}: refused: not a plain tensor file (torch.load with "
+                        "weights_only=True failed; nothing in it was run)") from None
 
 
 def _import_fidelity():
