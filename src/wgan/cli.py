@@ -111,6 +111,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="FILE",
                    help="the .safetensors file to write; `wgan sample --weights FILE` samples from it")
 
+    p = sub.add_parser("eval", help="measure a trained generator (FCD, class coverage, ...); train the classifier")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--run", metavar="DIR",
+                      help="run directory to evaluate; results are appended to its metrics.jsonl")
+    what.add_argument("--train-classifier", action="store_true",
+                      help="train and cache the domain classifier of --dataset (FCD's feature extractor)")
+    what.add_argument("--baselines", action="store_true",
+                      help="score --num training images and --num uniform-noise images against the test split: "
+                           "the floor and the ceiling that put a run's numbers in context")
+    p.add_argument("--metrics", default=None, help="comma-separated, from: fcd, class-coverage, cond-accuracy, "
+                   "w1-exact, fid, kid (default for --run: the run's --eval-metrics, else the ones that apply)")
+    p.add_argument("--num", type=int, default=10000, help="generated samples per metric (default: 10000)")
+    p.add_argument("--dataset", default=None, help="with --train-classifier / --baselines: dataset name")
+    p.add_argument("--data", metavar="PATH", default=None, help="where the dataset's files are (default: the run's)")
+    p.add_argument("--image-size", type=int, default=None, help="with --train-classifier / --baselines: image side")
+    p.add_argument("--channels", type=int, default=None, help="with --train-classifier / --baselines: 1 or 3")
+    p.add_argument("--epochs", type=int, default=None, help="with --train-classifier: training epochs (default: 3)")
+    p.add_argument("--inception-weights", metavar="FILE", default=None,
+                   help="Inception-v3 weights for fid/kid through torch-fidelity (needed offline)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-append", action="store_true", help="with --run: print only, leave metrics.jsonl alone")
+
+    p = sub.add_parser("report", help="rebuild losses.png, quality.png, timelapse.gif and report.html of a run")
+    p.add_argument("--run", metavar="DIR", required=True, help="run directory (also one still training or killed)")
+
     sub.add_parser("presets", help="list the presets and their settings")
 
     p = sub.add_parser("bench", help="time the fast training step against a plain eager step")
@@ -221,6 +247,95 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from wgan import metrics
+    from wgan.train import resolve_device
+
+    if args.num < 2:
+        raise UserError(f"--num {args.num}: must be >= 2")
+    device = resolve_device(args.device)
+    if args.run:
+        return _eval_run(args, device)
+    if not args.dataset:
+        flag = "--train-classifier" if args.train_classifier else "--baselines"
+        raise UserError(f"{flag} needs --dataset NAME (see `wgan datasets`)")
+    if args.train_classifier:
+        return _train_classifier(args, device)
+    ev = metrics.Evaluator(args.metrics or [], dataset=args.dataset, data_path=args.data, image_size=args.image_size,
+                           channels=args.channels, device=device, seed=args.seed,
+                           inception_weights=args.inception_weights)
+    points = ev.train_data().is_points
+    ev.names = ev.names or metrics.default_metric_names(points=points, conditional=False)
+    if not ev.prepare(points=points, conditional=False):
+        raise UserError(f"--metrics {args.metrics}: none of them applies to {args.dataset}; see the notes above")
+    for title, samples in metrics.baseline_samples(ev.train_data(), args.num, seed=args.seed).items():
+        print(f"\n{title}:\n{metrics.format_table(ev.evaluate(samples))}")
+    return 0
+
+
+def _train_classifier(args: argparse.Namespace, device) -> int:
+    from wgan import metrics
+    from wgan.data import load_dataset
+
+    epochs = 3 if args.epochs is None else args.epochs
+    if epochs < 1:
+        raise UserError(f"--epochs {epochs}: must be >= 1")
+    load = dict(data_path=args.data, image_size=args.image_size, channels=args.channels)
+    train = load_dataset(args.dataset, split="train", **load)
+    test = load_dataset(args.dataset, split="test", **load)
+    try:
+        clf = metrics.fit_classifier(train, test, device=device, epochs=epochs, seed=args.seed, progress=True)
+    except metrics.MetricUnavailable as exc:
+        raise UserError(str(exc)) from None
+    path = metrics.classifier_path(train.name, clf.channels, clf.image_size)
+    metrics.save_classifier(clf, path)
+    print(f"{train.name}: classifier test accuracy {clf.test_accuracy:.2%} on {len(test)} test images "
+          f"(trained {epochs} epochs on {len(train)} images); cached in {path}")
+    return 0
+
+
+def _eval_run(args: argparse.Namespace, device) -> int:
+    import json
+
+    from wgan import metrics
+    from wgan.checkpoint import load_generator
+
+    run_dir = Path(args.run)
+    generator, cfg = load_generator(run_dir, device)
+    shape = generator.shape
+    names = args.metrics or cfg.eval_metrics or metrics.default_metric_names(points=bool(shape.point_dim),
+                                                                             conditional=shape.conditional)
+    ev = metrics.Evaluator(metrics.parse_metric_names(names), dataset=cfg.dataset, data_path=args.data or cfg.data,
+                           image_size=cfg.image_size or None, channels=cfg.channels or None, device=device,
+                           seed=args.seed, inception_weights=args.inception_weights)
+    if not ev.prepare(points=bool(shape.point_dim), conditional=shape.conditional):
+        raise UserError(f"--metrics {names}: none of them applies to this run; see the notes above")
+    samples = metrics.generate_samples(generator, args.num, device=device, seed=args.seed)
+    results = ev.evaluate(samples)
+    if not results:
+        raise UserError("no metric could be computed; see the notes above")
+    step = metrics.generator_step(run_dir)
+    print(f"{run_dir} (generator at step {step}):\n{metrics.format_table(results)}")
+    if results and not args.no_append and run_dir.is_dir():
+        record = {"step": step, **metrics.run_time_at(run_dir, step), **metrics.flatten_results(results),
+                  "source": "wgan eval"}
+        with open(run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        print(f"appended to {run_dir / 'metrics.jsonl'}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from wgan.report import build_report
+
+    run_dir = Path(args.run)
+    if not (run_dir / "config.json").is_file():
+        raise UserError(f"--run {run_dir}: no config.json there; pass a run directory (runs/NNNNN-name)")
+    for path in build_report(run_dir).values():
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_presets(args: argparse.Namespace) -> int:
     from wgan.config import PRESETS, preset_config
 
@@ -280,7 +395,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "bench": cmd_bench, "sample": cmd_sample, "export": cmd_export, "presets": cmd_presets,
+COMMANDS = {"train": cmd_train, "bench": cmd_bench, "sample": cmd_sample, "export": cmd_export, "eval": cmd_eval,
+            "report": cmd_report, "presets": cmd_presets,
             "datasets": cmd_datasets}
 
 

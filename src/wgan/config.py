@@ -99,7 +99,8 @@ _CLIP = dict(loss="clip", optimizer="rmsprop", lr_critic=5e-5, lr_generator=5e-5
 _GP = dict(loss="gp", optimizer="adam", lr_critic=1e-4, lr_generator=1e-4, adam_beta1=0.5, adam_beta2=0.9,
            gp_weight=10.0, critic_steps=5, batch_size=64, critic_norm="none")
 _TOY = dict(_GP, dataset="toy-8gaussians", model="mlp", width=512, latent_dim=2, batch_size=256, gp_weight=0.1,
-            image_size=0, channels=0, steps=20000, sample_every_steps=500, eval_metrics="w1-exact")
+            image_size=0, channels=0, steps=20000, sample_every_steps=500, eval_metrics="w1-exact",
+            eval_every_steps=1000)
 
 PRESETS: dict[str, tuple[str, dict]] = {
     "quick": ("CPU-sized WGAN-GP demo on Fashion-MNIST (minutes on a laptop)",
@@ -115,7 +116,7 @@ PRESETS: dict[str, tuple[str, dict]] = {
                         dict(_GP, dataset="letters-csv", conditional=True, eval_metrics="fcd,cond-accuracy")),
     "paper-gp": ("WGAN-GP with the paper's hyper-parameters on MNIST", dict(_GP, dataset="mnist", steps=200000)),
     "fashion-gp": ("WGAN-GP with the paper's hyper-parameters on Fashion-MNIST",
-                   dict(_GP, dataset="fashion-mnist", eval_metrics="fcd,class-coverage")),
+                   dict(_GP, dataset="fashion-mnist", eval_metrics="fcd,class-coverage", eval_every_steps=1000)),
     "toy-8gaussians": ("the WGAN-GP paper's 8 Gaussians (2-D)", dict(_TOY, dataset="toy-8gaussians")),
     "toy-25gaussians": ("the WGAN-GP paper's 25 Gaussians (2-D)", dict(_TOY, dataset="toy-25gaussians")),
     "toy-swissroll": ("the WGAN-GP paper's Swiss roll (2-D)", dict(_TOY, dataset="toy-swissroll")),

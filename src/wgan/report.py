@@ -44,40 +44,101 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
     return out
 
 
+def _raw_and_smoothed(ax, x, values, color: str, label: str, window: int) -> None:
+    """The raw values faint behind their moving average: noise visible, trend readable."""
+    ax.plot(x, values, color=color, alpha=0.25, linewidth=0.8)
+    ax.plot(x, smooth(values, window), color=color, linewidth=1.6, label=label)
+
+
 def plot_losses(records: list[dict], path: Path) -> bool:
+    """Generator and critic loss on two y-axes; the critic's Wasserstein estimate (with the exact W1 where
+    logged) and the gradient penalty each on their own panel."""
     train = [r for r in records if "loss_critic" in r]
     if not train:
         return False
     plt = _mpl()
     steps = np.array([r["step"] for r in train])
     window = max(1, len(train) // 30)
-    fig, (ax1, ax3) = plt.subplots(2, 1, figsize=(9, 7), sharex=True)
+    pen = np.array([r.get("penalty", 0.0) for r in train], dtype=float)
+    has_penalty = bool(np.any(pen != 0))
+    panels = 3 if has_penalty else 2
+    fig, axes = plt.subplots(panels, 1, figsize=(9, 3.2 * panels), sharex=True)
+    ax1, ax3 = axes[0], axes[1]
     ax2 = ax1.twinx()
     for ax, key, color, label in ((ax1, "loss_generator", "tab:blue", "generator loss"),
                                   (ax2, "loss_critic", "tab:red", "critic loss")):
-        v = np.array([r[key] for r in train], dtype=float)
-        ax.plot(steps, v, color=color, alpha=0.25, linewidth=0.8)
-        ax.plot(steps, smooth(v, window), color=color, label=label, linewidth=1.6)
+        _raw_and_smoothed(ax, steps, np.array([r[key] for r in train], dtype=float), color, label, window)
         ax.set_ylabel(label, color=color)
         ax.tick_params(axis="y", labelcolor=color)
     ax1.set_title("Generator and critic loss")
     w = np.array([r["wasserstein"] for r in train], dtype=float)
-    ax3.plot(steps, w, color="tab:green", alpha=0.25, linewidth=0.8)
-    ax3.plot(steps, smooth(w, window), color="tab:green", linewidth=1.6, label="critic's W estimate E[D(x)] - E[D(G(z))]")
+    _raw_and_smoothed(ax3, steps, w, "tab:green", "critic's estimate E[D(x)] - E[D(G(z))]", window)
     exact = [r for r in records if "w1_exact" in r]
     if exact:
         ax3.plot([r["step"] for r in exact], [r["w1_exact"] for r in exact], "o-", color="black", markersize=3,
                  label="exact W1 (POT)")
-    pen = np.array([r.get("penalty", 0.0) for r in train], dtype=float)
-    if np.any(pen != 0):
-        ax4 = ax3.twinx()
-        ax4.plot(steps, smooth(pen, window), color="tab:purple", linewidth=1.0, label="gradient penalty")
-        ax4.set_ylabel("penalty", color="tab:purple")
-        ax4.tick_params(axis="y", labelcolor="tab:purple")
     ax3.set_ylabel("Wasserstein estimate")
-    ax3.set_xlabel("generator step")
     ax3.legend(loc="upper right", fontsize=8)
-    ax3.set_title("Wasserstein estimate and penalty")
+    ax3.set_title("Wasserstein estimate")
+    if has_penalty:
+        _raw_and_smoothed(axes[2], steps, pen, "tab:purple", "gradient penalty (before its weight)", window)
+        axes[2].set_ylabel("penalty")
+        axes[2].set_title("Gradient penalty")
+        axes[2].legend(loc="upper right", fontsize=8)
+    axes[-1].set_xlabel("generator step")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+# Fields of a metric record that are bookkeeping, not a metric
+_NOT_METRICS = {"step", "time_s", "eval_s", "samples", "source"}
+# Direction of the better value, for the plot titles
+_LOWER_IS_BETTER = {"fcd", "fid", "kid", "w1_exact"}
+
+
+def metric_records(records: list[dict]) -> list[dict]:
+    """The evaluation records (training records carry losses, evaluation records do not)."""
+    return [r for r in records if "loss_critic" not in r and any(k not in _NOT_METRICS for k in r)]
+
+
+def metric_keys(records: list[dict]) -> list[str]:
+    keys: dict[str, None] = {}
+    for r in metric_records(records):
+        for k, v in r.items():
+            if k not in _NOT_METRICS and isinstance(v, (int, float)) and not isinstance(v, bool):
+                keys[k] = None
+    return list(keys)
+
+
+def _metric_label(key: str, records: list[dict]) -> str:
+    counts = sorted({r.get("samples", {}).get(key) for r in records if key in r} - {None})
+    n = f" ({', '.join(f'{c:,}' for c in counts)} samples)" if counts else ""
+    better = " - lower is better" if key in _LOWER_IS_BETTER else ""
+    return f"{key}{n}{better}"
+
+
+def plot_quality(records: list[dict], path: Path) -> bool:
+    """Each logged metric over generator steps (left) and over wall-clock seconds (right)."""
+    evals = metric_records(records)
+    keys = metric_keys(records)
+    if not keys:
+        return False
+    plt = _mpl()
+    fig, axes = plt.subplots(len(keys), 2, figsize=(10, 2.8 * len(keys)), squeeze=False)
+    for row, key in zip(axes, keys):
+        rs = sorted((r for r in evals if key in r), key=lambda r: r["step"])
+        for ax, xkey, xlabel in ((row[0], "step", "generator step"), (row[1], "time_s", "wall-clock seconds")):
+            pts = [(r[xkey], r[key]) for r in rs if xkey in r]
+            if pts:
+                x, y = zip(*pts)
+                ax.plot(x, y, "o-", color="tab:blue", markersize=4)
+                ax.annotate(f"{y[-1]:.4g}", (x[-1], y[-1]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(key)
+            ax.grid(alpha=0.3)
+        row[0].set_title(_metric_label(key, evals), fontsize=10, loc="left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -92,17 +153,22 @@ def make_timelapse(frames: list[Path], path: Path, frame_ms: int = 250, last_fra
     """One GIF frame per sample grid, in order, with the step number burnt in; loops forever."""
     if not frames:
         return False
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageDraw, ImageFont
 
+    try:
+        font = ImageFont.load_default(size=14)
+    except TypeError:  # Pillow < 10.1: only the small bitmap font
+        font = ImageFont.load_default()
     images = []
     for frame in frames:
         img = Image.open(frame).convert("RGB")
         step = int(frame.stem.split("-")[1])
-        banner = Image.new("RGB", (img.width, 18), "white")
-        ImageDraw.Draw(banner).text((4, 3), f"step {step}", fill="black")
-        canvas = Image.new("RGB", (img.width, img.height + 18), "white")
-        canvas.paste(banner, (0, 0))
-        canvas.paste(img, (0, 18))
+        label = f"step {step}"
+        # never narrower than its label: GIF writers merge identical frames, and the label is what differs
+        width = max(img.width, int(ImageDraw.Draw(img).textlength(label, font=font)) + 8)
+        canvas = Image.new("RGB", (width, img.height + 20), "white")
+        ImageDraw.Draw(canvas).text((4, 2), label, fill="black", font=font)
+        canvas.paste(img, (0, 20))
         images.append(canvas.quantize(colors=255))
     durations = [frame_ms] * (len(images) - 1) + [last_frame_ms]
     images[0].save(path, save_all=True, append_images=images[1:], duration=durations, loop=0, optimize=False,
@@ -135,13 +201,136 @@ def save_points_figure(path: Path, trainer, fake) -> None:
     plt.close(fig)
 
 
+# ---------------------------------------------------------------------------------------------
+# report.html: one page, images inlined, opens from disk with no server
+
+INLINE_LIMIT_BYTES = 16 * 2**20  # bigger files (a long run's GIF) are linked beside the page instead
+_MIME = {".png": "image/png", ".gif": "image/gif"}
+
+
+def _img(path: Path, alt: str, run_dir: Path) -> str:
+    import base64
+    import html
+
+    if path.stat().st_size <= INLINE_LIMIT_BYTES:
+        src = f"data:{_MIME[path.suffix]};base64," + base64.b64encode(path.read_bytes()).decode()
+    else:
+        src = html.escape(path.relative_to(run_dir).as_posix())
+    return f'<figure><img src="{src}" alt="{html.escape(alt)}"><figcaption>{html.escape(alt)}</figcaption></figure>'
+
+
+def run_status(run_dir: Path) -> str:
+    """What log.txt says about how the run ended (the last word wins: a resumed run logs again)."""
+    log = run_dir / "log.txt"
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    for line in reversed(lines):
+        for marker, status in (("finished at step", "finished"), ("stopped by signal", "stopped (resumable)"),
+                               ("diverged:", "diverged"), ("started", "in progress, or killed"),
+                               ("resumed at step", "in progress, or killed")):
+            if marker in line:
+                return status
+    return "unknown (no log.txt)"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    import html
+
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table>{f'<thead><tr>{head}</tr></thead>' if any(header) else ''}<tbody>{body}</tbody></table>"
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return "" if v is None else str(v)
+
+
+def _timing_rows(records: list[dict], config: dict) -> list[list[str]]:
+    train = [r for r in records if "loss_critic" in r]
+    evals = metric_records(records)
+    rows = []
+    if train:
+        last = train[-1]
+        rows.append(["generator steps", f"{last['step']:,} of {config.get('steps', '?'):,}"
+                     if isinstance(config.get("steps"), int) else f"{last['step']:,}"])
+        rows.append(["wall-clock time", f"{last.get('time_s', 0):.1f} s"])
+        speeds = [r["critic_images_per_s"] for r in train if "critic_images_per_s" in r]
+        if speeds:
+            rows.append(["critic images / s (median of log intervals)", f"{float(np.median(speeds)):,.0f}"])
+        rows.append(["last losses (critic / generator)", f"{last['loss_critic']:.4g} / {last['loss_generator']:.4g}"])
+        rows.append(["last Wasserstein estimate", f"{last['wasserstein']:.4g}"])
+    eval_s = [r["eval_s"] for r in evals if "eval_s" in r]
+    if eval_s:
+        rows.append(["time spent in evaluations", f"{sum(eval_s):.1f} s over {len(eval_s)} evaluations"])
+    return rows
+
+
+def write_html(run_dir: Path, records: list[dict], written: dict[str, Path]) -> Path:
+    """report.html: config, final grid, timelapse, plots, metric table and timing, in one file."""
+    import html
+
+    from wgan.checkpoint import atomic_write
+
+    config_path = run_dir / "config.json"
+    try:
+        config = json.loads(config_path.read_text()) if config_path.exists() else {}
+    except (OSError, json.JSONDecodeError):
+        config = {}
+    frames = sample_frames(run_dir)
+    evals = metric_records(records)
+    keys = metric_keys(records)
+    title = f"wgan run {run_dir.name}"
+    parts = [f"<h1>{html.escape(title)}</h1>",
+             f"<p class=sub>{html.escape(str(config.get('preset', '')))} &middot; "
+             f"{html.escape(str(config.get('dataset', '')))} &middot; model {html.escape(str(config.get('model', '')))}"
+             f" &middot; loss {html.escape(str(config.get('loss', '')))} &middot; status: "
+             f"<b>{html.escape(run_status(run_dir))}</b></p>"]
+    timing = _timing_rows(records, config)
+    if timing:
+        parts += ["<h2>Run</h2>", _table([], timing)]
+    if evals:
+        last = {k: next((r for r in reversed(evals) if k in r), None) for k in keys}
+        parts += ["<h2>Quality</h2>",
+                  _table(["metric", "last value", "at step", "samples"],
+                         [[k, _fmt(r[k]), str(r["step"]), _fmt(r.get("samples", {}).get(k))] for k, r in last.items()])]
+    images = [(frames[-1], f"final fixed-noise samples ({frames[-1].stem})")] if frames else []
+    images += [(written[k], alt) for k, alt in (("timelapse", "timelapse of the fixed-noise samples"),
+                                               ("quality", "metrics over steps and wall-clock time"),
+                                               ("losses", "losses, Wasserstein estimate and penalty"))
+               if k in written]
+    if images:
+        figures = "".join(_img(p, alt, run_dir) for p, alt in images)
+        parts += ["<h2>Pictures</h2>", f"<div class=figs>{figures}</div>"]
+    if evals:
+        header = ["step", "time (s)"] + [_metric_label(k, evals) for k in keys]
+        rows = [[str(r["step"]), _fmt(r.get("time_s"))] + [_fmt(r.get(k)) for k in keys] for r in evals]
+        parts += ["<h2>Every evaluation</h2>", _table(header, rows)]
+    if config:
+        parts += ["<h2>Configuration</h2>", _table(["option", "value"], [[k, _fmt(v)] for k, v in config.items()])]
+    style = ("body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}"
+             "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;"
+             "text-align:left;font-size:.9em}th{background:#f3f3f3}.sub{color:#555}"
+             ".figs{display:flex;flex-wrap:wrap;gap:1em}figure{margin:0}figure img{max-width:100%;"
+             "image-rendering:pixelated;border:1px solid #ddd}figcaption{font-size:.85em;color:#555}")
+    page = (f"<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
+    path = run_dir / "report.html"
+    atomic_write(path, lambda f: f.write(page.encode()))
+    return path
+
+
 def build_report(run_dir: Path) -> dict[str, Path]:
-    """Rebuild losses.png and timelapse.gif from the run directory; returns what was written."""
+    """Rebuild losses.png, quality.png, timelapse.gif and report.html from the run directory, at any time
+    (also while the run trains, or after it was killed); returns what was written."""
     run_dir = Path(run_dir)
     written = {}
     records = read_metrics(run_dir)
     if plot_losses(records, run_dir / "losses.png"):
         written["losses"] = run_dir / "losses.png"
+    if plot_quality(records, run_dir / "quality.png"):
+        written["quality"] = run_dir / "quality.png"
     if make_timelapse(sample_frames(run_dir), run_dir / "timelapse.gif"):
         written["timelapse"] = run_dir / "timelapse.gif"
+    written["html"] = write_html(run_dir, records, written)
     return written

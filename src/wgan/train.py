@@ -533,6 +533,17 @@ def _train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None, dry_run:
 
     last_good = {"path": None if resume is None else resume.checkpoint}
 
+    evaluate = None
+    if cfg.eval_metrics and not dry_run and main:  # rank 0 alone measures and writes
+
+        def log_and_say(msg: str) -> None:
+            log.line(msg)
+            say(msg)
+
+        from wgan.metrics import training_evaluator
+
+        evaluate = training_evaluator(cfg, trainer.data, trainer.shape, device, note=log_and_say)
+
     def save_ckpt() -> None:
         check_finite_parameters(trainer)
         if not distributed.parameters_identical(trainer.generator, trainer.critic):
@@ -603,6 +614,10 @@ def _train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None, dry_run:
                     stop["signal"] = distributed.max_over_ranks(stop["asked"] or 0) or None
             if cfg.sample_every_steps and (at % cfg.sample_every_steps == 0 or last) and main:
                 save_samples(trainer, run_dir / "samples" / f"step-{at:08d}.png")
+            if evaluate and (last or (cfg.eval_every_steps and at % cfg.eval_every_steps == 0)):
+                t_eval = time.perf_counter()
+                log.record({"step": at, "time_s": round(t_eval - t_start, 3), **evaluate(trainer.generator)})
+                t_last += time.perf_counter() - t_eval  # evaluation time is not training throughput
             if want_ckpt or last:
                 save_ckpt()
         if stop["signal"] is not None:

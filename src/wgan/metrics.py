@@ -1,0 +1,662 @@
+"""How good is a generator, in numbers that mean something on MNIST-like data.
+
+Inception networks see 28x28 grayscale clothes through the eyes of ImageNet, and no Inception
+weights can be downloaded everywhere, so the main number here is the FCD: FID's Frechet distance,
+computed in the penultimate features of a small CNN trained on the dataset's own training split,
+between generated samples and the real test split. The same classifier gives class coverage (mode
+collapse in one number) and, for conditional models, the accuracy on the requested labels. 2-D toy
+data get the exact Wasserstein-1 distance (POT). Inception FID/KID come through torch-fidelity when
+it is installed and its weights are at hand.
+
+Every metric is an entry in METRICS; an Evaluator prepares what they share (the classifier, the test
+split's features) once, then scores any number of generators or sample sets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from wgan.data import Data, load_dataset, to_uint8_images, user_cache_dir
+from wgan.errors import UserError
+
+W1_POINTS = 2000  # points per side for the exact W1: the paper's toy evaluation size
+COVERED_SHARE = 0.02  # a class counts as covered when at least 2% of the samples fall in it
+CLASSIFIER_FORMAT = "wgan-classifier-1"
+
+
+class MetricUnavailable(Exception):
+    """This metric cannot be computed for this model or dataset; the message says why and what would help."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The domain classifier
+
+
+class SmallCNN(nn.Module):
+    """Three narrow conv blocks and a 128-unit penultimate layer: about 91.5% on Fashion-MNIST after 3 epochs,
+    a minute on two CPU cores. Narrow on purpose: wider nets gain little accuracy and cost minutes."""
+
+    def __init__(self, channels: int, num_classes: int, feature_dim: int = 128):
+        super().__init__()
+
+        def block(c_in: int, c_out: int) -> list[nn.Module]:
+            return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+
+        self.body = nn.Sequential(
+            *block(channels, 16), nn.MaxPool2d(2),
+            *block(16, 32), nn.MaxPool2d(2),
+            *block(32, 64),
+            # any image size ends as 7x7, so one architecture serves 28, 32 and 64 pixel data
+            nn.AdaptiveAvgPool2d(7), nn.Flatten(),
+            nn.Linear(64 * 7 * 7, feature_dim), nn.ReLU(inplace=True),
+        )
+        self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(feature_dim, num_classes))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(penultimate features, class logits) for images in model space [-1, 1]."""
+        features = self.body(x)
+        return features, self.head(features)
+
+
+@dataclass
+class Classifier:
+    model: SmallCNN
+    dataset: str
+    image_size: int
+    channels: int
+    num_classes: int
+    test_accuracy: float
+    fingerprint: str
+    path: Path | None = None
+
+    @torch.no_grad()
+    def run(self, images: torch.Tensor, device: torch.device, batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 images -> (float64 features (N, 128), predicted classes (N,))."""
+        self.model.to(device).eval()
+        feats, preds = [], []
+        for chunk in images.split(batch_size):
+            x = chunk.to(device).float().mul_(2.0 / 255.0).sub_(1.0)
+            f, logits = self.model(x)
+            feats.append(f.double().cpu())
+            preds.append(logits.argmax(1).cpu())
+        return torch.cat(feats).numpy(), torch.cat(preds).numpy()
+
+
+def classifier_path(dataset: str, channels: int, image_size: int) -> Path:
+    return user_cache_dir() / "classifiers" / f"{dataset}-{channels}x{image_size}x{image_size}.pt"
+
+
+def data_fingerprint(data: Data) -> str:
+    """Count, shape and a hash of 64 evenly spaced samples and labels: cheap, and it changes when the data do."""
+    n = len(data)
+    idx = torch.linspace(0, n - 1, steps=min(64, n)).long()
+    h = hashlib.sha256(f"{n}:{tuple(data.sample_shape)}".encode())
+    h.update(data.x[idx.to(data.x.device)].cpu().contiguous().numpy().tobytes())
+    if data.y is not None:
+        h.update(data.y[idx.to(data.y.device)].cpu().numpy().astype(np.int64).tobytes())
+    return f"{n}:{h.hexdigest()[:16]}"
+
+
+def _check_labelled(data: Data, what: str) -> None:
+    if data.is_points:
+        raise MetricUnavailable(f"{what} needs images; {data.name} holds points (use w1-exact)")
+    if data.y is None or data.num_classes < 2:
+        raise MetricUnavailable(
+            f"{what} needs a classifier trained on class labels, and {data.name} ({data.source}) has none: "
+            "FCD, class coverage and conditional accuracy are not available for unlabelled data "
+            "(Inception FID/KID are: pip install torch-fidelity and pass --inception-weights FILE)")
+
+
+def fit_classifier(train: Data, test: Data, *, device: torch.device, epochs: int = 3, batch_size: int = 128,
+                   seed: int = 0, progress: bool = False) -> Classifier:
+    """Train the small CNN on `train` (Adam, learning rate decayed linearly to 0) and measure it on `test`."""
+    _check_labelled(train, "the classifier")
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    channels, image_size = train.sample_shape[0], train.sample_shape[1]
+    model = SmallCNN(channels, train.num_classes).to(device)
+    steps_per_epoch = math.ceil(len(train) / batch_size)
+    total = epochs * steps_per_epoch
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0 - i / total)
+    x_all, y_all = train.x.to(device), train.y.to(device)
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, disable=not progress, unit="batch", desc="classifier", dynamic_ncols=True)
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(train), generator=gen).to(device)
+        for idx in order.split(batch_size):
+            x = train.to_model_space(x_all[idx])
+            _, logits = model(x)
+            loss = F.cross_entropy(logits, y_all[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            bar.update(1)
+    bar.close()
+    clf = Classifier(model.eval(), train.name, image_size, channels, train.num_classes, 0.0, data_fingerprint(train))
+    _, preds = clf.run(test.x, device)
+    clf.test_accuracy = float((preds == test.y.cpu().numpy()).mean())
+    return clf
+
+
+def save_classifier(clf: Classifier, path: Path) -> None:
+    from wgan.checkpoint import atomic_write
+
+    state = {
+        "format": CLASSIFIER_FORMAT, "dataset": clf.dataset, "image_size": clf.image_size, "channels": clf.channels,
+        "num_classes": clf.num_classes, "test_accuracy": clf.test_accuracy, "fingerprint": clf.fingerprint,
+        "state_dict": {k: v.detach().cpu() for k, v in clf.model.state_dict().items()},
+    }
+    atomic_write(path, lambda f: torch.save(state, f))
+    clf.path = path
+
+
+def load_classifier(path: Path, train: Data) -> Classifier:
+    """The cached classifier at `path`, refused (UserError) unless it was trained on exactly these data."""
+    retrain = f"retrain it: wgan eval --train-classifier --dataset {train.name}"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a pickle with code, a truncated file, a zip error: all mean "do not use it"
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise UserError(f"{path}: unreadable classifier cache ({first}); {retrain}") from None
+    if not isinstance(state, dict) or state.get("format") != CLASSIFIER_FORMAT:
+        raise UserError(f"{path}: not a wgan classifier cache; {retrain}")
+    channels, image_size = train.sample_shape[0], train.sample_shape[1]
+    want = (train.name, image_size, channels, train.num_classes, data_fingerprint(train))
+    have = (state["dataset"], state["image_size"], state["channels"], state["num_classes"], state["fingerprint"])
+    if want != have:
+        raise UserError(
+            f"{path}: cached classifier does not match the data (it was trained on {have[0]} {have[2]}x{have[1]}px, "
+            f"{have[3]} classes, fingerprint {have[4]}; the data are {want[0]} {want[2]}x{want[1]}px, {want[3]} "
+            f"classes, fingerprint {want[4]} from {train.source}); {retrain}")
+    model = SmallCNN(channels, train.num_classes)
+    try:
+        model.load_state_dict(state["state_dict"])
+    except (RuntimeError, KeyError) as exc:
+        first = str(exc).splitlines()[0][:120]
+        raise UserError(f"{path}: classifier weights do not fit ({first}); {retrain}") from None
+    return Classifier(model.eval(), state["dataset"], image_size, channels, state["num_classes"],
+                      float(state["test_accuracy"]), state["fingerprint"], path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Distances and scores
+
+
+@dataclass(frozen=True)
+class FeatureStats:
+    mean: np.ndarray
+    cov: np.ndarray
+    count: int
+
+    @classmethod
+    def of(cls, features: np.ndarray) -> "FeatureStats":
+        features = np.asarray(features, dtype=np.float64)
+        if features.shape[0] < 2:
+            raise UserError(f"a Frechet distance needs at least 2 samples, got {features.shape[0]}")
+        return cls(features.mean(0), np.cov(features, rowvar=False), features.shape[0])
+
+
+def _psd_sqrt(a: np.ndarray) -> np.ndarray:
+    w, v = np.linalg.eigh((a + a.T) / 2)
+    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+
+
+def frechet_distance(a: FeatureStats, b: FeatureStats) -> float:
+    """||mu_a - mu_b||^2 + tr(C_a + C_b - 2 (C_a C_b)^(1/2)), FID's formula.
+
+    tr((C_a C_b)^(1/2)) is computed as the sum of the square roots of the eigenvalues of
+    C_a^(1/2) C_b C_a^(1/2), which is symmetric positive semi-definite: symmetric eigen-solvers in
+    float64 stay real and stable where a general matrix square root can turn complex on
+    near-singular covariances (dead ReLU units make them singular).
+    """
+    diff = a.mean - b.mean
+    root_a = _psd_sqrt(a.cov)
+    middle = root_a @ b.cov @ root_a
+    eig = np.linalg.eigvalsh((middle + middle.T) / 2)
+    tr_cross = float(np.sqrt(np.clip(eig, 0, None)).sum())
+    return max(0.0, float(diff @ diff + np.trace(a.cov) + np.trace(b.cov) - 2.0 * tr_cross))
+
+
+def class_coverage(predicted: np.ndarray, num_classes: int) -> tuple[float, int]:
+    """(entropy of the predicted-class histogram / log(num_classes), classes holding >= 2% of the samples)."""
+    counts = np.bincount(np.asarray(predicted, dtype=np.int64), minlength=num_classes)[:num_classes]
+    p = counts / max(counts.sum(), 1)
+    nz = p[p > 0]
+    entropy = max(0.0, float(-(nz * np.log(nz)).sum() / math.log(num_classes)))  # no "-0.0" for one class
+    return entropy, int((p >= COVERED_SHARE).sum())
+
+
+def exact_w1(a: np.ndarray, b: np.ndarray) -> float:
+    """Exact Wasserstein-1 between two equally weighted point clouds (POT's network simplex)."""
+    import ot
+
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    cost = ot.dist(a, b, metric="euclidean")
+    return float(ot.emd2(ot.unif(len(a)), ot.unif(len(b)), cost, numItermax=10_000_000))
+
+
+# ---------------------------------------------------------------------------------------------
+# What is scored: a generator's samples, or any set of images / points
+
+
+@dataclass
+class Samples:
+    """A sample set to score: uint8 images (N, C, H, W) or float points (N, D), with the labels that were
+    asked of a conditional generator (None otherwise). `cache` keeps what several metrics share."""
+
+    x: torch.Tensor
+    requested_labels: torch.Tensor | None = None
+    cache: dict = field(default_factory=dict)
+
+    @property
+    def is_points(self) -> bool:
+        return self.x.dtype != torch.uint8
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+
+@torch.no_grad()
+def generate_samples(generator: nn.Module, num: int, *, device: torch.device | str, seed: int = 0,
+                     batch_size: int = 500) -> Samples:
+    """`num` samples from `generator` in eval mode (restored afterwards). The same seed gives the same
+    noise, so successive evaluations during training differ only by the generator. Conditional
+    generators are asked for every class equally often."""
+    shape = generator.shape
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(num, shape.latent_dim, generator=gen)
+    labels = torch.arange(num) % shape.num_classes if shape.conditional else None
+    was_training = generator.training
+    generator.eval()
+    try:
+        chunks = []
+        for start in range(0, num, batch_size):
+            zi = z[start:start + batch_size].to(device)
+            li = None if labels is None else labels[start:start + batch_size].to(device)
+            out = generator(zi, li).float()
+            chunks.append(out.cpu() if shape.point_dim else to_uint8_images(out).cpu())
+    finally:
+        generator.train(was_training)
+    return Samples(torch.cat(chunks), labels)
+
+
+# ---------------------------------------------------------------------------------------------
+# The registry
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    values: dict[str, float]  # what gets logged, e.g. {"fcd": 23.4}
+    samples: int  # generated samples behind the values
+    reference: str  # what they were compared with
+
+
+@dataclass(frozen=True)
+class Metric:
+    compute: Callable[["Evaluator", Samples], MetricResult]
+    description: str
+    points: bool = False  # True: for 2-D point data; False: for images
+    needs_classifier: bool = False
+    needs_inception: bool = False
+    conditional_only: bool = False
+
+
+def _fcd(ev: "Evaluator", s: Samples) -> MetricResult:
+    feats, _ = ev.classify(s)
+    real = ev.test_stats()
+    return MetricResult({"fcd": frechet_distance(FeatureStats.of(feats), real)}, len(s), ev.test_description())
+
+
+def _class_coverage(ev: "Evaluator", s: Samples) -> MetricResult:
+    _, preds = ev.classify(s)
+    entropy, covered = class_coverage(preds, ev.classifier().num_classes)
+    return MetricResult({"class_coverage": entropy, "classes_covered": covered}, len(s),
+                        f"{ev.classifier().num_classes} classes, covered = at least {COVERED_SHARE:.0%} of samples")
+
+
+def _cond_accuracy(ev: "Evaluator", s: Samples) -> MetricResult:
+    if s.requested_labels is None:
+        raise MetricUnavailable("cond-accuracy needs a class-conditional generator")
+    _, preds = ev.classify(s)
+    acc = float((preds == s.requested_labels.numpy()).mean())
+    real_acc = ev.classifier().test_accuracy
+    return MetricResult({"cond_accuracy": acc}, len(s),
+                        f"requested labels; the classifier scores {real_acc:.1%} on real test images")
+
+
+def _w1_exact(ev: "Evaluator", s: Samples) -> MetricResult:
+    real = ev.test_data().x
+    gen = torch.Generator().manual_seed(ev.seed + 1)
+    n = min(W1_POINTS, len(s), len(real))
+    fake = s.x[torch.randperm(len(s), generator=gen)[:n]].numpy()
+    real = real[torch.randperm(len(real), generator=gen)[:n].to(real.device)].float().cpu().numpy()
+    return MetricResult({"w1_exact": exact_w1(fake, real)}, n, f"{n} real points, POT ot.emd2, euclidean")
+
+
+def _inception(ev: "Evaluator", s: Samples) -> MetricResult:
+    """FID and KID come from one torch-fidelity pass; a failure is remembered too, so it is not retried."""
+    if "inception" not in s.cache:
+        try:
+            s.cache["inception"] = ev.inception_scores(s)
+        except MetricUnavailable as exc:
+            s.cache["inception"] = exc
+    if isinstance(s.cache["inception"], MetricUnavailable):
+        raise s.cache["inception"]
+    return s.cache["inception"]
+
+
+def _pick(keys: tuple[str, ...]) -> Callable[["Evaluator", Samples], MetricResult]:
+    def compute(ev: "Evaluator", s: Samples) -> MetricResult:
+        r = _inception(ev, s)
+        return MetricResult({k: r.values[k] for k in keys}, r.samples, r.reference)
+
+    return compute
+
+
+METRICS: dict[str, Metric] = {
+    "fcd": Metric(_fcd, "Frechet distance to the test split in the domain classifier's features (lower is better)",
+                  needs_classifier=True),
+    "class-coverage": Metric(_class_coverage, "entropy of the predicted-class histogram, 1.0 = all classes equally "
+                             "often; and classes with >= 2% of samples", needs_classifier=True),
+    "cond-accuracy": Metric(_cond_accuracy, "classifier accuracy against the labels a conditional generator was "
+                            "asked for", needs_classifier=True, conditional_only=True),
+    "w1-exact": Metric(_w1_exact, f"exact Wasserstein-1 between {W1_POINTS} generated and {W1_POINTS} real 2-D "
+                       "points (POT)", points=True),
+    "fid": Metric(_pick(("fid",)), "Inception FID through torch-fidelity (needs its weights)", needs_inception=True),
+    "kid": Metric(_pick(("kid",)), "Inception KID through torch-fidelity (needs its weights)", needs_inception=True),
+}
+
+
+def parse_metric_names(text: str | Sequence[str]) -> list[str]:
+    names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
+    unknown = [n for n in names if n not in METRICS]
+    if unknown:
+        raise UserError(f"unknown metric(s) {', '.join(unknown)}: choose from {', '.join(METRICS)}")
+    return list(dict.fromkeys(names))
+
+
+# ---------------------------------------------------------------------------------------------
+# The evaluator
+
+
+class Evaluator:
+    """Scores sample sets with the named metrics against one dataset's test split.
+
+    `train_data` (the training split, adapted to the model's size) is only needed for metrics that use
+    the classifier: to check the cached classifier against it, or to train one when none is cached.
+    """
+
+    def __init__(self, names: Sequence[str], *, dataset: str, data_path=None, image_size: int | None = None,
+                 channels: int | None = None, device: torch.device | str = "cpu", seed: int = 0,
+                 train_data: Data | None = None, inception_weights: str | Path | None = None,
+                 train_classifier_if_missing: bool = True, note: Callable[[str], None] = print):
+        self.names = parse_metric_names(names)
+        self.dataset, self.data_path = dataset, data_path
+        self.image_size, self.channels = image_size, channels
+        self.device = torch.device(device)
+        self.seed = seed
+        self.inception_weights = Path(inception_weights) if inception_weights else None
+        if self.inception_weights is not None:
+            _check_weights_file(self.inception_weights)
+        self.train_classifier_if_missing = train_classifier_if_missing
+        self.note = note
+        self._train = train_data
+        self._test: Data | None = None
+        self._classifier: Classifier | None = None
+        self._test_stats: FeatureStats | None = None
+
+    # --- shared resources, built once ------------------------------------------------------
+    def train_data(self) -> Data:
+        if self._train is None:
+            self._train = load_dataset(self.dataset, split="train", data_path=self.data_path,
+                                       image_size=self.image_size, channels=self.channels)
+        return self._train
+
+    def test_data(self) -> Data:
+        if self._test is None:
+            self._test = load_dataset(self.dataset, split="test", data_path=self.data_path,
+                                      image_size=self.image_size, channels=self.channels)
+        return self._test
+
+    def classifier(self) -> Classifier:
+        if self._classifier is None:
+            train = self.train_data()
+            _check_labelled(train, "this metric")
+            path = classifier_path(train.name, train.sample_shape[0], train.sample_shape[1])
+            if path.exists():
+                self._classifier = load_classifier(path, train)
+            elif self.train_classifier_if_missing:
+                self.note(f"metrics: no classifier cached for {train.name}; training one on its {len(train)} training "
+                          f"images (once; about a minute on a CPU) -> {path}")
+                self._classifier = fit_classifier(train, self.test_data(), device=self.device, seed=self.seed)
+                save_classifier(self._classifier, path)
+                self.note(f"metrics: classifier test accuracy {self._classifier.test_accuracy:.2%}")
+            else:
+                raise UserError(f"no classifier cached for {train.name} ({path}); train it first: "
+                                f"wgan eval --train-classifier --dataset {train.name}")
+        return self._classifier
+
+    def test_stats(self) -> FeatureStats:
+        if self._test_stats is None:
+            feats, _ = self.classifier().run(self.test_data().x, self.device)
+            self._test_stats = FeatureStats.of(feats)
+        return self._test_stats
+
+    def test_description(self) -> str:
+        return (f"{self.dataset} test split ({len(self.test_data())} images), classifier test accuracy "
+                f"{self.classifier().test_accuracy:.1%}")
+
+    def classify(self, s: Samples) -> tuple[np.ndarray, np.ndarray]:
+        if "classified" not in s.cache:
+            s.cache["classified"] = self.classifier().run(s.x, self.device)
+        return s.cache["classified"]
+
+    # --- checks -----------------------------------------------------------------------------
+    def unavailable_reason(self, name: str, *, points: bool, conditional: bool) -> str | None:
+        """Why metric `name` cannot score this kind of sample, or None; prepares what it needs."""
+        metric = METRICS[name]
+        if metric.points != points:
+            return f"{name} is for {'2-D points' if metric.points else 'images'}; this model makes " \
+                   f"{'points' if points else 'images'}"
+        if metric.conditional_only and not conditional:
+            return f"{name} needs a class-conditional generator"
+        try:
+            if metric.needs_classifier:
+                self.test_stats()
+            if metric.needs_inception:
+                _import_fidelity()
+        except MetricUnavailable as exc:
+            return str(exc)
+        return None
+
+    def prepare(self, *, points: bool, conditional: bool) -> list[str]:
+        """Keep the metrics that apply (building the classifier and test features now, so that errors
+        show before any training); note each one dropped. Returns the names kept."""
+        kept = []
+        for name in self.names:
+            reason = self.unavailable_reason(name, points=points, conditional=conditional)
+            if reason is None:
+                kept.append(name)
+            else:
+                self.note(f"metrics: {name} skipped: {reason}")
+        self.names = kept
+        return kept
+
+    # --- scoring ----------------------------------------------------------------------------
+    def evaluate(self, samples: Samples) -> dict[str, MetricResult]:
+        results = {}
+        for name in self.names:
+            try:
+                results[name] = METRICS[name].compute(self, samples)
+            except MetricUnavailable as exc:
+                self.note(f"metrics: {name} skipped: {exc}")
+        return results
+
+    def inception_scores(self, s: Samples) -> MetricResult:
+        fidelity = _import_fidelity()
+        real = self.test_data()
+        kid_subset = min(1000, len(s), len(real))
+        kwargs = dict(fid=True, kid=True, kid_subset_size=kid_subset, verbose=False, cache=False,
+                      cuda=self.device.type == "cuda")
+        if self.inception_weights is not None:
+            kwargs["feature_extractor_weights_path"] = str(self.inception_weights)
+        try:
+            out = fidelity.calculate_metrics(input1=_UInt8RGB(s.x), input2=_UInt8RGB(real.x), **kwargs)
+        except Exception as exc:  # weights not downloadable offline, or weights of another network
+            hint = ("is it torch-fidelity's weights-inception-2015-12-05 file?" if self.inception_weights else
+                    "offline, pass --inception-weights FILE (torch-fidelity's weights-inception-2015-12-05 file)")
+            raise MetricUnavailable(f"torch-fidelity could not compute Inception metrics "
+                                    f"({str(exc).strip()[:160]}); {hint}") from None
+        return MetricResult({"fid": float(out["frechet_inception_distance"]),
+                             "kid": float(out["kernel_inception_distance_mean"])}, len(s),
+                            f"{self.dataset} test split ({len(real)} images), Inception-v3 (torch-fidelity)")
+
+
+def _check_weights_file(path: Path) -> None:
+    """torch-fidelity unpickles the weights file in full; load it safely first so that a file holding code
+    is refused here rather than run there."""
+    if not path.is_file():
+        raise UserError(f"--inception-weights {path}: file not found")
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        raise UserError(f"--inception-weights {path}: refused: not a plain tensor file (torch.load with "
+                        "weights_only=True failed; nothing in it was run)") from None
+
+
+def _import_fidelity():
+    try:
+        import torch_fidelity
+    except ImportError:
+        raise MetricUnavailable("Inception FID/KID need torch-fidelity: pip install 'wgan[inception]'") from None
+    return torch_fidelity
+
+
+class _UInt8RGB(torch.utils.data.Dataset):
+    """uint8 images as torch-fidelity wants them: 3 x H x W."""
+
+    def __init__(self, x: torch.Tensor):
+        self.x = x
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        img = self.x[i]
+        return img.expand(3, -1, -1).contiguous() if img.shape[0] == 1 else img
+
+
+def flatten_results(results: dict[str, MetricResult]) -> dict:
+    """Metric results as one metrics.jsonl record: the values, and the sample count behind each."""
+    record: dict = {}
+    counts: dict[str, int] = {}
+    for r in results.values():
+        for k, v in r.values.items():
+            record[k] = v if isinstance(v, int) else round(float(v), 6)
+            counts[k] = r.samples
+    if counts:
+        record["samples"] = counts
+    return record
+
+
+def format_table(results: dict[str, MetricResult]) -> str:
+    rows = [("metric", "value", "samples", "compared with")]
+    for r in results.values():
+        for k, v in r.values.items():
+            rows.append((k, f"{v:.4g}" if isinstance(v, float) else str(v), str(r.samples), r.reference))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return "\n".join(f"{a:<{widths[0]}}  {b:>{widths[1]}}  {c:>{widths[2]}}  {d}" for a, b, c, d in rows)
+
+
+def default_metric_names(*, points: bool, conditional: bool) -> list[str]:
+    if points:
+        return ["w1-exact"]
+    return ["fcd", "class-coverage"] + (["cond-accuracy"] if conditional else [])
+
+
+def baseline_samples(train: Data, num: int, *, seed: int = 0) -> dict[str, Samples]:
+    """Two reference sample sets: `num` real training samples (what a perfect generator would score: the
+    floor) and `num` uniform noise samples over the data's range (what no generator should score)."""
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(train), generator=gen)[:num]
+    real = train.x[idx.to(train.x.device)].cpu()
+    if train.is_points:
+        lo, hi = train.x.min(0).values.cpu(), train.x.max(0).values.cpu()
+        noise = lo + (hi - lo) * torch.rand(num, train.x.shape[1], generator=gen)
+    else:
+        noise = torch.randint(0, 256, (num, *train.sample_shape), generator=gen, dtype=torch.uint8)
+    return {f"{train.name} train split ({len(real)} samples) vs test split": Samples(real),
+            f"uniform noise ({num} samples) vs test split": Samples(noise)}
+
+
+def generator_step(source: Path) -> int | None:
+    """The training step a run's generator was saved at: generator.safetensors' metadata, else the newest
+    checkpoint's name."""
+    from wgan.checkpoint import CHECKPOINT_RE, list_checkpoints
+
+    source = Path(source)
+    weights = source / "generator.safetensors" if source.is_dir() else source
+    if weights.is_file():
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(weights), framework="pt") as f:
+                return int((f.metadata() or {})["step"])
+        except Exception:  # no step in the metadata: fall back on the checkpoints
+            pass
+    checkpoints = list_checkpoints(source / "checkpoints") if source.is_dir() else []
+    return int(CHECKPOINT_RE.match(checkpoints[-1].name).group(1)) if checkpoints else None
+
+
+def run_time_at(run_dir: Path, step: int | None) -> dict:
+    """{"time_s": training seconds when the run reached `step`} from its log, or {} when unknown: an
+    evaluation made after training then sits at the right place on the wall-clock axis."""
+    from wgan.report import read_metrics
+
+    times = [r["time_s"] for r in read_metrics(run_dir)
+             if "loss_critic" in r and "time_s" in r and step is not None and r["step"] <= step]
+    return {"time_s": times[-1]} if times else {}
+
+
+# ---------------------------------------------------------------------------------------------
+# The training loop's hook
+
+
+def training_evaluator(cfg, data: Data, shape, device: torch.device,
+                       note: Callable[[str], None]) -> Callable[[nn.Module], dict] | None:
+    """For a training run: a function generator -> metrics.jsonl fields, or None when no metric applies.
+
+    Everything the metrics share (the classifier, trained now if none is cached, and the test split's
+    features) is built here, before the first step, so a missing test split or a mismatched cache
+    stops the run at once rather than after hours.
+    """
+    names = parse_metric_names(cfg.eval_metrics)
+    if not names:
+        return None
+    ev = Evaluator(names, dataset=cfg.dataset, data_path=cfg.data, image_size=cfg.image_size or None,
+                   channels=cfg.channels or None, device=device, seed=cfg.seed, train_data=data, note=note)
+    if not ev.prepare(points=bool(shape.point_dim), conditional=shape.conditional):
+        return None
+
+    def evaluate(generator: nn.Module) -> dict:
+        t0 = time.perf_counter()
+        samples = generate_samples(generator, cfg.eval_num_samples, device=device, seed=cfg.seed + 777)
+        record = flatten_results(ev.evaluate(samples))
+        record["eval_s"] = round(time.perf_counter() - t0, 3)
+        return record
+
+    return evaluate

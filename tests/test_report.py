@@ -1,0 +1,161 @@
+"""The run report: metrics logged during training, losses.png, quality.png, timelapse.gif, report.html, and
+`wgan report` / `wgan eval --run` on a tiny run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from synth_idx import write_dataset
+from wgan import report
+from wgan.cli import main
+from wgan.config import preset_config
+from wgan.train import train
+
+STEPS = 6
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """One tiny training run with metrics every 3 steps (the classifier is trained on the fly)."""
+    root = tmp_path_factory.mktemp("report")
+    data_dir = write_dataset(root / "data", n_train=1000, n_test=400)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(root / "cache"))
+        cfg = preset_config("quick", data=str(data_dir), width=8, latent_dim=16, batch_size=16, critic_steps=2,
+                            steps=STEPS, sample_every_steps=2, log_every_steps=2, checkpoint_every_steps=3,
+                            eval_every_steps=3, eval_metrics="fcd,class-coverage", eval_num_samples=200,
+                            device="cpu", tensorboard=False, runs_dir=str(root / "runs"))
+        run = train(cfg, progress=False)
+        yield run
+
+
+def test_training_logs_metric_records_beside_the_losses(run_dir):
+    records = report.read_metrics(run_dir)
+    evals = [r for r in records if "fcd" in r]
+    assert [r["step"] for r in evals] == [3, 6]
+    for r in evals:
+        assert "loss_critic" not in r
+        assert r["samples"] == {"fcd": 200, "class_coverage": 200, "classes_covered": 200}
+        assert r["fcd"] > 0 and 0 <= r["class_coverage"] <= 1 and 1 <= r["classes_covered"] <= 10
+        assert isinstance(r["classes_covered"], int)
+        assert r["time_s"] > 0 and r["eval_s"] > 0
+    # losses every 2 steps, and at each checkpoint (every 3)
+    assert [r["step"] for r in records if "loss_critic" in r] == [2, 3, 4, 6]
+    assert "training one" in (run_dir / "log.txt").read_text()
+
+
+def test_report_has_every_picture_and_the_metric_table(run_dir):
+    for name in ("losses.png", "quality.png", "timelapse.gif", "report.html"):
+        assert (run_dir / name).is_file(), name
+    frames = report.sample_frames(run_dir)
+    assert [f.name for f in frames] == [f"step-{s:08d}.png" for s in range(0, STEPS + 1, 2)]
+    with Image.open(run_dir / "timelapse.gif") as gif:
+        assert gif.n_frames == len(frames)
+    page = (run_dir / "report.html").read_text()
+    assert page.count('src="data:image/png;base64,') == 3 and page.count('src="data:image/gif;base64,') == 1
+    assert "fcd (200 samples)" in page and "class_coverage" in page
+    assert "finished" in page and "generator steps" in page and f"{STEPS} of {STEPS}" in page
+    assert "<td>lr_critic</td>" in page  # the config table
+
+
+def test_wgan_eval_run_prints_a_table_and_appends_to_the_log(run_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(run_dir.parent.parent / "cache"))
+    run = tmp_path / run_dir.name
+    shutil.copytree(run_dir, run)
+    before = report.read_metrics(run)
+    assert main(["eval", "--run", str(run), "--metrics", "fcd,class-coverage", "--num", "300", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "generator at step 6" in out and "fcd" in out and "300" in out
+    after = report.read_metrics(run)
+    assert after[:-1] == before
+    new = after[-1]
+    assert new["step"] == STEPS and new["source"] == "wgan eval" and new["samples"]["fcd"] == 300
+    assert new["time_s"] == [r for r in before if "loss_critic" in r][-1]["time_s"]
+
+
+def test_wgan_report_rebuilds_a_killed_run(run_dir, tmp_path, capsys):
+    run = tmp_path / "killed"
+    shutil.copytree(run_dir, run)
+    for name in ("losses.png", "quality.png", "timelapse.gif", "report.html", "generator.safetensors"):
+        (run / name).unlink()
+    log = run / "log.txt"
+    log.write_text("".join(line + "\n" for line in log.read_text().splitlines() if "finished" not in line))
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"step": 7, "time_s": 1.0, "loss_cri')  # a line cut by the kill
+    assert main(["report", "--run", str(run)]) == 0
+    assert "report.html" in capsys.readouterr().out
+    for name in ("losses.png", "quality.png", "timelapse.gif", "report.html"):
+        assert (run / name).is_file(), name
+    assert "in progress, or killed" in (run / "report.html").read_text()
+
+
+def _frame(path: Path, value: int) -> None:
+    Image.fromarray(np.full((30, 30), value, dtype=np.uint8)).save(path)
+
+
+def test_timelapse_has_one_frame_per_grid_in_order_and_loops(tmp_path):
+    frames = []
+    for i, step in enumerate((0, 50, 100, 150, 200)):
+        frames.append(tmp_path / f"step-{step:08d}.png")
+        _frame(frames[-1], 128)  # identical grids still give their own frame: the step number differs
+    out = tmp_path / "t.gif"
+    assert report.make_timelapse(frames, out)
+    with Image.open(out) as gif:
+        assert gif.n_frames == 5 and gif.info.get("loop") == 0
+        durations = []
+        for i in range(gif.n_frames):
+            gif.seek(i)
+            durations.append(gif.info["duration"])
+    assert durations[:-1] == [250] * 4 and durations[-1] > 250
+    assert not report.make_timelapse([], tmp_path / "none.gif")
+
+
+def test_quality_plot_shows_only_metrics(tmp_path):
+    records = [{"step": 10, "time_s": 1.0, "loss_critic": -1.0, "loss_generator": 0.5, "wasserstein": 1.0,
+                "penalty": 0.1},
+               {"step": 10, "time_s": 1.2, "fcd": 50.0, "class_coverage": 0.8, "samples": {"fcd": 100}, "eval_s": 0.3},
+               {"step": 20, "time_s": 2.5, "fcd": 30.0, "class_coverage": 0.9, "samples": {"fcd": 100}, "eval_s": 0.3}]
+    assert report.metric_keys(records) == ["fcd", "class_coverage"]
+    assert report.plot_quality(records, tmp_path / "q.png")
+    with Image.open(tmp_path / "q.png") as img:
+        assert img.height > img.width * 0.4  # two metric rows
+    assert not report.plot_quality(records[:1], tmp_path / "none.png")
+
+
+def test_losses_plot_gives_the_penalty_its_own_panel(tmp_path):
+    base = [{"step": s, "loss_critic": -s / 10, "loss_generator": s / 20, "wasserstein": 1 / (s + 1)}
+            for s in range(1, 40)]
+    with_penalty = [dict(r, penalty=0.05) for r in base]
+    assert report.plot_losses(base, tmp_path / "a.png") and report.plot_losses(with_penalty, tmp_path / "b.png")
+    with Image.open(tmp_path / "a.png") as a, Image.open(tmp_path / "b.png") as b:
+        assert b.height > a.height * 1.3
+    assert not report.plot_losses([{"step": 1, "fcd": 3.0}], tmp_path / "c.png")
+
+
+def _chromium() -> str | None:
+    return next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
+
+
+@pytest.mark.skipif(_chromium() is None, reason="needs a chromium browser (Debian: apt-get install chromium)")
+def test_report_html_renders_its_images_in_a_headless_browser(run_dir, tmp_path):
+    shot = tmp_path / "shot.png"
+    with tempfile.TemporaryDirectory() as profile:
+        subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                        "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+                        f"--screenshot={shot}", "--window-size=1200,4000", "--hide-scrollbars",
+                        (run_dir / "report.html").as_uri()], check=True, capture_output=True, timeout=120)
+    pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+
+    def share_near(rgb: tuple[int, int, int]) -> float:
+        return float((np.abs(pixels - np.array(rgb)).sum(-1) < 40).mean())
+
+    # matplotlib's blue and red only appear if the plots were decoded and drawn; the page's own CSS is grey
+    assert share_near((31, 119, 180)) > 1e-4 and share_near((214, 39, 40)) > 1e-4
