@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import numpy as np
@@ -150,7 +149,7 @@ def test_exact_w1_of_a_shifted_cloud_is_the_shift_length():
 
 
 def _points_entry(points: torch.Tensor) -> DatasetEntry:
-    return DatasetEntry(lambda split, path: Data("toy-test", points.clone()), 0, 0, 0, "test points")
+    return DatasetEntry(lambda split, path, options=None: Data("toy-test", points.clone()), 0, 0, 0, "test points")
 
 
 def test_w1_exact_metric_scores_a_point_generator(monkeypatch):
@@ -174,7 +173,7 @@ def test_w1_exact_metric_scores_a_point_generator(monkeypatch):
 def test_fcd_is_not_available_for_unlabelled_images(monkeypatch):
     images = torch.randint(0, 256, (64, 1, 28, 28), dtype=torch.uint8)
     monkeypatch.setitem(DATASETS, "faces-test", DatasetEntry(
-        lambda split, path: Data("faces-test", images.clone(), source="/some/folder"), 28, 1, 0, "unlabelled"))
+        lambda split, path, options=None: Data("faces-test", images.clone(), source="/some/folder"), 28, 1, 0, "unlabelled"))
     ev = metrics.Evaluator(["fcd", "class-coverage"], dataset="faces-test", note=(notes := []).append)
     assert ev.prepare(points=False, conditional=False) == []
     assert len(notes) == 2 and all("not available for unlabelled data" in n for n in notes)
