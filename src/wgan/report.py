@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -270,8 +271,6 @@ def write_html(run_dir: Path, records: list[dict], written: dict[str, Path]) -> 
     """report.html: config, final grid, timelapse, plots, metric table and timing, in one file."""
     import html
 
-    from wgan.checkpoint import atomic_write
-
     config_path = run_dir / "config.json"
     try:
         config = json.loads(config_path.read_text()) if config_path.exists() else {}
@@ -316,7 +315,11 @@ def write_html(run_dir: Path, records: list[dict], written: dict[str, Path]) -> 
     page = (f"<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
             f"<style>{style}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
     path = run_dir / "report.html"
-    atomic_write(path, lambda f: f.write(page.encode()))
+    # written beside and renamed over, so a browser reloading mid-build never sees half a page; a plain
+    # open() (not mkstemp) keeps the usual permissions for a page meant to be shared
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, path)
     return path
 
 
