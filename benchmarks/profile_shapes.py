@@ -11,7 +11,7 @@ from wgan.fast import FusedWganStep
 from wgan.train import Trainer, set_precision
 
 precision = sys.argv[1] if len(sys.argv) > 1 else "bf16"
-cfg = validate(preset_config("fashion-gp", batch_size=64, data=".devdata/fashion-mnist", device="cuda", precision=precision))
+cfg = validate(preset_config("fashion-gp", batch_size=64, data="data/fashion-mnist", device="cuda", precision=precision))
 data, _ = bench_data(cfg, torch.device("cuda"))
 t = Trainer.build(cfg, fast=True, data=data)
 set_precision(cfg.precision, False)

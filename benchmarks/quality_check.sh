@@ -3,7 +3,7 @@
 # bash benchmarks/quality_check.sh DATA_DIR STEPS   (from a source checkout, on a CUDA machine)
 set -u
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1
-DATA=${1:-.devdata/fashion-mnist}
+DATA=${1:-data/fashion-mnist}
 STEPS=${2:-3000}
 OUTDIR=${OUT:-/tmp/wgan-quality}
 RUNS=$(mktemp -d)

@@ -105,7 +105,7 @@ _TOY = dict(_GP, dataset="toy-8gaussians", model="mlp", width=512, latent_dim=2,
 PRESETS: dict[str, tuple[str, dict]] = {
     "quick": ("CPU-sized WGAN-GP demo on Fashion-MNIST (minutes on a laptop)",
               dict(_GP, dataset="fashion-mnist", width=32, lr_critic=2e-4, lr_generator=2e-4, batch_size=64,
-                   steps=700, sample_every_steps=50, log_every_steps=10, checkpoint_every_steps=250)),
+                   steps=1000, sample_every_steps=100, log_every_steps=10, checkpoint_every_steps=250)),
     "mnist-clip": ("WGAN with weight clipping on MNIST", dict(_CLIP, dataset="mnist", critic_norm="batch")),
     "fashion-clip": ("WGAN with weight clipping on Fashion-MNIST",
                      dict(_CLIP, dataset="fashion-mnist", critic_norm="batch")),

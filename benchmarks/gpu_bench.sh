@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Benchmarks on a CUDA machine from a source checkout: `bash benchmarks/device_run.sh [DATA_DIR]`.
+# Benchmarks on a CUDA machine from a source checkout: `bash benchmarks/gpu_bench.sh [DATA_DIR]`.
 # Runs `wgan bench` for the configurations in benchmarks/README.md and writes JSON beside the log.
 set -u
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1
-DATA=${1:-.devdata/fashion-mnist}
+DATA=${1:-data/fashion-mnist}
 OUTDIR=${OUT:-/tmp/wgan-bench}
 mkdir -p "$OUTDIR"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader

@@ -2,7 +2,7 @@
 # GPU checks from a source checkout: the fast-path tests, and a short train / resume / sample through the CLI.
 set -u
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1
-DATA=${1:-.devdata/fashion-mnist}
+DATA=${1:-data/fashion-mnist}
 RUNS=$(mktemp -d)
 python3 -m pytest -q tests/test_fast.py 2>&1 | tail -3
 python3 -m wgan train --preset fashion-gp --data "$DATA" --steps 200 --checkpoint-every-steps 100 --runs-dir "$RUNS" \
