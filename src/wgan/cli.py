@@ -7,6 +7,7 @@ became NaN or infinite ends as one line and exit code 3.
 from __future__ import annotations
 
 import argparse
+import os
 import dataclasses
 import sys
 import typing
@@ -414,6 +415,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `wgan presets | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
