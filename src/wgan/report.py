@@ -182,7 +182,9 @@ def save_points_figure(path: Path, trainer, fake) -> None:
     import torch
 
     plt = _mpl()
-    real = trainer.data.x[torch.randint(len(trainer.data), (1000,), device=trainer.data.x.device)].float().cpu().numpy()
+    # Its own generator: drawing from the global one would change the training run's random stream.
+    idx = torch.randint(len(trainer.data), (1000,), generator=torch.Generator().manual_seed(0))
+    real = trainer.data.x[idx.to(trainer.data.x.device)].float().cpu().numpy()
     fake = fake.float().cpu().numpy()
     lo = np.minimum(real.min(0), fake.min(0)) - 0.5
     hi = np.maximum(real.max(0), fake.max(0)) + 0.5
