@@ -19,7 +19,6 @@ import pytest
 import torch
 
 from wgan import checkpoint as ckpt
-from conftest import write_idx_dataset
 from wgan.cli import main
 from wgan.errors import UserError
 
@@ -48,18 +47,9 @@ def one_line(err: str) -> str:
 
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Models this small run fastest on one thread; on a busy machine several threads thrash."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    return write_idx_dataset(tmp_path_factory.mktemp("data"))
+def data_dir(fashion_idx_dir_module) -> Path:
+    return fashion_idx_dir_module
 
 
 @pytest.fixture(scope="module")

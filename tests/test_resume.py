@@ -23,7 +23,6 @@ from hypothesis import strategies as st
 import wgan
 from wgan import checkpoint as ckpt
 from wgan import losses
-from conftest import write_idx_dataset
 from wgan.cli import main
 
 STEPS = 40
@@ -51,18 +50,9 @@ def snapshot(folder: Path) -> dict[str, str]:
 
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Models this small run fastest on one thread; on a busy machine several threads thrash."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    return write_idx_dataset(tmp_path_factory.mktemp("data"))
+def data_dir(fashion_idx_dir_module) -> Path:
+    return fashion_idx_dir_module
 
 
 # ---------------------------------------------------------------------------------------------
