@@ -19,13 +19,7 @@ from wgan.cli import main
 from wgan.errors import UserError
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    """No user cache, system dataset dir, $WGAN_DATA or network from the machine running the tests."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setenv("WGAN_OFFLINE", "1")
-    monkeypatch.delenv("WGAN_DATA", raising=False)
-    monkeypatch.setattr(D, "SYSTEM_DATA_DIRS", (tmp_path / "system",))
+pytestmark = pytest.mark.usefixtures("isolated_data_dirs")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,18 +11,12 @@ import pytest
 from PIL import Image
 from safetensors import safe_open
 
-from wgan import data as D
 from wgan.cli import main
 
 FAST = ["--steps", "2", "--critic-steps", "1", "--batch-size", "8", "--no-tensorboard", "--no-progress"]
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setenv("WGAN_OFFLINE", "1")
-    monkeypatch.delenv("WGAN_DATA", raising=False)
-    monkeypatch.setattr(D, "SYSTEM_DATA_DIRS", (tmp_path / "system",))
+pytestmark = pytest.mark.usefixtures("isolated_data_dirs")
 
 
 def only_run(runs: Path) -> Path:

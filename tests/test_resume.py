@@ -3,9 +3,6 @@ NaN guard; --resume auto; which options may change on resume (property-based).""
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import io
 import json
 import os
 import random
@@ -21,9 +18,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import wgan
+from cli_helpers import TINY, run_cli, snapshot
 from wgan import checkpoint as ckpt
 from wgan import losses
-from wgan.cli import main
+
 
 STEPS = 40
 # Tiny but complete: GP critic with 2 critic steps, checkpoints every 3 steps, records every 5,
@@ -32,22 +30,6 @@ DETERMINISTIC = ["--preset", "quick", "--width", "8", "--latent-dim", "16", "--b
                  "--checkpoint-every-steps", "3", "--keep-checkpoints", "2", "--log-every-steps", "5",
                  "--sample-every-steps", "10", "--no-tensorboard", "--deterministic", "--device", "cpu",
                  "--no-progress", "--steps", str(STEPS)]
-TINY = ["--preset", "quick", "--width", "8", "--latent-dim", "16", "--batch-size", "8", "--critic-steps", "1",
-        "--log-every-steps", "1", "--sample-every-steps", "0", "--no-tensorboard", "--device", "cpu",
-        "--no-progress"]
-
-
-def run_cli(*argv) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
-
-
-def snapshot(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
-
 
 
 @pytest.fixture(scope="module")
