@@ -145,3 +145,17 @@ def test_bench_cpu_prints_its_table(capsys):
     assert main(["bench", "--device", "cpu", "--seconds", "0.5", "--preset", "quick", "--batch", "8"]) == 0
     out = capsys.readouterr().out
     assert "gen it/s" in out and "eager (plain)" in out and "vs eager" in out
+
+
+def test_channels_last_leaves_the_callers_dataset_alone():
+    from wgan.fast import use_channels_last
+
+    cfg = TrainConfig(dataset="fashion-mnist", model="dcgan32", image_size=32, channels=3, width=8, batch_size=8,
+                      device="cpu", tensorboard=False)
+    data = tiny_data(size=32, channels=3)
+    trainer = Trainer.build(cfg, data=data)
+    shared = trainer.data
+    use_channels_last(trainer)
+    assert trainer.data.x.is_contiguous(memory_format=torch.channels_last)
+    assert shared.x.is_contiguous() and not shared.x.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(trainer.data.x, shared.x)

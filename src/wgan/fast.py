@@ -11,6 +11,8 @@ device buffer that the loop reads every `log_every_steps`, so nothing in the ste
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 WARMUP_STEPS = 3  # eager steps before capture: they create optimiser state and let cuDNN pick kernels
@@ -34,7 +36,9 @@ def use_channels_last(trainer) -> None:
         return
     trainer.generator.to(memory_format=torch.channels_last)  # Parameters keep their identity: optimisers are unaffected
     trainer.critic.to(memory_format=torch.channels_last)
-    trainer.data.x = trainer.data.x.contiguous(memory_format=torch.channels_last)
+    # A new Data, not an in-place change: the caller's dataset (shared by `wgan bench`'s eager and
+    # fast variants) keeps its layout.
+    trainer.data = dataclasses.replace(trainer.data, x=trainer.data.x.contiguous(memory_format=torch.channels_last))
 
 
 class CudaGraphStep:

@@ -420,17 +420,19 @@ def export_generator(trainer: Trainer, path: Path) -> None:
 
 def make_step(trainer: Trainer, fast: bool):
     """The step to run, and a note when the fast path was asked for but cannot be used."""
-    args = (trainer.cfg, trainer.generator, trainer.critic, trainer.opt_g, trainer.opt_c, trainer.data, trainer.device)
+    def step_args():
+        return (trainer.cfg, trainer.generator, trainer.critic, trainer.opt_g, trainer.opt_c, trainer.data,
+                trainer.device)
+
     if not fast:
-        return WganStep(*args), None
+        return WganStep(*step_args()), None
     from wgan.fast import CudaGraphStep, FusedWganStep, graph_unsupported_reason, use_channels_last
 
-    step = FusedWganStep(*args)
     reason = graph_unsupported_reason(trainer)
     if reason is None:
-        use_channels_last(trainer)
-        return CudaGraphStep(step), None
-    return step, f"CUDA graph off: {reason}; using the fused eager step"
+        use_channels_last(trainer)  # before the step is built: it replaces trainer.data
+        return CudaGraphStep(FusedWganStep(*step_args())), None
+    return FusedWganStep(*step_args()), f"CUDA graph off: {reason}; using the fused eager step"
 
 
 def check_finite_losses(stats: dict[str, float], first_step: int, last_step: int) -> None:
