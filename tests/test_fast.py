@@ -159,3 +159,44 @@ def test_channels_last_leaves_the_callers_dataset_alone():
     assert trainer.data.x.is_contiguous(memory_format=torch.channels_last)
     assert shared.x.is_contiguous() and not shared.x.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(trainer.data.x, shared.x)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_grouped_batch_norm_is_k_separate_calls(channels_last, momentum):
+    """One grouped call on k concatenated batches: the same outputs, input and parameter gradients,
+    running statistics and batch count as k separate calls, and the input's memory format kept."""
+    from wgan.fast import batch_norm_groups, enable_grouped_batch_norm
+
+    torch.manual_seed(0)
+    k, n = 3, 4
+    separate = torch.nn.BatchNorm2d(5, momentum=momentum)
+    torch.nn.init.normal_(separate.weight)
+    torch.nn.init.normal_(separate.bias)
+    grouped = copy.deepcopy(separate)
+    layers = enable_grouped_batch_norm(grouped)
+    assert layers == [grouped]
+    x = torch.randn(k * n, 5, 6, 6) * 3 + 1
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    upstream = torch.randn(k * n, 5, 6, 6)
+
+    x1 = x.clone().requires_grad_()
+    y1 = torch.cat([separate(part) for part in x1.chunk(k)])
+    (y1 * upstream).sum().backward()
+    x2 = x.clone().requires_grad_()
+    with batch_norm_groups(layers, k):
+        y2 = grouped(x2)
+    (y2 * upstream).sum().backward()
+
+    assert torch.allclose(y1, y2, atol=1e-6)
+    assert torch.allclose(x1.grad, x2.grad, atol=1e-6)
+    for name in ("weight", "bias"):
+        assert torch.allclose(getattr(separate, name).grad, getattr(grouped, name).grad, atol=1e-5), name
+    assert torch.allclose(separate.running_mean, grouped.running_mean, atol=1e-6)
+    assert torch.allclose(separate.running_var, grouped.running_var, atol=1e-6)
+    assert int(grouped.num_batches_tracked) == int(separate.num_batches_tracked) == k
+    assert y2.is_contiguous(memory_format=torch.channels_last) == channels_last
+    assert grouped.groups == 1  # the context restores ungrouped calls
+    with pytest.raises(ValueError, match="equal groups"), batch_norm_groups(layers, 5):
+        grouped(x)
