@@ -263,6 +263,28 @@ def test_the_installed_entry_point_exits_2_with_one_line(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+
+@pytest.mark.parametrize("argv, needle", [(["--critic-steps", "0"], "--critic-steps 0"), (["--steps", "x"], "--steps")])
+def test_under_torchrun_other_processes_wait_before_printing_their_error(tmp_path, capsys, monkeypatch, argv, needle):
+    """torchrun starts one process per GPU and each meets the same bad option. The first process on a
+    machine prints at once; the others wait first (torchrun ends them meanwhile when the first one
+    failed), then print with their rank. Every process exits with code 2."""
+    import time
+
+    from wgan.errors import OTHER_PROCESS_GRACE_S
+
+    waits = []
+    monkeypatch.setattr(time, "sleep", waits.append)
+    train = ["train", "--runs-dir", str(tmp_path / "runs"), "--dry-run", *TINY, *argv]
+    for local_rank, rank, prefix, waited in (("0", "0", "", []), ("1", "1", "rank 1: ", [OTHER_PROCESS_GRACE_S]), ("0", "4", "rank 4: ", [])):
+        monkeypatch.setenv("LOCAL_RANK", local_rank)
+        monkeypatch.setenv("RANK", rank)
+        waits.clear()
+        rc, _, err = run_cli(capsys, *train)
+        assert_one_line_error(rc, err, needle)
+        assert err.startswith(prefix + "wgan")
+        assert waits == waited
+
 # --- presets ------------------------------------------------------------------------------------
 
 

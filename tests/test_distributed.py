@@ -180,6 +180,14 @@ TRAIN = ["--preset", "quick", "--width", "8", "--latent-dim", "16", "--batch-siz
          "--no-tensorboard", "--device", "cpu", "--no-progress", "--log-every-steps", "2"]
 
 
+
+def test_torchrun_bad_option_is_one_line_not_one_per_process(tmp_path):
+    done = subprocess.run(_torchrun_command(*TRAIN, "--critic-steps", "0", "--runs-dir", tmp_path / "runs"), env=_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert done.stderr.count("wgan train: error: --critic-steps 0") == 1, done.stderr[-3000:]
+    assert not (tmp_path / "runs").exists()
+
 @pytest.fixture(scope="module")
 def torchrun_run(tmp_path_factory, fashion_idx_dir_module) -> tuple[Path, subprocess.CompletedProcess]:
     """Six steps in two processes, a checkpoint and a sample grid every 3."""

@@ -13,7 +13,7 @@ import sys
 import typing
 from pathlib import Path
 
-from wgan.errors import TrainingDiverged, UserError
+from wgan.errors import TrainingDiverged, UserError, report_error
 
 HELP = {
     "preset": "start from a preset (see `wgan presets`); other options override it",
@@ -77,7 +77,8 @@ class OneLineParser(argparse.ArgumentParser):
     instead of argparse's usage block. Subcommand parsers inherit this class."""
 
     def error(self, message: str) -> typing.NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+        report_error(f"{self.prog}: error: {message} (see `{self.prog} --help`)")
+        self.exit(2)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -404,16 +405,19 @@ COMMANDS = {"train": cmd_train, "bench": cmd_bench, "sample": cmd_sample, "expor
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    def report(text: str) -> None:
+        report_error(f"wgan {args.command}: {text}")  # under torchrun: once, not once per process
+
     try:
         return COMMANDS[args.command](args)
     except UserError as exc:
-        print(f"wgan {args.command}: error: {exc}", file=sys.stderr)
+        report(f"error: {exc}")
         return 2
     except TrainingDiverged as exc:
-        print(f"wgan {args.command}: training diverged: {exc}", file=sys.stderr)
+        report(f"training diverged: {exc}")
         return 3
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        report("interrupted")
         return 130
     except BrokenPipeError:  # `wgan presets | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -12,3 +12,27 @@ class UserError(Exception):
 
 class TrainingDiverged(RuntimeError):
     """A loss, the penalty or a parameter became NaN or infinite."""
+
+
+# How long a process other than its machine's first waits before printing its error (seconds).
+OTHER_PROCESS_GRACE_S = 5.0
+
+
+def report_error(text: str) -> None:
+    """Print an error line on stderr; under torchrun, once rather than once per process.
+
+    torchrun starts one process per GPU and they all meet the same bad option. Each machine's first
+    process (LOCAL_RANK 0) prints at once and exits, and torchrun, which checks its processes every
+    0.1 s, ends the others while they wait here, so the error is one line. A process whose error is
+    its own (say LOCAL_RANK 5 on a machine with 4 GPUs) still prints it after the wait, naming its
+    rank. Read from the launcher's environment, not torch.distributed: errors come before and after
+    the process group exists, and this module must not import torch.
+    """
+    import os
+    import sys
+    import time
+
+    if os.environ.get("LOCAL_RANK", "0") != "0":
+        time.sleep(OTHER_PROCESS_GRACE_S)
+    rank = int(os.environ.get("RANK", "0") or 0)
+    print(f"rank {rank}: {text}" if rank else text, file=sys.stderr, flush=True)
