@@ -81,19 +81,9 @@ def main():
         "graph fused tf32 cl compile": ({}, dict(F, channels_last=True, cl_data=True, compile_models=True)),
         "graph fused bf16 cl compile": (dict(precision="bf16"), dict(F, channels_last=True, cl_data=True, compile_models=True)),
     }
-    variants_old = {
-        "eager plain fp32": (dict(precision="fp32"), dict(fused_step=False, adam_fused=False, channels_last=False, graph=False)),
-        "graph plain": ({}, dict(fused_step=False, adam_fused=False, channels_last=False, graph=True)),
-        "graph fused": ({}, dict(fused_step=True, adam_fused=False, channels_last=False, graph=True)),
-        "graph fused+adamfused": ({}, dict(fused_step=True, adam_fused=True, channels_last=False, graph=True)),
-        "graph fused+adamfused bf16": (dict(precision="bf16"), dict(fused_step=True, adam_fused=True, channels_last=False, graph=True)),
-        "graph fused+adamfused cl": ({}, dict(fused_step=True, adam_fused=True, channels_last=True, graph=True)),
-        "graph fused+adamfused fp32": (dict(precision="fp32"), dict(fused_step=True, adam_fused=True, channels_last=False, graph=True)),
-    }
     base = None
     for name, (change, opts) in variants.items():
         vcfg = dataclasses.replace(cfg, **change)
-        from wgan.train import set_precision
         try:
             step = build(vcfg, data, **opts)
             its, _ = time_step(step, args.seconds, device, warmup_steps=5)
