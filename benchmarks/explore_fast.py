@@ -78,6 +78,7 @@ def main():
         "graph fused tf32 cl": ({}, dict(F, channels_last=True, cl_data=True)),
         "graph fused bf16 nchw": (dict(precision="bf16"), dict(F, channels_last=False)),
         "graph fused bf16 cl": (dict(precision="bf16"), dict(F, channels_last=True, cl_data=True)),
+        "graph fused tf32 nchw compile": ({}, dict(F, channels_last=False, compile_models=True)),
         "graph fused tf32 cl compile": ({}, dict(F, channels_last=True, cl_data=True, compile_models=True)),
         "graph fused bf16 cl compile": (dict(precision="bf16"), dict(F, channels_last=True, cl_data=True, compile_models=True)),
     }
