@@ -145,6 +145,8 @@ def test_bench_cpu_prints_its_table(capsys):
     assert main(["bench", "--device", "cpu", "--seconds", "0.5", "--preset", "quick", "--batch", "8"]) == 0
     out = capsys.readouterr().out
     assert "gen it/s" in out and "eager (plain)" in out and "vs eager" in out
+    rows = [line.split() for line in out.splitlines() if line.startswith("eager")]
+    assert [row[-5] for row in rows] == ["fp32", "fp32"]  # no tf32 claim on a CPU
 
 
 def test_channels_last_leaves_the_callers_dataset_alone():

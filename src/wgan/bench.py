@@ -91,7 +91,9 @@ def run_bench(preset: str, *, batch_size: int | None, seconds: float, device_nam
         its, count = time_step(step, seconds, device, warmup_steps=5)
         peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")
         results.append(dict(variant=label, iterations_per_s=its, critic_images_per_s=its * vcfg.critic_steps * vcfg.batch_size,
-                            iterations=count, peak_mem_mib=peak, precision=vcfg.precision, note=note or ""))
+                            iterations=count, peak_mem_mib=peak, note=note or "",
+                            # tf32 and bf16 are CUDA settings: on a CPU every variant computes in fp32
+                            precision=vcfg.precision if device.type == "cuda" else "fp32"))
         del trainer, step
     return results, cfg, device
 
