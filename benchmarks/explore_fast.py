@@ -74,6 +74,8 @@ def main():
     F = dict(fused_step=True, adam_fused=False, graph=True)
     variants = {
         "eager plain fp32": (dict(precision="fp32"), dict(fused_step=False, adam_fused=False, channels_last=False, graph=False)),
+        "graph plain tf32 nchw": ({}, dict(F, fused_step=False, channels_last=False)),
+        "graph plain tf32 cl": ({}, dict(F, fused_step=False, channels_last=True, cl_data=True)),
         "graph fused tf32 nchw": ({}, dict(F, channels_last=False)),
         "graph fused tf32 cl": ({}, dict(F, channels_last=True, cl_data=True)),
         "graph fused bf16 nchw": (dict(precision="bf16"), dict(F, channels_last=False)),
@@ -93,7 +95,7 @@ def main():
             continue
         base = base or its
         print(f"{name:<30} {its:8.1f} it/s  {its / base:5.2f}x", flush=True)
-        if args.profile and name.startswith("graph fused") and "compile" not in name:
+        if args.profile and name.startswith("graph") and "compile" not in name:
             inner = step.step if isinstance(step, CudaGraphStep) else step
             k, us, top = kernel_profile(inner)
             print(f"   eager kernels/iter {k:.0f}, GPU busy {us:.0f} us/iter")
