@@ -1,0 +1,354 @@
+"""The papers' claims, checked on their 2-D data with exact optimal transport.
+
+On 2-D data the true Wasserstein-1 distance between the generator's samples and the real ones can be
+computed exactly (POT's network simplex), so what the two papers argue can be measured rather than
+believed. `wgan claims` trains each toy dataset with the gradient penalty (WGAN-GP's toy settings)
+and with weight clipping (WGAN's settings), and every `check_every_steps` measures, on the same
+test points and the same generated points (the same noise each time):
+
+- w1: the exact W1 between the two point sets;
+- estimate: the critic's E[D(real)] - E[D(fake)] on them, what a WGAN logs as its Wasserstein estimate;
+- lipschitz: the smallest L with D(x) - D(y) <= L |x - y| for every real x and generated y;
+- bound = estimate / L. Kantorovich-Rubinstein duality on the two point sets puts it at or below w1
+  for *any* critic (u_i = D(x_i)/L, v_j = D(y_j)/L is a feasible dual of the transport problem), so
+  this inequality is exact and checked every time; bound / w1 says how close the trained critic is
+  to the optimal one (1.0);
+- the norm of the critic's input gradient at interpolates, one epsilon per pair, as the penalty
+  draws them.
+At the end it also measures the share of critic weights at the extremes of their layer's range.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from wgan import losses
+from wgan.config import preset_config, validate
+from wgan.errors import UserError
+
+TOY_DATASETS = ("toy-8gaussians", "toy-25gaussians", "toy-swissroll")
+# The gradient penalty is each toy preset's own setting (the WGAN-GP paper's toy code: lambda 0.1,
+# Adam 1e-4, betas (0.5, 0.9)); clipping is the WGAN paper's (RMSprop 5e-5, c = 0.01).
+LOSS_SETTINGS: dict[str, dict] = {
+    "gp": {},
+    "clip": dict(loss="clip", optimizer="rmsprop", lr_critic=5e-5, lr_generator=5e-5, clip_value=0.01),
+}
+EXTREME_SHARE = 0.99  # a weight is "at the extreme" when |w| >= 0.99 * the largest |w| of its layer
+DUALITY_SLACK = 1e-9  # float64 rounding allowed in bound <= w1
+
+
+@dataclass
+class Check:
+    step: int
+    w1: float
+    estimate: float
+    lipschitz: float
+    bound: float
+    grad_norm_mean: float
+    grad_norm_std: float
+
+
+@dataclass
+class ClaimsRun:
+    dataset: str
+    loss: str
+    checks: list[Check] = field(default_factory=list)
+    extreme_weight_share: float = math.nan
+    weights: np.ndarray | None = None  # the critic's weights at the end, each divided by its layer's max |w|
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return dict(dataset=self.dataset, loss=self.loss, seconds=self.seconds,
+                    extreme_weight_share=self.extreme_weight_share,
+                    checks=[dataclasses.asdict(c) for c in self.checks])
+
+
+# ---------------------------------------------------------------------------------------------
+# The measurements: small functions of a critic and two point sets
+
+
+def kantorovich_bound(real_scores: torch.Tensor, fake_scores: torch.Tensor, real: torch.Tensor,
+                      fake: torch.Tensor) -> tuple[float, float, float]:
+    """(estimate, L, estimate / L) for critic scores on real points x_i and generated points y_j.
+
+    L = max_ij (D(x_i) - D(y_j)) / |x_i - y_j|: D / L then satisfies every constraint of the dual of
+    the transport problem between the two point sets, so estimate / L <= W1 of those point sets.
+    Computed in float64."""
+    r, f = real_scores.detach().double().flatten().cpu(), fake_scores.detach().double().flatten().cpu()
+    estimate = float(r.mean() - f.mean())
+    dist = torch.cdist(real.double().cpu(), fake.double().cpu())
+    lipschitz = float(((r[:, None] - f[None, :]) / dist.clamp_min(1e-300)).max())
+    if lipschitz <= 0:  # every real point scores below every generated one: the estimate is <= 0 <= W1
+        return estimate, lipschitz, min(estimate, 0.0)
+    return estimate, lipschitz, estimate / lipschitz
+
+
+def gradient_norms(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """|grad_x D(x_hat)| at x_hat = eps * real + (1 - eps) * fake, one eps per pair."""
+    x_hat = losses.interpolate(real, fake, eps).requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat)
+    return grad.flatten(1).norm(dim=1)
+
+
+def critic_weights(critic: nn.Module) -> list[torch.Tensor]:
+    """The critic's weight matrices and kernels (not biases or norm scales)."""
+    return [p.detach() for p in critic.parameters() if p.dim() >= 2]
+
+
+def extreme_weight_share(critic: nn.Module) -> float:
+    """Share of the critic's weights with |w| >= 0.99 * the largest |w| of their layer. Under weight
+    clipping that largest value is c, and the WGAN-GP paper (Sec. 3, Fig. 1b) shows most weights there."""
+    at_extreme = total = 0
+    for w in critic_weights(critic):
+        a = w.abs()
+        at_extreme += int((a >= EXTREME_SHARE * a.max()).sum())
+        total += a.numel()
+    return at_extreme / total
+
+
+# ---------------------------------------------------------------------------------------------
+# Training with checks
+
+
+def _measure(trainer, step: int, real: torch.Tensor, z: torch.Tensor, eps: torch.Tensor) -> Check:
+    from wgan.metrics import exact_w1
+
+    generator, critic = trainer.generator, trainer.critic
+    with torch.no_grad():
+        fake = generator(z).float()
+        real_scores, fake_scores = critic(real).float(), critic(fake).float()
+    estimate, lipschitz, bound = kantorovich_bound(real_scores, fake_scores, real, fake)
+    norms = gradient_norms(critic, real, fake, eps)
+    w1 = exact_w1(fake.cpu().numpy(), real.cpu().numpy())
+    return Check(step, w1, estimate, lipschitz, bound, float(norms.mean()), float(norms.std()))
+
+
+def train_and_check(dataset: str, loss: str, *, steps: int, check_every_steps: int, points: int, width: int,
+                    device: str, seed: int, gp_weight: float | None = None,
+                    note: Callable[[str], None] = print) -> ClaimsRun:
+    """Train `dataset`'s toy preset with `loss` for `steps` generator steps, checking as it goes.
+    `gp_weight`: the penalty's lambda instead of the preset's 0.1 (the paper's image models use 10)."""
+    import time
+
+    from wgan.data import load_dataset
+    from wgan.train import Trainer, make_step, resolve_device
+
+    cfg = validate(preset_config(dataset, device=device, seed=seed, width=width, tensorboard=False,
+                                 **{**LOSS_SETTINGS[loss], **({"gp_weight": gp_weight} if loss == "gp" else {})}))
+    fast = cfg.fast and resolve_device(cfg.device).type == "cuda"  # on a CPU the plain step is the fast one
+    trainer = Trainer.build(cfg, fast=fast)
+    step, fast_note = make_step(trainer, fast=fast)
+    if fast_note:
+        note(fast_note)
+    test = load_dataset(dataset, split="test")
+    gen = torch.Generator().manual_seed(seed + 1)
+    real = test.x[torch.randperm(len(test), generator=gen)[:points]].float().to(trainer.device)
+    z = torch.randn(len(real), cfg.latent_dim, generator=gen).to(trainer.device)
+    eps = torch.rand(len(real), generator=gen).to(trainer.device)
+    run = ClaimsRun(dataset, loss)
+    start = time.perf_counter()
+    for s in range(steps + 1):
+        if s % check_every_steps == 0 or s == steps:
+            c = _measure(trainer, s, real, z, eps)
+            run.checks.append(c)
+            note(f"{dataset} {loss:<4} step {s:>6}/{steps}: W1 {c.w1:.4f}  estimate {c.estimate:.4g}  "
+                 f"L {c.lipschitz:.4g}  estimate/L {c.bound:.4f}  |grad| {c.grad_norm_mean:.3f}")
+        if s < steps:
+            step()
+    run.seconds = time.perf_counter() - start
+    run.extreme_weight_share = extreme_weight_share(trainer.critic)
+    run.weights = torch.cat([(w / w.abs().max()).flatten().cpu() for w in critic_weights(trainer.critic)]).numpy()
+    return run
+
+
+# ---------------------------------------------------------------------------------------------
+# The claims, judged from the measurements
+
+
+@dataclass(frozen=True)
+class Verdict:
+    claim: str
+    source: str
+    criterion: str
+    measured: str
+    holds: bool
+
+
+def _pearson(a: list[float], b: list[float]) -> float:
+    from scipy import stats
+
+    if len(a) < 3 or np.std(a) == 0 or np.std(b) == 0:
+        return math.nan
+    return float(stats.pearsonr(a, b).statistic)
+
+
+def correlation(run: ClaimsRun, key: str = "estimate") -> float:
+    """Pearson r between the exact W1 and `key` over a run's checks after step 0: before any training
+    the critic is a random function, not an estimate of anything."""
+    trained = [c for c in run.checks if c.step > 0]
+    return _pearson([c.w1 for c in trained], [getattr(c, key) for c in trained])
+
+
+def judge(runs: list[ClaimsRun]) -> list[Verdict]:
+    verdicts = []
+    by_loss = {loss: [r for r in runs if r.loss == loss] for loss in LOSS_SETTINGS}
+
+    def fmt(rs: list[ClaimsRun], value: Callable[[ClaimsRun], float], spec: str = ".3f") -> str:
+        return ", ".join(f"{r.dataset.removeprefix('toy-')} {r.loss} {format(value(r), spec)}" for r in rs)
+
+    if runs:
+        worst = max(max(c.bound - c.w1 for c in r.checks) for r in runs)
+        verdicts.append(Verdict(
+            "any critic's estimate / L is a lower bound on the exact W1 (Kantorovich-Rubinstein duality)",
+            "WGAN, Arjovsky et al. 2017, eq. 2", "estimate / L <= W1 at every check",
+            f"largest (estimate / L - W1) over {sum(len(r.checks) for r in runs)} checks: {worst:.2e}",
+            worst <= DUALITY_SLACK * max(1.0, max(c.w1 for r in runs for c in r.checks))))
+    correlated = [r for r in runs if sum(c.step > 0 for c in r.checks) >= 3]
+    if correlated:
+        verdicts.append(Verdict(
+            "the critic's estimate tracks the Wasserstein distance during training",
+            "WGAN, Sec. 4.2 and Fig. 3", "Pearson r(estimate, exact W1) over the checks after step 0 >= 0.8 in every run",
+            fmt(correlated, correlation, ".2f"), all(correlation(r) >= 0.8 for r in correlated)))
+    if by_loss["gp"]:
+        verdicts.append(Verdict(
+            "the gradient penalty's critic has gradient norm about 1 between real and generated points",
+            "WGAN-GP, Gulrajani et al. 2017, Prop. 1 and Sec. 4", "mean |grad D| at interpolates within 0.2 of 1 at the end",
+            fmt(by_loss["gp"], lambda r: r.checks[-1].grad_norm_mean),
+            all(abs(r.checks[-1].grad_norm_mean - 1) <= 0.2 for r in by_loss["gp"])))
+        verdicts.append(Verdict(
+            "the penalised critic is close to the optimal one, so its estimate is close to W1 itself",
+            "WGAN-GP, Sec. 4", "estimate / W1 between 0.8 and 1.2 at the end",
+            fmt(by_loss["gp"], lambda r: r.checks[-1].estimate / r.checks[-1].w1),
+            all(0.8 <= r.checks[-1].estimate / r.checks[-1].w1 <= 1.2 for r in by_loss["gp"])))
+    if by_loss["clip"]:
+        verdicts.append(Verdict(
+            "weight clipping pushes most critic weights to the clipping bounds +-c",
+            "WGAN-GP, Sec. 3 and Fig. 1b", "share of weights at +-c (|w| >= 0.99 c) > 0.5 under clipping",
+            fmt(by_loss["clip"], lambda r: r.extreme_weight_share, ".2f")
+            + ("; with the penalty: " + fmt(by_loss["gp"], lambda r: r.extreme_weight_share, ".3f") if by_loss["gp"] else ""),
+            all(r.extreme_weight_share > 0.5 for r in by_loss["clip"])))
+    learned = [r for r in runs if len(r.checks) >= 2]
+    if learned:
+        verdicts.append(Verdict(
+            "training lowers the Wasserstein distance between generated and real data",
+            "WGAN and WGAN-GP", "exact W1 at the end below half of W1 at step 0 in every run",
+            fmt(learned, lambda r: r.checks[-1].w1 / r.checks[0].w1, ".2f") + " (end / start)",
+            all(r.checks[-1].w1 < 0.5 * r.checks[0].w1 for r in learned)))
+    return verdicts
+
+
+# ---------------------------------------------------------------------------------------------
+# Output
+
+
+def format_runs_table(runs: list[ClaimsRun]) -> str:
+    head = ["dataset", "loss", "W1 start", "W1 end", "estimate end", "L end", "estimate/L / W1", "r(est, W1)",
+            "|grad| end", "weights at extremes"]
+    rows = []
+    for r in runs:
+        first, last = r.checks[0], r.checks[-1]
+        rows.append([r.dataset, r.loss, f"{first.w1:.4f}", f"{last.w1:.4f}", f"{last.estimate:.4g}",
+                     f"{last.lipschitz:.4g}", f"{last.bound / last.w1:.3f}", f"{correlation(r):.2f}",
+                     f"{last.grad_norm_mean:.3f} +- {last.grad_norm_std:.3f}", f"{r.extreme_weight_share:.3f}"])
+    return _markdown([head] + rows)
+
+
+def format_verdicts(verdicts: list[Verdict]) -> str:
+    rows = [["claim", "source", "criterion", "measured", "verdict"]]
+    rows += [[v.claim, v.source, v.criterion, v.measured, "holds" if v.holds else "does not hold"] for v in verdicts]
+    return _markdown(rows)
+
+
+def _markdown(rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(rows[0]) + " |", "|" + " --- |" * len(rows[0])]
+    lines += ["| " + " | ".join(row) + " |" for row in rows[1:]]
+    return "\n".join(lines)
+
+
+def plot(runs: list[ClaimsRun], path: Path) -> None:
+    """One row per dataset: W1 and the critic's numbers over training for each loss, then the critic's
+    final weight histograms."""
+    from wgan.report import _mpl
+
+    plt = _mpl()
+    datasets = list(dict.fromkeys(r.dataset for r in runs))
+    loss_names = list(dict.fromkeys(r.loss for r in runs))
+    fig, axes = plt.subplots(len(datasets), len(loss_names) + 1, figsize=(4.6 * (len(loss_names) + 1), 3.4 * len(datasets)),
+                             squeeze=False)
+    for row, dataset in enumerate(datasets):
+        for col, loss in enumerate(loss_names):
+            ax = axes[row][col]
+            run = next((r for r in runs if r.dataset == dataset and r.loss == loss), None)
+            if run is None:
+                ax.axis("off")
+                continue
+            steps = [c.step for c in run.checks]
+            ax.plot(steps, [c.w1 for c in run.checks], "k-", lw=2, label="exact W1 (POT)")
+            ax.plot(steps, [c.bound for c in run.checks], "C2--", label="estimate / L (<= W1)")
+            if loss == "clip":  # the clipped critic's estimate is tiny: its own axis
+                twin = ax.twinx()
+                twin.plot(steps, [c.estimate for c in run.checks], "C1-", label="critic estimate (right)")
+                twin.tick_params(axis="y", colors="C1")
+                ax.plot([], [], "C1-", label="critic estimate (right axis)")
+            else:
+                ax.plot(steps, [c.estimate for c in run.checks], "C1-", label="critic estimate")
+            ax.set_title(f"{dataset}, {loss}: r = {correlation(run):.2f}", fontsize=10)
+            ax.set_xlabel("generator step")
+            ax.legend(fontsize=7)
+        ax = axes[row][-1]
+        for loss in loss_names:
+            run = next((r for r in runs if r.dataset == dataset and r.loss == loss), None)
+            if run is not None and run.weights is not None:
+                ax.hist(run.weights, bins=60, range=(-1, 1), alpha=0.6, log=True,
+                        label=f"{loss}: {run.extreme_weight_share:.0%} at the extremes")
+        ax.set_title(f"{dataset}: critic weights at the end", fontsize=10)
+        ax.set_xlabel("weight / largest |weight| of its layer")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def run_claims(*, datasets: list[str], loss_names: list[str], steps: int, check_every_steps: int, points: int,
+               width: int, device: str, seed: int, runs_dir: Path, gp_weight: float | None = None,
+               note: Callable[[str], None] = print) -> tuple[Path, list[Verdict]]:
+    """Train and check every (dataset, loss); write claims.json, claims.md and claims.png to a new run
+    directory; return it and the verdicts."""
+    from wgan.train import next_run_dir
+
+    bad = [d for d in datasets if d not in TOY_DATASETS]
+    if bad:
+        raise UserError(f"--datasets {','.join(bad)}: the claims are checked on the 2-D toy data; choose from "
+                        f"{', '.join(TOY_DATASETS)}")
+    bad = [n for n in loss_names if n not in LOSS_SETTINGS]
+    if bad:
+        raise UserError(f"--losses {','.join(bad)}: choose from {', '.join(LOSS_SETTINGS)}")
+    for flag, value, least in (("--steps", steps, 1), ("--check-every-steps", check_every_steps, 1),
+                               ("--points", points, 10), ("--width", width, 1)):
+        if value < least:
+            raise UserError(f"{flag} {value}: must be >= {least}")
+    if gp_weight is not None and not (math.isfinite(gp_weight) and gp_weight > 0):
+        raise UserError(f"--gp-weight {gp_weight}: must be a number > 0")
+    runs = [train_and_check(d, loss, steps=steps, check_every_steps=check_every_steps, points=points, width=width,
+                            device=device, seed=seed, gp_weight=gp_weight, note=note)
+            for d in datasets for loss in loss_names]
+    verdicts = judge(runs)
+    out = next_run_dir(Path(runs_dir), "claims")
+    settings = dict(datasets=datasets, losses=loss_names, steps=steps, check_every_steps=check_every_steps,
+                    points=points, width=width, device=device, seed=seed, gp_weight=gp_weight)
+    (out / "claims.json").write_text(json.dumps(dict(settings=settings, runs=[r.to_dict() for r in runs],
+                                                     verdicts=[dataclasses.asdict(v) for v in verdicts]), indent=1))
+    text = (f"# The papers' claims on 2-D data\n\n`wgan claims` with {json.dumps(settings)}\n\n"
+            f"{format_verdicts(verdicts)}\n\n{format_runs_table(runs)}\n")
+    (out / "claims.md").write_text(text)
+    plot(runs, out / "claims.png")
+    return out, verdicts

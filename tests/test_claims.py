@@ -1,0 +1,132 @@
+"""The claims' measurements on critics whose answers are known, and `wgan claims` end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from wgan import claims, losses
+from wgan.claims import Check, ClaimsRun, extreme_weight_share, gradient_norms, judge, kantorovich_bound
+from wgan.metrics import exact_w1
+
+from cli_helpers import run_cli
+
+
+class Linear2d(nn.Module):
+    """D(x) = a . x: gradient a everywhere, Lipschitz constant |a|."""
+
+    def __init__(self, a):
+        super().__init__()
+        self.a = nn.Parameter(torch.tensor(a, dtype=torch.float32))
+
+    def forward(self, x):
+        return x @ self.a
+
+
+def cloud(n=300, seed=0):
+    return torch.randn(n, 2, generator=torch.Generator().manual_seed(seed)) * 0.3
+
+
+def test_optimal_critic_of_a_translation_is_tight():
+    """Real = generated + v: W1 = |v|, and D(x) = v/|v| . x is an optimal critic, so estimate / L = W1."""
+    fake = cloud()
+    v = torch.tensor([3.0, -4.0])
+    real = fake + v
+    critic = Linear2d((v / v.norm()).tolist())
+    estimate, lipschitz, bound = kantorovich_bound(critic(real), critic(fake), real, fake)
+    w1 = exact_w1(fake.numpy(), real.numpy())
+    assert w1 == pytest.approx(5.0, rel=1e-4)
+    assert estimate == pytest.approx(5.0, rel=1e-5)
+    assert lipschitz == pytest.approx(1.0, abs=1e-6)  # attained by the pairs (y + v, y)
+    assert bound == pytest.approx(w1, rel=1e-4)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_any_critic_gives_a_lower_bound(seed):
+    """Kantorovich-Rubinstein on two point sets: estimate / L <= W1 for an arbitrary (random MLP) critic."""
+    torch.manual_seed(seed)
+    critic = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 1))
+    real, fake = cloud(200, seed) + 1.0, cloud(200, seed + 10) * 2
+    with torch.no_grad():
+        rs, fs = critic(real).squeeze(1), critic(fake).squeeze(1)
+    estimate, lipschitz, bound = kantorovich_bound(rs, fs, real, fake)
+    w1 = exact_w1(fake.numpy(), real.numpy())
+    assert bound <= w1 * (1 + 1e-9)
+    # scaling the critic scales the estimate and L alike: the bound does not move
+    e2, l2, b2 = kantorovich_bound(rs * 7, fs * 7, real, fake)
+    assert (e2, l2) == pytest.approx((7 * estimate, 7 * lipschitz), rel=1e-6) and b2 == pytest.approx(bound, rel=1e-6)
+
+
+def test_gradient_norms_of_a_linear_critic_are_its_slope():
+    critic = Linear2d([0.6, 0.8 * 2])
+    real, fake = cloud(50, 1), cloud(50, 2)
+    norms = gradient_norms(critic, real, fake, torch.rand(50))
+    assert torch.allclose(norms, torch.full((50,), float(np.hypot(0.6, 1.6))))
+
+
+def test_extreme_weight_share_sees_clipping_saturate():
+    torch.manual_seed(0)
+    critic = nn.Sequential(nn.Linear(2, 64), nn.ReLU(), nn.Linear(64, 1))
+    assert extreme_weight_share(critic) < 0.1  # uniform initialisation: few weights near the largest
+    with torch.no_grad():
+        for p in critic.parameters():
+            p.mul_(1000.0)
+    losses.clip_weights(critic, 0.01)
+    assert extreme_weight_share(critic) > 0.9
+
+
+def _run(loss, w1s, estimates, share=0.0, grad=1.0):
+    checks = [Check(step=i * 10, w1=w, estimate=e, lipschitz=1.0, bound=min(e, w), grad_norm_mean=grad,
+                    grad_norm_std=0.1) for i, (w, e) in enumerate(zip(w1s, estimates))]
+    return ClaimsRun("toy-8gaussians", loss, checks, extreme_weight_share=share)
+
+
+def test_judge_reads_the_measurements():
+    falling = [1.0, 0.6, 0.4, 0.2, 0.1]
+    good = judge([_run("gp", falling, [w * 0.95 for w in falling], share=0.01, grad=1.05),
+                  _run("clip", falling, [w * 1e-4 for w in falling], share=0.8, grad=0.01)])
+    assert all(v.holds for v in good), [v for v in good if not v.holds]
+    bad = judge([_run("gp", [1.0, 1.0, 0.9, 0.95, 0.9], [0.1, 0.5, 0.2, 0.1, 0.3], grad=0.3),
+                 _run("clip", [1.0, 0.9, 0.95, 0.9, 0.92], [0.1, 0.2, 0.3, 0.4, 0.5], share=0.2)])
+    assert not any(v.holds for v in bad if "lower bound" not in v.claim)
+    broken = _run("gp", falling, falling)
+    broken.checks[2].bound = broken.checks[2].w1 * 1.01  # a bound above W1 can only be a bug
+    assert not judge([broken])[0].holds
+
+
+def test_wgan_claims_end_to_end(tmp_path):
+    rc, out, err = run_cli("claims", "--datasets", "toy-8gaussians", "--steps", "4",
+                                     "--check-every-steps", "2", "--points", "100", "--width", "16", "--device", "cpu",
+                                     "--runs-dir", str(tmp_path))
+    assert rc == 0, err
+    (run,) = tmp_path.iterdir()
+    assert run.name.endswith("-claims")
+    for name in ("claims.json", "claims.md", "claims.png"):
+        assert (run / name).stat().st_size > 0, name
+    result = json.loads((run / "claims.json").read_text())
+    assert [(r["dataset"], r["loss"]) for r in result["runs"]] == [("toy-8gaussians", "gp"), ("toy-8gaussians", "clip")]
+    for r in result["runs"]:
+        assert [c["step"] for c in r["checks"]] == [0, 2, 4]
+        assert all(c["bound"] <= c["w1"] for c in r["checks"])
+    assert result["verdicts"][0]["holds"]  # the exact inequality holds even for an untrained critic
+    assert "Kantorovich" in out and str(run) in out
+
+
+@pytest.mark.parametrize("argv, needle", [(["--datasets", "fashion-mnist"], "--datasets fashion-mnist"),
+                                          (["--losses", "hinge"], "--losses hinge"),
+                                          (["--steps", "0"], "--steps 0"),
+                                          (["--points", "3"], "--points 3"),
+                                          (["--gp-weight", "-1"], "--gp-weight -1")])
+def test_wgan_claims_refuses_bad_options(tmp_path, argv, needle):
+    rc, _, err = run_cli("claims", "--runs-dir", str(tmp_path / "runs"), *argv)
+    assert rc == 2 and err.count("\n") == 1 and needle in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_loss_settings_are_the_papers():
+    assert claims.LOSS_SETTINGS["clip"] == dict(loss="clip", optimizer="rmsprop", lr_critic=5e-5, lr_generator=5e-5,
+                                                clip_value=0.01)
