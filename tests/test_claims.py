@@ -100,7 +100,7 @@ def test_judge_reads_the_measurements():
 
 def test_wgan_claims_end_to_end(tmp_path):
     rc, out, err = run_cli("claims", "--datasets", "toy-8gaussians", "--steps", "4",
-                                     "--check-every-steps", "2", "--points", "100", "--width", "16", "--device", "cpu",
+                                     "--checks", "3", "--points", "100", "--width", "16", "--device", "cpu",
                                      "--runs-dir", str(tmp_path))
     assert rc == 0, err
     (run,) = tmp_path.iterdir()
@@ -110,7 +110,8 @@ def test_wgan_claims_end_to_end(tmp_path):
     result = json.loads((run / "claims.json").read_text())
     assert [(r["dataset"], r["loss"]) for r in result["runs"]] == [("toy-8gaussians", "gp"), ("toy-8gaussians", "clip")]
     for r in result["runs"]:
-        assert [c["step"] for c in r["checks"]] == [0, 2, 4]
+        assert [c["step"] for c in r["checks"]] == [0, 1, 4]
+        assert 0 < r["w1_floor"] < r["checks"][0]["w1"]
         assert all(c["bound"] <= c["w1"] for c in r["checks"])
     assert result["verdicts"][0]["holds"]  # the exact inequality holds even for an untrained critic
     assert "Kantorovich" in out and str(run) in out
@@ -119,12 +120,22 @@ def test_wgan_claims_end_to_end(tmp_path):
 @pytest.mark.parametrize("argv, needle", [(["--datasets", "fashion-mnist"], "--datasets fashion-mnist"),
                                           (["--losses", "hinge"], "--losses hinge"),
                                           (["--steps", "0"], "--steps 0"),
+                                          (["--checks", "1"], "--checks 1"),
                                           (["--points", "3"], "--points 3"),
                                           (["--gp-weight", "-1"], "--gp-weight -1")])
 def test_wgan_claims_refuses_bad_options(tmp_path, argv, needle):
     rc, _, err = run_cli("claims", "--runs-dir", str(tmp_path / "runs"), *argv)
     assert rc == 2 and err.count("\n") == 1 and needle in err
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("steps, checks", [(2000, 16), (4, 3), (1, 2), (10, 50), (100000, 5)])
+def test_check_steps_start_at_zero_and_end_at_the_last_step(steps, checks):
+    schedule = claims.check_steps(steps, checks)
+    assert schedule[0] == 0 and schedule[-1] == steps
+    assert schedule == sorted(set(schedule)) and len(schedule) <= checks + 1
+    if steps >= 1000:  # geometric: more checks in the first tenth than in the last half
+        assert sum(s <= steps / 10 for s in schedule) > sum(s > steps / 2 for s in schedule)
 
 
 def test_loss_settings_are_the_papers():

@@ -3,8 +3,8 @@
 On 2-D data the true Wasserstein-1 distance between the generator's samples and the real ones can be
 computed exactly (POT's network simplex), so what the two papers argue can be measured rather than
 believed. `wgan claims` trains each toy dataset with the gradient penalty (WGAN-GP's toy settings)
-and with weight clipping (WGAN's settings), and every `check_every_steps` measures, on the same
-test points and the same generated points (the same noise each time):
+and with weight clipping (WGAN's settings), and at `checks` steps (step 0, then spaced geometrically)
+measures, on the same test points and the same generated points (the same noise each time):
 
 - w1: the exact W1 between the two point sets;
 - estimate: the critic's E[D(real)] - E[D(fake)] on them, what a WGAN logs as its Wasserstein estimate;
@@ -15,7 +15,9 @@ test points and the same generated points (the same noise each time):
   to the optimal one (1.0);
 - the norm of the critic's input gradient at interpolates, one epsilon per pair, as the penalty
   draws them.
-At the end it also measures the share of critic weights at the extremes of their layer's range.
+At the end it also measures the share of critic weights at the extremes of their layer's range. The
+exact W1 between two samples of the real data (test and training split) is the floor: what a perfect
+generator would score with this many points.
 """
 
 from __future__ import annotations
@@ -62,12 +64,13 @@ class ClaimsRun:
     dataset: str
     loss: str
     checks: list[Check] = field(default_factory=list)
+    w1_floor: float = math.nan  # exact W1 between two samples of the real data: a perfect generator's score
     extreme_weight_share: float = math.nan
     weights: np.ndarray | None = None  # the critic's weights at the end, each divided by its layer's max |w|
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
-        return dict(dataset=self.dataset, loss=self.loss, seconds=self.seconds,
+        return dict(dataset=self.dataset, loss=self.loss, seconds=self.seconds, w1_floor=self.w1_floor,
                     extreme_weight_share=self.extreme_weight_share,
                     checks=[dataclasses.asdict(c) for c in self.checks])
 
@@ -119,6 +122,15 @@ def extreme_weight_share(critic: nn.Module) -> float:
 # Training with checks
 
 
+def check_steps(steps: int, checks: int) -> list[int]:
+    """Step 0 and then `checks - 1` steps spaced geometrically up to `steps`. W1 changes on a log time
+    scale (most of its fall comes in the first few hundred steps), so evenly spaced checks would put
+    nearly all of them on the plateau, where differences are within sampling noise."""
+    start = max(1.0, steps / 200)
+    later = np.geomspace(start, steps, num=max(checks - 1, 1)) if checks > 1 else np.array([steps])
+    return sorted({0, steps, *(int(round(s)) for s in later)})
+
+
 def _measure(trainer, step: int, real: torch.Tensor, z: torch.Tensor, eps: torch.Tensor) -> Check:
     from wgan.metrics import exact_w1
 
@@ -132,7 +144,7 @@ def _measure(trainer, step: int, real: torch.Tensor, z: torch.Tensor, eps: torch
     return Check(step, w1, estimate, lipschitz, bound, float(norms.mean()), float(norms.std()))
 
 
-def train_and_check(dataset: str, loss: str, *, steps: int, check_every_steps: int, points: int, width: int,
+def train_and_check(dataset: str, loss: str, *, steps: int, checks: int, points: int, width: int,
                     device: str, seed: int, gp_weight: float | None = None,
                     note: Callable[[str], None] = print) -> ClaimsRun:
     """Train `dataset`'s toy preset with `loss` for `steps` generator steps, checking as it goes.
@@ -149,15 +161,19 @@ def train_and_check(dataset: str, loss: str, *, steps: int, check_every_steps: i
     step, fast_note = make_step(trainer, fast=fast)
     if fast_note:
         note(fast_note)
+    from wgan.metrics import exact_w1
+
     test = load_dataset(dataset, split="test")
     gen = torch.Generator().manual_seed(seed + 1)
     real = test.x[torch.randperm(len(test), generator=gen)[:points]].float().to(trainer.device)
     z = torch.randn(len(real), cfg.latent_dim, generator=gen).to(trainer.device)
     eps = torch.rand(len(real), generator=gen).to(trainer.device)
-    run = ClaimsRun(dataset, loss)
+    other_real = trainer.data.x[torch.randperm(len(trainer.data), generator=gen)[:len(real)].to(trainer.data.x.device)]
+    run = ClaimsRun(dataset, loss, w1_floor=exact_w1(other_real.float().cpu().numpy(), real.cpu().numpy()))
+    schedule = set(check_steps(steps, checks))
     start = time.perf_counter()
     for s in range(steps + 1):
-        if s % check_every_steps == 0 or s == steps:
+        if s in schedule:
             c = _measure(trainer, s, real, z, eps)
             run.checks.append(c)
             note(f"{dataset} {loss:<4} step {s:>6}/{steps}: W1 {c.w1:.4f}  estimate {c.estimate:.4g}  "
@@ -251,12 +267,12 @@ def judge(runs: list[ClaimsRun]) -> list[Verdict]:
 
 
 def format_runs_table(runs: list[ClaimsRun]) -> str:
-    head = ["dataset", "loss", "W1 start", "W1 end", "estimate end", "L end", "estimate/L / W1", "r(est, W1)",
+    head = ["dataset", "loss", "W1 start", "W1 end", "W1 floor", "estimate end", "L end", "estimate/L / W1", "r(est, W1)",
             "|grad| end", "weights at extremes"]
     rows = []
     for r in runs:
         first, last = r.checks[0], r.checks[-1]
-        rows.append([r.dataset, r.loss, f"{first.w1:.4f}", f"{last.w1:.4f}", f"{last.estimate:.4g}",
+        rows.append([r.dataset, r.loss, f"{first.w1:.4f}", f"{last.w1:.4f}", f"{r.w1_floor:.4f}", f"{last.estimate:.4g}",
                      f"{last.lipschitz:.4g}", f"{last.bound / last.w1:.3f}", f"{correlation(r):.2f}",
                      f"{last.grad_norm_mean:.3f} +- {last.grad_norm_std:.3f}", f"{r.extreme_weight_share:.3f}"])
     return _markdown([head] + rows)
@@ -293,6 +309,8 @@ def plot(runs: list[ClaimsRun], path: Path) -> None:
                 continue
             steps = [c.step for c in run.checks]
             ax.plot(steps, [c.w1 for c in run.checks], "k-", lw=2, label="exact W1 (POT)")
+            ax.axhline(run.w1_floor, color="k", ls=":", lw=1, label="W1 floor (real vs real)")
+            ax.set_xscale("symlog", linthresh=max(1, steps[-1] / 200))
             ax.plot(steps, [c.bound for c in run.checks], "C2--", label="estimate / L (<= W1)")
             if loss == "clip":  # the clipped critic's estimate is tiny: its own axis
                 twin = ax.twinx()
@@ -318,7 +336,7 @@ def plot(runs: list[ClaimsRun], path: Path) -> None:
     plt.close(fig)
 
 
-def run_claims(*, datasets: list[str], loss_names: list[str], steps: int, check_every_steps: int, points: int,
+def run_claims(*, datasets: list[str], loss_names: list[str], steps: int, checks: int, points: int,
                width: int, device: str, seed: int, runs_dir: Path, gp_weight: float | None = None,
                note: Callable[[str], None] = print) -> tuple[Path, list[Verdict]]:
     """Train and check every (dataset, loss); write claims.json, claims.md and claims.png to a new run
@@ -332,18 +350,18 @@ def run_claims(*, datasets: list[str], loss_names: list[str], steps: int, check_
     bad = [n for n in loss_names if n not in LOSS_SETTINGS]
     if bad:
         raise UserError(f"--losses {','.join(bad)}: choose from {', '.join(LOSS_SETTINGS)}")
-    for flag, value, least in (("--steps", steps, 1), ("--check-every-steps", check_every_steps, 1),
+    for flag, value, least in (("--steps", steps, 1), ("--checks", checks, 2),
                                ("--points", points, 10), ("--width", width, 1)):
         if value < least:
             raise UserError(f"{flag} {value}: must be >= {least}")
     if gp_weight is not None and not (math.isfinite(gp_weight) and gp_weight > 0):
         raise UserError(f"--gp-weight {gp_weight}: must be a number > 0")
-    runs = [train_and_check(d, loss, steps=steps, check_every_steps=check_every_steps, points=points, width=width,
+    runs = [train_and_check(d, loss, steps=steps, checks=checks, points=points, width=width,
                             device=device, seed=seed, gp_weight=gp_weight, note=note)
             for d in datasets for loss in loss_names]
     verdicts = judge(runs)
     out = next_run_dir(Path(runs_dir), "claims")
-    settings = dict(datasets=datasets, losses=loss_names, steps=steps, check_every_steps=check_every_steps,
+    settings = dict(datasets=datasets, losses=loss_names, steps=steps, checks=checks,
                     points=points, width=width, device=device, seed=seed, gp_weight=gp_weight)
     (out / "claims.json").write_text(json.dumps(dict(settings=settings, runs=[r.to_dict() for r in runs],
                                                      verdicts=[dataclasses.asdict(v) for v in verdicts]), indent=1))

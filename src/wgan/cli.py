@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--datasets", default="toy-8gaussians,toy-25gaussians,toy-swissroll", help="comma-separated toy datasets")
     p.add_argument("--losses", default="gp,clip", help="gp (the toy presets' penalty), clip (WGAN's clipping), or both")
     p.add_argument("--steps", type=int, default=2000, help="generator steps per run")
-    p.add_argument("--check-every-steps", type=int, default=200, help="measure every this many generator steps")
+    p.add_argument("--checks", type=int, default=16, help="measurements per run: step 0, then spaced geometrically")
     p.add_argument("--points", type=int, default=2000, help="real and generated points per measurement")
     p.add_argument("--width", type=int, default=512, help="MLP width (the paper's toy models: 512)")
     p.add_argument("--gp-weight", type=float, default=None,
@@ -415,7 +415,7 @@ def cmd_claims(args: argparse.Namespace) -> int:
 
     split = lambda text: [n.strip() for n in text.split(",") if n.strip()]
     out, verdicts = run_claims(datasets=split(args.datasets), loss_names=split(args.losses), steps=args.steps,
-                     check_every_steps=args.check_every_steps, points=args.points, width=args.width,
+                     checks=args.checks, points=args.points, width=args.width,
                      device=args.device, seed=args.seed, runs_dir=Path(args.runs_dir), gp_weight=args.gp_weight)
     for v in verdicts:
         print(f"{'holds' if v.holds else 'DOES NOT HOLD'}: {v.claim} ({v.source})\n    {v.criterion}; "
