@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -35,7 +36,10 @@ from torch import nn
 
 from wgan import losses
 from wgan.config import preset_config, validate
+from wgan.data import load_dataset
 from wgan.errors import UserError
+from wgan.metrics import exact_w1
+from wgan.train import Trainer, make_step, next_run_dir, resolve_device
 
 TOY_DATASETS = ("toy-8gaussians", "toy-25gaussians", "toy-swissroll")
 # The gradient penalty is each toy preset's own setting (the WGAN-GP paper's toy code: lambda 0.1,
@@ -132,8 +136,6 @@ def check_steps(steps: int, checks: int) -> list[int]:
 
 
 def _measure(trainer, step: int, real: torch.Tensor, z: torch.Tensor, eps: torch.Tensor) -> Check:
-    from wgan.metrics import exact_w1
-
     generator, critic = trainer.generator, trainer.critic
     with torch.no_grad():
         fake = generator(z).float()
@@ -149,11 +151,6 @@ def train_and_check(dataset: str, loss: str, *, steps: int, checks: int, points:
                     note: Callable[[str], None] = print) -> ClaimsRun:
     """Train `dataset`'s toy preset with `loss` for `steps` generator steps, checking as it goes.
     `gp_weight`: the penalty's lambda instead of the preset's 0.1 (the paper's image models use 10)."""
-    import time
-
-    from wgan.data import load_dataset
-    from wgan.train import Trainer, make_step, resolve_device
-
     cfg = validate(preset_config(dataset, device=device, seed=seed, width=width, tensorboard=False,
                                  **{**LOSS_SETTINGS[loss], **({"gp_weight": gp_weight} if loss == "gp" else {})}))
     fast = cfg.fast and resolve_device(cfg.device).type == "cuda"  # on a CPU the plain step is the fast one
@@ -161,8 +158,6 @@ def train_and_check(dataset: str, loss: str, *, steps: int, checks: int, points:
     step, fast_note = make_step(trainer, fast=fast)
     if fast_note:
         note(fast_note)
-    from wgan.metrics import exact_w1
-
     test = load_dataset(dataset, split="test")
     gen = torch.Generator().manual_seed(seed + 1)
     real = test.x[torch.randperm(len(test), generator=gen)[:points]].float().to(trainer.device)
@@ -341,8 +336,6 @@ def run_claims(*, datasets: list[str], loss_names: list[str], steps: int, checks
                note: Callable[[str], None] = print) -> tuple[Path, list[Verdict]]:
     """Train and check every (dataset, loss); write claims.json, claims.md and claims.png to a new run
     directory; return it and the verdicts."""
-    from wgan.train import next_run_dir
-
     bad = [d for d in datasets if d not in TOY_DATASETS]
     if bad:
         raise UserError(f"--datasets {','.join(bad)}: the claims are checked on the 2-D toy data; choose from "
