@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -114,6 +115,10 @@ def test_wgan_claims_end_to_end(tmp_path):
         assert 0 < r["w1_floor"] < r["checks"][0]["w1"]
         assert all(c["bound"] <= c["w1"] for c in r["checks"])
     assert result["verdicts"][0]["holds"]  # the exact inequality holds even for an untrained critic
+    tables = [[line for line in block.splitlines() if line.startswith("|")]
+              for block in (run / "claims.md").read_text().split("\n\n")]
+    for rows in filter(None, tables):  # every row has its table's columns: a |grad| in a cell is escaped
+        assert len({len(re.split(r"(?<!\\)\|", row)) for row in rows}) == 1, rows
     assert "Kantorovich" in out and str(run) in out
 
 
