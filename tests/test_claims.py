@@ -109,6 +109,7 @@ def test_wgan_claims_end_to_end(tmp_path):
     for name in ("claims.json", "claims.md", "claims.png"):
         assert (run / name).stat().st_size > 0, name
     result = json.loads((run / "claims.json").read_text())
+    assert result["complete"]
     assert [(r["dataset"], r["loss"]) for r in result["runs"]] == [("toy-8gaussians", "gp"), ("toy-8gaussians", "clip")]
     for r in result["runs"]:
         assert [c["step"] for c in r["checks"]] == [0, 1, 4]
@@ -141,6 +142,32 @@ def test_check_steps_start_at_zero_and_end_at_the_last_step(steps, checks):
     assert schedule == sorted(set(schedule)) and len(schedule) <= checks + 1
     if steps >= 1000:  # geometric: more checks in the first tenth than in the last half
         assert sum(s <= steps / 10 for s in schedule) > sum(s > steps / 2 for s in schedule)
+
+
+def test_a_stopped_claims_job_keeps_the_runs_it_finished(tmp_path, monkeypatch):
+    real_train = claims.train_and_check
+    calls = []
+
+    def train_then_stop(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(claims, "train_and_check", train_then_stop)
+    rc, _, _ = run_cli("claims", "--datasets", "toy-8gaussians", "--steps", "2", "--checks", "2", "--points", "50",
+                       "--width", "8", "--device", "cpu", "--runs-dir", str(tmp_path))
+    assert rc == 130
+    (run,) = tmp_path.iterdir()
+    result = json.loads((run / "claims.json").read_text())
+    assert not result["complete"] and [r["loss"] for r in result["runs"]] == ["gp"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_wgan_claims_refuses_an_absent_device_before_writing(tmp_path):
+    rc, _, err = run_cli("claims", "--device", "cuda", "--runs-dir", str(tmp_path / "runs"))
+    assert rc == 2 and "--device cuda" in err and err.count("\n") == 1
+    assert not (tmp_path / "runs").exists()
 
 
 def test_loss_settings_are_the_papers():

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from wgan import losses
+from wgan.checkpoint import atomic_write
 from wgan.config import preset_config, validate
 from wgan.data import load_dataset
 from wgan.errors import UserError
@@ -350,15 +351,24 @@ def run_claims(*, datasets: list[str], loss_names: list[str], steps: int, checks
             raise UserError(f"{flag} {value}: must be >= {least}")
     if gp_weight is not None and not (math.isfinite(gp_weight) and gp_weight > 0):
         raise UserError(f"--gp-weight {gp_weight}: must be a number > 0")
-    runs = [train_and_check(d, loss, steps=steps, checks=checks, points=points, width=width,
-                            device=device, seed=seed, gp_weight=gp_weight, note=note)
-            for d in datasets for loss in loss_names]
-    verdicts = judge(runs)
+    resolve_device(device)  # a bad --device fails here, before anything is written
     out = next_run_dir(Path(runs_dir), "claims")
     settings = dict(datasets=datasets, losses=loss_names, steps=steps, checks=checks,
                     points=points, width=width, device=device, seed=seed, gp_weight=gp_weight)
-    (out / "claims.json").write_text(json.dumps(dict(settings=settings, runs=[r.to_dict() for r in runs],
-                                                     verdicts=[dataclasses.asdict(v) for v in verdicts]), indent=1))
+    runs: list[ClaimsRun] = []
+
+    def write_json(verdicts: list[Verdict] | None) -> None:
+        record = dict(settings=settings, complete=verdicts is not None, runs=[r.to_dict() for r in runs],
+                      verdicts=[dataclasses.asdict(v) for v in verdicts or []])
+        atomic_write(out / "claims.json", lambda f: f.write(json.dumps(record, indent=1).encode()))
+
+    for d in datasets:
+        for loss in loss_names:
+            runs.append(train_and_check(d, loss, steps=steps, checks=checks, points=points, width=width,
+                                        device=device, seed=seed, gp_weight=gp_weight, note=note))
+            write_json(None)  # a long job stopped part-way keeps the runs it finished
+    verdicts = judge(runs)
+    write_json(verdicts)
     text = (f"# The papers' claims on 2-D data\n\n`wgan claims` with {json.dumps(settings)}\n\n"
             f"{format_verdicts(verdicts)}\n\n{format_runs_table(runs)}\n")
     (out / "claims.md").write_text(text)
