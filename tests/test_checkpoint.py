@@ -325,3 +325,15 @@ def test_sample_refuses_bad_weight_files(trained, wide_run, tmp_path):
         line = one_line(err)
         assert code == 2 and str(path) in line and problem in line
     assert not (tmp_path / "x.png").exists()
+
+
+def test_an_option_newer_than_the_checkpoint_compares_as_its_default():
+    """A run written before an option existed resumes: the missing option counts as its default, and
+    any other value is still a difference."""
+    from wgan.checkpoint import config_differences
+    from wgan.config import TrainConfig
+
+    current = TrainConfig().to_dict()
+    older = {k: v for k, v in current.items() if k != "critic_steps_boosted"}
+    assert config_differences(older, current) == []
+    assert config_differences(older, {**current, "critic_steps_boosted": 100}) == ["critic_steps_boosted 0 vs 100"]

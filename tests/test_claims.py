@@ -128,7 +128,8 @@ def test_wgan_claims_end_to_end(tmp_path):
                                           (["--steps", "0"], "--steps 0"),
                                           (["--checks", "1"], "--checks 1"),
                                           (["--points", "3"], "--points 3"),
-                                          (["--gp-weight", "-1"], "--gp-weight -1")])
+                                          (["--gp-weight", "-1"], "--gp-weight -1"),
+                                          (["--critic-steps-boosted", "3"], "--critic-steps-boosted 3")])
 def test_wgan_claims_refuses_bad_options(tmp_path, argv, needle):
     rc, _, err = run_cli("claims", "--runs-dir", str(tmp_path / "runs"), *argv)
     assert rc == 2 and err.count("\n") == 1 and needle in err

@@ -240,6 +240,8 @@ TRAIN_ERRORS = [
     (["--image-size", "32"], "--image-size 28"),
     (["--image-size", "0", "--model", "dcgan32"], "--image-size 32"),  # found when the model is built
     (["--model", "mlp", "--loss", "clip", "--critic-norm", "batch"], "--critic-norm batch"),
+    (["--critic-steps-boosted", "5"], "--critic-steps-boosted 5"),  # not more than --critic-steps 5
+    (["--boost-every-steps", "-1"], "--boost-every-steps -1"),
     (["--critic-steps", "x"], "--critic-steps"),  # argparse's own refusals are one line too
     (["--no-such-option"], "--no-such-option"),
 ]

@@ -65,6 +65,29 @@ def test_fused_step_matches_plain_step(case):
             assert torch.allclose(p.float(), q.float(), rtol=1e-3, atol=1e-5), f"{model}.{key}"
 
 
+def test_boosted_critic_steps_match_between_plain_and_fused_steps():
+    """The boost schedule's extra critic updates run the plain critic update in both steps, so the
+    fused step still computes what the plain step computes."""
+    cfg = TrainConfig(dataset="fashion-mnist", model="dcgan32", image_size=32, channels=3, width=8, batch_size=8,
+                      critic_steps=2, critic_steps_boosted=5, loss="clip", optimizer="rmsprop", critic_norm="batch",
+                      device="cpu", tensorboard=False)
+    data = tiny_data(size=32, channels=3)
+    results = []
+    for step_cls in (WganStep, FusedWganStep):
+        trainer = Trainer.build(cfg, data=data)
+        trainer.opt_c = torch.optim.SGD(trainer.critic.parameters(), lr=0.01)
+        trainer.opt_g = torch.optim.SGD(trainer.generator.parameters(), lr=0.01)
+        step = step_cls(cfg, trainer.generator, trainer.critic, trainer.opt_g, trainer.opt_c, trainer.data, trainer.device)
+        for _ in range(2):
+            step.extra_critic_steps(3)
+            step()
+        results.append((trainer, step.read_and_reset(2)))
+    (plain, s1), (fused, s2) = results
+    assert s1 == pytest.approx(s2, rel=1e-3, abs=1e-4)
+    for (key, p), q in zip(plain.critic.state_dict().items(), fused.critic.state_dict().values()):
+        assert torch.allclose(p.float(), q.float(), rtol=1e-3, atol=1e-5), key
+
+
 @pytest.mark.parametrize("in_channels,kernel,stride,padding", [(1, 5, 2, 2), (2, 5, 2, 2), (3, 4, 2, 1), (1, 3, 1, 1)])
 def test_unfold_conv_matches_conv_and_its_penalty_gradient(in_channels, kernel, stride, padding):
     torch.manual_seed(0)

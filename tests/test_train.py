@@ -270,3 +270,31 @@ def test_fixed_grid_inputs_give_one_class_per_column():
     assert train.grid_columns(step.generator.shape, 20) == NUM_CLASSES
     z_again, _ = train.fixed_inputs(cfg, step.generator.shape, CPU)
     assert torch.equal(z, z_again), "the grid noise is fixed by the seed"
+
+
+def test_boost_schedule_is_the_wgan_reference_codes():
+    """`Diters = 100 if gen_iterations < 25 or gen_iterations % 500 == 0 else 5`."""
+    cfg = TrainConfig(critic_steps=5, critic_steps_boosted=100, boost_first_steps=25, boost_every_steps=500)
+    diters = lambda step: cfg.critic_steps + train.boost_critic_steps(cfg, step)
+    assert [diters(s) for s in (0, 1, 24, 25, 26, 499, 500, 501, 1000, 1500, 1501)] == \
+        [100, 100, 100, 5, 5, 5, 100, 5, 100, 100, 5]
+    assert all(train.boost_critic_steps(TrainConfig(), s) == 0 for s in range(0, 2000, 7))  # off by default
+    only_first = TrainConfig(critic_steps=5, critic_steps_boosted=50, boost_first_steps=3, boost_every_steps=0)
+    assert [train.boost_critic_steps(only_first, s) for s in range(5)] == [45, 45, 45, 0, 0]
+
+
+def test_boosted_steps_update_the_critic_that_many_more_times(tmp_path, fashion_idx_dir):
+    """4 generator steps, 1 critic step each, boosted to 4 on steps 0 and 1 (the first two) and 3
+    (every third): 4 + 3 * 3 = 13 critic updates, and the generator's 4."""
+    from cli_helpers import run_cli
+
+    rc, _, err = run_cli("train", "--preset", "quick", "--data", fashion_idx_dir, "--width", "8", "--latent-dim", "16",
+                         "--batch-size", "8", "--critic-steps", "1", "--critic-steps-boosted", "4",
+                         "--boost-first-steps", "2", "--boost-every-steps", "3", "--steps", "4",
+                         "--checkpoint-every-steps", "4", "--sample-every-steps", "0", "--no-tensorboard",
+                         "--device", "cpu", "--no-progress", "--runs-dir", tmp_path / "runs")
+    assert rc == 0, err
+    (run,) = (tmp_path / "runs").iterdir()
+    state = torch.load(run / "checkpoints" / "step-00000004.pt", weights_only=True)
+    assert int(state["opt_critic"]["state"][0]["step"]) == 13
+    assert int(state["opt_generator"]["state"][0]["step"]) == 4

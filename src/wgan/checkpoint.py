@@ -190,7 +190,14 @@ def _json_field(state: dict, key: str, path: Path) -> dict:
 
 
 def config_differences(a: dict, b: dict, ignore: tuple[str, ...] = NOT_COMPARED) -> list[str]:
-    """The options (besides `ignore`) whose values differ, as 'name A vs B'."""
+    """The options (besides `ignore`) whose values differ, as 'name A vs B'. An option missing from one
+    side (a run written before the option existed) counts as its default."""
+    from dataclasses import fields
+
+    from wgan.config import TrainConfig
+
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    a, b = {**defaults, **a}, {**defaults, **b}
     names = sorted((set(a) | set(b)) - set(ignore))
     return [f"{n} {a.get(n)!r} vs {b.get(n)!r}" for n in names if a.get(n) != b.get(n)]
 

@@ -40,7 +40,7 @@ from wgan.config import preset_config, validate
 from wgan.data import load_dataset
 from wgan.errors import UserError
 from wgan.metrics import exact_w1
-from wgan.train import Trainer, make_step, next_run_dir, resolve_device
+from wgan.train import Trainer, boost_critic_steps, make_step, next_run_dir, resolve_device
 
 TOY_DATASETS = ("toy-8gaussians", "toy-25gaussians", "toy-swissroll")
 # The gradient penalty is each toy preset's own setting (the WGAN-GP paper's toy code: lambda 0.1,
@@ -148,20 +148,27 @@ def _measure(trainer, step: int, real: torch.Tensor, z: torch.Tensor, eps: torch
     return Check(step, w1, estimate, lipschitz, bound, float(norms.mean()), float(norms.std()))
 
 
-def train_and_check(dataset: str, loss: str, *, steps: int, checks: int, points: int, width: int,
-                    device: str, seed: int, gp_weight: float | None = None,
-                    note: Callable[[str], None] = print) -> ClaimsRun:
-    """Train `dataset`'s toy preset with `loss` for `steps` generator steps, checking as it goes.
-    `gp_weight`: the penalty's lambda instead of the preset's 0.1 (the paper's image models use 10)."""
-    cfg = validate(preset_config(dataset, device=device, seed=seed, width=width, tensorboard=False,
-                                 **{**LOSS_SETTINGS[loss], **({"gp_weight": gp_weight} if loss == "gp" else {})}))
+def claims_config(dataset: str, loss: str, *, width: int, device: str, seed: int, gp_weight: float | None = None,
+                  critic_steps_boosted: int = 0):
+    """The toy preset of `dataset` with `loss`'s settings. `gp_weight`: the penalty's lambda instead of
+    the preset's 0.1 (the paper's image models use 10); `critic_steps_boosted`: the WGAN reference
+    code's schedule of extra critic updates (see TrainConfig)."""
+    over = dict(LOSS_SETTINGS[loss], critic_steps_boosted=critic_steps_boosted)
+    if loss == "gp" and gp_weight is not None:
+        over["gp_weight"] = gp_weight
+    return validate(preset_config(dataset, device=device, seed=seed, width=width, tensorboard=False, **over))
+
+
+def train_and_check(cfg, *, steps: int, checks: int, points: int, note: Callable[[str], None] = print) -> ClaimsRun:
+    """Train `cfg` (a claims_config) for `steps` generator steps, checking as it goes."""
+    dataset, loss = cfg.dataset, "clip" if cfg.loss == "clip" else "gp"
     fast = cfg.fast and resolve_device(cfg.device).type == "cuda"  # on a CPU the plain step is the fast one
     trainer = Trainer.build(cfg, fast=fast)
     step, fast_note = make_step(trainer, fast=fast)
     if fast_note:
         note(fast_note)
     test = load_dataset(dataset, split="test")
-    gen = torch.Generator().manual_seed(seed + 1)
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
     real = test.x[torch.randperm(len(test), generator=gen)[:points]].float().to(trainer.device)
     z = torch.randn(len(real), cfg.latent_dim, generator=gen).to(trainer.device)
     eps = torch.rand(len(real), generator=gen).to(trainer.device)
@@ -176,6 +183,9 @@ def train_and_check(dataset: str, loss: str, *, steps: int, checks: int, points:
             note(f"{dataset} {loss:<4} step {s:>6}/{steps}: W1 {c.w1:.4f}  estimate {c.estimate:.4g}  "
                  f"L {c.lipschitz:.4g}  estimate/L {c.bound:.4f}  |grad| {c.grad_norm_mean:.3f}")
         if s < steps:
+            extra = boost_critic_steps(cfg, s)
+            if extra:
+                step.extra_critic_steps(extra)
             step()
     run.seconds = time.perf_counter() - start
     run.extreme_weight_share = extreme_weight_share(trainer.critic)
@@ -335,6 +345,7 @@ def plot(runs: list[ClaimsRun], path: Path) -> None:
 
 def run_claims(*, datasets: list[str], loss_names: list[str], steps: int, checks: int, points: int,
                width: int, device: str, seed: int, runs_dir: Path, gp_weight: float | None = None,
+               critic_steps_boosted: int = 0,
                note: Callable[[str], None] = print) -> tuple[Path, list[Verdict]]:
     """Train and check every (dataset, loss); write claims.json, claims.md and claims.png to a new run
     directory; return it and the verdicts."""
@@ -351,10 +362,13 @@ def run_claims(*, datasets: list[str], loss_names: list[str], steps: int, checks
             raise UserError(f"{flag} {value}: must be >= {least}")
     if gp_weight is not None and not (math.isfinite(gp_weight) and gp_weight > 0):
         raise UserError(f"--gp-weight {gp_weight}: must be a number > 0")
-    resolve_device(device)  # a bad --device fails here, before anything is written
+    # Every option is checked before anything is written or trained.
+    configs = [claims_config(d, loss, width=width, device=device, seed=seed, gp_weight=gp_weight,
+                             critic_steps_boosted=critic_steps_boosted) for d in datasets for loss in loss_names]
+    resolve_device(device)
     out = next_run_dir(Path(runs_dir), "claims")
-    settings = dict(datasets=datasets, losses=loss_names, steps=steps, checks=checks,
-                    points=points, width=width, device=device, seed=seed, gp_weight=gp_weight)
+    settings = dict(datasets=datasets, losses=loss_names, steps=steps, checks=checks, points=points, width=width,
+                    device=device, seed=seed, gp_weight=gp_weight, critic_steps_boosted=critic_steps_boosted)
     runs: list[ClaimsRun] = []
 
     def write_json(verdicts: list[Verdict] | None) -> None:
@@ -362,11 +376,9 @@ def run_claims(*, datasets: list[str], loss_names: list[str], steps: int, checks
                       verdicts=[dataclasses.asdict(v) for v in verdicts or []])
         atomic_write(out / "claims.json", lambda f: f.write(json.dumps(record, indent=1).encode()))
 
-    for d in datasets:
-        for loss in loss_names:
-            runs.append(train_and_check(d, loss, steps=steps, checks=checks, points=points, width=width,
-                                        device=device, seed=seed, gp_weight=gp_weight, note=note))
-            write_json(None)  # a long job stopped part-way keeps the runs it finished
+    for cfg in configs:
+        runs.append(train_and_check(cfg, steps=steps, checks=checks, points=points, note=note))
+        write_json(None)  # a long job stopped part-way keeps the runs it finished
     verdicts = judge(runs)
     write_json(verdicts)
     text = (f"# The papers' claims on 2-D data\n\n`wgan claims` with {json.dumps(settings)}\n\n"

@@ -37,6 +37,9 @@ HELP = {
     "adam_beta2": "Adam beta2",
     "batch_size": "images per critic/generator batch",
     "critic_steps": "critic updates per generator update (n_critic)",
+    "critic_steps_boosted": "critic updates on boosted generator steps, as the WGAN reference code does (100); 0 = off",
+    "boost_first_steps": "with --critic-steps-boosted: the first this many generator steps are boosted",
+    "boost_every_steps": "with --critic-steps-boosted: and every this many-th generator step (0 = only the first ones)",
     "steps": "generator updates to train for",
     "log_every_steps": "read losses back and log them every N steps",
     "sample_every_steps": "save a fixed-noise grid every N steps (0: off)",
@@ -159,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=512, help="MLP width (the paper's toy models: 512)")
     p.add_argument("--gp-weight", type=float, default=None,
                    help="the penalty's lambda (default: the toy presets' 0.1, from the paper's toy code; its image models use 10)")
+    p.add_argument("--critic-steps-boosted", type=int, default=0,
+                   help="the WGAN reference code's extra critic updates: this many on the first 25 generator steps "
+                        "and every 500th (it uses 100); 0 = off")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--runs-dir", default="runs", help="where the results folder NNNNN-claims is made")
@@ -415,8 +421,9 @@ def cmd_claims(args: argparse.Namespace) -> int:
 
     split = lambda text: [n.strip() for n in text.split(",") if n.strip()]
     out, verdicts = run_claims(datasets=split(args.datasets), loss_names=split(args.losses), steps=args.steps,
-                     checks=args.checks, points=args.points, width=args.width,
-                     device=args.device, seed=args.seed, runs_dir=Path(args.runs_dir), gp_weight=args.gp_weight)
+                               checks=args.checks, points=args.points, width=args.width, device=args.device,
+                               seed=args.seed, runs_dir=Path(args.runs_dir), gp_weight=args.gp_weight,
+                               critic_steps_boosted=args.critic_steps_boosted)
     for v in verdicts:
         print(f"{'holds' if v.holds else 'DOES NOT HOLD'}: {v.claim} ({v.source})\n    {v.criterion}; "
               f"measured: {v.measured}")

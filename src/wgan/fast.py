@@ -85,6 +85,11 @@ class CudaGraphStep:
     def read_and_reset(self, count: int) -> dict[str, float]:
         return self.step.read_and_reset(count)
 
+    def extra_critic_steps(self, count: int) -> None:
+        # Eager, between replays: they update the same parameter and optimiser tensors the graph
+        # reads, and draw from the same graph-safe CUDA generator. Rare (the boost schedule).
+        self.step.extra_critic_steps(count)
+
 
 def has_batch_norm(module: torch.nn.Module) -> bool:
     return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.modules())
@@ -178,6 +183,9 @@ class FusedWganStep:
 
     def read_and_reset(self, count: int) -> dict[str, float]:
         return self.plain.read_and_reset(count)
+
+    def extra_critic_steps(self, count: int) -> None:
+        self.plain.extra_critic_steps(count)  # ungrouped batch norm: one batch per call
 
     def _draws(self):
         cfg, n = self.cfg, len(self.data)

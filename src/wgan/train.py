@@ -172,6 +172,11 @@ class WganStep:
         self.critic.requires_grad_(True)
         return loss.detach()
 
+    def extra_critic_steps(self, count: int) -> None:
+        """Critic updates before a boosted generator step; their losses are not logged."""
+        for _ in range(count):
+            self.critic_step()
+
     def __call__(self) -> None:
         critic_stats = torch.stack([self.critic_step() for _ in range(self.cfg.critic_steps)]).mean(0)
         g_loss = self.generator_step()
@@ -418,6 +423,15 @@ def export_generator(trainer: Trainer, path: Path) -> None:
 # The loop
 
 
+def boost_critic_steps(cfg: TrainConfig, step: int) -> int:
+    """How many critic updates to add before generator step `step` (counted from 0) under the boost
+    schedule: `if gen_iterations < 25 or gen_iterations % 500 == 0: Diters = 100` in the WGAN code."""
+    if cfg.critic_steps_boosted <= cfg.critic_steps:
+        return 0
+    boosted = step < cfg.boost_first_steps or (cfg.boost_every_steps > 0 and step % cfg.boost_every_steps == 0)
+    return cfg.critic_steps_boosted - cfg.critic_steps if boosted else 0
+
+
 def make_step(trainer: Trainer, fast: bool):
     """The step to run, and a note when the fast path was asked for but cannot be used."""
     def step_args():
@@ -579,6 +593,7 @@ def _train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None, dry_run:
     bar = tqdm(total=total_steps, initial=trainer.step, disable=not progress or not main, unit="it",
                dynamic_ncols=True)
     t_last, steps_since_read = time.perf_counter(), 0
+    extra_critic_images = 0  # from boosted steps (--critic-steps-boosted) since the last read
     t_start = t_last - trainer.elapsed_s
     if trainer.pending is not None:
         step_fn.sums.copy_(trainer.pending["sums"])
@@ -586,21 +601,25 @@ def _train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None, dry_run:
 
     def read_and_log() -> None:
         """The one host sync per interval: read the summed losses, check them, log them."""
-        nonlocal t_last, steps_since_read
+        nonlocal t_last, steps_since_read, extra_critic_images
         stats = step_fn.read_and_reset(steps_since_read)
         now = time.perf_counter()
         elapsed, t_last = now - t_last, now
         check_finite_losses(stats, trainer.step - steps_since_read + 1, trainer.step)
         record = {"step": trainer.step, "time_s": round(now - t_start, 3), **{k: round(v, 6) for k, v in stats.items()},
-                  "critic_images_per_s": round(steps_since_read * cfg.critic_steps * cfg.batch_size * world / elapsed,
-                                               1)}
+                  "critic_images_per_s": round((steps_since_read * cfg.critic_steps * cfg.batch_size + extra_critic_images)
+                                               * world / elapsed, 1)}
         log.record(record)
         bar.set_postfix(W=f"{stats['wasserstein']:.3f}", loss_c=f"{stats['loss_critic']:.3f}",
                         loss_g=f"{stats['loss_generator']:.3f}", img_s=f"{record['critic_images_per_s']:.0f}")
-        steps_since_read = 0
+        steps_since_read = extra_critic_images = 0
 
     try:
         while trainer.step < total_steps and stop["signal"] is None:
+            extra = boost_critic_steps(cfg, trainer.step)
+            if extra:
+                step_fn.extra_critic_steps(extra)
+                extra_critic_images += extra * cfg.batch_size
             step_fn()
             trainer.step += 1
             steps_since_read += 1
