@@ -213,7 +213,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     import torch
 
     from wgan.checkpoint import load_generator
-    from wgan.data import to_uint8_images
+    from wgan.metrics import generate_samples
     from wgan.train import resolve_device
 
     if args.num < 1:
@@ -228,34 +228,25 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if shape.conditional:
         if args.label is not None and not 0 <= args.label < shape.num_classes:
             raise UserError(f"--label {args.label}: this model has classes 0-{shape.num_classes - 1}")
-        labels = (torch.full((args.num,), args.label) if args.label is not None
-                  else torch.arange(args.num) % shape.num_classes).to(device)
+        labels = torch.full((args.num,), args.label) if args.label is not None else None  # None: every class in turn
     elif args.label is not None:
         raise UserError("--label: this generator is not class-conditional")
-    gen = torch.Generator().manual_seed(args.seed)
-    chunks = []
-    with torch.no_grad():
-        for start in range(0, args.num, 1024):
-            n = min(1024, args.num - start)
-            z = torch.randn(n, shape.latent_dim, generator=gen).to(device)
-            chunks.append(generator(z, None if labels is None else labels[start:start + n]).float().cpu())
-    samples = torch.cat(chunks)
+    if shape.point_dim and out.suffix != ".npz":
+        raise UserError("--out: point data (toy 2-D) can only be written as .npz")
+    samples = generate_samples(generator, args.num, device=device, seed=args.seed, batch_size=1024, labels=labels)
     out.parent.mkdir(parents=True, exist_ok=True)
     if shape.point_dim:
-        if out.suffix == ".npz":
-            np.savez_compressed(out, points=samples.numpy())
-        else:
-            raise UserError("--out: point data (toy 2-D) can only be written as .npz")
+        np.savez_compressed(out, points=samples.x.numpy())
     elif out.suffix == ".npz":
-        arrays = {"images": to_uint8_images(samples).numpy()}
-        if labels is not None:
-            arrays["labels"] = labels.cpu().numpy()
+        arrays = {"images": samples.x.numpy()}
+        if samples.requested_labels is not None:
+            arrays["labels"] = samples.requested_labels.numpy()
         np.savez_compressed(out, **arrays)
     else:
         from torchvision.utils import make_grid, save_image
 
-        nrow = shape.num_classes if labels is not None and args.label is None else max(1, int(args.num ** 0.5))
-        save_image(make_grid(to_uint8_images(samples), nrow=nrow, pad_value=255).float() / 255.0, out)
+        nrow = shape.num_classes if shape.conditional and args.label is None else max(1, int(args.num ** 0.5))
+        save_image(make_grid(samples.x, nrow=nrow, pad_value=255).float() / 255.0, out)
     print(f"wrote {args.num} samples to {out}")
     return 0
 

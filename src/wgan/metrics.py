@@ -272,14 +272,15 @@ class Samples:
 
 @torch.no_grad()
 def generate_samples(generator: nn.Module, num: int, *, device: torch.device | str, seed: int = 0,
-                     batch_size: int = 500) -> Samples:
+                     batch_size: int = 500, labels: torch.Tensor | None = None) -> Samples:
     """`num` samples from `generator` in eval mode (restored afterwards). The same seed gives the same
     noise, so successive evaluations during training differ only by the generator. Conditional
-    generators are asked for every class equally often."""
+    generators are asked for `labels` (CPU, one per sample), by default every class equally often."""
     shape = generator.shape
     gen = torch.Generator().manual_seed(seed)
     z = torch.randn(num, shape.latent_dim, generator=gen)
-    labels = torch.arange(num) % shape.num_classes if shape.conditional else None
+    if labels is None and shape.conditional:
+        labels = torch.arange(num) % shape.num_classes
     was_training = generator.training
     generator.eval()
     try:
