@@ -40,7 +40,7 @@ from wgan.config import preset_config, validate
 from wgan.data import load_dataset
 from wgan.errors import UserError
 from wgan.metrics import exact_w1
-from wgan.train import Trainer, boost_critic_steps, make_step, next_run_dir, resolve_device
+from wgan.train import Trainer, generator_iteration, make_step, next_run_dir, resolve_device
 
 TOY_DATASETS = ("toy-8gaussians", "toy-25gaussians", "toy-swissroll")
 # The gradient penalty is each toy preset's own setting (the WGAN-GP paper's toy code: lambda 0.1,
@@ -161,7 +161,7 @@ def claims_config(dataset: str, loss: str, *, width: int, device: str, seed: int
 
 def train_and_check(cfg, *, steps: int, checks: int, points: int, note: Callable[[str], None] = print) -> ClaimsRun:
     """Train `cfg` (a claims_config) for `steps` generator steps, checking as it goes."""
-    dataset, loss = cfg.dataset, "clip" if cfg.loss == "clip" else "gp"
+    dataset, loss = cfg.dataset, cfg.loss  # LOSS_SETTINGS' names are the config's loss names
     fast = cfg.fast and resolve_device(cfg.device).type == "cuda"  # on a CPU the plain step is the fast one
     trainer = Trainer.build(cfg, fast=fast)
     step, fast_note = make_step(trainer, fast=fast)
@@ -183,10 +183,7 @@ def train_and_check(cfg, *, steps: int, checks: int, points: int, note: Callable
             note(f"{dataset} {loss:<4} step {s:>6}/{steps}: W1 {c.w1:.4f}  estimate {c.estimate:.4g}  "
                  f"L {c.lipschitz:.4g}  estimate/L {c.bound:.4f}  |grad| {c.grad_norm_mean:.3f}")
         if s < steps:
-            extra = boost_critic_steps(cfg, s)
-            if extra:
-                step.extra_critic_steps(extra)
-            step()
+            generator_iteration(step, cfg, s)
     run.seconds = time.perf_counter() - start
     run.extreme_weight_share = extreme_weight_share(trainer.critic)
     run.weights = torch.cat([(w / w.abs().max()).flatten().cpu() for w in critic_weights(trainer.critic)]).numpy()

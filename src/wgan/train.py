@@ -432,6 +432,16 @@ def boost_critic_steps(cfg: TrainConfig, step: int) -> int:
     return cfg.critic_steps_boosted - cfg.critic_steps if boosted else 0
 
 
+def generator_iteration(step_fn, cfg: TrainConfig, step: int) -> int:
+    """Run generator step `step` of `step_fn`, after the boost schedule's extra critic updates;
+    return how many extra critic updates ran."""
+    extra = boost_critic_steps(cfg, step)
+    if extra:
+        step_fn.extra_critic_steps(extra)
+    step_fn()
+    return extra
+
+
 def make_step(trainer: Trainer, fast: bool):
     """The step to run, and a note when the fast path was asked for but cannot be used."""
     def step_args():
@@ -616,11 +626,7 @@ def _train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None, dry_run:
 
     try:
         while trainer.step < total_steps and stop["signal"] is None:
-            extra = boost_critic_steps(cfg, trainer.step)
-            if extra:
-                step_fn.extra_critic_steps(extra)
-                extra_critic_images += extra * cfg.batch_size
-            step_fn()
+            extra_critic_images += generator_iteration(step_fn, cfg, trainer.step) * cfg.batch_size
             trainer.step += 1
             steps_since_read += 1
             bar.update(1)
