@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from wgan.errors import UserError
+from wgan.errors import UserError, first_line
 
 FORMAT = "wgan-checkpoint-1"
 GENERATOR_FORMAT = "wgan-generator-1"
@@ -122,11 +122,6 @@ def set_aside_newer(folder: Path, step: int) -> list[Path]:
 # Loading
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:160]
-
-
 def _archive_problem(path: Path) -> str | None:
     """Why `path` is not an intact zip archive (what torch.save writes), or None."""
     try:
@@ -144,7 +139,7 @@ def _unpickling_problem(exc: pickle.UnpicklingError) -> str:
     if global_name:
         return (f"refused to load: it would call {global_name.group(1)}, which a wgan checkpoint never holds "
                 "(possibly malicious; nothing was executed)")
-    return f"refused to load: it holds objects other than tensors and primitives ({_first_line(exc)})"
+    return f"refused to load: it holds objects other than tensors and primitives ({first_line(exc)})"
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -160,7 +155,7 @@ def load_checkpoint(path: Path) -> dict:
     except pickle.UnpicklingError as exc:
         raise UserError(f"{path}: {_unpickling_problem(exc)}") from None
     except Exception as exc:  # the archive is intact but its contents are not a checkpoint
-        raise UserError(f"{path}: unreadable checkpoint ({_first_line(exc)})") from None
+        raise UserError(f"{path}: unreadable checkpoint ({first_line(exc)})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UserError(f"{path}: not a wgan checkpoint (format {FORMAT} expected)")
     missing = [k for k in REQUIRED_KEYS if k not in state]
@@ -380,7 +375,7 @@ def _read_generator_file(path: Path) -> tuple[dict, dict, dict]:
             meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise UserError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from None
+        raise UserError(f"{path}: not a readable safetensors file ({first_line(exc)})") from None
     try:
         if meta.get("format") != GENERATOR_FORMAT:
             raise ValueError
@@ -404,11 +399,11 @@ def _build_generator(config: dict, shape: dict, tensors: dict, device, origin: P
     try:
         model_shape = ModelShape(**shape)
     except TypeError as exc:
-        raise UserError(f"{origin}: unreadable model shape ({_first_line(exc)})") from None
+        raise UserError(f"{origin}: unreadable model shape ({first_line(exc)})") from None
     generator, _ = build_models(cfg.model, model_shape, penalty=False)
     try:
         generator.load_state_dict(tensors)
     except (RuntimeError, ValueError) as exc:
         raise UserError(f"{origin}: weights do not match model '{cfg.model}' with its stored shape "
-                        f"({_first_line(exc)})") from None
+                        f"({first_line(exc)})") from None
     return generator.to(device).eval()

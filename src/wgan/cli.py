@@ -201,7 +201,6 @@ def cmd_train(args: argparse.Namespace) -> int:
             if run is not None:
                 resume = checkpoint.open_checkpoint(run)
                 cfg = checkpoint.resume_config(resume, overrides)
-    validate(cfg)
     run_dir = train(cfg, resume=resume, dry_run=args.dry_run, progress=not args.no_progress)
     if distributed.launched_rank() == 0:  # under torchrun, once rather than once per process
         print(f"run directory: {run_dir}")

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from wgan.errors import UserError
+from wgan.errors import UserError, first_line
 
 SYSTEM_DATA_DIRS = (Path("/usr/share/datasets"),)
 
@@ -77,17 +77,18 @@ class Data:
         y = None if self.y is None else self.y.to(device)
         return dataclasses.replace(self, x=self.x.to(device), y=y)
 
-    def to_model_space(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 [0, 255] -> float [-1, 1] (the generator's Tanh range); points pass through."""
-        if x.dtype == torch.uint8:
-            return x.float().mul_(2.0 / 255.0).sub_(1.0)
-        return x.float()
-
     def batch(self, batch_size: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """A uniformly drawn batch (with replacement), in model space, on the data's device."""
         idx = torch.randint(len(self), (batch_size,), device=self.x.device, generator=generator)
         y = None if self.y is None else self.y[idx]
-        return self.to_model_space(self.x[idx]), y
+        return to_model_space(self.x[idx]), y
+
+
+def to_model_space(x: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [-1, 1] (the generator's Tanh range); points pass through."""
+    if x.dtype == torch.uint8:
+        return x.float().mul_(2.0 / 255.0).sub_(1.0)
+    return x.float()
 
 
 def to_uint8_images(x: torch.Tensor) -> torch.Tensor:
@@ -400,8 +401,8 @@ def parse_letters_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
                 rows += len(chunk)
                 bar.update(len(chunk))
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(_csv_problem(path, rows) or f"{path}: cannot be parsed ({first}); {_CSV_LAYOUT}") from None
+        raise UserError(_csv_problem(path, rows) or f"{path}: cannot be parsed ({first_line(exc, None)}); "
+                                                    f"{_CSV_LAYOUT}") from None
     except OSError as exc:
         raise UserError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     table = np.concatenate(parts)
@@ -704,7 +705,7 @@ def load_cifar10(split: str, data_path, options: LoadOptions = LoadOptions()) ->
     try:
         ds = torchvision.datasets.CIFAR10(str(root), train=(split == "train"), download=False)
     except RuntimeError as exc:  # torchvision's md5 check: missing or damaged batch files
-        raise UserError(f"{root / 'cifar-10-batches-py'}: {str(exc).splitlines()[0]} (re-download it)") from None
+        raise UserError(f"{root / 'cifar-10-batches-py'}: {first_line(exc, None)} (re-download it)") from None
     except Exception as exc:  # a damaged pickle raises anything from EOFError to KeyError
         raise UserError(f"{root / 'cifar-10-batches-py'}: cannot be read ({type(exc).__name__}: {exc}); "
                         "re-download it") from None

@@ -14,6 +14,12 @@ class TrainingDiverged(RuntimeError):
     """A loss, the penalty or a parameter became NaN or infinite."""
 
 
+def first_line(exc: BaseException, limit: int | None = 160) -> str:
+    """The first line of an exception's message (its type name if it has none), for a one-line error."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:limit]
+
+
 # How long a process other than its machine's first waits before printing its error (seconds).
 OTHER_PROCESS_GRACE_S = 5.0
 

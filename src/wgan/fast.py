@@ -15,6 +15,9 @@ import dataclasses
 
 import torch
 
+from wgan.data import to_model_space
+from wgan.errors import first_line
+
 WARMUP_STEPS = 3  # eager steps before capture: they create optimiser state and let cuDNN pick kernels
 
 
@@ -74,7 +77,7 @@ class CudaGraphStep:
             with torch.cuda.graph(graph):
                 self.step()
         except Exception as exc:  # an op that cannot be captured: fall back, say so, stay correct
-            self.failed = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+            self.failed = f"{type(exc).__name__}: {first_line(exc)}"
             print(f"fast path: CUDA graph capture failed ({self.failed}); continuing with the eager step")
             torch.cuda.synchronize()
             self.step()
@@ -226,7 +229,7 @@ class FusedWganStep:
         cfg, k = self.cfg, self.cfg.critic_steps
         idx, z, eps = self._draws()
         flat_idx = torch.cat(idx)
-        reals = self.data.to_model_space(self.data.x[flat_idx]).split(cfg.batch_size)
+        reals = to_model_space(self.data.x[flat_idx]).split(cfg.batch_size)
         labels = self.data.y[flat_idx].split(cfg.batch_size) if self.conditional else [None] * k
         with torch.no_grad(), self.autocast, batch_norm_groups(self.g_norms, k):
             all_labels = torch.cat(labels) if self.conditional else None

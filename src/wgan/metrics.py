@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wgan.data import Data, load_dataset, to_uint8_images, user_cache_dir
-from wgan.errors import UserError
+from wgan.data import Data, load_dataset, to_model_space, to_uint8_images, user_cache_dir
+from wgan.errors import UserError, first_line
 
 W1_POINTS = 2000  # points per side for the exact W1: the paper's toy evaluation size
 COVERED_SHARE = 0.02  # a class counts as covered when at least 2% of the samples fall in it
@@ -85,7 +85,7 @@ class Classifier:
         self.model.to(device).eval()
         feats, preds = [], []
         for chunk in images.split(batch_size):
-            x = chunk.to(device).float().mul_(2.0 / 255.0).sub_(1.0)
+            x = to_model_space(chunk.to(device))
             f, logits = self.model(x)
             feats.append(f.double().cpu())
             preds.append(logits.argmax(1).cpu())
@@ -137,7 +137,7 @@ def fit_classifier(train: Data, test: Data, *, device: torch.device, epochs: int
     for _ in range(epochs):
         order = torch.randperm(len(train), generator=gen).to(device)
         for idx in order.split(batch_size):
-            x = train.to_model_space(x_all[idx])
+            x = to_model_space(x_all[idx])
             _, logits = model(x)
             loss = F.cross_entropy(logits, y_all[idx])
             opt.zero_grad(set_to_none=True)
@@ -186,8 +186,7 @@ def load_classifier(path: Path, train: Data) -> Classifier:
     try:
         model.load_state_dict(state["state_dict"])
     except (RuntimeError, KeyError) as exc:
-        first = str(exc).splitlines()[0][:120]
-        raise UserError(f"{path}: classifier weights do not fit ({first}); {retrain}") from None
+        raise UserError(f"{path}: classifier weights do not fit ({first_line(exc, 120)}); {retrain}") from None
     return Classifier(model.eval(), state["dataset"], image_size, channels, state["num_classes"],
                       float(state["test_accuracy"]), state["fingerprint"], path)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -317,11 +316,10 @@ def write_html(run_dir: Path, records: list[dict], written: dict[str, Path]) -> 
     page = (f"<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
             f"<style>{style}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
     path = run_dir / "report.html"
-    # written beside and renamed over, so a browser reloading mid-build never sees half a page; a plain
-    # open() (not mkstemp) keeps the usual permissions for a page meant to be shared
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, path)
+    from wgan.checkpoint import atomic_write  # checkpoint imports torch: only when a page is written
+
+    # written beside and renamed over, so a browser reloading mid-build never sees half a page
+    atomic_write(path, lambda f: f.write(page.encode("utf-8")))
     return path
 
 

@@ -31,7 +31,7 @@ from wgan import checkpoint as ckpt
 from wgan import distributed, losses
 from wgan.config import TrainConfig, validate
 from wgan.data import Data, load_dataset, to_uint8_images
-from wgan.errors import TrainingDiverged, UserError
+from wgan.errors import TrainingDiverged, UserError, first_line
 from wgan.models import Critic, Generator, ModelShape, build_models
 
 STAT_NAMES = ("loss_critic", "loss_generator", "wasserstein", "penalty")
@@ -346,8 +346,7 @@ class Trainer:
             pending = {"steps": int(saved["steps"]), "sums": saved["sums"].float().reshape(len(STAT_NAMES)),
                        "seconds": float(saved["seconds"])}
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
-            msg = str(exc).strip().splitlines()[0][:200]
-            raise UserError(f"{source}: checkpoint does not match this model/config ({msg})") from None
+            raise UserError(f"{source}: checkpoint does not match this model/config ({first_line(exc, 200)})") from None
         self.fixed_z, self.fixed_labels, self.step, self.elapsed_s = fixed_z, fixed_labels, step, elapsed_s
         self.pending = pending
 
