@@ -15,8 +15,10 @@ import dataclasses
 
 import torch
 
+from wgan import losses
 from wgan.data import to_model_space
 from wgan.errors import first_line
+from wgan.train import WganStep
 
 WARMUP_STEPS = 3  # eager steps before capture: they create optimiser state and let cuDNN pick kernels
 
@@ -154,7 +156,7 @@ class batch_norm_groups:
             m.groups = 1
 
 
-class FusedWganStep:
+class FusedWganStep(WganStep):
     """The plain step's maths and random draws, in fewer and larger kernels.
 
     - Random numbers are drawn in exactly the plain step's order (per critic step: batch indices,
@@ -163,32 +165,17 @@ class FusedWganStep:
       one forward pass over critic_steps * batch noise vectors.
     - Real and fake images go through the critic as one batch.
     Batch-norm layers are switched to grouped statistics for these batched calls, so they normalise
-    each original batch on its own, exactly as the separate calls do.
+    each original batch on its own, exactly as the separate calls do. The generator step, the
+    critic's update from its scores, and the boost schedule's extra critic updates are the plain step's.
     In a CUDA graph, fewer kernels is what remains to win once launch overhead is gone.
     """
 
     def __init__(self, cfg, generator, critic, opt_g, opt_c, data, device, unfold_first_conv: bool = True):
-        from wgan.train import WganStep
-
-        self.plain = WganStep(cfg, generator, critic, opt_g, opt_c, data, device)
-        self.cfg, self.generator, self.critic, self.opt_c, self.data, self.device = cfg, generator, critic, opt_c, data, device
-        self.conditional = generator.shape.conditional
+        super().__init__(cfg, generator, critic, opt_g, opt_c, data, device)
         self.g_norms = enable_grouped_batch_norm(generator)
         self.c_norms = enable_grouped_batch_norm(critic)
-        self.autocast = self.plain.autocast
-        self.bf16 = cfg.precision == "bf16" and device.type == "cuda"
         if cfg.uses_penalty and unfold_first_conv:
             unfold_thin_convs(critic)
-
-    @property
-    def sums(self) -> torch.Tensor:
-        return self.plain.sums
-
-    def read_and_reset(self, count: int) -> dict[str, float]:
-        return self.plain.read_and_reset(count)
-
-    def extra_critic_steps(self, count: int) -> None:
-        self.plain.extra_critic_steps(count)  # ungrouped batch norm: one batch per call
 
     def _draws(self):
         cfg, n = self.cfg, len(self.data)
@@ -200,9 +187,7 @@ class FusedWganStep:
                 eps.append(torch.rand(cfg.batch_size, device=self.device))
         return idx, z, eps
 
-    def _critic_update(self, real, fake, labels, eps) -> torch.Tensor:
-        from wgan import distributed, losses
-
+    def _batched_critic_step(self, real, fake, labels, eps) -> torch.Tensor:
         cfg, b = self.cfg, real.shape[0]
         two = None if labels is None else torch.cat([labels, labels])
         with self.autocast, batch_norm_groups(self.c_norms, 2):
@@ -213,17 +198,7 @@ class FusedWganStep:
             penalty = losses.gradient_penalty(self.critic, real, fake, labels, one_sided=cfg.loss == "lp", eps=eps)
         else:
             penalty = torch.zeros((), device=self.device)
-        loss = losses.critic_loss(real_scores, fake_scores)
-        if cfg.uses_penalty:
-            loss = loss + cfg.gp_weight * penalty
-        self.opt_c.zero_grad(set_to_none=False)
-        loss.backward()
-        distributed.average_gradients(self.opt_c)  # N processes: NCCL's all-reduce is captured with the rest
-        self.opt_c.step()
-        if cfg.loss == "clip":
-            losses.clip_weights(self.critic, cfg.clip_value)
-        return torch.stack([loss.detach(), losses.wasserstein_estimate(real_scores, fake_scores).detach(),
-                            penalty.detach()])
+        return self._update_critic(real_scores, fake_scores, penalty)
 
     def __call__(self) -> None:
         cfg, k = self.cfg, self.cfg.critic_steps
@@ -234,10 +209,9 @@ class FusedWganStep:
         with torch.no_grad(), self.autocast, batch_norm_groups(self.g_norms, k):
             all_labels = torch.cat(labels) if self.conditional else None
             fakes = self.generator(torch.cat(z), all_labels).float().split(cfg.batch_size)
-        stats = torch.stack([self._critic_update(reals[i], fakes[i], labels[i], eps[i] if eps else None)
+        stats = torch.stack([self._batched_critic_step(reals[i], fakes[i], labels[i], eps[i] if eps else None)
                              for i in range(k)]).mean(0)
-        g_loss = self.plain.generator_step()
-        self.plain.sums.add_(torch.stack([stats[0], g_loss, stats[1], stats[2]]))
+        self._accumulate(stats, self.generator_step())
 
 
 class UnfoldConv2d(torch.nn.Conv2d):

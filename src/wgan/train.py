@@ -142,14 +142,22 @@ class WganStep:
         with self.autocast:
             real_scores = self.critic(real, labels).float()
             fake_scores = self.critic(fake, labels).float()
-        loss = losses.critic_loss(real_scores, fake_scores)
         if cfg.uses_penalty:
             # The penalty's double backward runs in fp32 whatever the precision: bf16 gradients of the
             # critic w.r.t. its input are too coarse for a norm compared with 1.
             penalty = losses.gradient_penalty(self.critic, real, fake.float(), labels, one_sided=cfg.loss == "lp")
-            loss = loss + cfg.gp_weight * penalty
         else:
             penalty = torch.zeros((), device=self.device)
+        return self._update_critic(real_scores, fake_scores, penalty)
+
+    def _update_critic(self, real_scores: torch.Tensor, fake_scores: torch.Tensor,
+                       penalty: torch.Tensor) -> torch.Tensor:
+        """The critic's loss, optimiser step and clipping, from its scores and penalty; returns the
+        step's (loss, Wasserstein estimate, penalty)."""
+        cfg = self.cfg
+        loss = losses.critic_loss(real_scores, fake_scores)
+        if cfg.uses_penalty:
+            loss = loss + cfg.gp_weight * penalty
         self.opt_c.zero_grad(set_to_none=False)
         loss.backward()
         distributed.average_gradients(self.opt_c)
@@ -179,7 +187,9 @@ class WganStep:
 
     def __call__(self) -> None:
         critic_stats = torch.stack([self.critic_step() for _ in range(self.cfg.critic_steps)]).mean(0)
-        g_loss = self.generator_step()
+        self._accumulate(critic_stats, self.generator_step())
+
+    def _accumulate(self, critic_stats: torch.Tensor, g_loss: torch.Tensor) -> None:
         # order matches STAT_NAMES
         self.sums.add_(torch.stack([critic_stats[0], g_loss, critic_stats[1], critic_stats[2]]))
 
