@@ -204,6 +204,11 @@ class WganStep:
 # Run directory
 
 
+def write_config(cfg: TrainConfig, run_dir: Path) -> None:
+    text = json.dumps(cfg.to_dict(), indent=2) + "\n"
+    ckpt.atomic_write(run_dir / "config.json", lambda f: f.write(text.encode()))
+
+
 def next_run_dir(runs_dir: Path, name: str) -> Path:
     runs_dir.mkdir(parents=True, exist_ok=True)
     numbers = [int(p.name[:5]) for p in runs_dir.iterdir() if p.is_dir() and p.name[:5].isdigit()]
@@ -535,13 +540,12 @@ def _train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None, dry_run:
         if main:  # only now that the checkpoint has loaded does anything in the run directory change
             ckpt.remove_stale_temp_files(run_dir / "checkpoints")
             superseded = ckpt.set_aside_newer(run_dir / "checkpoints", resume.step)
-            config_text = json.dumps(cfg.to_dict(), indent=2) + "\n"  # the run length may have changed
-            ckpt.atomic_write(run_dir / "config.json", lambda f: f.write(config_text.encode()))
+            write_config(cfg, run_dir)  # the run length may have changed
     else:
         superseded, run_dir = [], None
         if main:
             run_dir = next_run_dir(Path(cfg.runs_dir), cfg.preset if cfg.preset != "custom" else f"{cfg.dataset}-{cfg.loss}")
-            (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+            write_config(cfg, run_dir)
         run_dir = Path(distributed.broadcast_object(None if run_dir is None else str(run_dir)))
     say = print if main else (lambda *args, **kwargs: None)
     log = RunLog(run_dir, cfg.tensorboard, resume_step=trainer.step if resume is not None else None) if main else NullLog()
