@@ -75,7 +75,10 @@ def process_group(device: torch.device) -> Iterator[None]:
         dist.init_process_group("gloo")
     yield
     # Not on an error: tearing down NCCL while a peer still waits in a collective can block, and the
-    # process is about to exit anyway (torchrun then ends the others).
+    # process is about to exit anyway (torchrun then ends the others). On the way out every process
+    # waits for the others first (rank 0 still writes the generator and the report): a gloo group torn
+    # down while its peer is busy has now and then aborted the leaving process (std::terminate).
+    dist.barrier()
     dist.destroy_process_group()
 
 
