@@ -47,6 +47,26 @@ def test_frechet_distance_matches_scipy_formula():
     assert metrics.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
 
 
+def test_frechet_distance_with_fewer_samples_than_features_takes_the_small_problem_and_the_same_value():
+    import dataclasses
+
+    from scipy import linalg
+
+    rng = np.random.default_rng(2)
+    few, many = rng.normal(size=(12, 40)), rng.normal(loc=0.3, size=(90, 40)) @ rng.normal(size=(40, 40))
+    a, b = metrics.FeatureStats.of(few), metrics.FeatureStats.of(many)
+    assert a.centred is not None and a.centred.shape == (12, 40) and b.centred is None
+    full = dataclasses.replace(a, centred=None)  # the 40 x 40 eigen-decomposition
+    covmean = linalg.sqrtm(a.cov @ b.cov).real
+    expected = np.sum((a.mean - b.mean) ** 2) + np.trace(a.cov + b.cov - 2 * covmean)
+    # against the full eigen-decompositions, whose square roots of rounding-level eigenvalues add ~1e-7
+    for x, y in ((a, b), (b, a), (full, b), (a, metrics.FeatureStats.of(few[::-1] * 1.5))):
+        assert metrics.frechet_distance(x, y) == pytest.approx(metrics.frechet_distance(
+            dataclasses.replace(x, centred=None), dataclasses.replace(y, centred=None)), rel=1e-6)
+    assert metrics.frechet_distance(a, b) == pytest.approx(expected, rel=1e-6)
+    assert metrics.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
+
+
 def test_frechet_distance_is_stable_on_singular_covariances():
     # dead ReLU units give zero-variance features: the distance must stay real and finite
     rng = np.random.default_rng(1)

@@ -48,6 +48,7 @@ HELP = {
     "eval_every_steps": "compute --eval-metrics every N steps (0: at the end only)",
     "eval_metrics": "comma-separated metrics to log during training (see `wgan eval --help`)",
     "eval_num_samples": "samples per metric evaluation",
+    "inception_weights": "Inception-v3 weights file for fid/kid (torch-fidelity's; needed offline)",
     "grid_samples": "images in each sample grid",
     "seed": "random seed",
     "device": "auto, cpu, cuda or cuda:N",
@@ -96,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "good one that the error names when the newest is damaged; newer checkpoints are then "
                         "renamed *.superseded, never deleted. auto: the newest run in --runs-dir with the same "
                         "options, or a new run if there is none. On resume only --steps, --device, --fast, "
-                        "--precision and --data may change")
+                        "--precision, --data and --inception-weights may change")
     p.add_argument("--dry-run", action="store_true", help="build everything and run 2 steps")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -318,7 +319,7 @@ def _eval_run(args: argparse.Namespace, device) -> int:
                                                                              conditional=shape.conditional)
     ev = metrics.Evaluator(metrics.parse_metric_names(names), dataset=cfg.dataset, data_path=args.data or cfg.data,
                            image_size=cfg.image_size or None, channels=cfg.channels or None, device=device,
-                           seed=args.seed, inception_weights=args.inception_weights)
+                           seed=args.seed, inception_weights=args.inception_weights or cfg.inception_weights)
     if not ev.prepare(points=bool(shape.point_dim), conditional=shape.conditional):
         raise UserError(f"--metrics {names}: none of them applies to this run; see the notes above")
     samples = metrics.generate_samples(generator, args.num, device=device, seed=args.seed)

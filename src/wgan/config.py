@@ -65,6 +65,7 @@ class TrainConfig:
     eval_every_steps: int = 0  # 0 = only at the end, if metrics are asked for
     eval_metrics: str = ""
     eval_num_samples: int = 10000
+    inception_weights: str | None = None  # a file: fid/kid offline
     grid_samples: int = 64
     seed: int = 0
     # Execution
@@ -190,6 +191,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         need(cfg.critic_norm != "batch",
              f"--critic-norm batch with --loss {cfg.loss}: batch norm couples the samples of a batch, which the "
              "gradient penalty forbids; use --critic-norm layer or none")
+    need(not cfg.inception_weights or Path(cfg.inception_weights).is_file(),
+         f"--inception-weights {cfg.inception_weights}: file not found; pass torch-fidelity's Inception-v3 weights "
+         "file (weights-inception-2015-12-05-6726825d.pth)")
     if cfg.device not in ("auto", "cpu") and not re.fullmatch(r"cuda(:\d+)?", cfg.device):
         raise UserError(f"--device {cfg.device}: use auto, cpu, cuda or cuda:N")
     return cfg

@@ -14,6 +14,7 @@ split's features) once, then scores any number of generators or sample sets.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import math
 import time
@@ -32,6 +33,7 @@ from wgan.errors import UserError, first_line
 W1_POINTS = 2000  # points per side for the exact W1: the paper's toy evaluation size
 COVERED_SHARE = 0.02  # a class counts as covered when at least 2% of the samples fall in it
 CLASSIFIER_FORMAT = "wgan-classifier-1"
+INCEPTION_FEATURE = "2048"  # the pool features FID and KID are defined on
 
 
 class MetricUnavailable(Exception):
@@ -200,13 +202,18 @@ class FeatureStats:
     mean: np.ndarray
     cov: np.ndarray
     count: int
+    # The centred features, kept when there are fewer samples than features: the covariance then has rank
+    # below its size, and the Frechet distance's cross term is a count x count problem (see below).
+    centred: np.ndarray | None = None
 
     @classmethod
     def of(cls, features: np.ndarray) -> "FeatureStats":
         features = np.asarray(features, dtype=np.float64)
-        if features.shape[0] < 2:
-            raise UserError(f"a Frechet distance needs at least 2 samples, got {features.shape[0]}")
-        return cls(features.mean(0), np.cov(features, rowvar=False), features.shape[0])
+        n, dim = features.shape
+        if n < 2:
+            raise UserError(f"a Frechet distance needs at least 2 samples, got {n}")
+        mean = features.mean(0)
+        return cls(mean, np.cov(features, rowvar=False), n, features - mean if n < dim else None)
 
 
 def _psd_sqrt(a: np.ndarray) -> np.ndarray:
@@ -214,20 +221,30 @@ def _psd_sqrt(a: np.ndarray) -> np.ndarray:
     return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
 
 
-def frechet_distance(a: FeatureStats, b: FeatureStats) -> float:
-    """||mu_a - mu_b||^2 + tr(C_a + C_b - 2 (C_a C_b)^(1/2)), FID's formula.
+def _trace_sqrt_product(a: FeatureStats, b: FeatureStats) -> float:
+    """tr((C_a C_b)^(1/2)): the sum of the square roots of the eigenvalues of C_a^(1/2) C_b C_a^(1/2), which is
+    symmetric positive semi-definite, so symmetric eigen-solvers in float64 stay real and stable where a
+    general matrix square root can turn complex on near-singular covariances (dead ReLU units, few samples).
 
-    tr((C_a C_b)^(1/2)) is computed as the sum of the square roots of the eigenvalues of
-    C_a^(1/2) C_b C_a^(1/2), which is symmetric positive semi-definite: symmetric eigen-solvers in
-    float64 stay real and stable where a general matrix square root can turn complex on
-    near-singular covariances (dead ReLU units make them singular).
+    With C_a = X^T X / (n - 1) for n < dim centred samples X, the same non-zero eigenvalues are those of the
+    n x n matrix X C_b X^T / (n - 1): a few hundred samples of Inception's 2048 features then cost
+    milliseconds instead of a 2048 x 2048 eigen-decomposition.
     """
-    diff = a.mean - b.mean
-    root_a = _psd_sqrt(a.cov)
-    middle = root_a @ b.cov @ root_a
+    if a.centred is None and b.centred is not None:
+        a, b = b, a
+    if a.centred is not None:
+        middle = a.centred @ b.cov @ a.centred.T / (a.count - 1)
+    else:
+        root_a = _psd_sqrt(a.cov)
+        middle = root_a @ b.cov @ root_a
     eig = np.linalg.eigvalsh((middle + middle.T) / 2)
-    tr_cross = float(np.sqrt(np.clip(eig, 0, None)).sum())
-    return max(0.0, float(diff @ diff + np.trace(a.cov) + np.trace(b.cov) - 2.0 * tr_cross))
+    return float(np.sqrt(np.clip(eig, 0, None)).sum())
+
+
+def frechet_distance(a: FeatureStats, b: FeatureStats) -> float:
+    """||mu_a - mu_b||^2 + tr(C_a + C_b - 2 (C_a C_b)^(1/2)), FID's formula."""
+    diff = a.mean - b.mean
+    return max(0.0, float(diff @ diff + np.trace(a.cov) + np.trace(b.cov) - 2.0 * _trace_sqrt_product(a, b)))
 
 
 def class_coverage(predicted: np.ndarray, num_classes: int) -> tuple[float, int]:
@@ -412,6 +429,8 @@ class Evaluator:
         self.inception_weights = Path(inception_weights) if inception_weights else None
         if self.inception_weights is not None:
             _check_weights_file(self.inception_weights)
+        self._inception_tag: str | None = None
+        self._inception: nn.Module | None = None
         self.train_classifier_if_missing = train_classifier_if_missing
         self.note = note
         self._train = train_data
@@ -507,23 +526,81 @@ class Evaluator:
         return results
 
     def inception_scores(self, s: Samples) -> MetricResult:
+        """FID and KID in the 2048 pool features of torch-fidelity's Inception-v3 (the TF-FID network).
+
+        torch-fidelity extracts the features and computes KID. FID is this module's frechet_distance on those
+        features: the same formula, but through symmetric eigen-solvers, which take about 2 s on a 2048-d
+        covariance where scipy's general matrix square root (torch-fidelity's FID) takes about 25 s on a small
+        CPU and fails outright on the near-singular covariances of a few hundred samples.
+        """
         fidelity = _import_fidelity()
         real = self.test_data()
-        kid_subset = min(1000, len(s), len(real))
-        kwargs = dict(fid=True, kid=True, kid_subset_size=kid_subset, verbose=False, cache=False,
-                      cuda=self.device.type == "cuda")
-        if self.inception_weights is not None:
-            kwargs["feature_extractor_weights_path"] = str(self.inception_weights)
         try:
-            out = fidelity.calculate_metrics(input1=_UInt8RGB(s.x), input2=_UInt8RGB(real.x), **kwargs)
+            features = {i: self._inception_features(fidelity, i, x) for i, x in ((1, s.x), (2, real.x))}
+            kid = fidelity.metric_kid.kid_featuresdict_to_metric(
+                features[1], features[2], INCEPTION_FEATURE, kid_subset_size=min(1000, len(s), len(real)),
+                verbose=False)[fidelity.KEY_METRIC_KID_MEAN]
         except Exception as exc:  # weights not downloadable offline, or weights of another network
             hint = ("is it torch-fidelity's weights-inception-2015-12-05 file?" if self.inception_weights else
                     "offline, pass --inception-weights FILE (torch-fidelity's weights-inception-2015-12-05 file)")
             raise MetricUnavailable(f"torch-fidelity could not compute Inception metrics "
                                     f"({str(exc).strip()[:160]}); {hint}") from None
-        return MetricResult({"fid": float(out["frechet_inception_distance"]),
-                             "kid": float(out["kernel_inception_distance_mean"])}, len(s),
+        fid = frechet_distance(*(FeatureStats.of(features[i][INCEPTION_FEATURE].numpy()) for i in (1, 2)))
+        return MetricResult({"fid": fid, "kid": float(kid)}, len(s),
                             f"{self.dataset} test split ({len(real)} images), Inception-v3 (torch-fidelity)")
+
+    def _inception_features(self, fidelity, slot: int, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Slot 1: the samples, computed every time. Slot 2: the test split, computed once and cached, since
+        during training it would otherwise go through Inception-v3 again at every evaluation."""
+        cuda = self.device.type == "cuda"
+        if self._inception is None:
+            weights = {"feature_extractor_weights_path": str(self.inception_weights)} if self.inception_weights else {}
+            self._inception = fidelity.utils.create_feature_extractor(
+                "inception-v3-compat", [INCEPTION_FEATURE], cuda=cuda, verbose=False, **weights)
+        cache = {}
+        if slot == 2:
+            cache = dict(cache=True, cache_root=str(inception_cache_dir()), input2_cache_name=self.inception_test_cache_name())
+            _drop_damaged_inception_cache(cache["input2_cache_name"])
+        # save_cpu_ram: no DataLoader worker processes; the images are in memory already, and workers only
+        # compete with the network for the cores.
+        return fidelity.utils.extract_featuresdict_from_input_id_cached(
+            slot, self._inception, **{f"input{slot}": _UInt8RGB(x)}, cuda=cuda, verbose=False, save_cpu_ram=True,
+            **({"cache": False} | cache))
+
+    def inception_test_cache_name(self) -> str:
+        """Names the test split's cached Inception features by every byte of the split and of the weights,
+        so that other data or other weights never reuse them."""
+        if self._inception_tag is None:
+            real = self.test_data()
+            h = hashlib.sha256(f"{tuple(real.x.shape)}".encode())
+            h.update(real.x.cpu().contiguous().numpy().tobytes())
+            weights = _file_sha256(self.inception_weights) if self.inception_weights else "torch-fidelity-default"
+            h.update(weights.encode())
+            self._inception_tag = f"wgan-{real.name}-test-{h.hexdigest()[:16]}"
+        return self._inception_tag
+
+
+def inception_cache_dir() -> Path:
+    return user_cache_dir() / "inception"
+
+
+def _drop_damaged_inception_cache(name: str) -> None:
+    """Removes every cached file of `name` that is not plain tensors (damaged by a crash or a full disk, or not
+    written by us), so that torch-fidelity computes it again instead of failing on it, and never unpickles
+    anything else from the cache under torch releases whose torch.load still runs pickled code by default."""
+    for f in inception_cache_dir().glob(glob.escape(name) + "-*.pt"):
+        try:
+            torch.load(f, map_location="cpu", weights_only=True)
+        except Exception:
+            f.unlink(missing_ok=True)
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _check_weights_file(path: Path) -> None:
@@ -648,7 +725,8 @@ def training_evaluator(cfg, data: Data, shape, device: torch.device,
     if not names:
         return None
     ev = Evaluator(names, dataset=cfg.dataset, data_path=cfg.data, image_size=cfg.image_size or None,
-                   channels=cfg.channels or None, device=device, seed=cfg.seed, train_data=data, note=note)
+                   channels=cfg.channels or None, device=device, seed=cfg.seed, train_data=data,
+                   inception_weights=cfg.inception_weights, note=note)
     if not ev.prepare(points=bool(shape.point_dim), conditional=shape.conditional):
         return None
 

@@ -1,0 +1,120 @@
+"""Inception FID/KID through torch-fidelity, offline: a randomly initialised Inception-v3 weights file in
+torch-fidelity's format stands in for the real one (same network, same code path, other numbers)."""
+
+from __future__ import annotations
+
+import json
+from unittest import mock
+
+import pytest
+import torch
+
+from synth_idx import write_dataset
+from wgan import metrics
+from wgan.cli import main
+
+fidelity_inception = pytest.importorskip("torch_fidelity.feature_extractor_inceptionv3")
+Inception = fidelity_inception.FeatureExtractorInceptionV3
+
+
+def write_random_inception_weights(path, seed: int):
+    """torch-fidelity's network with He-initialised convolutions (so features vary with the input), saved as
+    the state dict its --inception-weights file holds."""
+    with mock.patch.object(Inception, "load_state_dict", lambda self, state: None), \
+         mock.patch.object(fidelity_inception, "load_state_dict_from_url", lambda *a, **k: {}):
+        net = Inception("inception-v3-compat", ["2048"])
+    torch.manual_seed(seed)
+    for m in net.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+    torch.save(net.state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("inception")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(root / "cache"))
+        yield dict(root=root, data_dir=write_dataset(root / "data", n_train=40, n_test=6),
+                   weights=write_random_inception_weights(root / "inception.pth", seed=0))
+
+
+@pytest.fixture(autouse=True)
+def without_onednn():
+    """oneDNN spends seconds preparing each new Inception network on a small CPU (torch-fidelity builds one
+    per call); the plain CPU kernels run these few images in a fraction of that."""
+    with torch.backends.mkldnn.flags(enabled=False):
+        yield
+
+
+@pytest.fixture
+def forward_calls(monkeypatch):
+    """How many batches went through the Inception network."""
+    calls = []
+    forward = Inception.forward
+    monkeypatch.setattr(Inception, "forward", lambda self, x: (calls.append(len(x)), forward(self, x))[1])
+    return calls
+
+
+def evaluator(env, **kw):
+    return metrics.Evaluator(["fid", "kid"], dataset="fashion-mnist", data_path=env["data_dir"],
+                             inception_weights=env["weights"], note=print, **kw)
+
+
+def test_fid_is_zero_on_the_test_split_itself_and_the_test_features_are_computed_once(env, forward_calls):
+    ev = evaluator(env)
+    assert ev.prepare(points=False, conditional=False) == ["fid", "kid"]
+    same = ev.evaluate(metrics.Samples(ev.test_data().x.clone()))
+    blank = ev.evaluate(metrics.Samples(torch.zeros(4, 1, 28, 28, dtype=torch.uint8)))
+    assert sorted(forward_calls) == [4, 6, 6]  # the second evaluation read the test split's features back
+    assert same["fid"].samples == 6 and blank["fid"].samples == 4
+    assert abs(same["fid"].values["fid"]) < 1e-3 * blank["fid"].values["fid"]
+    assert blank["kid"].values["kid"] > max(0.0, same["kid"].values["kid"])
+    features = metrics.inception_cache_dir() / f"{ev.inception_test_cache_name()}-inception-v3-compat-features-2048.pt"
+    assert torch.load(features, weights_only=True).shape == (6, 2048)
+
+
+def test_the_cache_is_named_by_the_data_and_the_weights(env, tmp_path):
+    name = evaluator(env).inception_test_cache_name()
+    assert evaluator(env).inception_test_cache_name() == name
+    other_weights = write_random_inception_weights(tmp_path / "other.pth", seed=1)
+    ev = metrics.Evaluator(["fid"], dataset="fashion-mnist", data_path=env["data_dir"], inception_weights=other_weights)
+    assert ev.inception_test_cache_name() != name
+    other_data = write_dataset(tmp_path / "data", n_train=40, n_test=6, seed=1)
+    ev = metrics.Evaluator(["fid"], dataset="fashion-mnist", data_path=other_data, inception_weights=env["weights"])
+    assert ev.inception_test_cache_name() != name
+
+
+def test_a_damaged_cache_file_is_computed_again(env, forward_calls):
+    ev = evaluator(env)
+    ev.evaluate(metrics.Samples(torch.zeros(4, 1, 28, 28, dtype=torch.uint8)))  # makes sure the cache exists
+    features = metrics.inception_cache_dir() / f"{ev.inception_test_cache_name()}-inception-v3-compat-features-2048.pt"
+    features.write_bytes(b"half a file")
+    forward_calls.clear()
+    result = ev.evaluate(metrics.Samples(torch.zeros(4, 1, 28, 28, dtype=torch.uint8)))
+    assert sorted(forward_calls) == [4, 6] and result["fid"].values["fid"] > 0
+    assert torch.load(features, weights_only=True).shape == (6, 2048)
+
+
+def test_training_logs_fid_with_a_weights_file_and_eval_reuses_the_runs_file(env, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    assert main(["train", "--preset", "quick", "--data", str(env["data_dir"]), "--steps", "2", "--width", "8",
+                 "--batch-size", "8", "--eval-metrics", "fid,kid", "--eval-num-samples", "4",
+                 "--inception-weights", str(env["weights"]), "--runs-dir", str(runs), "--no-progress",
+                 "--sample-every-steps", "0", "--no-tensorboard"]) == 0
+    run = next(runs.iterdir())
+    logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any("fid" in r and "kid" in r for r in logged)
+    assert main(["eval", "--run", str(run), "--num", "4", "--no-append"]) == 0
+    assert "fid" in capsys.readouterr().out
+
+
+def test_a_missing_weights_file_is_refused_before_anything_is_written(env, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    assert main(["train", "--preset", "quick", "--data", str(env["data_dir"]), "--steps", "2",
+                 "--eval-metrics", "fid", "--inception-weights", str(tmp_path / "missing.pth"),
+                 "--runs-dir", str(runs), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--inception-weights" in err[0] and "file not found" in err[0]
+    assert not runs.exists()  # refused before a run directory was made
