@@ -536,7 +536,7 @@ class Evaluator:
         fidelity = _import_fidelity()
         real = self.test_data()
         try:
-            features = {i: self._inception_features(fidelity, i, x) for i, x in ((1, s.x), (2, real.x))}
+            features = {i: self._inception_features_on_device(fidelity, i, x) for i, x in ((1, s.x), (2, real.x))}
             kid = fidelity.metric_kid.kid_featuresdict_to_metric(
                 features[1], features[2], INCEPTION_FEATURE, kid_subset_size=min(1000, len(s), len(real)),
                 verbose=False)[fidelity.KEY_METRIC_KID_MEAN]
@@ -566,6 +566,14 @@ class Evaluator:
         return fidelity.utils.extract_featuresdict_from_input_id_cached(
             slot, self._inception, **{f"input{slot}": _UInt8RGB(x)}, cuda=cuda, verbose=False, save_cpu_ram=True,
             **({"cache": False} | cache))
+
+    def _inception_features_on_device(self, fidelity, slot: int, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        # torch-fidelity moves its network and batches with .cuda(), which means the current CUDA device:
+        # make that ours (cuda:1 with --device cuda:1 or under torchrun), not cuda:0.
+        if self.device.type != "cuda":
+            return self._inception_features(fidelity, slot, x)
+        with torch.cuda.device(self.device):
+            return self._inception_features(fidelity, slot, x)
 
     def inception_test_cache_name(self) -> str:
         """Names the test split's cached Inception features by every byte of the split and of the weights,
