@@ -242,6 +242,25 @@ def test_cached_classifier_is_refused_when_the_data_change(env, tmp_path):
     assert np.allclose(same.run(x, torch.device("cpu"))[0], ev.classifier().run(x, torch.device("cpu"))[0])
 
 
+def test_the_retrain_line_of_a_mismatched_classifier_names_the_data_and_works_as_printed(env, tmp_path, monkeypatch):
+    import shlex
+    import shutil
+
+    cached = env["ev"].classifier().path
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    (tmp_path / "cache" / "wgan" / "classifiers").mkdir(parents=True)
+    shutil.copy(cached, metrics.classifier_path("fashion-mnist", 1, 28))
+    other_dir = write_dataset(tmp_path / "other data", n_train=300, n_test=100, seed=5)
+    ev = metrics.Evaluator(["fcd"], dataset="fashion-mnist", data_path=other_dir, note=lambda msg: None)
+    with pytest.raises(UserError) as info:
+        ev.prepare(points=False, conditional=False)
+    command = str(info.value).split("retrain it: ")[1]
+    assert command == f"wgan eval --train-classifier --dataset fashion-mnist --data '{other_dir}'"
+    assert main(shlex.split(command)[1:] + ["--epochs", "1"]) == 0
+    assert metrics.Evaluator(["fcd"], dataset="fashion-mnist", data_path=other_dir).prepare(
+        points=False, conditional=False) == ["fcd"]
+
+
 def test_a_classifier_cache_holding_code_is_refused(tmp_path, env):
     import pickle
 

@@ -51,6 +51,18 @@ def test_training_logs_metric_records_beside_the_losses(run_dir):
     assert "training one" in (run_dir / "log.txt").read_text()
 
 
+def test_a_mismatched_classifier_stops_training_before_a_run_directory_is_made(run_dir, tmp_path, monkeypatch):
+    from wgan.errors import UserError
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(run_dir.parent.parent / "cache"))  # holds the run's classifier
+    other = write_dataset(tmp_path / "other", n_train=300, n_test=100, seed=3)
+    cfg = preset_config("quick", data=str(other), width=8, steps=2, eval_metrics="fcd", device="cpu",
+                        tensorboard=False, runs_dir=str(tmp_path / "runs"))
+    with pytest.raises(UserError, match=f"does not match the data.*--data {other}"):
+        train(cfg, progress=False)
+    assert not (tmp_path / "runs").exists()
+
+
 def test_report_has_every_picture_and_the_metric_table(run_dir):
     for name in ("losses.png", "quality.png", "timelapse.gif", "report.html"):
         assert (run_dir / name).is_file(), name

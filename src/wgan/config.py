@@ -191,6 +191,14 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         need(cfg.critic_norm != "batch",
              f"--critic-norm batch with --loss {cfg.loss}: batch norm couples the samples of a batch, which the "
              "gradient penalty forbids; use --critic-norm layer or none")
+    from wgan.metrics import METRICS
+
+    metric_names = [n.strip() for n in cfg.eval_metrics.split(",") if n.strip()]
+    unknown = [n for n in metric_names if n not in METRICS]
+    need(not unknown, f"--eval-metrics {cfg.eval_metrics}: unknown metric(s) {', '.join(unknown)}; choose from "
+                      f"{', '.join(METRICS)}")
+    need(not metric_names or cfg.eval_num_samples >= 2,
+         f"--eval-num-samples {cfg.eval_num_samples}: a distribution needs at least 2 samples (10000 is usual)")
     need(not cfg.inception_weights or Path(cfg.inception_weights).is_file(),
          f"--inception-weights {cfg.inception_weights}: file not found; pass torch-fidelity's Inception-v3 weights "
          "file (weights-inception-2015-12-05-6726825d.pth)")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import math
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,9 +167,19 @@ def save_classifier(clf: Classifier, path: Path) -> None:
     clf.path = path
 
 
-def load_classifier(path: Path, train: Data) -> Classifier:
+def train_classifier_command(dataset: str, data_path=None, image_size: int | None = None,
+                             channels: int | None = None) -> str:
+    """The `wgan eval --train-classifier` line that trains the classifier of exactly these data."""
+    words = ["wgan", "eval", "--train-classifier", "--dataset", dataset]
+    words += ["--data", str(data_path)] if data_path else []
+    words += ["--image-size", str(image_size)] if image_size else []
+    words += ["--channels", str(channels)] if channels else []
+    return shlex.join(words)
+
+
+def load_classifier(path: Path, train: Data, retrain_command: str | None = None) -> Classifier:
     """The cached classifier at `path`, refused (UserError) unless it was trained on exactly these data."""
-    retrain = f"retrain it: wgan eval --train-classifier --dataset {train.name}"
+    retrain = f"retrain it: {retrain_command or train_classifier_command(train.name)}"
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a pickle with code, a truncated file, a zip error: all mean "do not use it"
@@ -456,8 +467,9 @@ class Evaluator:
             train = self.train_data()
             _check_labelled(train, "this metric")
             path = classifier_path(train.name, train.sample_shape[0], train.sample_shape[1])
+            command = train_classifier_command(self.dataset, self.data_path, self.image_size, self.channels)
             if path.exists():
-                self._classifier = load_classifier(path, train)
+                self._classifier = load_classifier(path, train, command)
             elif self.train_classifier_if_missing:
                 self.note(f"metrics: no classifier cached for {train.name}; training one on its {len(train)} training "
                           f"images (once; about a minute on a CPU) -> {path}")
@@ -465,8 +477,7 @@ class Evaluator:
                 save_classifier(self._classifier, path)
                 self.note(f"metrics: classifier test accuracy {self._classifier.test_accuracy:.2%}")
             else:
-                raise UserError(f"no classifier cached for {train.name} ({path}); train it first: "
-                                f"wgan eval --train-classifier --dataset {train.name}")
+                raise UserError(f"no classifier cached for {train.name} ({path}); train it first: {command}")
         return self._classifier
 
     def test_stats(self) -> FeatureStats:

@@ -532,6 +532,25 @@ def _train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None, dry_run:
     if problem:
         raise UserError(problem)
     trainer = Trainer.build(cfg, fast=fast)
+    say = print if main else (lambda *args, **kwargs: None)
+    # The metrics' shared parts (the classifier, the test split) are built before the run directory, so a
+    # missing test split or a mismatched classifier leaves no half-made run behind. Their notes are printed
+    # at once (training a classifier takes a minute) and logged once log.txt exists.
+    early_notes: list[str] = []
+    log = None
+
+    def log_and_say(msg: str) -> None:
+        say(msg)
+        if log is None:
+            early_notes.append(msg)
+        else:
+            log.line(msg)
+
+    evaluate = None
+    if cfg.eval_metrics and not dry_run and main:  # rank 0 alone measures and writes
+        from wgan.metrics import training_evaluator
+
+        evaluate = training_evaluator(cfg, trainer.data, trainer.shape, device, note=log_and_say)
 
     if resume is not None:
         trainer.load_state_dict(resume.state, resume.checkpoint)
@@ -547,7 +566,6 @@ def _train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None, dry_run:
             run_dir = next_run_dir(Path(cfg.runs_dir), cfg.preset if cfg.preset != "custom" else f"{cfg.dataset}-{cfg.loss}")
             write_config(cfg, run_dir)
         run_dir = Path(distributed.broadcast_object(None if run_dir is None else str(run_dir)))
-    say = print if main else (lambda *args, **kwargs: None)
     log = RunLog(run_dir, cfg.tensorboard, resume_step=trainer.step if resume is not None else None) if main else NullLog()
     batch = f"batch={cfg.batch_size}" if world == 1 else \
         f"batch={cfg.batch_size} per process x {world} processes = {world * cfg.batch_size} (effective)"
@@ -562,6 +580,8 @@ def _train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None, dry_run:
     for data_note in trainer.data.notes:
         log.line(data_note)
         say(data_note)
+    for early_note in early_notes:
+        log.line(early_note)
     for path in superseded:
         log.line(f"{path.name}: set aside, newer than the checkpoint this run resumed from")
 
@@ -571,17 +591,6 @@ def _train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None, dry_run:
         say(note)
 
     last_good = {"path": None if resume is None else resume.checkpoint}
-
-    evaluate = None
-    if cfg.eval_metrics and not dry_run and main:  # rank 0 alone measures and writes
-
-        def log_and_say(msg: str) -> None:
-            log.line(msg)
-            say(msg)
-
-        from wgan.metrics import training_evaluator
-
-        evaluate = training_evaluator(cfg, trainer.data, trainer.shape, device, note=log_and_say)
 
     def save_ckpt() -> None:
         check_finite_parameters(trainer)
