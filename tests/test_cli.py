@@ -211,6 +211,23 @@ def test_sample_from_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert_one_line_error(rc, err, str(tmp_path))
 
 
+@pytest.mark.parametrize("command", ["sample", "export"])
+def test_an_output_path_under_a_file_is_one_line(quick_run, tmp_path, capsys, command):
+    (tmp_path / "grid.png").write_bytes(b"a picture")
+    out = tmp_path / "grid.png" / ("x.npz" if command == "sample" else "G.safetensors")
+    rc, _, err = run_cli(capsys, command, "--run", str(quick_run), "--out", str(out))
+    assert_one_line_error(rc, err, f"--out {out}", "grid.png is a file, not a folder")
+    assert (tmp_path / "grid.png").read_bytes() == b"a picture"
+
+
+def test_a_runs_dir_that_is_a_file_is_one_line(fashion_idx_dir, tmp_path, capsys):
+    (tmp_path / "runs").write_text("notes")
+    rc, _, err = run_cli(capsys, "train", "--data", str(fashion_idx_dir), "--runs-dir", str(tmp_path / "runs"),
+                         "--dry-run", *TINY)
+    assert_one_line_error(rc, err, "--runs-dir", "is a file, not a folder")
+    assert (tmp_path / "runs").read_text() == "notes"
+
+
 # --- refusals: exit code 2, one line, nothing written ----------------------------------------------
 
 TRAIN_ERRORS = [
@@ -242,6 +259,9 @@ TRAIN_ERRORS = [
     (["--model", "mlp", "--loss", "clip", "--critic-norm", "batch"], "--critic-norm batch"),
     (["--critic-steps-boosted", "5"], "--critic-steps-boosted 5"),  # not more than --critic-steps 5
     (["--boost-every-steps", "-1"], "--boost-every-steps -1"),
+    (["--eval-metrics", "fcd,bogus"], "--eval-metrics fcd,bogus"),
+    (["--eval-metrics", "fcd", "--eval-num-samples", "1"], "--eval-num-samples 1"),
+    (["--eval-metrics", "fid", "--inception-weights", "missing.pth"], "--inception-weights missing.pth"),
     (["--critic-steps", "x"], "--critic-steps"),  # argparse's own refusals are one line too
     (["--no-such-option"], "--no-such-option"),
 ]

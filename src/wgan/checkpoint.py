@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from wgan.errors import UserError, first_line
+from wgan.errors import UserError, first_line, writing
 
 FORMAT = "wgan-checkpoint-1"
 GENERATOR_FORMAT = "wgan-generator-1"
@@ -340,7 +340,8 @@ def export_run(run: Path, out: Path) -> ResumePoint:
         raise UserError(f"--out {out}: the exported generator is a .safetensors file; name it so")
     point = open_checkpoint(run, option="--run")
     _build_generator(point.config, point.shape, point.state["generator"], "cpu", point.checkpoint)  # refuse a mismatch
-    save_generator(out, point.state["generator"], point.config, point.shape, point.step)
+    with writing("--out", out):
+        save_generator(out, point.state["generator"], point.config, point.shape, point.step)
     return point
 
 

@@ -13,7 +13,7 @@ import sys
 import typing
 from pathlib import Path
 
-from wgan.errors import TrainingDiverged, UserError, report_error
+from wgan.errors import TrainingDiverged, UserError, report_error, writing
 
 HELP = {
     "preset": "start from a preset (see `wgan presets`); other options override it",
@@ -209,7 +209,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    import numpy as np
     import torch
 
     from wgan.checkpoint import load_generator
@@ -233,8 +232,18 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise UserError("--label: this generator is not class-conditional")
     if shape.point_dim and out.suffix != ".npz":
         raise UserError("--out: point data (toy 2-D) can only be written as .npz")
+    with writing("--out", out):  # before the sampling, which can take minutes
+        out.parent.mkdir(parents=True, exist_ok=True)
     samples = generate_samples(generator, args.num, device=device, seed=args.seed, batch_size=1024, labels=labels)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    with writing("--out", out):
+        _write_samples(out, samples, shape, args)
+    print(f"wrote {args.num} samples to {out}")
+    return 0
+
+
+def _write_samples(out: Path, samples, shape, args: argparse.Namespace) -> None:
+    import numpy as np
+
     if shape.point_dim:
         np.savez_compressed(out, points=samples.x.numpy())
     elif out.suffix == ".npz":
@@ -247,8 +256,6 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
         nrow = shape.num_classes if shape.conditional and args.label is None else max(1, int(args.num ** 0.5))
         save_image(make_grid(samples.x, nrow=nrow, pad_value=255).float() / 255.0, out)
-    print(f"wrote {args.num} samples to {out}")
-    return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:

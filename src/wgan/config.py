@@ -191,6 +191,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         need(cfg.critic_norm != "batch",
              f"--critic-norm batch with --loss {cfg.loss}: batch norm couples the samples of a batch, which the "
              "gradient penalty forbids; use --critic-norm layer or none")
+    runs_dir = Path(cfg.runs_dir)
+    blocker = next((p for p in [runs_dir, *runs_dir.parents] if p.exists() and not p.is_dir()), None)
+    need(blocker is None, f"--runs-dir {cfg.runs_dir}: {blocker} is a file, not a folder; choose another --runs-dir")
     from wgan.metrics import METRICS
 
     metric_names = [n.strip() for n in cfg.eval_metrics.split(",") if n.strip()]

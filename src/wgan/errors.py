@@ -5,6 +5,10 @@ TrainingDiverged: a loss or a parameter became NaN or infinite: exit code 3, las
 Nothing else catches them.
 """
 
+import contextlib
+from pathlib import Path
+from typing import Iterator
+
 
 class UserError(Exception):
     """A problem the user caused: the message names the thing and what to do."""
@@ -18,6 +22,19 @@ def first_line(exc: BaseException, limit: int | None = 160) -> str:
     """The first line of an exception's message (its type name if it has none), for a one-line error."""
     text = str(exc).strip()
     return (text.splitlines()[0] if text else type(exc).__name__)[:limit]
+
+
+@contextlib.contextmanager
+def writing(option: str, path) -> Iterator[None]:
+    """An OSError while writing where the user said (--out, --runs-dir) becomes one line naming the option,
+    the path and why: a file where a folder should be, no permission, a full disk."""
+    try:
+        yield
+    except OSError as exc:
+        blocker = next((p for p in [Path(path), *Path(path).parents] if p.exists() and not p.is_dir()), None)
+        why = f"{blocker} is a file, not a folder" if blocker is not None and blocker != Path(path) else \
+            (exc.strerror or first_line(exc))
+        raise UserError(f"{option} {path}: cannot write there ({why}); choose another path") from None
 
 
 # How long a process other than its machine's first waits before printing its error (seconds).

@@ -31,7 +31,7 @@ from wgan import checkpoint as ckpt
 from wgan import distributed, losses
 from wgan.config import TrainConfig, validate
 from wgan.data import Data, load_dataset, to_uint8_images
-from wgan.errors import TrainingDiverged, UserError, first_line
+from wgan.errors import TrainingDiverged, UserError, first_line, writing
 from wgan.models import Critic, Generator, ModelShape, build_models
 
 STAT_NAMES = ("loss_critic", "loss_generator", "wasserstein", "penalty")
@@ -563,8 +563,10 @@ def _train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None, dry_run:
     else:
         superseded, run_dir = [], None
         if main:
-            run_dir = next_run_dir(Path(cfg.runs_dir), cfg.preset if cfg.preset != "custom" else f"{cfg.dataset}-{cfg.loss}")
-            write_config(cfg, run_dir)
+            name = cfg.preset if cfg.preset != "custom" else f"{cfg.dataset}-{cfg.loss}"
+            with writing("--runs-dir", cfg.runs_dir):
+                run_dir = next_run_dir(Path(cfg.runs_dir), name)
+                write_config(cfg, run_dir)
         run_dir = Path(distributed.broadcast_object(None if run_dir is None else str(run_dir)))
     log = RunLog(run_dir, cfg.tensorboard, resume_step=trainer.step if resume is not None else None) if main else NullLog()
     batch = f"batch={cfg.batch_size}" if world == 1 else \
