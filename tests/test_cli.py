@@ -220,6 +220,13 @@ def test_an_output_path_under_a_file_is_one_line(quick_run, tmp_path, capsys, co
     assert (tmp_path / "grid.png").read_bytes() == b"a picture"
 
 
+def test_a_dry_run_never_resumes_into_a_run(quick_run, capsys):
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in quick_run.rglob("*"))
+    rc, _, err = run_cli(capsys, "train", "--resume", str(quick_run), "--dry-run")
+    assert_one_line_error(rc, err, "--dry-run with --resume")
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in quick_run.rglob("*")) == before
+
+
 def test_a_runs_dir_that_is_a_file_is_one_line(fashion_idx_dir, tmp_path, capsys):
     (tmp_path / "runs").write_text("notes")
     rc, _, err = run_cli(capsys, "train", "--data", str(fashion_idx_dir), "--runs-dir", str(tmp_path / "runs"),

@@ -92,6 +92,17 @@ def test_wgan_eval_run_prints_a_table_and_appends_to_the_log(run_dir, tmp_path, 
     assert new["time_s"] == [r for r in before if "loss_critic" in r][-1]["time_s"]
 
 
+def test_wgan_eval_of_one_checkpoint_names_its_step_and_appends_to_its_run(run_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(run_dir.parent.parent / "cache"))
+    run = tmp_path / run_dir.name
+    shutil.copytree(run_dir, run)
+    assert main(["eval", "--run", str(run / "checkpoints" / "step-00000003.pt"), "--metrics", "fcd", "--num", "100",
+                 "--device", "cpu"]) == 0
+    assert "generator at step 3" in capsys.readouterr().out
+    new = report.read_metrics(run)[-1]
+    assert new["step"] == 3 and new["source"] == "wgan eval" and new["samples"] == {"fcd": 100}
+
+
 def test_wgan_report_rebuilds_a_killed_run(run_dir, tmp_path, capsys):
     run = tmp_path / "killed"
     shutil.copytree(run_dir, run)

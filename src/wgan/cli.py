@@ -119,8 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="measure a trained generator (FCD, class coverage, ...); train the classifier")
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--run", metavar="DIR",
-                      help="run directory to evaluate; results are appended to its metrics.jsonl")
+    what.add_argument("--run", metavar="DIR|FILE",
+                      help="run directory to evaluate (its newest checkpoint), or one of its checkpoint files; "
+                           "results are appended to the run's metrics.jsonl")
     what.add_argument("--train-classifier", action="store_true",
                       help="train and cache the domain classifier of --dataset (FCD's feature extractor)")
     what.add_argument("--baselines", action="store_true",
@@ -185,6 +186,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from wgan.config import TrainConfig, preset_config, validate
     from wgan.train import train
 
+    if args.resume and args.dry_run:
+        # A dry run trains 2 steps of a new run; in a resumed run it would write into the user's run directory.
+        raise UserError(f"--dry-run with --resume {args.resume}: a dry run starts a new run of 2 steps; drop "
+                        "--dry-run to resume, or drop --resume to check the options on a new run")
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
     resume = None
     if args.resume and args.resume != "auto":
@@ -335,12 +340,13 @@ def _eval_run(args: argparse.Namespace, device) -> int:
         raise UserError("no metric could be computed; see the notes above")
     step = metrics.generator_step(run_dir)
     print(f"{run_dir} (generator at step {step}):\n{metrics.format_table(results)}")
-    if results and not args.no_append and run_dir.is_dir():
-        record = {"step": step, **metrics.run_time_at(run_dir, step), **metrics.flatten_results(results),
+    run = metrics.run_of(run_dir)
+    if not args.no_append and run is not None:
+        record = {"step": step, **metrics.run_time_at(run, step), **metrics.flatten_results(results),
                   "source": "wgan eval"}
-        with open(run_dir / "metrics.jsonl", "a") as f:
+        with open(run / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
-        print(f"appended to {run_dir / 'metrics.jsonl'}")
+        print(f"appended to {run / 'metrics.jsonl'}")
     return 0
 
 
