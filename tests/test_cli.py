@@ -220,6 +220,15 @@ def test_an_output_path_under_a_file_is_one_line(quick_run, tmp_path, capsys, co
     assert (tmp_path / "grid.png").read_bytes() == b"a picture"
 
 
+def test_train_help_shows_the_values_a_bare_train_uses(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    quick = preset_config("quick")
+    for name in ("steps", "lr_critic", "width", "sample_every_steps"):
+        assert f"(default: the preset's; quick: {getattr(quick, name)})" in text, name
+
+
 def test_a_dry_run_never_resumes_into_a_run(quick_run, capsys):
     before = sorted((p.name, p.stat().st_mtime_ns) for p in quick_run.rglob("*"))
     rc, _, err = run_cli(capsys, "train", "--resume", str(quick_run), "--dry-run")

@@ -119,6 +119,17 @@ def test_wgan_report_rebuilds_a_killed_run(run_dir, tmp_path, capsys):
     assert "in progress, or killed" in (run / "report.html").read_text()
 
 
+def test_wgan_report_says_why_there_is_no_losses_plot(run_dir, tmp_path, capsys):
+    run = tmp_path / "garbled"
+    shutil.copytree(run_dir, run)
+    (run / "losses.png").unlink()
+    (run / "metrics.jsonl").write_text("not json\n[1, 2]\n42\n")
+    assert main(["report", "--run", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "report.html" in out and "holds no loss records (3 of 3 lines are not wgan records)" in out
+    assert not (run / "losses.png").exists()
+
+
 def _frame(path: Path, value: int) -> None:
     Image.fromarray(np.full((30, 30), value, dtype=np.uint8)).save(path)
 

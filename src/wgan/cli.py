@@ -61,13 +61,15 @@ HELP = {
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
-    from wgan.config import TrainConfig
+    from wgan.config import TrainConfig, preset_config
 
     hints = typing.get_type_hints(TrainConfig)
+    quick = preset_config("quick")  # a bare `wgan train` is the quick preset
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         kind = hints[f.name]
-        default = "quick" if f.name == "preset" else f.default  # a bare `wgan train` is the quick preset
+        value = getattr(quick, f.name)
+        default = "quick" if f.name == "preset" else "none" if value is None else f"the preset's; quick: {value}"
         help_text = f"{HELP.get(f.name, '')} (default: {default})"
         if kind is bool:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
@@ -351,13 +353,16 @@ def _eval_run(args: argparse.Namespace, device) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from wgan.report import build_report
+    from wgan.report import build_report, missing_losses_note, read_metrics
 
     run_dir = Path(args.run)
     if not (run_dir / "config.json").is_file():
         raise UserError(f"--run {run_dir}: no config.json there; pass a run directory (runs/NNNNN-name)")
     for path in build_report(run_dir).values():
         print(f"wrote {path}")
+    note = missing_losses_note(run_dir, read_metrics(run_dir))
+    if note:
+        print(f"note: {note}")
     return 0
 
 

@@ -22,12 +22,27 @@ def read_metrics(run_dir: Path) -> list[dict]:
     if not path.exists():
         return []
     records = []
-    for line in path.read_text().splitlines():
+    for line in path.read_text(errors="replace").splitlines():
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
             continue  # a line cut by a kill mid-write
+        if isinstance(record, dict) and isinstance(record.get("step"), int):
+            records.append(record)
     return records
+
+
+def missing_losses_note(run_dir: Path, records: list[dict]) -> str | None:
+    """Why losses.png could not be drawn, when it could not."""
+    if any("loss_critic" in r for r in records):
+        return None
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return f"no losses.png: {path} does not exist (the run has not logged yet)"
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    unreadable = len(lines) - len(records)
+    return (f"no losses.png: {path} holds no loss records" +
+            (f" ({unreadable} of {len(lines)} lines are not wgan records)" if unreadable else " yet"))
 
 
 def smooth(values: np.ndarray, window: int) -> np.ndarray:
