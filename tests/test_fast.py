@@ -185,6 +185,31 @@ def test_bench_cpu_prints_its_table(capsys):
     assert "gen it/s" in out and "eager (plain)" in out and "vs eager" in out
     rows = [line.split() for line in out.splitlines() if line.startswith("eager")]
     assert [row[-5] for row in rows] == ["fp32", "fp32"]  # no tf32 claim on a CPU
+    assert [row[-2] for row in rows] == ["-", "-"]  # no peak memory figure on a CPU
+
+
+def test_bench_timing_ends_near_the_seconds_asked_for():
+    import time
+
+    from wgan.bench import time_step
+
+    class SlowStep:  # a step of 40 ms, like a CPU step of a small model
+        calls = 0
+
+        def __call__(self):
+            self.calls += 1
+            time.sleep(0.04)
+
+        def read_and_reset(self, steps):
+            pass
+
+    step = SlowStep()
+    t0 = time.perf_counter()
+    its, count = time_step(step, 0.5, torch.device("cpu"), warmup_steps=1)
+    wall = time.perf_counter() - t0
+    assert step.calls == count + 1 and 8 <= count <= 13  # 0.5 s of 40 ms steps
+    assert wall < 0.5 + 0.04 * 4  # a doubling chunk ran up to 1 s here
+    assert its == pytest.approx(25, rel=0.3)
 
 
 def test_channels_last_leaves_the_callers_dataset_alone():

@@ -4,6 +4,7 @@ in one process, so the ratio is measured rather than assumed."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 
 import torch
@@ -53,7 +54,9 @@ def time_step(step, seconds: float, device: torch.device, warmup_steps: int) -> 
         elapsed = time.perf_counter() - start
         if elapsed >= seconds:
             break
-        chunk = min(chunk * 2, 64)
+        # Sized to end near `seconds`: a doubling chunk overshoots it by up to 2x where a step takes
+        # a second (a CPU); syncing at most every 64 steps keeps the GPU's queue full.
+        chunk = max(1, min(64, math.ceil((seconds - elapsed) * count / elapsed)))
     step.read_and_reset(count)  # also proves the sums were readable
     return count / elapsed, count
 
@@ -88,7 +91,8 @@ def run_bench(preset: str, *, batch_size: int | None, seconds: float, device_nam
         step, note = make_step(trainer, fast)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        its, count = time_step(step, seconds, device, warmup_steps=5)
+        # On CUDA the warm-up also autotunes cuDNN and captures the graph; a CPU step needs one to settle.
+        its, count = time_step(step, seconds, device, warmup_steps=5 if device.type == "cuda" else 1)
         peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")
         results.append(dict(variant=label, iterations_per_s=its, critic_images_per_s=its * vcfg.critic_steps * vcfg.batch_size,
                             iterations=count, peak_mem_mib=peak, note=note or "",
@@ -106,6 +110,10 @@ def describe_device(device: torch.device) -> str:
     return f"CPU {platform.processor() or platform.machine()} x{torch.get_num_threads()} threads (torch {torch.__version__})"
 
 
+def _mib(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.0f}"  # no peak memory figure on a CPU
+
+
 def print_table(results: list[dict], cfg, device: torch.device) -> None:
     print(f"wgan bench: preset {cfg.preset}, model {cfg.model}, loss {cfg.loss}, batch {cfg.batch_size}, "
           f"{cfg.critic_steps} critic steps per generator step")
@@ -115,6 +123,6 @@ def print_table(results: list[dict], cfg, device: torch.device) -> None:
     base = max(r["iterations_per_s"] for r in results if r["variant"] == "eager (plain)")
     for r in results:
         print(f"{r['variant']:<16} {r['precision']:<9} {r['iterations_per_s']:>10.1f} {r['critic_images_per_s']:>14.0f} "
-              f"{r['peak_mem_mib']:>10.0f} {r['iterations_per_s'] / base:>8.2f}x")
+              f"{_mib(r['peak_mem_mib']):>10} {r['iterations_per_s'] / base:>8.2f}x")
         if r["note"]:
             print(f"  note: {r['note']}")
