@@ -7,6 +7,7 @@ import gzip
 import math
 import os
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +114,139 @@ def test_missing_files_name_the_places_searched(tmp_path):
         D.load_dataset("letters-csv", data_path=tmp_path / "nowhere.csv")
 
 
+def write_mnist_style(folder: Path, files: dict[str, tuple[str, str]] = D.IDX_FILES, n: int = 3,
+                      labels: int = 1) -> Path:
+    for img_stem, lbl_stem in files.values():
+        write_idx(folder / (img_stem + ".gz"), np.zeros((n, 28, 28)))
+        write_idx(folder / (lbl_stem + ".gz"), np.full(n, labels))
+    return folder
+
+
+def write_faces(folder: Path, n: int = 2) -> Path:
+    for i in range(n):
+        save_image(folder / f"{i}.jpg", solid(64, 72, (200, 150, 100)))
+    return folder
+
+
+# Each dataset that reads files, with a writer of a valid copy into a folder of the default search.
+DEFAULT_COPIES = {
+    "mnist": write_mnist_style,
+    "fashion-mnist": write_mnist_style,
+    "emnist-letters": lambda d: write_mnist_style(d, D.EMNIST_LETTERS_FILES),
+    "letters-csv": lambda d: (d.mkdir(parents=True), write_letters_csv(d / "letters.csv", *letters_rows(20))),
+    "celeba": lambda d: write_faces(d / "img_align_celeba"),
+    "cifar10": lambda d: write_fake_cifar(d),  # defined further down
+}
+
+
+@pytest.mark.parametrize("name", sorted(DEFAULT_COPIES))
+def test_data_path_is_the_only_place_searched(tmp_path, monkeypatch, name):
+    import torchvision.datasets.cifar as tv_cifar
+
+    monkeypatch.setattr(tv_cifar, "check_integrity", lambda *a, **k: True)  # fake batches, real reader
+    DEFAULT_COPIES[name](tmp_path / "system" / name)
+    assert str(tmp_path / "system") in D.load_dataset(name).source  # found there without --data
+    wrong = tmp_path / "my data"
+    write_faces(wrong / "elsewhere")  # something, but not this dataset
+    (wrong / "readme.txt").write_text("hi")
+    with pytest.raises(UserError) as err:
+        D.load_dataset(name, data_path=wrong)
+    msg = str(err.value)
+    assert msg.startswith(f"--data {wrong}: no ") and "\n" not in msg
+    assert msg.endswith(f"leave --data out to search $WGAN_DATA, {tmp_path / 'cache' / 'wgan' / name}, "
+                        f"{tmp_path / 'system' / name}")
+
+
+def test_idx_files_are_found_in_every_layout_under_the_data_path(tmp_path):
+    flat = write_mnist_style(tmp_path / "flat", labels=4)
+    assert D.load_dataset("fashion-mnist", data_path=flat).source == str(flat)
+    raw = tmp_path / "tv"
+    write_idx(raw / "FashionMNIST" / "raw" / "train-images-idx3-ubyte", np.zeros((2, 28, 28)))
+    write_idx(raw / "FashionMNIST" / "raw" / "train-labels-idx1-ubyte", np.array([3, 5]))
+    data = D.load_dataset("fashion-mnist", data_path=raw)
+    assert data.y.tolist() == [3, 5] and data.source == str(raw / "FashionMNIST" / "raw")
+    with pytest.raises(UserError, match=r"--data .*flat: no fashion-mnist test IDX files \(t10k-images"):
+        (flat / "t10k-labels-idx1-ubyte.gz").unlink()  # half a pair is not the test split
+        D.load_dataset("fashion-mnist", split="test", data_path=flat)
+
+
+def test_without_data_path_every_default_place_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("WGAN_DATA", str(tmp_path / "shared"))
+    with pytest.raises(UserError) as err:
+        D.load_dataset("mnist")
+    msg = str(err.value)
+    for place in (tmp_path / "shared" / "mnist", tmp_path / "shared", tmp_path / "cache" / "wgan" / "mnist",
+                  tmp_path / "system" / "mnist"):
+        assert f"{place}," in msg or f"{place};" in msg
+    assert msg.startswith("mnist: no mnist train IDX files") and "Pass --data DIR or set WGAN_DATA" in msg
+
+
+class FakeFashionMNIST:
+    """Stands in for torchvision's downloader: writes the files where torchvision would, under root."""
+
+    roots: list[Path] = []
+    fail = False
+
+    def __init__(self, root, train=True, download=False):
+        FakeFashionMNIST.roots.append(Path(root))
+        if FakeFashionMNIST.fail:
+            raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
+        write_mnist_style(Path(root) / "FashionMNIST" / "raw", labels=7)
+
+
+@pytest.fixture
+def fake_download(monkeypatch):
+    import torchvision
+
+    monkeypatch.delenv("WGAN_OFFLINE")
+    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", FakeFashionMNIST)
+    monkeypatch.setattr(FakeFashionMNIST, "roots", [])
+    return FakeFashionMNIST
+
+
+def test_download_goes_into_the_data_path(tmp_path, fake_download):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    data = D.load_dataset("fashion-mnist", data_path=mine)
+    assert fake_download.roots == [mine] and set(data.y.tolist()) == {7}
+    assert data.source == str(mine / "FashionMNIST" / "raw") and not (tmp_path / "cache" / "wgan").exists()
+    D.load_dataset("fashion-mnist", data_path=mine)
+    assert len(fake_download.roots) == 1  # downloaded once, then found there
+
+
+def test_download_without_data_path_goes_to_the_user_cache(tmp_path, fake_download):
+    data = D.load_dataset("fashion-mnist")
+    cache = tmp_path / "cache" / "wgan" / "fashion-mnist"
+    assert fake_download.roots == [cache] and data.source == str(cache / "FashionMNIST" / "raw")
+
+
+def test_failed_download_into_the_data_path_says_so(tmp_path, fake_download, monkeypatch):
+    monkeypatch.setattr(fake_download, "fail", True)
+    write_mnist_style(tmp_path / "system" / "fashion-mnist")  # must not be used instead
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    with pytest.raises(UserError, match=r"mine: no fashion-mnist train IDX files .* there; the download into it "
+                                        r"failed; point --data at the folder"):
+        D.load_dataset("fashion-mnist", data_path=mine)
+    assert fake_download.roots == [mine]
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("image-folder", r"is a file, not a folder of images; pass --data FOLDER.*\(the letters CSV is --dataset "
+                     r"letters-csv\)$"),
+    ("fashion-mnist", r"is a file; for fashion-mnist pass the folder that holds train-images-idx3-ubyte\[.gz\]$"),
+    ("celeba", r"is a file; for celeba pass the folder that holds img_align_celeba/"),
+    ("cifar10", r"is a file; for cifar10 pass the folder that holds cifar-10-batches-py/$"),
+])
+def test_a_file_where_a_folder_is_needed(tmp_path, capsys, name, expected):
+    path = write_letters_csv(tmp_path / "A_Z Handwritten Data.csv", *letters_rows(3))
+    before = path.read_bytes()
+    assert main(["datasets", "--check", name, "--data", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f": --data {path}: is a file" in err and "Traceback" not in err
+    assert re.search(expected, err.strip()) and path.read_bytes() == before
+
+
 # ---------------------------------------------------------------------------------------------
 # The letters CSV
 
@@ -153,6 +287,85 @@ def test_letters_csv_is_cached_and_reread_when_the_file_changes(tmp_path, monkey
     (cache,) = D.decoded_cache_dir().glob("letters-csv-*.npz")  # the stale cache is gone
     cache.write_bytes(b"damaged")
     assert torch.equal(D.load_dataset("letters-csv", data_path=tmp_path).y, changed.y)  # re-read, not an error
+
+
+def damage_cache(cache: Path, how: str) -> None:
+    """Damage a decoded .npz cache the ways a full disk, a killed writer or bit rot leave one."""
+    import zipfile
+
+    blob = cache.read_bytes()
+    if how == "truncated":
+        cache.write_bytes(blob[: len(blob) // 2])
+    elif how == "empty":
+        cache.write_bytes(b"")
+    elif how == "flipped byte":  # the zip still opens; reading the member fails its CRC check
+        middle = len(blob) // 2
+        cache.write_bytes(blob[:middle] + bytes([blob[middle] ^ 0xFF]) + blob[middle + 1:])
+    elif how == "array cut short":  # a well-formed zip whose arrays hold less data than their headers say
+        with zipfile.ZipFile(cache) as z:
+            members = {name: z.read(name) for name in z.namelist()}
+        with zipfile.ZipFile(cache, "w") as z:
+            for name, data in members.items():
+                z.writestr(name, data[: max(len(data) - 64, 128)])
+    elif how == "rows missing":  # readable, but the images no longer match the other arrays
+        with np.load(cache) as z:
+            arrays = {k: z[k] for k in z.files}
+        arrays["images"] = arrays["images"][: len(arrays["images"]) // 2]
+        with open(cache, "wb") as f:
+            np.savez(f, **arrays)
+    elif how == "missing key":
+        with np.load(cache) as z:
+            kept = {k: z[k] for k in z.files[:1]}
+        with open(cache, "wb") as f:
+            np.savez(f, **kept)
+    else:
+        raise AssertionError(how)
+
+
+CACHE_DAMAGE = ["truncated", "empty", "flipped byte", "array cut short", "rows missing", "missing key"]
+
+
+def cache_files(pattern: str) -> list[Path]:
+    return sorted(D.decoded_cache_dir().glob(pattern))
+
+
+@pytest.mark.parametrize("how", CACHE_DAMAGE)
+def test_damaged_letters_cache_is_rebuilt(tmp_path, monkeypatch, how):
+    labels, images = letters_rows(30)
+    path = write_letters_csv(tmp_path / "letters.csv", labels, images)
+    first = D.load_dataset("letters-csv", data_path=path)
+    (cache,) = cache_files("letters-csv-*.npz")
+    damage_cache(cache, how)
+    parses = []
+    real_parse = D.parse_letters_csv
+    monkeypatch.setattr(D, "parse_letters_csv", lambda p: parses.append(p) or real_parse(p))
+    again = D.load_dataset("letters-csv", data_path=path)
+    assert parses == [path.resolve()]  # the source was read again
+    assert torch.equal(again.x, first.x) and torch.equal(again.y, first.y) and not again.notes
+    assert cache_files("letters-csv-*.npz") == [cache]
+    with np.load(cache) as z:  # ... and the cache rewritten whole
+        assert {"images", "labels", "num_train"} <= set(z.files) and len(z["labels"]) == 30
+    D.load_dataset("letters-csv", split="test", data_path=path)
+    assert len(parses) == 1  # the rebuilt cache serves the next load
+
+
+@pytest.mark.parametrize("how", CACHE_DAMAGE)
+def test_damaged_folder_cache_is_rebuilt(tmp_path, monkeypatch, how):
+    root = tmp_path / "imgs"
+    for i in range(5):
+        save_image(root / f"{i}.png", solid(24, 24, (50 * i, 10, 200)))
+    first = D.load_dataset("image-folder", data_path=root, image_size=16)
+    (cache,) = cache_files("image-folder-*.npz")
+    damage_cache(cache, how)
+    decoded = []
+    real_decode = D.decode_image
+    monkeypatch.setattr(D, "decode_image", lambda p, *a: decoded.append(p) or real_decode(p, *a))
+    again = D.load_dataset("image-folder", data_path=root, image_size=16)
+    assert len(decoded) == 5 and torch.equal(again.x, first.x)
+    with np.load(cache) as z:
+        assert z["images"].shape == (5, 3, 16, 16) and z["keep"].all()
+    D.load_dataset("image-folder", data_path=root, image_size=16)
+    assert len(decoded) == 5  # the rebuilt cache serves the next load
 
 
 GOOD = ",".join(["3"] + ["0"] * 784)

@@ -82,3 +82,45 @@ def test_conditional_preset_on_unlabelled_data_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "--conditional needs a labelled dataset" in err and err.count("\n") == 1
     assert not (tmp_path / "runs").exists()
+
+
+def write_fashion_idx(folder: Path) -> None:
+    """Valid Fashion-MNIST-format files (gzipped IDX, 16 images per split)."""
+    import gzip
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix in ("train", "t10k"):
+        for kind, array in (("images-idx3", rng.integers(0, 256, (16, 28, 28))), ("labels-idx1", np.arange(16) % 10)):
+            array = np.asarray(array, dtype=np.uint8)
+            header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+            with gzip.open(folder / f"{prefix}-{kind}-ubyte.gz", "wb") as f:
+                f.write(header + array.tobytes())
+
+
+def test_train_on_a_data_path_without_the_dataset_is_refused(tmp_path, capsys):
+    # Fashion-MNIST is installed system-wide, but the user named a folder of photos: that folder is
+    # what they meant, so the run must not quietly train on the system copy.
+    write_fashion_idx(tmp_path / "system" / "fashion-mnist")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((32, 32, 3), 60 * i, np.uint8)).save(photos / f"{i}.jpg")
+    code = main(["train", "--data", str(photos), "--dry-run", "--runs-dir", str(tmp_path / "runs"), *FAST])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert f"--data {photos}: no fashion-mnist train IDX files (train-images-idx3-ubyte[.gz]" in err
+    assert "leave --data out to search" in err and not (tmp_path / "runs").exists()
+    assert main(["train", "--dry-run", "--width", "8", "--runs-dir", str(tmp_path / "runs"), *FAST]) == 0
+    assert str(tmp_path / "system" / "fashion-mnist") in (only_run(tmp_path / "runs") / "log.txt").read_text()
+
+
+def test_datasets_check_names_the_data_path_not_another_copy(tmp_path, capsys):
+    write_fashion_idx(tmp_path / "system" / "fashion-mnist")
+    emnist = tmp_path / "fd" / "emnist"
+    emnist.mkdir(parents=True)
+    code = main(["datasets", "--check", "fashion-mnist", "--data", str(emnist)])
+    err = capsys.readouterr().err
+    assert code == 2 and f"--data {emnist}: no fashion-mnist train IDX files" in err and err.count("\n") == 1
+    assert main(["datasets", "--check", "fashion-mnist"]) == 0
+    assert f"from {tmp_path / 'system' / 'fashion-mnist'}" in capsys.readouterr().out

@@ -18,7 +18,8 @@ from wgan.errors import TrainingDiverged, UserError, report_error, writing
 HELP = {
     "preset": "start from a preset (see `wgan presets`); other options override it",
     "dataset": "dataset name (see `wgan datasets`)",
-    "data": "file or folder holding the dataset (else $WGAN_DATA, the user cache, /usr/share/datasets)",
+    "data": "file or folder holding the dataset, the only place searched when given (without it: $WGAN_DATA, "
+            "the user cache, /usr/share/datasets)",
     "image_size": "side of the square images the model makes, in pixels",
     "channels": "1 (grayscale) or 3 (RGB)",
     "conditional": "class-conditional G and critic (label embedding)",
@@ -382,7 +383,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
-    from wgan.data import DATASETS, candidate_dirs, load_dataset
+    from wgan.data import DATASETS, load_dataset, user_cache_dir
 
     if args.check:
         data = load_dataset(args.check, split=args.split, data_path=args.data, image_size=args.image_size,
@@ -400,9 +401,9 @@ def cmd_datasets(args: argparse.Namespace) -> int:
         print(f"{name:<16} {shape:<12} {classes:<8} {entry.description}")
         if entry.files:
             print(f"{'':<16} {'':<12} {'':<8} files: {entry.files}")
-    print("\nFiles are looked for in: --data PATH, $WGAN_DATA[/NAME], "
-          f"{candidate_dirs('NAME', None)[-2]}, /usr/share/datasets/NAME, then torchvision's download (network; "
-          "not with --data or $WGAN_OFFLINE).\nImage datasets are resized to the model's --image-size and converted "
+    print("\nFiles are looked for in --data PATH alone when it is given, else in $WGAN_DATA[/NAME], "
+          f"{user_cache_dir() / 'NAME'}, /usr/share/datasets/NAME; then torchvision downloads them (network; "
+          "not with $WGAN_OFFLINE) into --data PATH or the user cache.\nImage datasets are resized to the model's --image-size and converted "
           "to its --channels (grayscale <-> RGB).")
     return 0
 

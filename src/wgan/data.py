@@ -2,10 +2,11 @@
 points (N, D), plus int64 labels where the dataset has classes. Batches are index draws on whatever
 device the tensor lives on, so on a GPU there is no DataLoader and no host round trip per step.
 
-Where files are looked for, in order: --data PATH; $WGAN_DATA (and $WGAN_DATA/<name>); the user
-cache dir (~/.cache/wgan/<name>); the system dataset directories Linux distributions install
-(/usr/share/datasets/<name>); then torchvision's download, which needs a network (never tried when
---data is given or $WGAN_OFFLINE is set).
+Where files are looked for: --data PATH alone when it is given (a user who names a path means that
+data, so a miss there is an error naming it, never a silent switch to other files); otherwise, in order,
+$WGAN_DATA (and $WGAN_DATA/<name>), the user cache dir (~/.cache/wgan/<name>) and the system dataset
+directories Linux distributions install (/usr/share/datasets/<name>). Then torchvision's download, which
+needs a network (never tried when $WGAN_OFFLINE is set), into --data PATH or else the user cache dir.
 
 Slow sources are parsed once and cached as uint8 arrays under ~/.cache/wgan/decoded/, keyed by the
 source's path, sizes and modification times, so an edited file or folder is read again:
@@ -142,14 +143,20 @@ def _save_cache(path: Path, **arrays: np.ndarray) -> str | None:
     return None
 
 
-def _load_cache(path: Path) -> dict[str, np.ndarray] | None:
-    """The cached arrays, or None when absent or damaged (then the source is simply read again)."""
+def _load_cache(path: Path, keys: set[str], consistent: Callable[[dict[str, np.ndarray]], bool] = lambda a: True
+                ) -> dict[str, np.ndarray] | None:
+    """The cached arrays, or None when absent, damaged, lacking one of `keys` or not `consistent`
+    (then the source is simply read again and the cache rewritten)."""
     if not path.is_file():
         return None
+    # The cache is only a copy of the source, so whatever a damaged one raises (BadZipFile, a CRC
+    # error, a truncated array's ValueError or EOFError, a wrong shape in `consistent`, ...) means
+    # "read the source again", never a crash.
     try:
         with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError, KeyError):
+            arrays = {k: z[k] for k in z.files}
+        return arrays if keys <= set(arrays) and consistent(arrays) else None
+    except Exception:
         return None
 
 
@@ -214,18 +221,26 @@ def _find_file(dirs: list[Path], stem: str) -> Path | None:
 
 
 def candidate_dirs(name: str, data_path: str | Path | None, torchvision_folder: str | None = None) -> list[Path]:
-    """Where a dataset's files are looked for, in order."""
-    dirs: list[Path] = []
+    """Where a dataset's files are looked for, in order: an explicit data path alone, else the
+    default places."""
     if data_path:
-        dirs.append(Path(data_path).expanduser())
-    env = os.environ.get("WGAN_DATA")
-    if env:
-        dirs += [Path(env).expanduser() / name, Path(env).expanduser()]
-    dirs.append(user_cache_dir() / name)
-    dirs += [d / name for d in SYSTEM_DATA_DIRS]
+        dirs = [Path(data_path).expanduser()]
+    else:
+        dirs = []
+        env = os.environ.get("WGAN_DATA")
+        if env:
+            dirs += [Path(env).expanduser() / name, Path(env).expanduser()]
+        dirs.append(user_cache_dir() / name)
+        dirs += [d / name for d in SYSTEM_DATA_DIRS]
     if torchvision_folder:
         dirs += [d / torchvision_folder for d in list(dirs)]
     return dirs
+
+
+def download_root(name: str, data_path) -> Path:
+    """Where torchvision downloads to: the user's --data folder (as torchvision's own root= does),
+    else the user cache dir, which the default search covers."""
+    return Path(data_path).expanduser() if data_path else user_cache_dir() / name
 
 
 def _searched(dirs: list[Path], torchvision_folder: str | None) -> str:
@@ -234,13 +249,35 @@ def _searched(dirs: list[Path], torchvision_folder: str | None) -> str:
     return ", ".join(str(d) for d in shown)
 
 
-def _try_download(download: Callable[[Path], object] | None, root: Path, data_path) -> None:
-    if download is None or data_path or not downloads_allowed():
+def _try_download(download: Callable[[Path], object] | None, root: Path) -> None:
+    if download is None or not downloads_allowed():
         return
     try:
         download(root)
     except Exception:  # no network, mirror down, ...: the caller falls through to its clear message
         pass
+
+
+def _default_places(name: str) -> str:
+    env = "" if os.environ.get("WGAN_DATA") else "$WGAN_DATA, "
+    return env + _searched(candidate_dirs(name, None), None)
+
+
+def _not_there(name: str, data_path, what: str, dirs: list[Path], torchvision_folder: str | None,
+               downloadable: bool = True, hint: str = "") -> UserError:
+    """One line for files not found: with --data, names that path alone; otherwise every place searched."""
+    if data_path:
+        fetched = "; the download into it failed" if downloadable and downloads_allowed() else ""
+        return UserError(f"--data {data_path}: no {what} there{fetched}; point --data at the folder that holds "
+                         f"them, or leave --data out to search {_default_places(name)}")
+    fetched = "; download failed, was offline or not tried" if downloadable else ""
+    return UserError(f"{name}: no {what} in: {_searched(dirs, torchvision_folder)}{fetched}. "
+                     f"Pass --data DIR or set WGAN_DATA{hint}")
+
+
+def _refuse_file(data_path, name: str, holds: str) -> None:
+    if data_path and Path(data_path).expanduser().is_file():
+        raise UserError(f"--data {data_path}: is a file; for {name} pass the folder that holds {holds}")
 
 
 def load_idx_dataset(name: str, *, split: str, data_path, torchvision_cls: str, class_names: list[str],
@@ -249,11 +286,10 @@ def load_idx_dataset(name: str, *, split: str, data_path, torchvision_cls: str, 
                      transpose: bool = False) -> Data:
     """An IDX image/label pair. `label_offset` is subtracted from the stored labels (EMNIST letters
     store 1-26); `transpose` undoes EMNIST's column-major storage so letters stand upright."""
-    dirs = candidate_dirs(name, data_path, torchvision_cls)
     img_stem, lbl_stem = files[split]
+    _refuse_file(data_path, name, f"{img_stem}[.gz]")
+    dirs = candidate_dirs(name, data_path, torchvision_cls)
     images, labels = _find_file(dirs, img_stem), _find_file(dirs, lbl_stem)
-    if data_path and (images is None or labels is None) and Path(data_path).expanduser().is_file():
-        raise UserError(f"--data {data_path}: for {name} pass the folder that holds {img_stem}(.gz), not a file")
     if images is None or labels is None:
         if download:
             if fetch is None:
@@ -261,15 +297,12 @@ def load_idx_dataset(name: str, *, split: str, data_path, torchvision_cls: str, 
                     import torchvision
 
                     getattr(torchvision.datasets, torchvision_cls)(str(root), train=(split == "train"), download=True)
-            _try_download(fetch, user_cache_dir() / name, data_path)
+            _try_download(fetch, download_root(name, data_path))
             images, labels = _find_file(dirs, img_stem), _find_file(dirs, lbl_stem)
         if images is None or labels is None:
             hint = " (Debian: apt-get install dataset-fashion-mnist)" if name == "fashion-mnist" else ""
-            raise UserError(
-                f"{name} {split} files ({img_stem}[.gz], {lbl_stem}[.gz]) not found in: "
-                f"{_searched(dirs, torchvision_cls)}; download failed, was offline or not tried. "
-                f"Pass --data DIR or set WGAN_DATA{hint}"
-            )
+            raise _not_there(name, data_path, f"{name} {split} IDX files ({img_stem}[.gz], {lbl_stem}[.gz], "
+                             f"flat or under {torchvision_cls}/raw/)", dirs, torchvision_cls, download, hint)
     x = read_idx(images)
     y = read_idx(labels)
     if x.ndim != 3 or y.ndim != 1 or x.shape[0] != y.shape[0]:
@@ -330,11 +363,15 @@ def find_letters_csv(data_path) -> Path:
         for file_name in LETTERS_CSV_NAMES:
             if (d / file_name).is_file():
                 return d / file_name
-    if data_path and Path(data_path).expanduser().is_dir():
+    names = " / ".join(LETTERS_CSV_NAMES)
+    if data_path:
         csvs = sorted(Path(data_path).expanduser().glob("*.csv"))
         if len(csvs) == 1:
             return csvs[0]
-    raise UserError(f"letters-csv: no {' / '.join(LETTERS_CSV_NAMES)} in: {', '.join(str(d) for d in dirs)}; "
+        found = f"{len(csvs)} other .csv files ({csvs[0].name}, ...)" if csvs else "no other .csv file"
+        raise UserError(f"--data {data_path}: no {names} there and {found}; pass --data FILE.csv (Kaggle's A-Z "
+                        f"Handwritten Data), or leave --data out to search {_default_places('letters-csv')}")
+    raise UserError(f"letters-csv: no {names} in: {', '.join(str(d) for d in dirs)}; "
                     "pass --data FILE.csv (Kaggle's A-Z Handwritten Data) or use --dataset emnist-letters")
 
 
@@ -427,8 +464,9 @@ def load_letters_csv(split: str, data_path, options: LoadOptions = LoadOptions()
     prefix = f"letters-csv-{_stamp(path)[:8]}-"
     cache = decoded_cache_dir() / f"{prefix}{_stamp('v2', path, st.st_size, st.st_mtime_ns)}.npz"
     notes = []
-    cached = _load_cache(cache)
-    if cached is not None and {"images", "labels", "num_train"} <= set(cached):
+    cached = _load_cache(cache, {"images", "labels", "num_train"},
+                         lambda a: len(a["images"]) == len(a["labels"]) >= int(a["num_train"]) >= 0)
+    if cached is not None:
         images, labels, num_train = cached["images"], cached["labels"], int(cached["num_train"])
     else:
         images, labels = parse_letters_csv(path)
@@ -592,8 +630,10 @@ def load_folder_images(name: str, listing: FolderListing, options: LoadOptions, 
                  *(f"{p.relative_to(listing.root)}|{s.st_size}|{s.st_mtime_ns}" for p, s in zip(listing.files, stats)))
     cache = decoded_cache_dir() / f"{name}-{_stamp(root)[:8]}-{size}px-{channels}ch-{key}.npz"
     notes = list(extra_notes or [])
-    cached = _load_cache(cache)
-    if cached is not None and {"images", "keep", "notes"} <= set(cached) and len(cached["keep"]) == len(listing.files):
+    cached = _load_cache(cache, {"images", "keep", "notes"},
+                         lambda a: a["keep"].dtype == bool and len(a["keep"]) == len(listing.files)
+                         and len(a["images"]) == int(a["keep"].sum()))
+    if cached is not None:
         images, keep = cached["images"], cached["keep"]
         notes += [str(n) for n in cached["notes"]]
     else:
@@ -614,6 +654,10 @@ def load_folder_images(name: str, listing: FolderListing, options: LoadOptions, 
 def load_image_folder(split: str, data_path, options: LoadOptions = LoadOptions()) -> Data:
     env = os.environ.get("WGAN_DATA")
     root = Path(data_path).expanduser() if data_path else (Path(env).expanduser() / "image-folder" if env else None)
+    if root is not None and root.is_file():
+        other = " (the letters CSV is --dataset letters-csv)" if root.suffix.lower() == ".csv" else ""
+        raise UserError(f"{'--data ' if data_path else ''}{root}: is a file, not a folder of images; pass --data "
+                        f"FOLDER holding the images, flat or one subfolder per class{other}")
     if root is None or not root.is_dir():
         where = f" ({root} does not exist)" if root is not None else ""
         raise UserError(f"image-folder needs --data FOLDER: a folder of images, flat or one subfolder per "
@@ -657,6 +701,7 @@ def _read_partition(path: Path) -> dict[str, int]:
 
 
 def load_celeba(split: str, data_path, options: LoadOptions = LoadOptions()) -> Data:
+    _refuse_file(data_path, "celeba", "img_align_celeba/ or the face images")
     dirs = candidate_dirs("celeba", data_path, "celeba")
     folder = next((f for d in dirs if (f := _celeba_folder(d)) is not None), None)
     if folder is None:
@@ -665,11 +710,11 @@ def load_celeba(split: str, data_path, options: LoadOptions = LoadOptions()) -> 
 
             torchvision.datasets.CelebA(str(root), split="all", download=True)
 
-        _try_download(fetch, user_cache_dir() / "celeba", data_path)
+        _try_download(fetch, download_root("celeba", data_path))
         folder = next((f for d in dirs if (f := _celeba_folder(d)) is not None), None)
     if folder is None:
-        raise UserError(f"celeba: no img_align_celeba/ folder of images in: {_searched(dirs, 'celeba')}; download "
-                        "failed, was offline or not tried. Pass --data FOLDER (any folder of face images)")
+        raise _not_there("celeba", data_path, "img_align_celeba/ folder and no face images", dirs, "celeba",
+                         hint=" (any folder of face images works as --data)")
     listing = list_image_folder(folder)
     partition = _celeba_partition(folder)
     notes = []
@@ -692,16 +737,22 @@ def load_celeba(split: str, data_path, options: LoadOptions = LoadOptions()) -> 
 def load_cifar10(split: str, data_path, options: LoadOptions = LoadOptions()) -> Data:
     import torchvision
 
+    _refuse_file(data_path, "cifar10", "cifar-10-batches-py/")
     dirs = candidate_dirs("cifar10", data_path)
-    root = next((d.parent if d.name == "cifar-10-batches-py" else d for d in dirs
-                 if (d / "cifar-10-batches-py").is_dir() or (d.name == "cifar-10-batches-py" and d.is_dir())), None)
+
+    def find() -> Path | None:
+        return next((d.parent if d.name == "cifar-10-batches-py" else d for d in dirs
+                     if (d / "cifar-10-batches-py").is_dir() or (d.name == "cifar-10-batches-py" and d.is_dir())),
+                    None)
+
+    root = find()
     if root is None:
         _try_download(lambda r: torchvision.datasets.CIFAR10(str(r), train=True, download=True),
-                      user_cache_dir() / "cifar10", data_path)
-        root = user_cache_dir() / "cifar10" if (user_cache_dir() / "cifar10" / "cifar-10-batches-py").is_dir() else None
+                      download_root("cifar10", data_path))
+        root = find()
     if root is None:
-        raise UserError(f"cifar10: no cifar-10-batches-py/ folder in: {', '.join(str(d) for d in dirs)}; download "
-                        "failed, was offline or not tried. Pass --data DIR (the folder holding cifar-10-batches-py)")
+        raise _not_there("cifar10", data_path, "cifar-10-batches-py/ folder (CIFAR-10's python batch files)", dirs,
+                         None, hint=" (the folder holding cifar-10-batches-py)")
     try:
         ds = torchvision.datasets.CIFAR10(str(root), train=(split == "train"), download=False)
     except RuntimeError as exc:  # torchvision's md5 check: missing or damaged batch files
