@@ -111,8 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num", type=int, default=64, help="number of samples")
     p.add_argument("--label", type=int, default=None, help="class label (conditional models); default: all classes")
     p.add_argument("--out", required=True, help="output: .png (grid) or .npz (uint8 N x C x H x W)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0, help="seed of the noise (same seed, same samples; default: 0)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
     p = sub.add_parser("export", help="write a run's generator to one .safetensors file (config in its metadata)")
     p.add_argument("--run", required=True, metavar="DIR|FILE",
@@ -140,8 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None, help="with --train-classifier: training epochs (default: 3)")
     p.add_argument("--inception-weights", metavar="FILE", default=None,
                    help="Inception-v3 weights for fid/kid through torch-fidelity (needed offline)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0, help="seed of the samples drawn (default: 0)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--no-append", action="store_true", help="with --run: print only, leave metrics.jsonl alone")
 
     p = sub.add_parser("report", help="rebuild losses.png, quality.png, timelapse.gif and report.html of a run")

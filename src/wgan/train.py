@@ -18,6 +18,7 @@ import json
 import math
 import random
 import signal
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -624,8 +625,10 @@ def _train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None, dry_run:
             stop["signal"] = signum
 
     old_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    # Into a log file or a pipe every redraw is another line (tqdm's 0.1 s would add ten a second): once a
+    # minute there; log.txt has the losses anyway.
     bar = tqdm(total=total_steps, initial=trainer.step, disable=not progress or not main, unit="it",
-               dynamic_ncols=True)
+               dynamic_ncols=True, mininterval=0.1 if sys.stderr.isatty() else 60)
     t_last, steps_since_read = time.perf_counter(), 0
     extra_critic_images = 0  # from boosted steps (--critic-steps-boosted) since the last read
     t_start = t_last - trainer.elapsed_s
