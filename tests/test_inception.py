@@ -75,6 +75,17 @@ def test_fid_is_zero_on_the_test_split_itself_and_the_test_features_are_computed
     assert torch.load(features, weights_only=True).shape == (6, 2048)
 
 
+def test_fid_equals_torch_fidelitys_own_formula():
+    import numpy as np
+    from torch_fidelity.metric_fid import fid_statistics_to_metric
+
+    rng = np.random.default_rng(0)
+    a = metrics.FeatureStats.of(np.maximum(rng.normal(size=(500, 64)), 0))
+    b = metrics.FeatureStats.of(np.maximum(rng.normal(loc=0.2, size=(400, 64)), 0) * 1.3)
+    theirs = fid_statistics_to_metric({"mu": a.mean, "sigma": a.cov}, {"mu": b.mean, "sigma": b.cov}, False)
+    assert metrics.frechet_distance(a, b) == pytest.approx(theirs["frechet_inception_distance"], rel=1e-9)
+
+
 def test_the_cache_is_named_by_the_data_and_the_weights(env, tmp_path):
     name = evaluator(env).inception_test_cache_name()
     assert evaluator(env).inception_test_cache_name() == name

@@ -540,9 +540,10 @@ class Evaluator:
         """FID and KID in the 2048 pool features of torch-fidelity's Inception-v3 (the TF-FID network).
 
         torch-fidelity extracts the features and computes KID. FID is this module's frechet_distance on those
-        features: the same formula, but through symmetric eigen-solvers, which take about 2 s on a 2048-d
-        covariance where scipy's general matrix square root (torch-fidelity's FID) takes about 25 s on a small
-        CPU and fails outright on the near-singular covariances of a few hundred samples.
+        features: the same value (to 1e-14), but through symmetric eigen-solvers, which took 1.6 s for 10,000
+        x 2048 features on a 2-core CPU where scipy's general matrix square root (torch-fidelity's FID) took
+        11 s, and which stay real on the near-singular covariances of a few hundred samples, where the
+        general square root can fail.
         """
         fidelity = _import_fidelity()
         real = self.test_data()
