@@ -211,6 +211,36 @@ def test_nan_weights_behind_a_finite_loss_are_never_checkpointed(tmp_path, data_
     assert [ckpt.checkpoint_step(p) for p in ckpt.list_checkpoints(run / "checkpoints")] == [2]
 
 
+def test_a_full_disk_mid_run_is_one_line_keeps_the_last_checkpoint_and_the_run_resumes(tmp_path, data_dir,
+                                                                                       monkeypatch):
+    import errno
+
+    real_save, saves = ckpt.save_checkpoint, []
+
+    def full_disk_at_the_second(path, state):
+        saves.append(path)
+        if len(saves) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        real_save(path, state)
+
+    monkeypatch.setattr(ckpt, "save_checkpoint", full_disk_at_the_second)
+    code, _, err = run_cli("train", *TINY, "--data", data_dir, "--runs-dir", tmp_path, "--steps", "6",
+                           "--checkpoint-every-steps", "2")
+    lines = err.strip().splitlines()
+    (run,) = tmp_path.iterdir()
+    good = run / "checkpoints" / ckpt.checkpoint_name(2)
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err
+    assert "No space left on device" in lines[0] and ckpt.checkpoint_name(4) in lines[0]
+    assert f"{good} is intact" in lines[0] and f"wgan train --resume {run}" in lines[0]
+    assert [p.name for p in ckpt.list_checkpoints(run / "checkpoints")] == [good.name]
+    assert "stopped: could not write" in (run / "log.txt").read_text()
+    monkeypatch.setattr(ckpt, "save_checkpoint", real_save)  # room again
+    code, _, err = run_cli("train", "--resume", run)
+    assert code == 0, err
+    assert ckpt.checkpoint_step(ckpt.list_checkpoints(run / "checkpoints")[-1]) == 6
+    assert (run / "generator.safetensors").is_file()
+
+
 # ---------------------------------------------------------------------------------------------
 # --resume auto, run length on resume
 

@@ -689,13 +689,30 @@ def _train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None, dry_run:
         log.line(f"diverged: {message}")
         log.close()
         raise TrainingDiverged(message) from None
+    except OSError as exc:  # a full disk or a lost mount on a rented machine: say so, and how to go on
+        where = f" {exc.filename}" if exc.filename else ""
+        resume_hint = (f"the last good checkpoint {last_good['path']} is intact; make room and resume: "
+                       f"wgan train --resume {run_dir}" if last_good["path"] is not None else
+                       "no checkpoint had been written yet")
+        message = f"could not write{where} at step {trainer.step} ({exc.strerror or first_line(exc)}); {resume_hint}"
+        try:
+            log.line(f"stopped: {message}")
+            log.close()
+        except OSError:
+            pass  # the log is on the same full disk
+        raise UserError(message) from None
     finally:
         bar.close()
         for s, h in old_handlers.items():
             signal.signal(s, h)
     if not main:
         return run_dir
-    export_generator(trainer, run_dir / "generator.safetensors")
+    try:
+        export_generator(trainer, run_dir / "generator.safetensors")
+    except OSError as exc:
+        raise UserError(f"could not write {run_dir / 'generator.safetensors'} ({exc.strerror or first_line(exc)}); "
+                        f"the checkpoint {last_good['path']} is intact: make room, then "
+                        f"wgan export --run {run_dir} --out {run_dir / 'generator.safetensors'}") from None
     agreed = f"; parameters identical on all {world} processes" if world > 1 else ""
     log.line(f"{'stopped' if stop['signal'] else 'finished'} at step {trainer.step} "
              f"({trainer.elapsed_s:.1f} s of training){agreed}")
