@@ -442,6 +442,7 @@ class Evaluator:
             _check_weights_file(self.inception_weights)
         self._inception_tag: str | None = None
         self._inception: nn.Module | None = None
+        self._inception_test: dict[str, torch.Tensor] | None = None
         self.train_classifier_if_missing = train_classifier_if_missing
         self.note = note
         self._train = train_data
@@ -548,7 +549,9 @@ class Evaluator:
         fidelity = _import_fidelity()
         real = self.test_data()
         try:
-            features = {i: self._inception_features_on_device(fidelity, i, x) for i, x in ((1, s.x), (2, real.x))}
+            if self._inception_test is None:  # kept for the evaluations to come, and on disk for other runs
+                self._inception_test = self._inception_features_on_device(fidelity, 2, real.x)
+            features = {1: self._inception_features_on_device(fidelity, 1, s.x), 2: self._inception_test}
             kid = fidelity.metric_kid.kid_featuresdict_to_metric(
                 features[1], features[2], INCEPTION_FEATURE, kid_subset_size=min(1000, len(s), len(real)),
                 verbose=False)[fidelity.KEY_METRIC_KID_MEAN]
@@ -571,7 +574,8 @@ class Evaluator:
                 "inception-v3-compat", [INCEPTION_FEATURE], cuda=cuda, verbose=False, **weights)
         cache = {}
         if slot == 2:
-            cache = dict(cache=True, cache_root=str(inception_cache_dir()), input2_cache_name=self.inception_test_cache_name())
+            cache = dict(cache=True, cache_root=str(inception_cache_dir()),
+                         input2_cache_name=self.inception_test_cache_name())
             _drop_damaged_inception_cache(cache["input2_cache_name"])
         # save_cpu_ram: no DataLoader worker processes; the images are in memory already, and workers only
         # compete with the network for the cores.
