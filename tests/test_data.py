@@ -147,7 +147,10 @@ def test_data_path_is_the_only_place_searched(tmp_path, monkeypatch, name):
     DEFAULT_COPIES[name](tmp_path / "system" / name)
     assert str(tmp_path / "system") in D.load_dataset(name).source  # found there without --data
     wrong = tmp_path / "my data"
-    write_faces(wrong / "elsewhere")  # something, but not this dataset
+    if name == "celeba":  # to celeba any image below --data is a face, so here the wrong data is not images
+        write_idx(wrong / "elsewhere" / "train-images-idx3-ubyte", np.zeros((2, 28, 28)))
+    else:
+        write_faces(wrong / "elsewhere")  # something, but not this dataset
     (wrong / "readme.txt").write_text("hi")
     with pytest.raises(UserError) as err:
         D.load_dataset(name, data_path=wrong)
@@ -673,3 +676,216 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "line 2, column 1: 'abc' is not a whole number" in err
     assert "Traceback" not in err and path.read_text().count("\n") == 2  # the user's file is untouched
+
+
+# ---------------------------------------------------------------------------------------------
+# Odd but valid files: alternative names and layouts, orientation, transparency, bit depths
+
+
+def test_idx_files_under_dotted_and_kaggle_nested_names(tmp_path):
+    rng = np.random.default_rng(3)
+    images, labels = rng.integers(0, 256, (4, 28, 28)), np.array([1, 7, 2, 9])
+    dotted = tmp_path / "dotted"
+    write_idx(dotted / "train-images.idx3-ubyte", images)
+    write_idx(dotted / "train-labels.idx1-ubyte.gz", labels)
+    nested = tmp_path / "kaggle"
+    write_idx(nested / "t10k-images-idx3-ubyte" / "t10k-images-idx3-ubyte", images[::-1])
+    write_idx(nested / "t10k-labels.idx1-ubyte" / "t10k-labels.idx1-ubyte", labels[::-1])
+    train = D.load_dataset("mnist", data_path=dotted)
+    assert torch.equal(train.x[:, 0], torch.from_numpy(images.astype(np.uint8))) and train.y.tolist() == [1, 7, 2, 9]
+    test = D.load_dataset("mnist", split="test", data_path=nested)
+    assert torch.equal(test.x[:, 0], torch.from_numpy(images[::-1].astype(np.uint8)))
+    assert test.y.tolist() == [9, 2, 7, 1]
+
+
+def test_idx_gzip_is_told_by_its_bytes_not_its_suffix(tmp_path):
+    images, labels = np.arange(2 * 28 * 28).reshape(2, 28, 28) % 256, np.array([4, 5])
+    write_idx(tmp_path / "plain.idx", images).rename(tmp_path / "train-images-idx3-ubyte.gz")  # unpacked by a browser
+    write_idx(tmp_path / "packed.gz", labels).rename(tmp_path / "train-labels-idx1-ubyte")  # gzipped, no suffix
+    data = D.load_dataset("fashion-mnist", data_path=tmp_path)
+    assert torch.equal(data.x[:, 0], torch.from_numpy(images.astype(np.uint8))) and data.y.tolist() == [4, 5]
+
+
+@pytest.mark.parametrize("index", [False, True])
+def test_pandas_default_header_row_is_named_with_the_fix(tmp_path, index):
+    import pandas as pd
+
+    labels, images = letters_rows(5)
+    table = pd.DataFrame(np.column_stack([labels, images.reshape(5, -1)]))
+    path = tmp_path / "letters.csv"
+    table.to_csv(path, index=index)  # header=True: the column numbers 0..784 as the first line
+    with pytest.raises(UserError) as err:
+        D.load_dataset("letters-csv", data_path=path)
+    msg = str(err.value)
+    assert f"{path} line 1 is a header row (the column numbers 0,1,...,784" in msg and "\n" not in msg
+    assert "tail -n +2" in msg and "header=False, index=False" in msg and "pixel value" not in msg
+
+
+def test_whole_number_floats_in_the_letters_csv_are_read_as_integers(tmp_path, monkeypatch):
+    import pandas as pd
+
+    monkeypatch.setattr(D, "CSV_CHUNK_ROWS", 4)
+    labels, images = letters_rows(10)
+    table = pd.DataFrame(np.column_stack([labels, images.reshape(10, -1)]).astype(float))
+    path = tmp_path / "floats.csv"
+    table.to_csv(path, header=False, index=False)  # every cell written as "22.0"
+    text = path.read_text().splitlines()
+    text[6] = text[6].replace(".0,", "e+00,", 3)  # and a few in exponent form: "3e+00"
+    path.write_text("\n".join(text) + "\n")
+    assert "e+00," in path.read_text()
+    train = D.load_dataset("letters-csv", data_path=path)
+    test = D.load_dataset("letters-csv", split="test", data_path=path)
+    x = torch.cat([train.x, test.x])[:, 0]
+    y = torch.cat([train.y, test.y])
+    order = np.concatenate([D.letters_split_indices(10, "train"), D.letters_split_indices(10, "test")])
+    assert torch.equal(x, torch.from_numpy(images[order].astype(np.uint8)))
+    assert y.tolist() == labels[order].tolist()
+
+
+def exif_jpeg(path: Path, pixels: np.ndarray, orientation: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(pixels).save(path, exif=exif, quality=95)
+    return path
+
+
+@pytest.mark.parametrize("name", ["image-folder", "celeba"])
+def test_exif_orientation_turns_phone_photos_upright(tmp_path, name):
+    stored = solid(40, 40, (230, 0, 0))
+    stored[20:] = (0, 0, 230)  # red above blue as stored; Orientation 6 shows it turned 90 degrees clockwise
+    exif_jpeg(tmp_path / "photos" / "phone.jpg", stored, orientation=6)
+    data = D.load_dataset(name, data_path=tmp_path / "photos", image_size=16, channels=3)
+    img = data.x[0].int()
+    left, right = img[:, :, :6].float().mean((1, 2)), img[:, :, -6:].float().mean((1, 2))
+    assert left[2] > 200 and left[0] < 30  # blue on the left
+    assert right[0] > 200 and right[2] < 30  # red on the right
+
+
+def transparent_image(mode: str) -> Image.Image:
+    """Left half opaque, right half fully transparent over black (what exporters store under alpha 0)."""
+    if mode == "P":
+        img = Image.new("P", (32, 32), 1)
+        img.putpalette([0, 0, 0, 200, 40, 40])
+        img.paste(0, (16, 0, 32, 32))
+        img.info["transparency"] = 0
+        return img
+    if mode == "LA":
+        gray = np.full((32, 32, 2), (90, 255), np.uint8)
+        gray[:, 16:] = (0, 0)
+        return Image.fromarray(gray, "LA")
+    rgba = np.zeros((32, 32, 4), np.uint8)
+    rgba[:, :16] = (200, 40, 40, 255)
+    rgba[:16, 16:] = (255, 0, 0, 128)  # half-transparent red: pink on white
+    return Image.fromarray(rgba, "RGBA")
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "P"])
+def test_transparent_pixels_load_as_white(tmp_path, mode):
+    img = transparent_image(mode)
+    (tmp_path / "imgs").mkdir()
+    img.save(tmp_path / "imgs" / "a.png", transparency=img.info.get("transparency"))
+    rgb = D.load_dataset("image-folder", data_path=tmp_path / "imgs", image_size=32, channels=3).x[0]
+    gray = D.load_dataset("image-folder", data_path=tmp_path / "imgs", image_size=32, channels=1).x[0]
+    opaque = (90, 90, 90) if mode == "LA" else (200, 40, 40)
+    assert rgb[:, 16:, 2:14].tolist() == [[[opaque[c]] * 12] * 16 for c in range(3)]
+    assert (rgb[:, 16:, 20:] == 255).all() and (gray[:, 16:, 20:] == 255).all()
+    if mode == "RGBA":
+        assert rgb[:, 4, 24].tolist() == [255, 127, 127]
+
+
+def test_sixteen_bit_grayscale_is_scaled_not_clipped(tmp_path):
+    root = tmp_path / "scans"
+    root.mkdir()
+    values = {"black": 0, "dim": 1000, "middle": 128 * 257, "white": 65535}
+    for stem, v in values.items():
+        Image.fromarray(np.full((20, 20), v, np.uint16)).save(root / f"{stem}.png")  # mode I;16
+    Image.frombytes("I;16B", (20, 20), np.full((20, 20), 200 * 257, ">u2").tobytes()).save(root / "big.tif")
+    (root / "deep.pgm").write_bytes(b"P5 20 20 65535\n" + np.full(400, 50 * 257, ">u2").tobytes())  # mode I
+    data = D.load_dataset("image-folder", data_path=root, image_size=16, channels=1)
+    means = [int(v) for v in data.x.float().mean((1, 2, 3)).round()]
+    # Sorted names: big.tif, black, deep.pgm, dim, middle, white.
+    assert means == [200, 0, 50, 4, 128, 255]
+
+
+def test_float_images_on_0_1_or_0_255_are_scaled_others_refused(tmp_path):
+    root = tmp_path / "floats"
+    root.mkdir()
+    Image.fromarray(np.full((20, 20), 0.5, np.float32)).save(root / "a_unit.tif")
+    Image.fromarray(np.full((20, 20), 200.0, np.float32)).save(root / "b_bytes.tif")
+    data = D.load_dataset("image-folder", data_path=root, image_size=16, channels=1)
+    assert [int(v) for v in data.x.float().mean((1, 2, 3))] == [128, 200]
+    Image.fromarray(np.linspace(-1, 3, 400, dtype=np.float32).reshape(20, 20)).save(root / "c_odd.tif")
+    with pytest.raises(UserError, match=r"c_odd.tif: float pixels run from -1 to 3, neither 0-1 nor 0-255"):
+        D.load_dataset("image-folder", data_path=root, image_size=16, channels=1)
+    assert len(D.load_dataset("image-folder", data_path=root, image_size=16, channels=1, skip_bad_images=True)) == 2
+
+
+def test_split_folders_share_class_numbers(tmp_path):
+    colours = {"apple": (250, 0, 0), "banana": (250, 250, 0), "cherry": (120, 0, 40), "durian": (0, 200, 0)}
+    for split, names in (("train", ["apple", "banana", "cherry"]), ("test", ["apple", "cherry", "durian"])):
+        for name in names:
+            save_image(tmp_path / "fruit" / split / name / "0.png", solid(16, 16, colours[name]))
+    (tmp_path / "fruit" / "test" / "banana").mkdir()  # there, but empty
+    train = D.load_dataset("image-folder", data_path=tmp_path / "fruit", image_size=16)
+    test = D.load_dataset("image-folder", split="test", data_path=tmp_path / "fruit", image_size=16)
+    names = ["apple", "banana", "cherry", "durian"]
+    assert train.class_names == test.class_names == names and train.num_classes == test.num_classes == 4
+    assert train.y.tolist() == [0, 1, 2] and test.y.tolist() == [0, 2, 3]
+    for data in (train, test):  # each label's images are that class's colour
+        for img, label in zip(data.x, data.y.tolist()):
+            assert img[:, 8, 8].tolist() == list(colours[names[label]])
+    assert [n for n in test.notes if "no images of class" in n] == \
+        [f"{tmp_path / 'fruit' / 'test'} has no images of class(es) banana, which the other split has; "
+         "the class numbers are those of both splits"]
+    assert any("no images of class(es) durian" in n for n in train.notes)
+    assert not any("not classes" in n for n in test.notes)  # the empty banana/ is covered by the note above
+
+
+def test_jpeg_suffixes_load_and_other_files_are_counted(tmp_path):
+    root = tmp_path / "imgs"
+    root.mkdir()
+    for i, suffix in enumerate((".jfif", ".jpe", ".JPG", ".tif")):
+        Image.fromarray(solid(20, 20, (40 * i, 100, 200))).save(root / f"{i}{suffix}", format="JPEG" if i < 3
+                                                                else "TIFF")
+    (root / "photo.heic").write_bytes(b"not for Pillow")
+    (root / "notes.txt").write_text("hi")
+    (root / "more.txt").write_text("hi")
+    data = D.load_dataset("image-folder", data_path=root, image_size=16)
+    reds = data.x[:, 0].float().mean((1, 2)).tolist()  # JPEG: within a few levels
+    assert all(abs(r - want) <= 3 for r, want in zip(reds, [0, 40, 80, 120])) and len(reds) == 4
+    assert f"ignored 3 file(s) without an image suffix (.txt 2, .heic 1; first: {root / 'more.txt'})" in data.notes
+
+
+def test_symlinked_subfolders_are_followed_without_looping(tmp_path):
+    root = tmp_path / "pets"
+    save_image(root / "cats" / "a.png", solid(16, 16, (10, 10, 10)))
+    save_image(tmp_path / "elsewhere" / "b.png", solid(16, 16, (240, 240, 240)))
+    save_image(root / "dogs" / "c.png", solid(16, 16, (120, 120, 120)))
+    (root / "dogs" / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (root / "dogs" / "loop").symlink_to(root / "dogs", target_is_directory=True)  # a link back up
+    (root / "birds").mkdir()
+    data = D.load_dataset("image-folder", data_path=root, image_size=16)
+    assert data.class_names == ["cats", "dogs"] and data.y.tolist() == [0, 1, 1]
+    assert [int(v) for v in data.x[:, 0, 0, 0]] == [10, 120, 240]
+    assert f"{root}: subfolder(s) birds hold no images and are not classes" in data.notes
+
+
+def test_a_single_class_folder_says_conditional_training_needs_two(tmp_path):
+    save_image(tmp_path / "one" / "only" / "a.png", solid(16, 16, (1, 2, 3)))
+    data = D.load_dataset("image-folder", data_path=tmp_path / "one", image_size=16)
+    assert data.num_classes == 1 and data.y.tolist() == [0]
+    assert any("single class folder (only); conditional training needs at least 2" in n for n in data.notes)
+
+
+def test_celeba_takes_faces_from_subfolders(tmp_path):
+    faces = tmp_path / "faces"
+    save_image(faces / "part1" / "000001.jpg", solid(64, 64, (250, 250, 250)))
+    save_image(faces / "part2" / "deeper" / "000002.jpg", solid(64, 64, (5, 5, 5)))
+    save_image(faces / "part2" / "000003.png", solid(64, 64, (128, 128, 128)))
+    (faces / "list_eval_partition.txt").write_text("000001.jpg 0\n000002.jpg 0\n000003.png 2\n")
+    train = D.load_dataset("celeba", data_path=faces, image_size=64)
+    assert train.y is None and train.source == str(faces) and not train.notes
+    assert [round(v) for v in train.x.float().mean((1, 2, 3)).tolist()] == [250, 5]
+    test = D.load_dataset("celeba", split="test", data_path=faces, image_size=64)
+    assert test.x.float().mean().round() == 128

@@ -84,6 +84,18 @@ def test_conditional_preset_on_unlabelled_data_is_refused(tmp_path, capsys):
     assert not (tmp_path / "runs").exists()
 
 
+def test_conditional_training_on_a_single_class_folder_says_so(tmp_path, capsys):
+    only = tmp_path / "faces" / "smiling"
+    only.mkdir(parents=True)
+    for i in range(2):
+        Image.fromarray(np.full((32, 32, 3), 40 * i, np.uint8)).save(only / f"{i}.png")
+    code = main(["train", "--preset", "letters-cond-gp", "--dataset", "image-folder", "--data", str(only.parent),
+                 "--image-size", "28", "--channels", "1", "--runs-dir", str(tmp_path / "runs"), *FAST])
+    err = capsys.readouterr().err
+    assert code == 2 and "has only one class; conditional training needs at least 2" in err
+    assert err.count("\n") == 1 and not (tmp_path / "runs").exists()
+
+
 def write_fashion_idx(folder: Path) -> None:
     """Valid Fashion-MNIST-format files (gzipped IDX, 16 images per split)."""
     import gzip

@@ -26,7 +26,7 @@ import string
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -178,10 +178,13 @@ _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (optionally gzipped) into a numpy array, with clear errors on bad files."""
+    """Read an IDX file (gzipped or not, whatever its suffix) into a numpy array, with clear errors on bad
+    files."""
     try:
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rb") as f:
+        # The magic bytes decide, not the suffix: browsers often unpack a downloaded .gz and keep its name.
+        with open(path, "rb") as f:
+            gzipped = f.read(2) == b"\x1f\x8b"
+        with (gzip.open if gzipped else open)(path, "rb") as f:
             raw = f.read()
     except (OSError, EOFError) as exc:
         raise UserError(f"{path}: cannot read IDX file ({exc}); re-download it") from None
@@ -209,14 +212,23 @@ EMNIST_LETTERS_FILES = {
 }
 
 
+def _idx_names(stem: str) -> tuple[str, ...]:
+    """The names an IDX file goes by: LeCun's `train-images-idx3-ubyte`, and the dotted
+    `train-images.idx3-ubyte` of Kaggle's MNIST zip and some mirrors."""
+    head, sep, tail = stem.rpartition("-idx")
+    return (stem, f"{head}.idx{tail}") if sep else (stem,)
+
+
 def _find_file(dirs: list[Path], stem: str) -> Path | None:
-    # "raw" is torchvision's layout; "gzip" is what NIST's EMNIST zip unpacks to.
+    # "raw" is torchvision's layout; "gzip" is what NIST's EMNIST zip unpacks to. Kaggle's MNIST zip also
+    # wraps each file in a folder of the same name (train-images-idx3-ubyte/train-images-idx3-ubyte).
     for d in dirs:
         for sub in ("", "raw", "gzip"):
-            for suffix in ("", ".gz"):
-                p = d / sub / (stem + suffix)
-                if p.is_file():
-                    return p
+            for name in _idx_names(stem):
+                for suffix in ("", ".gz"):
+                    for p in (d / sub / (name + suffix), d / sub / name / (name + suffix)):
+                        if p.is_file():
+                            return p
     return None
 
 
@@ -345,7 +357,8 @@ def load_emnist_letters(split: str, data_path, options: LoadOptions = LoadOption
 
 
 # ---------------------------------------------------------------------------------------------
-# The Kaggle "A-Z Handwritten Data" CSV: no header; label 0-25, then 784 pixel values 0-255.
+# The Kaggle "A-Z Handwritten Data" CSV: no header; label 0-25, then 784 pixel values 0-255
+# (whole-number floats such as 22.0, from a table saved as floats, are the same integers).
 
 LETTERS_CSV_NAMES = ("A_Z Handwritten Data.csv", "A_Z_Handwritten_Data.csv", "letters.csv")
 LETTERS_COLUMNS = 1 + 28 * 28
@@ -390,13 +403,17 @@ def _csv_problem(path: Path, first_row: int) -> str | None:
             if row < first_row:
                 continue
             where = f"{path} line {line_no}"
+            if row == 0 and _is_numbered_header(fields):
+                return (f"{where} is a header row (the column numbers 0,1,...,{fields[-1].strip()} that pandas' "
+                        f"to_csv writes by default) and the Kaggle layout has none: drop that line (e.g. "
+                        f"tail -n +2 '{path}' > fixed.csv) or write the file with to_csv(..., header=False, "
+                        f"index=False)")
             if len(fields) != LETTERS_COLUMNS:
                 return f"{where}: {len(fields)} columns, {_CSV_LAYOUT}"
             for col, value in enumerate(fields, start=1):
-                try:
-                    number = int(value)
-                except ValueError:
-                    header = " (the Kaggle file has no header row)" if line_no == 1 else ""
+                number = _whole_number(value)
+                if number is None:
+                    header = " (the Kaggle file has no header row)" if row == 0 and _not_numeric(value) else ""
                     return f"{where}, column {col}: {value.strip()[:30]!r} is not a whole number{header}"
                 if col == 1 and not 0 <= number < len(LETTER_CLASSES):
                     return f"{where}: label {number} out of range 0-{len(LETTER_CLASSES) - 1}"
@@ -405,13 +422,47 @@ def _csv_problem(path: Path, first_row: int) -> str | None:
     return None
 
 
+def _whole_number(value: str) -> int | None:
+    """The cell as an integer: "22", and also "22.0" or "2.2e+01" (a table saved from floats) since
+    those are exactly 22; None for anything else."""
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return int(number) if math.isfinite(number) and number == int(number) else None
+
+
+def _not_numeric(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return bool(value.strip())
+    return False
+
+
+def _is_numbered_header(fields: list[str]) -> bool:
+    """pandas' default header for an unnamed table: the column numbers 0, 1, ..., after an empty cell
+    when the index was written too. Such a row parses as numbers, so only its shape gives it away."""
+    names = [f.strip() for f in fields]
+    if names and names[0] == "":
+        names = names[1:]
+    return len(names) >= LETTERS_COLUMNS - 1 and names == [str(i) for i in range(len(names))]
+
+
 def _chunk_values(chunk) -> np.ndarray | None:
-    """The chunk as uint8 rows, or None if any cell is missing, not an integer or out of range."""
+    """The chunk as uint8 rows, or None if any cell is missing, not a whole number or out of range."""
     import pandas as pd
 
-    if chunk.shape[1] != LETTERS_COLUMNS or not all(pd.api.types.is_integer_dtype(t) for t in chunk.dtypes):
+    if chunk.shape[1] != LETTERS_COLUMNS or not all(pd.api.types.is_integer_dtype(t) or
+                                                    pd.api.types.is_float_dtype(t) for t in chunk.dtypes):
         return None
     values = chunk.to_numpy()
+    if values.dtype.kind == "f" and not (np.isfinite(values).all() and (values == np.floor(values)).all()):
+        return None
     labels, pixels = values[:, 0], values[:, 1:]
     if labels.min() < 0 or labels.max() >= len(LETTER_CLASSES) or pixels.min() < 0 or pixels.max() > 255:
         return None
@@ -488,8 +539,10 @@ def load_letters_csv(split: str, data_path, options: LoadOptions = LoadOptions()
 # ---------------------------------------------------------------------------------------------
 # Image folders (CelebA's img_align_celeba, any folder; class subfolders become labels)
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm",
-                            ".pbm"})
+# The raster formats Pillow reads without extra software (.jfif, .jpe: JPEG; .mpo: cameras' multi-picture
+# JPEG; .dib: BMP), so a folder of any of them loads; other files are counted in a note, never read.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", ".png", ".apng", ".bmp", ".dib", ".gif",
+                            ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".qoi", ".avif"})
 FOLDER_DEFAULT_SIZE = 64
 FOLDER_DEFAULT_CHANNELS = 3
 DECODE_THREADS = min(8, os.cpu_count() or 1)  # Pillow releases the GIL while decoding and resizing
@@ -501,9 +554,65 @@ def _is_image(p: Path) -> bool:
     return p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
 
 
-def _images_under(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if _is_image(p)
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+def _files_under(folder: Path) -> Iterator[Path]:
+    """Every file under `folder`, dot files and dot folders left out. Symlinked subfolders are followed
+    (pathlib's rglob skips them, silently dropping their images), each real folder once, so a link back
+    up the tree ends instead of looping. Sorted names, so the first image is found without a full walk."""
+    seen: set[tuple[int, int]] = set()
+    stack = [folder]
+    while stack:
+        d = stack.pop()
+        try:
+            st = d.stat()
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            # scandir knows most entries' types without a stat each: CelebA's folder holds 200k files.
+            with os.scandir(d) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError:
+            continue  # a dangling link or an unreadable folder holds nothing we could load
+        subdirs = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                if entry.is_dir():
+                    subdirs.append(Path(entry.path))
+                elif entry.is_file():
+                    yield Path(entry.path)
+            except OSError:
+                continue
+        stack.extend(reversed(subdirs))
+
+
+def _images_under(folder: Path, others: list[Path] | None = None) -> list[Path]:
+    """The images under `folder`, sorted; files without an image suffix are added to `others`."""
+    images = []
+    for p in _files_under(folder):
+        if p.suffix.lower() in IMAGE_SUFFIXES:
+            images.append(p)
+        elif others is not None:
+            others.append(p)
+    return sorted(images)
+
+
+def _holds_images(folder: Path) -> bool:
+    return any(p.suffix.lower() in IMAGE_SUFFIXES for p in _files_under(folder))
+
+
+def _ignored_note(others: list[Path]) -> list[str]:
+    if not others:
+        return []
+    counts: dict[str, int] = {}
+    for p in others:
+        counts[p.suffix.lower() or "no suffix"] = counts.get(p.suffix.lower() or "no suffix", 0) + 1
+    kinds = ", ".join(f"{k} {n}" for k, n in sorted(counts.items(), key=lambda kv: -kv[1])[:4])
+    return [f"ignored {len(others)} file(s) without an image suffix ({kinds}; first: {others[0]})"]
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 
 @dataclass
@@ -512,39 +621,74 @@ class FolderListing:
     files: list[Path]
     labels: list[int] | None
     class_names: list[str]
+    notes: list[str] = field(default_factory=list)
 
 
-def list_image_folder(root: Path) -> FolderListing:
-    """A flat folder of images, or one subfolder per class (sorted names become labels 0, 1, ...)."""
+def list_image_folder(root: Path, all_classes: list[str] | None = None) -> FolderListing:
+    """A flat folder of images, or one subfolder per class (sorted names become labels 0, 1, ...).
+    `all_classes` numbers the classes instead: the names of both splits' class folders, so a class keeps
+    its index in a split that lacks it."""
     if not root.is_dir():
         raise UserError(f"{root}: not a folder; pass a folder of images (flat or one subfolder per class)")
-    loose = sorted(p for p in root.iterdir() if _is_image(p))
-    classes = [(d.name, imgs) for d in sorted(root.iterdir(), key=lambda d: d.name)
-               if d.is_dir() and not d.name.startswith(".") and (imgs := _images_under(d))]
+    loose, others, subdirs = [], [], []
+    for p in sorted(root.iterdir()):
+        if p.name.startswith("."):
+            continue
+        if p.is_dir():
+            subdirs.append(p)
+        elif _is_image(p):
+            loose.append(p)
+        elif p.is_file():
+            others.append(p)
+    classes, empty = [], []
+    for d in subdirs:
+        imgs = _images_under(d, others)
+        if imgs:
+            classes.append((d.name, imgs))
+        else:
+            empty.append(d.name)
     if loose and classes:
         raise UserError(f"{root}: holds both loose images ({loose[0].name}, ...) and class subfolders "
                         f"({', '.join(n for n, _ in classes[:3])}); move the loose images into a subfolder "
                         "or pass one of the subfolders as --data")
+    notes = _ignored_note(others)
     if classes:
+        names = all_classes or [n for n, _ in classes]
+        index = {n: i for i, n in enumerate(names)}
         files = [p for _, imgs in classes for p in imgs]
-        labels = [i for i, (_, imgs) in enumerate(classes) for _ in imgs]
-        return FolderListing(root, files, labels, [n for n, _ in classes])
+        labels = [index[n] for n, imgs in classes for _ in imgs]
+        missing = [n for n in names if n not in {c for c, _ in classes}]
+        if missing:
+            notes.append(f"{root} has no images of class(es) {_names(missing)}, which the other split has; "
+                         f"the class numbers are those of both splits")
+        empty = [n for n in empty if n not in index]
+        if empty:
+            notes.append(f"{root}: subfolder(s) {_names(empty)} hold no images and are not classes")
+        if len(names) == 1:
+            notes.append(f"{root} has a single class folder ({names[0]}); conditional training needs at least 2")
+        return FolderListing(root, files, labels, list(names), notes)
     if not loose:
         raise UserError(f"{root}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))}, "
                         "also in subfolders); pass the folder that holds the images")
-    return FolderListing(root, loose, None, [])
+    return FolderListing(root, loose, None, [], notes)
 
 
-def _split_folder(root: Path, split: str) -> tuple[Path, str | None]:
-    """`train/` and `test/` (or `val/`) subfolders are the splits; otherwise both splits are the whole
-    folder, which the returned note says."""
+def _class_folder_names(folder: Path) -> set[str]:
+    if not folder.is_dir():
+        return set()
+    return {d.name for d in folder.iterdir() if not d.name.startswith(".") and d.is_dir() and _holds_images(d)}
+
+
+def _split_folder(root: Path, split: str) -> tuple[Path, Path | None, str | None]:
+    """`train/` and `test/` (or `val/`) subfolders are the splits (returned with the other split's
+    folder); otherwise both splits are the whole folder, which the returned note says."""
     has_train = (root / "train").is_dir()
     test = next((root / n for n in SPLIT_FOLDERS["test"] if (root / n).is_dir()), None)
     if has_train and test is not None:
-        return (root / "train" if split == "train" else test), None
+        return (root / "train", test, None) if split == "train" else (test, root / "train", None)
     if split == "test":
-        return root, f"{root} has no train/ and test/ subfolders: the test split is the training images"
-    return root, None
+        return root, None, f"{root} has no train/ and test/ subfolders: the test split is the training images"
+    return root, None, None
 
 
 @dataclass(frozen=True)
@@ -554,9 +698,59 @@ class _Decoded:
     too_small: bool = False
 
 
-def decode_image(path: Path, image_size: int, channels: int) -> _Decoded:
-    """Decode, centre-crop to a square (CelebA's 178x218 -> 178x178) and resize to image_size."""
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+
+
+def _to_eight_bits(img, path: Path):
+    """16-bit, 32-bit integer and float grayscale as 8-bit "L" (with alpha from a transparent value),
+    or a problem string; other images pass through. Pillow's own conversion clips at 255, which turns
+    16-bit scans almost white and 0-1 floats black."""
     from PIL import Image
+
+    if img.mode not in (*_SIXTEEN_BIT_MODES, "I", "F"):
+        return img
+    values = np.asarray(img)
+    if img.mode == "F":
+        if not np.isfinite(values).all():
+            return (f"{path}: float pixels include NaN or infinity; fix the image, remove it or pass "
+                    f"--skip-bad-images")
+        low, high = float(values.min()), float(values.max())
+        if low >= 0 and high <= 1:
+            scaled = values * 255.0
+        elif low >= 0 and high <= 255:
+            scaled = values  # floats already on the 8-bit scale (a uint8 array saved as float)
+        else:
+            return (f"{path}: float pixels run from {low:g} to {high:g}, neither 0-1 nor 0-255; rescale it "
+                    f"to one of them, remove it or pass --skip-bad-images")
+    else:
+        low, high = int(values.min()), int(values.max())
+        if low < 0 or high > 65535:
+            return (f"{path}: 32-bit pixels run from {low} to {high}, beyond 16 bits' 0-65535; save it with 8 "
+                    f"or 16 bits, remove it or pass --skip-bad-images")
+        scaled = values.astype(np.float64) * (255.0 / 65535.0)  # "I" holds 16-bit PNG/PGM/TIFF values too
+    gray = Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
+    transparent = img.info.get("transparency")
+    if isinstance(transparent, int):
+        alpha = Image.fromarray(np.where(values == transparent, 0, 255).astype(np.uint8), "L")
+        gray = Image.merge("LA", (gray, alpha))
+    return gray
+
+
+def _on_white(img):
+    """Transparent pixels composited onto white: the colour stored under them is arbitrary (often black
+    or noise), and white is what a viewer shows for a cut-out object or a logo."""
+    from PIL import Image
+
+    if not img.has_transparency_data:
+        return img
+    rgba = img.convert("RGBA")
+    return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+
+
+def decode_image(path: Path, image_size: int, channels: int) -> _Decoded:
+    """Decode, turn upright by the EXIF orientation, composite transparency onto white, bring 16-bit and
+    float pixels to 0-255, centre-crop to a square (CelebA's 178x218 -> 178x178) and resize to image_size."""
+    from PIL import Image, ImageOps
 
     mode = "L" if channels == 1 else "RGB"
     try:
@@ -568,7 +762,12 @@ def decode_image(path: Path, image_size: int, channels: int) -> _Decoded:
                                 too_small=True)
             # JPEG can decode at 1/2, 1/4, 1/8 scale for free; draft never goes below the asked size.
             img.draft(mode, (image_size, image_size))
-            img = img.convert(mode)
+            # Phones store photos sideways with an Orientation tag; without it they load turned 90 degrees.
+            ImageOps.exif_transpose(img, in_place=True)
+            img = _to_eight_bits(img, path)
+            if isinstance(img, str):
+                return _Decoded(problem=img)
+            img = _on_white(img).convert(mode)
             w, h = img.size
             side = min(w, h)
             left, top = (w - side) // 2, (h - side) // 2
@@ -626,10 +825,12 @@ def load_folder_images(name: str, listing: FolderListing, options: LoadOptions, 
     except OSError as exc:
         raise UserError(f"{exc.filename}: cannot be read ({exc.strerror})") from None
     root = listing.root.resolve()
-    key = _stamp("v1", root, size, channels, options.skip_bad_images, listing.labels is not None,
+    # The version stands for what decoding does (EXIF orientation, white under transparency, 16-bit and
+    # float scaling): images cached by a decoder that did otherwise are decoded again.
+    key = _stamp("v2", root, size, channels, options.skip_bad_images, listing.labels is not None,
                  *(f"{p.relative_to(listing.root)}|{s.st_size}|{s.st_mtime_ns}" for p, s in zip(listing.files, stats)))
     cache = decoded_cache_dir() / f"{name}-{_stamp(root)[:8]}-{size}px-{channels}ch-{key}.npz"
-    notes = list(extra_notes or [])
+    notes = list(extra_notes or []) + listing.notes
     cached = _load_cache(cache, {"images", "keep", "notes"},
                          lambda a: a["keep"].dtype == bool and len(a["keep"]) == len(listing.files)
                          and len(a["images"]) == int(a["keep"].sum()))
@@ -662,8 +863,13 @@ def load_image_folder(split: str, data_path, options: LoadOptions = LoadOptions(
         where = f" ({root} does not exist)" if root is not None else ""
         raise UserError(f"image-folder needs --data FOLDER: a folder of images, flat or one subfolder per "
                         f"class{where}")
-    folder, note = _split_folder(root, split)
-    return load_folder_images("image-folder", list_image_folder(folder), options, extra_notes=[note] if note else [])
+    folder, other, note = _split_folder(root, split)
+    # Both splits' class folders number the classes: numbered per split, a class missing from one split
+    # would shift every later class's label there, and a model trained on one split would be scored on
+    # wrongly labelled images of the other.
+    all_classes = sorted(_class_folder_names(folder) | _class_folder_names(other)) if other is not None else None
+    return load_folder_images("image-folder", list_image_folder(folder, all_classes or None), options,
+                              extra_notes=[note] if note else [])
 
 
 # CelebA: torchvision's layout is ROOT/celeba/img_align_celeba/ beside list_eval_partition.txt; Kaggle's
@@ -671,11 +877,25 @@ def load_image_folder(split: str, data_path, options: LoadOptions = LoadOptions(
 CELEBA_PARTITIONS = {"train": 0, "test": 2}  # 1 is the validation split
 
 
-def _celeba_folder(d: Path) -> Path | None:
+def _celeba_folder(d: Path, nested: bool = False) -> Path | None:
+    """The folder of faces in `d`: the usual layouts holding images directly, or with `nested` `d` itself
+    with its images anywhere below (faces/part1/, faces/part2/, ...)."""
+    if nested:
+        return d if d.is_dir() and _holds_images(d) else None
     for folder in (d / "img_align_celeba" / "img_align_celeba", d / "img_align_celeba", d):
         if folder.is_dir() and any(_is_image(p) for p in folder.iterdir()):
             return folder
     return None
+
+
+def _find_celeba(dirs: list[Path], data_path) -> Path | None:
+    found = next((f for d in dirs if (f := _celeba_folder(d)) is not None), None)
+    if found is None:
+        # Nested faces only after every usual layout missed, and never in the bare $WGAN_DATA, whose
+        # subfolders are other datasets.
+        found = next((f for d in dirs if (data_path or d.name == "celeba")
+                      and (f := _celeba_folder(d, nested=True)) is not None), None)
+    return found
 
 
 def _celeba_partition(folder: Path) -> tuple[Path, dict[str, int]] | None:
@@ -703,7 +923,7 @@ def _read_partition(path: Path) -> dict[str, int]:
 def load_celeba(split: str, data_path, options: LoadOptions = LoadOptions()) -> Data:
     _refuse_file(data_path, "celeba", "img_align_celeba/ or the face images")
     dirs = candidate_dirs("celeba", data_path, "celeba")
-    folder = next((f for d in dirs if (f := _celeba_folder(d)) is not None), None)
+    folder = _find_celeba(dirs, data_path)
     if folder is None:
         def fetch(root: Path) -> None:
             import torchvision
@@ -711,13 +931,15 @@ def load_celeba(split: str, data_path, options: LoadOptions = LoadOptions()) -> 
             torchvision.datasets.CelebA(str(root), split="all", download=True)
 
         _try_download(fetch, download_root("celeba", data_path))
-        folder = next((f for d in dirs if (f := _celeba_folder(d)) is not None), None)
+        folder = _find_celeba(dirs, data_path)
     if folder is None:
         raise _not_there("celeba", data_path, "img_align_celeba/ folder and no face images", dirs, "celeba",
                          hint=" (any folder of face images works as --data)")
-    listing = list_image_folder(folder)
+    # Unlabelled, so subfolders are just more faces, not classes.
+    others: list[Path] = []
+    listing = FolderListing(folder, _images_under(folder, others), None, [])
     partition = _celeba_partition(folder)
-    notes = []
+    notes = _ignored_note([p for p in others if not p.name.startswith("list_eval_partition")])
     if partition is not None:
         part_file, parts = partition
         wanted = CELEBA_PARTITIONS[split]
@@ -835,9 +1057,10 @@ class DatasetEntry:
 
 DATASETS: dict[str, DatasetEntry] = {
     "mnist": DatasetEntry(load_mnist, 28, 1, 10, "MNIST digits, 60k train / 10k test (IDX files)",
-                          "train-images-idx3-ubyte[.gz] & co. (also MNIST/raw/); torchvision download"),
+                          "train-images-idx3-ubyte[.gz] & co. (also .idx3-ubyte, MNIST/raw/); torchvision download"),
     "fashion-mnist": DatasetEntry(load_fashion_mnist, 28, 1, 10, "Fashion-MNIST, 60k train / 10k test (IDX files)",
-                                  "train-images-idx3-ubyte[.gz] & co. (also FashionMNIST/raw/); torchvision download"),
+                                  "train-images-idx3-ubyte[.gz] & co. (also .idx3-ubyte, FashionMNIST/raw/); "
+                                  "torchvision download"),
     "emnist-letters": DatasetEntry(load_emnist_letters, 28, 1, 26,
                                    "EMNIST letters A-Z, 124.8k train / 20.8k test (labels 1-26 -> 0-25, upright)",
                                    "emnist-letters-train-images-idx3-ubyte[.gz] & co. (also EMNIST/raw/); "

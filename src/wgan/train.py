@@ -309,8 +309,11 @@ class Trainer:
         if data is None:
             data = load_dataset(cfg.dataset, split="train", data_path=cfg.data, image_size=cfg.image_size or None,
                                 channels=cfg.channels or None, skip_bad_images=cfg.skip_bad_images)
-        if cfg.conditional and (data.y is None or data.num_classes < 2):
+        if cfg.conditional and data.y is None:
             raise UserError(f"--conditional needs a labelled dataset; {cfg.dataset} ({data.source}) has no classes")
+        if cfg.conditional and data.num_classes < 2:
+            raise UserError(f"--conditional: {cfg.dataset} ({data.source}) has only one class; conditional "
+                            "training needs at least 2 (or drop --conditional)")
         data = data.to(device)
         shape = model_shape(cfg, data)
         generator, critic = build_models(cfg.model, shape, penalty=cfg.uses_penalty)
