@@ -111,6 +111,7 @@ def plot_losses(records: list[dict], path: Path) -> bool:
 _NOT_METRICS = {"step", "time_s", "eval_s", "samples", "source"}
 # Direction of the better value, for the plot titles
 _LOWER_IS_BETTER = {"fcd", "fid", "kid", "w1_exact"}
+_HIGHER_IS_BETTER = {"class_coverage", "classes_covered", "cond_accuracy"}
 
 
 def metric_records(records: list[dict]) -> list[dict]:
@@ -130,7 +131,8 @@ def metric_keys(records: list[dict]) -> list[str]:
 def _metric_label(key: str, records: list[dict]) -> str:
     counts = sorted({r.get("samples", {}).get(key) for r in records if key in r} - {None})
     n = f" ({', '.join(f'{c:,}' for c in counts)} samples)" if counts else ""
-    better = " - lower is better" if key in _LOWER_IS_BETTER else ""
+    better = (" - lower is better" if key in _LOWER_IS_BETTER else
+              " - higher is better" if key in _HIGHER_IS_BETTER else "")
     return f"{key}{n}{better}"
 
 
@@ -141,6 +143,8 @@ def plot_quality(records: list[dict], path: Path) -> bool:
     if not keys:
         return False
     plt = _mpl()
+    from matplotlib.ticker import MaxNLocator
+
     fig, axes = plt.subplots(len(keys), 2, figsize=(10, 2.8 * len(keys)), squeeze=False)
     for row, key in zip(axes, keys):
         rs = sorted((r for r in evals if key in r), key=lambda r: r["step"])
@@ -150,6 +154,9 @@ def plot_quality(records: list[dict], path: Path) -> bool:
                 x, y = zip(*pts)
                 ax.plot(x, y, "o-", color="tab:blue", markersize=4)
                 ax.annotate(f"{y[-1]:.4g}", (x[-1], y[-1]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+                ax.margins(y=0.15)  # room for the last value's label under the title
+                if all(isinstance(v, int) for v in y):  # classes covered: no 2.5 on the axis
+                    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel(xlabel)
             ax.set_ylabel(key)
             ax.grid(alpha=0.3)
