@@ -344,7 +344,8 @@ def test_damaged_letters_cache_is_rebuilt(tmp_path, monkeypatch, how):
     monkeypatch.setattr(D, "parse_letters_csv", lambda p: parses.append(p) or real_parse(p))
     again = D.load_dataset("letters-csv", data_path=path)
     assert parses == [path.resolve()]  # the source was read again
-    assert torch.equal(again.x, first.x) and torch.equal(again.y, first.y) and not again.notes
+    assert torch.equal(again.x, first.x) and torch.equal(again.y, first.y)
+    assert again.notes == first.notes  # no note of a cache that could not be written
     assert cache_files("letters-csv-*.npz") == [cache]
     with np.load(cache) as z:  # ... and the cache rewritten whole
         assert {"images", "labels", "num_train"} <= set(z.files) and len(z["labels"]) == 30
@@ -889,3 +890,16 @@ def test_celeba_takes_faces_from_subfolders(tmp_path):
     assert [round(v) for v in train.x.float().mean((1, 2, 3)).tolist()] == [250, 5]
     test = D.load_dataset("celeba", split="test", data_path=faces, image_size=64)
     assert test.x.float().mean().round() == 128
+
+
+def test_letters_missing_from_a_split_are_noted_and_too_few_rows_for_a_test_split_is_one_line(tmp_path):
+    labels, images = letters_rows(60)
+    labels = labels % 3  # only A, B and C
+    path = write_letters_csv(tmp_path / "abc.csv", labels, images)
+    data = D.load_dataset("letters-csv", data_path=path)
+    assert data.num_classes == 26 and set(data.y.tolist()) == {0, 1, 2}
+    assert any(f"{path}: the train split has no rows of letter(s) D, E, F" in n for n in data.notes)
+    few = write_letters_csv(tmp_path / "few.csv", *letters_rows(5))
+    with pytest.raises(UserError, match=r"5 rows leave no test split .* give at least 10"):
+        D.load_dataset("letters-csv", data_path=few, split="test")
+

@@ -531,8 +531,16 @@ def load_letters_csv(split: str, data_path, options: LoadOptions = LoadOptions()
         else:
             _forget_older_caches(prefix, cache)
     rows = slice(0, num_train) if split == "train" else slice(num_train, None)
+    if split == "test" and num_train == len(labels):
+        raise UserError(f"{path}: {len(labels)} rows leave no test split (it is a seeded "
+                        f"{LETTERS_TEST_FRACTION:.0%} of the rows); give at least {math.ceil(1 / LETTERS_TEST_FRACTION)}")
     x = torch.from_numpy(images[rows]).unsqueeze(1)
     y = torch.from_numpy(labels[rows].astype(np.int64))
+    present = set(y.unique().tolist())
+    absent = [c for i, c in enumerate(LETTER_CLASSES) if i not in present]
+    if absent and len(y):
+        # A conditional model still has these labels (the 26 columns of its grids) but nothing to learn them from.
+        notes.append(f"{path}: the {split} split has no rows of letter(s) {', '.join(absent)}")
     return Data("letters-csv", x, y, len(LETTER_CLASSES), list(LETTER_CLASSES), source=str(path), notes=notes)
 
 
