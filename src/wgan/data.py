@@ -533,7 +533,8 @@ def load_letters_csv(split: str, data_path, options: LoadOptions = LoadOptions()
     rows = slice(0, num_train) if split == "train" else slice(num_train, None)
     if split == "test" and num_train == len(labels):
         raise UserError(f"{path}: {len(labels)} rows leave no test split (it is a seeded "
-                        f"{LETTERS_TEST_FRACTION:.0%} of the rows); give at least {math.ceil(1 / LETTERS_TEST_FRACTION)}")
+                        f"{LETTERS_TEST_FRACTION:.0%} of the rows); give at least "
+                        f"{math.ceil(1 / LETTERS_TEST_FRACTION)}")
     x = torch.from_numpy(images[rows]).unsqueeze(1)
     y = torch.from_numpy(labels[rows].astype(np.int64))
     present = set(y.unique().tolist())
