@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from wgan.errors import UserError
+from wgan.errors import UserError, file_in_the_way
 
 LOSSES = {
     "clip": "WGAN: weight clipping (Arjovsky et al. 2017)",
@@ -191,8 +191,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         need(cfg.critic_norm != "batch",
              f"--critic-norm batch with --loss {cfg.loss}: batch norm couples the samples of a batch, which the "
              "gradient penalty forbids; use --critic-norm layer or none")
-    runs_dir = Path(cfg.runs_dir)
-    blocker = next((p for p in [runs_dir, *runs_dir.parents] if p.exists() and not p.is_dir()), None)
+    blocker = file_in_the_way(Path(cfg.runs_dir))
     need(blocker is None, f"--runs-dir {cfg.runs_dir}: {blocker} is a file, not a folder; choose another --runs-dir")
     from wgan.metrics import METRICS
 

@@ -31,10 +31,14 @@ def writing(option: str, path) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        blocker = next((p for p in [Path(path), *Path(path).parents] if p.exists() and not p.is_dir()), None)
-        why = f"{blocker} is a file, not a folder" if blocker is not None and blocker != Path(path) else \
-            (exc.strerror or first_line(exc))
+        blocker = file_in_the_way(Path(path).parent)
+        why = f"{blocker} is a file, not a folder" if blocker is not None else (exc.strerror or first_line(exc))
         raise UserError(f"{option} {path}: cannot write there ({why}); choose another path") from None
+
+
+def file_in_the_way(folder: Path) -> Path | None:
+    """The file at `folder` or at one of its parents, which stops the folder from being made."""
+    return next((p for p in [Path(folder), *Path(folder).parents] if p.exists() and not p.is_dir()), None)
 
 
 # How long a process other than its machine's first waits before printing its error (seconds).
