@@ -204,7 +204,22 @@ def test_inception_metrics_skip_with_a_note_without_torch_fidelity(env, monkeypa
     ev = metrics.Evaluator(["fid", "kid", "fcd"], dataset="fashion-mnist", data_path=env["data_dir"],
                            note=(notes := []).append)
     assert ev.prepare(points=False, conditional=False) == ["fcd"]
-    assert len(notes) == 2 and all("pip install" in n and "torch-fidelity" in n for n in notes)
+    skipped = [n for n in notes if "skipped" in n]
+    assert len(skipped) == 2 and all("pip install" in n and "torch-fidelity" in n for n in skipped)
+
+
+def test_the_scores_reference_is_stated_and_a_weak_one_flagged(env, monkeypatch):
+    assert any("fcd, class-coverage, cond-accuracy against the fashion-mnist test split (600 images), classifier "
+               "test accuracy" in n for n in env["notes"])
+    assert any("the test split has only 600 images" in n for n in env["notes"])
+    assert not any("right on only" in n for n in env["notes"])  # the synthetic classes are easy
+    monkeypatch.setattr(metrics, "WEAK_CLASSIFIER_ACCURACY", 1.01)
+    monkeypatch.setattr(metrics, "SMALL_TEST_SPLIT", 600)
+    ev = metrics.Evaluator(["fcd"], dataset="fashion-mnist", data_path=env["data_dir"], note=(notes := []).append)
+    assert ev.prepare(points=False, conditional=False) == ["fcd"]
+    assert [n for n in notes if "warning" in n] == [
+        f"metrics: warning: the classifier is right on only {ev.classifier().test_accuracy:.0%} of the test split, "
+        "so the scores built on it (fcd) say little; it needs more training data or epochs"]
 
 
 def test_inception_weights_holding_code_are_refused_before_anyone_unpickles_them(tmp_path):

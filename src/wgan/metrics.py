@@ -35,6 +35,8 @@ W1_POINTS = 2000  # points per side for the exact W1: the paper's toy evaluation
 COVERED_SHARE = 0.02  # a class counts as covered when at least 2% of the samples fall in it
 CLASSIFIER_FORMAT = "wgan-classifier-1"
 INCEPTION_FEATURE = "2048"  # the pool features FID and KID are defined on
+WEAK_CLASSIFIER_ACCURACY = 0.5  # below this, classifier-based scores are flagged (Fashion-MNIST's: 91%)
+SMALL_TEST_SPLIT = 1000  # below this many test images, Frechet distances are flagged as noisy
 
 
 class MetricUnavailable(Exception):
@@ -461,6 +463,8 @@ class Evaluator:
         if self._test is None:
             self._test = load_dataset(self.dataset, split="test", data_path=self.data_path,
                                       image_size=self.image_size, channels=self.channels)
+            for data_note in self._test.notes:  # e.g. classes the test split lacks: they skew every score
+                self.note(f"metrics: test split: {data_note}")
         return self._test
 
     def classifier(self) -> Classifier:
@@ -525,6 +529,18 @@ class Evaluator:
             else:
                 self.note(f"metrics: {name} skipped: {reason}")
         self.names = kept
+        classified = [n for n in kept if METRICS[n].needs_classifier]
+        if classified:
+            # The numbers are only as good as their reference: say what it is, and when it is weak.
+            self.note(f"metrics: {', '.join(classified)} against the {self.test_description()}")
+            accuracy, n_test = self.classifier().test_accuracy, len(self.test_data())
+            if accuracy < WEAK_CLASSIFIER_ACCURACY:
+                self.note(f"metrics: warning: the classifier is right on only {accuracy:.0%} of the test split, so the "
+                          f"scores built on it ({', '.join(classified)}) say little; it needs more training data "
+                          "or epochs")
+            if n_test < SMALL_TEST_SPLIT:
+                self.note(f"metrics: warning: the test split has only {n_test} images; distances to so few are "
+                          "mostly noise")
         return kept
 
     # --- scoring ----------------------------------------------------------------------------
