@@ -58,6 +58,8 @@ def test_celeba_clip_trains_on_a_folder_of_faces(tmp_path):
     shape = generator_shape(run)
     assert shape["image_size"] == 64 and shape["channels"] == 3 and shape["num_classes"] == 0
     assert "skipped 1 unreadable file(s)" in (run / "log.txt").read_text()
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert records and all("wasserstein" in r and "penalty" not in r for r in records)  # clipping has no penalty
     grid = Image.open(run / "samples" / "step-00000002.png")
     assert grid.size == (8 * 66 + 2, 8 * 66 + 2)  # 64 faces of 64x64 with 2-pixel padding
 

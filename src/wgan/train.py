@@ -477,6 +477,19 @@ def make_step(trainer: Trainer, fast: bool):
     return FusedWganStep(*step_args()), f"CUDA graph off: {reason}; using the fused eager step"
 
 
+def describe_step(step_fn, cfg: TrainConfig, device: torch.device, dry_run: bool) -> str:
+    """What runs each generator iteration, for log.txt: the fast path or not, and why not."""
+    from wgan.fast import CudaGraphStep, FusedWganStep
+
+    if isinstance(step_fn, CudaGraphStep):
+        return f"fast: the fused iteration replayed from one CUDA graph ({cfg.precision})"
+    if isinstance(step_fn, FusedWganStep):
+        return f"fused eager ({cfg.precision if device.type == 'cuda' else 'fp32'})"
+    why = ("the fast path is for CUDA" if device.type != "cuda" else "--no-fast" if not cfg.fast else
+           "a dry run" if dry_run else "")
+    return f"plain eager ({cfg.precision if device.type == 'cuda' else 'fp32'}{'; ' + why if why else ''})"
+
+
 def check_finite_losses(stats: dict[str, float], first_step: int, last_step: int) -> None:
     """Raise TrainingDiverged if a loss summed over steps first_step..last_step is NaN or infinite."""
     bad = [k for k, v in stats.items() if not math.isfinite(v)]
@@ -577,7 +590,8 @@ def _train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None, dry_run:
         f"batch={cfg.batch_size} per process x {world} processes = {world * cfg.batch_size} (effective)"
     log.line(f"{'resumed from ' + str(resume.checkpoint) if resume else 'started'}: preset={cfg.preset} "
              f"dataset={cfg.dataset} ({len(trainer.data)} samples from {trainer.data.source}) model={cfg.model} "
-             f"loss={cfg.loss} device={device} precision={cfg.precision} {batch}")
+             f"loss={cfg.loss} device={device} precision={cfg.precision if device.type == 'cuda' else 'fp32'} "
+             f"{batch}")
     saved_world = len(resume.state.get("rng_ranks") or [None]) if resume is not None else world
     if saved_world != world:
         log.line(f"the checkpoint was written by {saved_world} process(es), this run has {world}: the effective "
@@ -595,6 +609,7 @@ def _train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None, dry_run:
     if note:
         log.line(note)
         say(note)
+    log.line(f"step: {describe_step(step_fn, cfg, device, dry_run)}")
 
     last_good = {"path": None if resume is None else resume.checkpoint}
 
@@ -646,7 +661,9 @@ def _train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None, dry_run:
         now = time.perf_counter()
         elapsed, t_last = now - t_last, now
         check_finite_losses(stats, trainer.step - steps_since_read + 1, trainer.step)
-        record = {"step": trainer.step, "time_s": round(now - t_start, 3), **{k: round(v, 6) for k, v in stats.items()},
+        # a clipping run has no penalty: leave it out rather than log a zero that reads as a measurement
+        logged = {k: round(v, 6) for k, v in stats.items() if k != "penalty" or cfg.uses_penalty}
+        record = {"step": trainer.step, "time_s": round(now - t_start, 3), **logged,
                   "critic_images_per_s": round((steps_since_read * cfg.critic_steps * cfg.batch_size + extra_critic_images)
                                                * world / elapsed, 1)}
         log.record(record)
