@@ -85,7 +85,8 @@ def plot_losses(records: list[dict], path: Path) -> bool:
         _raw_and_smoothed(ax, steps, np.array([r[key] for r in train], dtype=float), color, label, window)
         ax.set_ylabel(label, color=color)
         ax.tick_params(axis="y", labelcolor=color)
-    ax1.set_title("Generator and critic loss")
+    smoothed = f"; faint: raw, bold: moving average over ~{window} records" if window > 1 else ""
+    ax1.set_title(f"Generator and critic loss{smoothed}")
     w = np.array([r["wasserstein"] for r in train], dtype=float)
     _raw_and_smoothed(ax3, steps, w, "tab:green", "critic's estimate E[D(x)] - E[D(G(z))]", window)
     exact = [r for r in records if "w1_exact" in r]
@@ -93,13 +94,13 @@ def plot_losses(records: list[dict], path: Path) -> bool:
         ax3.plot([r["step"] for r in exact], [r["w1_exact"] for r in exact], "o-", color="black", markersize=3,
                  label="exact W1 (POT)")
     ax3.set_ylabel("Wasserstein estimate")
-    ax3.legend(loc="upper right", fontsize=8)
+    ax3.legend(loc="best", fontsize=8)  # never over the few exact-W1 points
     ax3.set_title("Wasserstein estimate")
     if has_penalty:
         _raw_and_smoothed(axes[2], steps, pen, "tab:purple", "gradient penalty (before its weight)", window)
         axes[2].set_ylabel("penalty")
         axes[2].set_title("Gradient penalty")
-        axes[2].legend(loc="upper right", fontsize=8)
+        axes[2].legend(loc="best", fontsize=8)
     axes[-1].set_xlabel("generator step")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -157,6 +158,8 @@ def plot_quality(records: list[dict], path: Path) -> bool:
                 ax.margins(y=0.15)  # room for the last value's label under the title
                 if all(isinstance(v, int) for v in y):  # classes covered: no 2.5 on the axis
                     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+            if xkey == "step":
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no step 19.25 with one evaluation
             ax.set_xlabel(xlabel)
             ax.set_ylabel(key)
             ax.grid(alpha=0.3)
