@@ -197,7 +197,17 @@ def test_conditional_sample_without_a_label_cycles_the_classes(conditional_dry_r
     rc, _, err = run_cli(capsys, "sample", "--run", str(conditional_dry_run), "--num", "2", "--label", "10",
                          "--out", str(tmp_path / "bad.npz"))
     assert_one_line_error(rc, err, "--label 10", "0-9")
+    rc, _, err = run_cli(capsys, "sample", "--run", str(conditional_dry_run), "--num", "2", "--label", "A",
+                         "--out", str(tmp_path / "bad.npz"))
+    assert_one_line_error(rc, err, "--label A: give a class number 0-9")
     assert not (tmp_path / "bad.npz").exists()
+
+
+def test_a_letter_names_its_class_for_the_letter_datasets():
+    for dataset in ("letters-csv", "emnist-letters"):
+        assert [cli._class_number(t, dataset, 26) for t in ("A", "b", "Z", "7")] == [0, 1, 25, 7]
+    with pytest.raises(UserError, match="--label AB: give a class number 0-25 or a letter A-Z"):
+        cli._class_number("AB", "letters-csv", 26)
 
 
 @pytest.mark.parametrize("num, out, needle", [("0", "x.npz", "--num 0"), ("4", "x.jpg", ".png")])

@@ -109,8 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--run", metavar="DIR|FILE", help="run directory (its newest checkpoint) or one checkpoint")
     src.add_argument("--weights", metavar="FILE", help="generator .safetensors from `wgan export`")
     p.add_argument("--num", type=int, default=64, help="number of samples")
-    p.add_argument("--label", type=int, default=None, help="class label (conditional models); default: all classes")
-    p.add_argument("--out", required=True, help="output: .png (grid) or .npz (uint8 N x C x H x W)")
+    p.add_argument("--label", default=None,
+                   help="class number (conditional models), or for letters the letter itself (A-Z); default: all "
+                        "classes, one per column")
+    p.add_argument("--out", required=True, help="output: .png (grid of images) or .npz (uint8 N x C x H x W; "
+                   "2-D point models: .npz of the points)")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise (same seed, same samples; default: 0)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
@@ -233,9 +236,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     shape = generator.shape
     labels = None
     if shape.conditional:
-        if args.label is not None and not 0 <= args.label < shape.num_classes:
-            raise UserError(f"--label {args.label}: this model has classes 0-{shape.num_classes - 1}")
-        labels = torch.full((args.num,), args.label) if args.label is not None else None  # None: every class in turn
+        label = None if args.label is None else _class_number(args.label, cfg.dataset, shape.num_classes)
+        labels = torch.full((args.num,), label) if label is not None else None  # None: every class in turn
     elif args.label is not None:
         raise UserError("--label: this generator is not class-conditional")
     if shape.point_dim and out.suffix != ".npz":
@@ -247,6 +249,21 @@ def cmd_sample(args: argparse.Namespace) -> int:
         _write_samples(out, samples, shape, args)
     print(f"wrote {args.num} samples to {out}")
     return 0
+
+
+def _class_number(text: str, dataset: str, num_classes: int) -> int:
+    """--label as a class number; for the letter datasets a letter names its class (A = 0, ..., Z = 25)."""
+    letters = dataset in ("letters-csv", "emnist-letters")
+    if letters and len(text) == 1 and text.isalpha() and text.isascii():
+        return ord(text.upper()) - ord("A")
+    try:
+        number = int(text)
+    except ValueError:
+        raise UserError(f"--label {text}: give a class number 0-{num_classes - 1}"
+                        f"{' or a letter A-Z' if letters else ''}") from None
+    if not 0 <= number < num_classes:
+        raise UserError(f"--label {text}: this model has classes 0-{num_classes - 1}")
+    return number
 
 
 def _write_samples(out: Path, samples, shape, args: argparse.Namespace) -> None:
