@@ -86,7 +86,7 @@ def _run(loss, w1s, estimates, share=0.0, grad=1.0, steps=2000, first_share=None
     assert len(schedule) == len(w1s) and schedule[-1] == steps
     checks = [Check(step=s, w1=w, estimate=e, lipschitz=1.0, bound=min(e, w), grad_norm_mean=grad,
                     grad_norm_std=0.1) for s, w, e in zip(schedule, w1s, estimates)]
-    return ClaimsRun("toy-8gaussians", loss, checks, extreme_weight_share=share,
+    return ClaimsRun("toy-8gaussians", loss, checks, w1_floor=0.05, extreme_weight_share=share,
                      extreme_weight_share_first_step=share if first_share is None else first_share)
 
 
