@@ -111,15 +111,19 @@ def test_train_writes_a_self_describing_run_directory(quick_run):
         assert gif.format == "GIF" and gif.n_frames == len(frames)
 
 
-def test_train_writes_tensorboard_scalars(quick_run):
+def test_train_writes_tensorboard_scalars_and_sample_grids(quick_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = list((quick_run / "tensorboard").glob("events.out.tfevents.*"))
     assert events
-    acc = EventAccumulator(str(quick_run / "tensorboard"))
+    acc = EventAccumulator(str(quick_run / "tensorboard"), size_guidance={"images": 0})
     acc.Reload()
     assert set(STAT_NAMES) <= set(acc.Tags()["scalars"])
     assert [e.step for e in acc.Scalars("wasserstein")] == [5, 10, 15, 20]
+    grids = acc.Images("samples")
+    assert [e.step for e in grids] == [0, 10, 20]
+    with Image.open(quick_run / "samples" / "step-00000020.png") as png:
+        assert (grids[-1].width, grids[-1].height) == png.size
 
 
 def test_sample_npz_has_the_requested_shape_and_dtype(quick_run, tmp_path, capsys):

@@ -257,6 +257,14 @@ class RunLog:
                 if k != "step" and isinstance(v, (int, float)):
                     self.tb.add_scalar(k, v, record["step"])
 
+    def image(self, step: int, path: Path) -> None:
+        """A sample grid, also in TensorBoard's images tab (a slider over the steps)."""
+        if self.tb is not None:
+            from PIL import Image
+
+            with Image.open(path) as img:
+                self.tb.add_image("samples", np.asarray(img.convert("RGB")), step, dataformats="HWC")
+
     def close(self) -> None:
         self.text.close()
         if self.tb is not None:
@@ -270,6 +278,9 @@ class NullLog:
         pass
 
     def record(self, record: dict) -> None:
+        pass
+
+    def image(self, step: int, path: Path) -> None:
         pass
 
     def close(self) -> None:
@@ -630,6 +641,7 @@ def _train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None, dry_run:
 
     if trainer.step == 0 and cfg.sample_every_steps and main:
         save_samples(trainer, run_dir / "samples" / "step-00000000.png")
+        log.image(0, run_dir / "samples" / "step-00000000.png")
 
     # "asked": a signal arrived here; "signal": the loop stops. One process stops at the next step; N
     # processes stop together at the next read of the losses, where they agree (a collective).
@@ -688,6 +700,7 @@ def _train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None, dry_run:
                     stop["signal"] = distributed.max_over_ranks(stop["asked"] or 0) or None
             if cfg.sample_every_steps and (at % cfg.sample_every_steps == 0 or last) and main:
                 save_samples(trainer, run_dir / "samples" / f"step-{at:08d}.png")
+                log.image(at, run_dir / "samples" / f"step-{at:08d}.png")
             if evaluate and (last or (cfg.eval_every_steps and at % cfg.eval_every_steps == 0)):
                 t_eval = time.perf_counter()
                 log.record({"step": at, "time_s": round(t_eval - t_start, 3), **evaluate(trainer.generator)})
