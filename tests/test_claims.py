@@ -216,6 +216,7 @@ def test_wgan_claims_end_to_end(tmp_path):
     for rows in filter(None, tables):  # every row has its table's columns: a |grad| in a cell is escaped
         assert len({len(re.split(r"(?<!\\)\|", row)) for row in rows}) == 1, rows
     assert "Kantorovich" in out and str(run) in out
+    assert "INCONCLUSIVE: " in out and "DOES NOT HOLD" not in out  # 4 steps support no verdict on training
 
 
 @pytest.mark.parametrize("argv, needle", [(["--datasets", "fashion-mnist"], "--datasets fashion-mnist"),
@@ -269,11 +270,3 @@ def test_wgan_claims_refuses_an_absent_device_before_writing(tmp_path):
 def test_loss_settings_are_the_papers():
     assert claims.LOSS_SETTINGS["clip"] == dict(loss="clip", optimizer="rmsprop", lr_critic=5e-5, lr_generator=5e-5,
                                                 clip_value=0.01)
-
-
-def test_tmp_values():
-    vals = {}
-    for d in claims.TOY_DATASETS:
-        cfg = claims.claims_config(d, "gp", width=512, device="cpu", seed=0, gp_weight=10)
-        vals[d] = round(claims.train_and_check(cfg, steps=1, checks=2, points=50, note=lambda _: None).extreme_weight_share_first_step, 4)
-    assert False, vals

@@ -61,10 +61,11 @@ DEFAULT_CHECKS = 16
 DEFAULT_POINTS = 2000
 DEFAULT_WIDTH = 512  # the paper's toy models
 DEFAULT_SEED = 0
-# The shortest runs a verdict is drawn from, set by how the default runs behave: W1 first rises for
-# tens of steps under clipping and falls below half of its start only after 50-150 steps; the
-# penalised critic's estimate overshoots W1 up to 4x in the first tens of steps and is still about 3x
-# W1 at step 200. A Pearson r >= 0.8 arises by chance with p = 0.2 from 4 unrelated points, 0.02 from 8.
+# The shortest runs a verdict is drawn from, set by how the default runs behave: W1 falls below half
+# of its start after 20-30 steps with the penalty, after 50-150 with clipping, whose W1 first rises;
+# the penalised critic's estimate overshoots W1 up to 4x in the first tens of steps and on 8 Gaussians
+# is still about 3x W1 at step 200. Unrelated points give a Pearson r >= 0.8 with p = 0.1 from 4 of
+# them, under 0.01 from 8.
 MIN_STEPS_TRAINING = 500  # for claims about the course of training: W1 falls, the estimate tracks it
 MIN_STEPS_TRAINED = 1000  # for claims about the trained critic: its gradient norm, estimate and weights
 MIN_TRACKING_CHECKS = 8  # checks after step 0 for a correlation over training

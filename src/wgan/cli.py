@@ -162,19 +162,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
 
     p = sub.add_parser("claims", help="check the papers' claims on the 2-D toy data against exact optimal transport")
-    p.add_argument("--datasets", default="toy-8gaussians,toy-25gaussians,toy-swissroll", help="comma-separated toy datasets")
-    p.add_argument("--losses", default="gp,clip", help="gp (the toy presets' penalty), clip (WGAN's clipping), or both")
-    p.add_argument("--steps", type=int, default=2000, help="generator steps per run")
-    p.add_argument("--checks", type=int, default=16, help="measurements per run: step 0, then spaced geometrically")
-    p.add_argument("--points", type=int, default=2000, help="real and generated points per measurement")
-    p.add_argument("--width", type=int, default=512, help="MLP width (the paper's toy models: 512)")
+    p.add_argument("--datasets", default="toy-8gaussians,toy-25gaussians,toy-swissroll",
+                   help="comma-separated toy datasets (default: %(default)s)")
+    p.add_argument("--losses", default="gp,clip",
+                   help="gp (the toy presets' penalty), clip (WGAN's clipping), or both (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=2000,
+                   help="generator steps per run; verdicts on training need >= 500, on the trained critic >= 1000 "
+                        "(default: %(default)s)")
+    p.add_argument("--checks", type=int, default=16,
+                   help="measurements per run: step 0, then spaced geometrically; r(estimate, W1) needs >= 9 "
+                        "(default: %(default)s)")
+    p.add_argument("--points", type=int, default=2000,
+                   help="real and generated points per measurement (default: %(default)s)")
+    p.add_argument("--width", type=int, default=512, help="MLP width (default: %(default)s, the paper's toy models)")
     p.add_argument("--gp-weight", type=float, default=None,
                    help="the penalty's lambda (default: the toy presets' 0.1, from the paper's toy code; its image models use 10)")
     p.add_argument("--critic-steps-boosted", type=int, default=0,
                    help="the WGAN reference code's extra critic updates: this many on the first 25 generator steps "
                         "and every 500th (it uses 100); 0 = off")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     p.add_argument("--runs-dir", default="runs", help="where the results folder NNNNN-claims is made")
 
     p = sub.add_parser("datasets", help="list the datasets and where each looks for its files")
@@ -444,7 +451,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_claims(args: argparse.Namespace) -> int:
-    from wgan.claims import run_claims
+    from wgan.claims import run_claims, verdict_line
 
     split = lambda text: [n.strip() for n in text.split(",") if n.strip()]
     out, verdicts = run_claims(datasets=split(args.datasets), loss_names=split(args.losses), steps=args.steps,
@@ -452,8 +459,7 @@ def cmd_claims(args: argparse.Namespace) -> int:
                                seed=args.seed, runs_dir=Path(args.runs_dir), gp_weight=args.gp_weight,
                                critic_steps_boosted=args.critic_steps_boosted)
     for v in verdicts:
-        print(f"{'holds' if v.holds else 'DOES NOT HOLD'}: {v.claim} ({v.source})\n    {v.criterion}; "
-              f"measured: {v.measured}")
+        print(verdict_line(v))
     print(f"results: {out}/claims.md, claims.png, claims.json")
     return 0
 
