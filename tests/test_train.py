@@ -270,6 +270,9 @@ def test_fixed_grid_inputs_give_one_class_per_column():
     assert train.grid_columns(step.generator.shape, 20) == NUM_CLASSES
     z_again, _ = train.fixed_inputs(cfg, step.generator.shape, CPU)
     assert torch.equal(z, z_again), "the grid noise is fixed by the seed"
+    for asked, made in ((NUM_CLASSES * 2 - 1, NUM_CLASSES), (NUM_CLASSES * 2 + 3, NUM_CLASSES * 2), (1, NUM_CLASSES)):
+        z, _ = train.fixed_inputs(TrainConfig(grid_samples=asked, latent_dim=8), step.generator.shape, CPU)
+        assert len(z) == made, "whole rows, not more than asked for (but at least one row)"
 
 
 def test_boost_schedule_is_the_wgan_reference_codes():

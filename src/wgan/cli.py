@@ -50,7 +50,7 @@ HELP = {
     "eval_metrics": "comma-separated metrics to log during training (see `wgan eval --help`)",
     "eval_num_samples": "samples per metric evaluation",
     "inception_weights": "Inception-v3 weights file for fid/kid (torch-fidelity's; needed offline)",
-    "grid_samples": "images in each sample grid (conditional: rounded down to whole rows of one class per column)",
+    "grid_samples": "images in each sample grid (conditional: rounded down to whole rows of one class per column, at least one)",
     "seed": "random seed",
     "device": "auto, cpu, cuda or cuda:N",
     "precision": "fp32, tf32 or bf16 (CUDA; the penalty stays fp32)",

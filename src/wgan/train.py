@@ -96,7 +96,7 @@ def fixed_inputs(cfg: TrainConfig, shape: ModelShape, device: torch.device) -> t
     if shape.point_dim:
         n, labels = 1000, None  # a scatter wants many points
     elif shape.conditional:
-        rows = max(1, round(cfg.grid_samples / shape.num_classes))
+        rows = max(1, cfg.grid_samples // shape.num_classes)  # whole rows, never more images than asked for
         n = rows * shape.num_classes
         labels = torch.arange(n) % shape.num_classes
     else:
