@@ -18,10 +18,14 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from wgan.errors import UserError, first_line, writing
+
+if TYPE_CHECKING:
+    from wgan.config import TrainConfig
 
 FORMAT = "wgan-checkpoint-1"
 GENERATOR_FORMAT = "wgan-generator-1"
@@ -345,28 +349,38 @@ def export_run(run: Path, out: Path) -> ResumePoint:
     return point
 
 
-def load_generator(source: Path, device: str | torch.device = "cpu"):
+@dataclass
+class LoadedGenerator:
+    generator: torch.nn.Module
+    config: TrainConfig
+    step: int | None  # the training step it was saved at; None for an exported file that does not say
+    run_dir: Path | None  # the run it belongs to; None for a file outside a run directory
+
+
+def load_generator(source: Path, device: str | torch.device = "cpu") -> LoadedGenerator:
     """A generator ready to sample, from a run directory (its newest checkpoint, else its
-    generator.safetensors), one checkpoint file, or a .safetensors file written by `wgan export`.
-    Returns (generator, config)."""
+    generator.safetensors), one checkpoint file, or a .safetensors file written by `wgan export`."""
     from wgan.config import TrainConfig
 
     source = Path(source)
+    run_dir = None
     if source.is_dir() and not list_checkpoints(source / "checkpoints"):
         if not (source / "generator.safetensors").is_file():
             raise UserError(f"{source}: no checkpoints and no generator.safetensors: is this a wgan run directory?")
-        source = source / "generator.safetensors"
+        run_dir, source = source, source / "generator.safetensors"
     if source.is_dir() or source.suffix == ".pt":
         point = open_checkpoint(source, option="--run")
         config, shape, tensors, origin = point.config, point.shape, point.state["generator"], point.checkpoint
+        step = point.step
+        run_dir = point.run_dir if (point.run_dir / "config.json").is_file() else None
     else:
-        config, shape, tensors = _read_generator_file(source)
+        config, shape, tensors, step = _read_generator_file(source)
         origin = source
     generator = _build_generator(config, shape, tensors, device, origin)
-    return generator, TrainConfig.from_dict(config)
+    return LoadedGenerator(generator, TrainConfig.from_dict(config), step, run_dir)
 
 
-def _read_generator_file(path: Path) -> tuple[dict, dict, dict]:
+def _read_generator_file(path: Path) -> tuple[dict, dict, dict, int | None]:
     from safetensors import SafetensorError, safe_open
 
     if not path.is_file():
@@ -386,7 +400,8 @@ def _read_generator_file(path: Path) -> tuple[dict, dict, dict]:
     except (KeyError, ValueError):
         raise UserError(f"{path}: safetensors file without wgan metadata (config/shape); "
                         "write it with `wgan export`") from None
-    return config, shape, tensors
+    step = meta.get("step")
+    return config, shape, tensors, int(step) if step is not None and step.isdigit() else None
 
 
 def _build_generator(config: dict, shape: dict, tensors: dict, device, origin: Path):

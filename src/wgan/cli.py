@@ -239,7 +239,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if out.suffix not in (".png", ".npz"):
         raise UserError(f"--out {out}: use a .png (grid) or .npz (array) file name")
     device = resolve_device(args.device)
-    generator, cfg = load_generator(Path(args.run or args.weights), device)
+    loaded = load_generator(Path(args.run or args.weights), device)
+    generator, cfg = loaded.generator, loaded.config
     shape = generator.shape
     labels = None
     if shape.conditional:
@@ -352,7 +353,8 @@ def _eval_run(args: argparse.Namespace, device) -> int:
     from wgan.checkpoint import load_generator
 
     run_dir = Path(args.run)
-    generator, cfg = load_generator(run_dir, device)
+    loaded = load_generator(run_dir, device)
+    generator, cfg = loaded.generator, loaded.config
     shape = generator.shape
     names = args.metrics or cfg.eval_metrics or metrics.default_metric_names(points=bool(shape.point_dim),
                                                                              conditional=shape.conditional)
@@ -365,9 +367,8 @@ def _eval_run(args: argparse.Namespace, device) -> int:
     results = ev.evaluate(samples)
     if not results:
         raise UserError("no metric could be computed; see the notes above")
-    step = metrics.generator_step(run_dir)
+    step, run = loaded.step, loaded.run_dir
     print(f"{run_dir} (generator at step {step}):\n{metrics.format_table(results)}")
-    run = metrics.run_of(run_dir)
     if not args.no_append and run is not None:
         record = {"step": step, **metrics.run_time_at(run, step), **metrics.flatten_results(results),
                   "source": "wgan eval"}

@@ -720,36 +720,6 @@ def baseline_samples(train: Data, num: int, *, seed: int = 0) -> dict[str, Sampl
             f"uniform noise ({num} samples) vs test split": Samples(noise)}
 
 
-def generator_step(source: Path) -> int | None:
-    """The training step of the generator that checkpoint.load_generator(source) loads: a run directory's
-    newest checkpoint (else its generator.safetensors), one checkpoint file, or an exported file."""
-    from wgan.checkpoint import CHECKPOINT_RE, list_checkpoints
-
-    source = Path(source)
-    if source.is_dir():
-        checkpoints = list_checkpoints(source / "checkpoints")
-        source = checkpoints[-1] if checkpoints else source / "generator.safetensors"
-    named = CHECKPOINT_RE.match(source.name)
-    if named:
-        return int(named.group(1))
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(source), framework="pt") as f:
-            return int((f.metadata() or {})["step"])
-    except Exception:  # no step in the metadata
-        return None
-
-
-def run_of(source: Path) -> Path | None:
-    """The run directory that `source` (a run directory or one of its checkpoint files) belongs to."""
-    source = Path(source)
-    if source.is_dir():
-        return source
-    run = source.parent.parent
-    return run if source.parent.name == "checkpoints" and (run / "config.json").is_file() else None
-
-
 def run_time_at(run_dir: Path, step: int | None) -> dict:
     """{"time_s": training seconds when the run reached `step`} from its log, or {} when unknown: an
     evaluation made after training then sits at the right place on the wall-clock axis."""
