@@ -193,12 +193,12 @@ def validate(cfg: TrainConfig) -> TrainConfig:
              "gradient penalty forbids; use --critic-norm layer or none")
     blocker = file_in_the_way(Path(cfg.runs_dir))
     need(blocker is None, f"--runs-dir {cfg.runs_dir}: {blocker} is a file, not a folder; choose another --runs-dir")
-    from wgan.metrics import METRICS
+    from wgan.metrics import parse_metric_names
 
-    metric_names = [n.strip() for n in cfg.eval_metrics.split(",") if n.strip()]
-    unknown = [n for n in metric_names if n not in METRICS]
-    need(not unknown, f"--eval-metrics {cfg.eval_metrics}: unknown metric(s) {', '.join(unknown)}; choose from "
-                      f"{', '.join(METRICS)}")
+    try:
+        metric_names = parse_metric_names(cfg.eval_metrics)
+    except UserError as exc:
+        raise UserError(f"--eval-metrics {cfg.eval_metrics}: {exc}") from None
     need(not metric_names or cfg.eval_num_samples >= 2,
          f"--eval-num-samples {cfg.eval_num_samples}: a distribution needs at least 2 samples (10000 is usual)")
     need(not cfg.inception_weights or Path(cfg.inception_weights).is_file(),
