@@ -23,6 +23,7 @@ import hashlib
 import math
 import os
 import string
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,11 +182,10 @@ def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (gzipped or not, whatever its suffix) into a numpy array, with clear errors on bad
     files."""
     try:
+        raw = path.read_bytes()
         # The magic bytes decide, not the suffix: browsers often unpack a downloaded .gz and keep its name.
-        with open(path, "rb") as f:
-            gzipped = f.read(2) == b"\x1f\x8b"
-        with (gzip.open if gzipped else open)(path, "rb") as f:
-            raw = f.read()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
     except (OSError, EOFError) as exc:
         raise UserError(f"{path}: cannot read IDX file ({exc}); re-download it") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
@@ -384,7 +384,7 @@ def find_letters_csv(data_path) -> Path:
         found = f"{len(csvs)} other .csv files ({csvs[0].name}, ...)" if csvs else "no other .csv file"
         raise UserError(f"--data {data_path}: no {names} there and {found}; pass --data FILE.csv (Kaggle's A-Z "
                         f"Handwritten Data), or leave --data out to search {_default_places('letters-csv')}")
-    raise UserError(f"letters-csv: no {names} in: {', '.join(str(d) for d in dirs)}; "
+    raise UserError(f"letters-csv: no {names} in: {_searched(dirs, None)}; "
                     "pass --data FILE.csv (Kaggle's A-Z Handwritten Data) or use --dataset emnist-letters")
 
 
@@ -433,7 +433,7 @@ def _whole_number(value: str) -> int | None:
         number = float(value)
     except ValueError:
         return None
-    return int(number) if math.isfinite(number) and number == int(number) else None
+    return int(number) if number.is_integer() else None
 
 
 def _not_numeric(value: str) -> bool:
@@ -613,10 +613,8 @@ def _holds_images(folder: Path) -> bool:
 def _ignored_note(others: list[Path]) -> list[str]:
     if not others:
         return []
-    counts: dict[str, int] = {}
-    for p in others:
-        counts[p.suffix.lower() or "no suffix"] = counts.get(p.suffix.lower() or "no suffix", 0) + 1
-    kinds = ", ".join(f"{k} {n}" for k, n in sorted(counts.items(), key=lambda kv: -kv[1])[:4])
+    counts = Counter(p.suffix.lower() or "no suffix" for p in others)
+    kinds = ", ".join(f"{k} {n}" for k, n in counts.most_common(4))
     return [f"ignored {len(others)} file(s) without an image suffix ({kinds}; first: {others[0]})"]
 
 
@@ -711,8 +709,8 @@ _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 
 
 def _to_eight_bits(img, path: Path):
-    """16-bit, 32-bit integer and float grayscale as 8-bit "L" (with alpha from a transparent value),
-    or a problem string; other images pass through. Pillow's own conversion clips at 255, which turns
+    """16-bit, 32-bit integer and float grayscale as 8-bit "L" (a transparent value made white), or a
+    problem string; other images pass through. Pillow's own conversion clips at 255, which turns
     16-bit scans almost white and 0-1 floats black."""
     from PIL import Image
 
@@ -737,12 +735,10 @@ def _to_eight_bits(img, path: Path):
             return (f"{path}: 32-bit pixels run from {low} to {high}, beyond 16 bits' 0-65535; save it with 8 "
                     f"or 16 bits, remove it or pass --skip-bad-images")
         scaled = values.astype(np.float64) * (255.0 / 65535.0)  # "I" holds 16-bit PNG/PGM/TIFF values too
-    gray = Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
     transparent = img.info.get("transparency")
-    if isinstance(transparent, int):
-        alpha = Image.fromarray(np.where(values == transparent, 0, 255).astype(np.uint8), "L")
-        gray = Image.merge("LA", (gray, alpha))
-    return gray
+    if isinstance(transparent, int):  # white, as _on_white puts under every other transparent pixel
+        scaled = np.where(values == transparent, 255, scaled)
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
 
 
 def _on_white(img):
