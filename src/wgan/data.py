@@ -631,10 +631,10 @@ class FolderListing:
     notes: list[str] = field(default_factory=list)
 
 
-def list_image_folder(root: Path, all_classes: list[str] | None = None) -> FolderListing:
+def list_image_folder(root: Path, other_classes: set[str] | None = None) -> FolderListing:
     """A flat folder of images, or one subfolder per class (sorted names become labels 0, 1, ...).
-    `all_classes` numbers the classes instead: the names of both splits' class folders, so a class keeps
-    its index in a split that lacks it."""
+    `other_classes`, the other split's class folders, are numbered with this one's, so a class keeps its
+    index in a split that lacks it."""
     if not root.is_dir():
         raise UserError(f"{root}: not a folder; pass a folder of images (flat or one subfolder per class)")
     loose, others, subdirs = [], [], []
@@ -660,7 +660,7 @@ def list_image_folder(root: Path, all_classes: list[str] | None = None) -> Folde
                         "or pass one of the subfolders as --data")
     notes = _ignored_note(others)
     if classes:
-        names = all_classes or [n for n, _ in classes]
+        names = sorted(other_classes | {n for n, _ in classes}) if other_classes else [n for n, _ in classes]
         index = {n: i for i, n in enumerate(names)}
         files = [p for _, imgs in classes for p in imgs]
         labels = [index[n] for n, imgs in classes for _ in imgs]
@@ -872,8 +872,8 @@ def load_image_folder(split: str, data_path, options: LoadOptions = LoadOptions(
     # Both splits' class folders number the classes: numbered per split, a class missing from one split
     # would shift every later class's label there, and a model trained on one split would be scored on
     # wrongly labelled images of the other.
-    all_classes = sorted(_class_folder_names(folder) | _class_folder_names(other)) if other is not None else None
-    return load_folder_images("image-folder", list_image_folder(folder, all_classes or None), options,
+    other_classes = _class_folder_names(other) if other is not None else None
+    return load_folder_images("image-folder", list_image_folder(folder, other_classes), options,
                               extra_notes=[note] if note else [])
 
 
