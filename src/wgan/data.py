@@ -261,13 +261,15 @@ def _searched(dirs: list[Path], torchvision_folder: str | None) -> str:
     return ", ".join(str(d) for d in shown)
 
 
-def _try_download(download: Callable[[Path], object] | None, root: Path) -> None:
+def _try_download(download: Callable[[Path], object] | None, root: Path) -> bool:
+    """Whether a download was tried (then the caller searches again); a failed one is not an error here."""
     if download is None or not downloads_allowed():
-        return
+        return False
     try:
         download(root)
     except Exception:  # no network, mirror down, ...: the caller falls through to its clear message
         pass
+    return True
 
 
 def _default_places(name: str) -> str:
@@ -309,8 +311,8 @@ def load_idx_dataset(name: str, *, split: str, data_path, torchvision_cls: str, 
                     import torchvision
 
                     getattr(torchvision.datasets, torchvision_cls)(str(root), train=(split == "train"), download=True)
-            _try_download(fetch, download_root(name, data_path))
-            images, labels = _find_file(dirs, img_stem), _find_file(dirs, lbl_stem)
+            if _try_download(fetch, download_root(name, data_path)):
+                images, labels = _find_file(dirs, img_stem), _find_file(dirs, lbl_stem)
         if images is None or labels is None:
             hint = " (Debian: apt-get install dataset-fashion-mnist)" if name == "fashion-mnist" else ""
             raise _not_there(name, data_path, f"{name} {split} IDX files ({img_stem}[.gz], {lbl_stem}[.gz], "
@@ -935,8 +937,8 @@ def load_celeba(split: str, data_path, options: LoadOptions = LoadOptions()) -> 
 
             torchvision.datasets.CelebA(str(root), split="all", download=True)
 
-        _try_download(fetch, download_root("celeba", data_path))
-        folder = _find_celeba(dirs, data_path)
+        if _try_download(fetch, download_root("celeba", data_path)):
+            folder = _find_celeba(dirs, data_path)
     if folder is None:
         raise _not_there("celeba", data_path, "img_align_celeba/ folder and no face images", dirs, "celeba",
                          hint=" (any folder of face images works as --data)")
@@ -974,9 +976,9 @@ def load_cifar10(split: str, data_path, options: LoadOptions = LoadOptions()) ->
 
     root = find()
     if root is None:
-        _try_download(lambda r: torchvision.datasets.CIFAR10(str(r), train=True, download=True),
-                      download_root("cifar10", data_path))
-        root = find()
+        if _try_download(lambda r: torchvision.datasets.CIFAR10(str(r), train=True, download=True),
+                         download_root("cifar10", data_path)):
+            root = find()
     if root is None:
         raise _not_there("cifar10", data_path, "cifar-10-batches-py/ folder (CIFAR-10's python batch files)", dirs,
                          None, hint=" (the folder holding cifar-10-batches-py)")
