@@ -15,7 +15,6 @@ import dataclasses
 
 import torch
 
-from wgan import losses
 from wgan.data import to_model_space
 from wgan.errors import first_line
 from wgan.train import WganStep
@@ -182,23 +181,19 @@ class FusedWganStep(WganStep):
         idx, z, eps = [], [], []
         for _ in range(cfg.critic_steps):
             idx.append(torch.randint(n, (cfg.batch_size,), device=self.device))
-            z.append(torch.randn(cfg.batch_size, self.generator.shape.latent_dim, device=self.device))
+            z.append(self._noise())
             if cfg.uses_penalty:
                 eps.append(torch.rand(cfg.batch_size, device=self.device))
         return idx, z, eps
 
     def _batched_critic_step(self, real, fake, labels, eps) -> torch.Tensor:
-        cfg, b = self.cfg, real.shape[0]
+        b = real.shape[0]
         two = None if labels is None else torch.cat([labels, labels])
         with self.autocast, batch_norm_groups(self.c_norms, 2):
             real_scores, fake_scores = self.critic(torch.cat([real, fake]), two).float().split(b)
         # The interpolates get a forward of their own: in one batch with real and fake, the penalty's
         # double backward would run over all three parts, two of them with zero gradient.
-        if cfg.uses_penalty:
-            penalty = losses.gradient_penalty(self.critic, real, fake, labels, one_sided=cfg.loss == "lp", eps=eps)
-        else:
-            penalty = torch.zeros((), device=self.device)
-        return self._update_critic(real_scores, fake_scores, penalty)
+        return self._update_critic(real_scores, fake_scores, self._penalty(real, fake, labels, eps))
 
     def __call__(self) -> None:
         cfg, k = self.cfg, self.cfg.critic_steps

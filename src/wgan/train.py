@@ -143,13 +143,16 @@ class WganStep:
         with self.autocast:
             real_scores = self.critic(real, labels).float()
             fake_scores = self.critic(fake, labels).float()
-        if cfg.uses_penalty:
-            # The penalty's double backward runs in fp32 whatever the precision: bf16 gradients of the
-            # critic w.r.t. its input are too coarse for a norm compared with 1.
-            penalty = losses.gradient_penalty(self.critic, real, fake.float(), labels, one_sided=cfg.loss == "lp")
-        else:
-            penalty = torch.zeros((), device=self.device)
-        return self._update_critic(real_scores, fake_scores, penalty)
+        # The penalty's double backward runs in fp32 whatever the precision: bf16 gradients of the
+        # critic w.r.t. its input are too coarse for a norm compared with 1.
+        return self._update_critic(real_scores, fake_scores, self._penalty(real, fake.float(), labels))
+
+    def _penalty(self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | None,
+                 eps: torch.Tensor | None = None) -> torch.Tensor:
+        """The gradient penalty of a gp/lp critic (eps: the interpolation draws, else drawn here); 0 otherwise."""
+        if not self.cfg.uses_penalty:
+            return torch.zeros((), device=self.device)
+        return losses.gradient_penalty(self.critic, real, fake, labels, one_sided=self.cfg.loss == "lp", eps=eps)
 
     def _update_critic(self, real_scores: torch.Tensor, fake_scores: torch.Tensor,
                        penalty: torch.Tensor) -> torch.Tensor:
