@@ -63,7 +63,7 @@ def time_step(step, seconds: float, device: torch.device, warmup_steps: int) -> 
 
 def run_bench(preset: str, *, batch_size: int | None, seconds: float, device_name: str, precision: str | None,
               data_path: str | None = None) -> list[dict]:
-    from wgan.train import Trainer, make_step, resolve_device, set_precision
+    from wgan.train import Trainer, effective_precision, make_step, resolve_device, set_precision
 
     overrides = dict(batch_size=batch_size, device=device_name, data=data_path)
     if precision:
@@ -96,8 +96,7 @@ def run_bench(preset: str, *, batch_size: int | None, seconds: float, device_nam
         peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")
         results.append(dict(variant=label, iterations_per_s=its, critic_images_per_s=its * vcfg.critic_steps * vcfg.batch_size,
                             iterations=count, peak_mem_mib=peak, note=note or "",
-                            # tf32 and bf16 are CUDA settings: on a CPU every variant computes in fp32
-                            precision=vcfg.precision if device.type == "cuda" else "fp32"))
+                            precision=effective_precision(vcfg.precision, device)))
         del trainer, step
     return results, cfg, device
 

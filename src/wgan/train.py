@@ -56,6 +56,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def effective_precision(precision: str, device: torch.device) -> str:
+    """What a step computes in: tf32 and bf16 are CUDA settings, so on a CPU everything is fp32."""
+    return precision if device.type == "cuda" else "fp32"
+
+
 def set_precision(precision: str, deterministic: bool) -> None:
     tf32 = precision in ("tf32", "bf16")
     torch.backends.cuda.matmul.allow_tf32 = tf32
@@ -122,7 +127,7 @@ class WganStep:
         self.conditional = generator.shape.conditional
         self.device = device
         self.sums = torch.zeros(len(STAT_NAMES), device=device)
-        bf16 = cfg.precision == "bf16" and device.type == "cuda"
+        bf16 = effective_precision(cfg.precision, device) == "bf16"
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else nullcontext()
 
     def _noise(self) -> torch.Tensor:
@@ -498,10 +503,10 @@ def describe_step(step_fn, cfg: TrainConfig, device: torch.device, dry_run: bool
     if isinstance(step_fn, CudaGraphStep):
         return f"fast: the fused iteration replayed from one CUDA graph ({cfg.precision})"
     if isinstance(step_fn, FusedWganStep):
-        return f"fused eager ({cfg.precision if device.type == 'cuda' else 'fp32'})"
+        return f"fused eager ({effective_precision(cfg.precision, device)})"
     why = ("the fast path is for CUDA" if device.type != "cuda" else "--no-fast" if not cfg.fast else
            "a dry run" if dry_run else "")
-    return f"plain eager ({cfg.precision if device.type == 'cuda' else 'fp32'}{'; ' + why if why else ''})"
+    return f"plain eager ({effective_precision(cfg.precision, device)}{'; ' + why if why else ''})"
 
 
 def check_finite_losses(stats: dict[str, float], first_step: int, last_step: int) -> None:
@@ -604,7 +609,7 @@ def _train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None, dry_run:
         f"batch={cfg.batch_size} per process x {world} processes = {world * cfg.batch_size} (effective)"
     log.line(f"{'resumed from ' + str(resume.checkpoint) if resume else 'started'}: preset={cfg.preset} "
              f"dataset={cfg.dataset} ({len(trainer.data)} samples from {trainer.data.source}) model={cfg.model} "
-             f"loss={cfg.loss} device={device} precision={cfg.precision if device.type == 'cuda' else 'fp32'} "
+             f"loss={cfg.loss} device={device} precision={effective_precision(cfg.precision, device)} "
              f"{batch}")
     saved_world = len(resume.state.get("rng_ranks") or [None]) if resume is not None else world
     if saved_world != world:
