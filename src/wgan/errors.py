@@ -32,8 +32,13 @@ def writing(option: str, path) -> Iterator[None]:
         yield
     except OSError as exc:
         blocker = file_in_the_way(Path(path).parent)
-        why = f"{blocker} is a file, not a folder" if blocker is not None else (exc.strerror or first_line(exc))
+        why = f"{blocker} is a file, not a folder" if blocker is not None else os_reason(exc)
         raise UserError(f"{option} {path}: cannot write there ({why}); choose another path") from None
+
+
+def os_reason(exc: OSError) -> str:
+    """Why an OSError happened, in the system's words ("No space left on device")."""
+    return exc.strerror or first_line(exc)
 
 
 def file_in_the_way(folder: Path) -> Path | None:

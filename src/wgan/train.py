@@ -32,7 +32,7 @@ from wgan import checkpoint as ckpt
 from wgan import distributed, losses
 from wgan.config import TrainConfig, validate
 from wgan.data import Data, load_dataset, to_uint8_images
-from wgan.errors import TrainingDiverged, UserError, first_line, writing
+from wgan.errors import TrainingDiverged, UserError, first_line, os_reason, writing
 from wgan.models import Critic, Generator, ModelShape, build_models
 
 STAT_NAMES = ("loss_critic", "loss_generator", "wasserstein", "penalty")
@@ -632,6 +632,10 @@ def _train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None, dry_run:
 
     last_good = {"path": None if resume is None else resume.checkpoint}
 
+    def kept() -> str:
+        return (f"the last good checkpoint {last_good['path']} is intact" if last_good["path"] is not None
+                else "no checkpoint had been written yet")
+
     def save_ckpt() -> None:
         check_finite_parameters(trainer)
         if not distributed.parameters_identical(trainer.generator, trainer.critic):
@@ -647,9 +651,13 @@ def _train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None, dry_run:
             ckpt.prune_checkpoints(run_dir / "checkpoints", cfg.keep_checkpoints)
         last_good["path"] = path
 
+    def sample(at: int) -> None:
+        path = run_dir / "samples" / f"step-{at:08d}.png"
+        save_samples(trainer, path)
+        log.image(at, path)
+
     if trainer.step == 0 and cfg.sample_every_steps and main:
-        save_samples(trainer, run_dir / "samples" / "step-00000000.png")
-        log.image(0, run_dir / "samples" / "step-00000000.png")
+        sample(0)
 
     # "asked": a signal arrived here; "signal": the loop stops. One process stops at the next step; N
     # processes stop together at the next read of the losses, where they agree (a collective).
@@ -707,8 +715,7 @@ def _train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None, dry_run:
                 if world > 1:
                     stop["signal"] = distributed.max_over_ranks(stop["asked"] or 0) or None
             if cfg.sample_every_steps and (at % cfg.sample_every_steps == 0 or last) and main:
-                save_samples(trainer, run_dir / "samples" / f"step-{at:08d}.png")
-                log.image(at, run_dir / "samples" / f"step-{at:08d}.png")
+                sample(at)
             if evaluate and (last or (cfg.eval_every_steps and at % cfg.eval_every_steps == 0)):
                 t_eval = time.perf_counter()
                 log.record({"step": at, "time_s": round(t_eval - t_start, 3), **evaluate(trainer.generator)})
@@ -724,18 +731,14 @@ def _train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None, dry_run:
             say(f"stopped at step {trainer.step}; checkpoint written. Resume: wgan train --resume {run_dir}")
         trainer.elapsed_s = time.perf_counter() - t_start
     except TrainingDiverged as exc:
-        kept = (f"the last good checkpoint {last_good['path']} is intact" if last_good["path"] is not None
-                else "no checkpoint had been written yet")
-        message = f"{exc}; stopped without writing a checkpoint: {kept}"
+        message = f"{exc}; stopped without writing a checkpoint: {kept()}"
         log.line(f"diverged: {message}")
         log.close()
         raise TrainingDiverged(message) from None
     except OSError as exc:  # a full disk or a lost mount on a rented machine: say so, and how to go on
         where = f" {exc.filename}" if exc.filename else ""
-        resume_hint = (f"the last good checkpoint {last_good['path']} is intact; make room and resume: "
-                       f"wgan train --resume {run_dir}" if last_good["path"] is not None else
-                       "no checkpoint had been written yet")
-        message = f"could not write{where} at step {trainer.step} ({exc.strerror or first_line(exc)}); {resume_hint}"
+        resume = f"; make room and resume: wgan train --resume {run_dir}" if last_good["path"] is not None else ""
+        message = f"could not write{where} at step {trainer.step} ({os_reason(exc)}); {kept()}{resume}"
         try:
             log.line(f"stopped: {message}")
             log.close()
@@ -751,7 +754,7 @@ def _train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None, dry_run:
     try:
         export_generator(trainer, run_dir / "generator.safetensors")
     except OSError as exc:
-        raise UserError(f"could not write {run_dir / 'generator.safetensors'} ({exc.strerror or first_line(exc)}); "
+        raise UserError(f"could not write {run_dir / 'generator.safetensors'} ({os_reason(exc)}); "
                         f"the checkpoint {last_good['path']} is intact: make room, then "
                         f"wgan export --run {run_dir} --out {run_dir / 'generator.safetensors'}") from None
     agreed = f"; parameters identical on all {world} processes" if world > 1 else ""
