@@ -19,6 +19,7 @@ import hashlib
 import math
 import shlex
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -566,8 +567,8 @@ class Evaluator:
         real = self.test_data()
         try:
             if self._inception_test is None:  # kept for the evaluations to come, and on disk for other runs
-                self._inception_test = self._inception_features_on_device(fidelity, 2, real.x)
-            features = {1: self._inception_features_on_device(fidelity, 1, s.x), 2: self._inception_test}
+                self._inception_test = self._inception_features(fidelity, 2, real.x)
+            features = {1: self._inception_features(fidelity, 1, s.x), 2: self._inception_test}
             kid = fidelity.metric_kid.kid_featuresdict_to_metric(
                 features[1], features[2], INCEPTION_FEATURE, kid_subset_size=min(1000, len(s), len(real)),
                 verbose=False)[fidelity.KEY_METRIC_KID_MEAN]
@@ -584,28 +585,24 @@ class Evaluator:
         """Slot 1: the samples, computed every time. Slot 2: the test split, computed once and cached, since
         during training it would otherwise go through Inception-v3 again at every evaluation."""
         cuda = self.device.type == "cuda"
-        if self._inception is None:
-            weights = {"feature_extractor_weights_path": str(self.inception_weights)} if self.inception_weights else {}
-            self._inception = fidelity.utils.create_feature_extractor(
-                "inception-v3-compat", [INCEPTION_FEATURE], cuda=cuda, verbose=False, **weights)
-        cache = {}
+        cache = dict(cache=False)
         if slot == 2:
             cache = dict(cache=True, cache_root=str(inception_cache_dir()),
                          input2_cache_name=self.inception_test_cache_name())
             _drop_damaged_inception_cache(cache["input2_cache_name"])
-        # save_cpu_ram: no DataLoader worker processes; the images are in memory already, and workers only
-        # compete with the network for the cores.
-        return fidelity.utils.extract_featuresdict_from_input_id_cached(
-            slot, self._inception, **{f"input{slot}": _UInt8RGB(x)}, cuda=cuda, verbose=False, save_cpu_ram=True,
-            **({"cache": False} | cache))
-
-    def _inception_features_on_device(self, fidelity, slot: int, x: torch.Tensor) -> dict[str, torch.Tensor]:
         # torch-fidelity moves its network and batches with .cuda(), which means the current CUDA device:
         # make that ours (cuda:1 with --device cuda:1 or under torchrun), not cuda:0.
-        if self.device.type != "cuda":
-            return self._inception_features(fidelity, slot, x)
-        with torch.cuda.device(self.device):
-            return self._inception_features(fidelity, slot, x)
+        with torch.cuda.device(self.device) if cuda else nullcontext():
+            if self._inception is None:
+                weights = ({"feature_extractor_weights_path": str(self.inception_weights)}
+                           if self.inception_weights else {})
+                self._inception = fidelity.utils.create_feature_extractor(
+                    "inception-v3-compat", [INCEPTION_FEATURE], cuda=cuda, verbose=False, **weights)
+            # save_cpu_ram: no DataLoader worker processes; the images are in memory already, and workers
+            # only compete with the network for the cores.
+            return fidelity.utils.extract_featuresdict_from_input_id_cached(
+                slot, self._inception, **{f"input{slot}": _UInt8RGB(x)}, cuda=cuda, verbose=False,
+                save_cpu_ram=True, **cache)
 
     def inception_test_cache_name(self) -> str:
         """Names the test split's cached Inception features by every byte of the split and of the weights,
