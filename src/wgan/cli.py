@@ -384,11 +384,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     run_dir = Path(args.run)
     if not (run_dir / "config.json").is_file():
         raise UserError(f"--run {run_dir}: no config.json there; pass a run directory (runs/NNNNN-name)")
-    for path in build_report(run_dir).values():
+    written = build_report(run_dir)
+    for path in written.values():
         print(f"wrote {path}")
-    note = missing_losses_note(run_dir, read_metrics(run_dir))
-    if note:
-        print(f"note: {note}")
+    if "losses" not in written:  # say why, reading the log again only then
+        print(f"note: {missing_losses_note(run_dir, read_metrics(run_dir))}")
     return 0
 
 

@@ -32,10 +32,8 @@ def read_metrics(run_dir: Path) -> list[dict]:
     return records
 
 
-def missing_losses_note(run_dir: Path, records: list[dict]) -> str | None:
-    """Why losses.png could not be drawn, when it could not."""
-    if any("loss_critic" in r for r in records):
-        return None
+def missing_losses_note(run_dir: Path, records: list[dict]) -> str:
+    """Why losses.png could not be drawn from `records` (which hold no loss record)."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
         return f"no losses.png: {path} does not exist (the run has not logged yet)"
