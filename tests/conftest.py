@@ -19,6 +19,24 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1)
 
 # ---------------------------------------------------------------------------------------------
+# Two code paths (plain vs fused step, one process vs two, unfolded vs library convolution) are
+# compared in float64: rounding there is ~1e-15, so the comparison does not depend on which kernels
+# the machine's CPU selects (AVX2, AVX-512, ARM), while a structural slip (another batch, a missed
+# penalty, a wrong epsilon) is still off by many orders of magnitude, and the tolerance can be tight.
+CROSS_PATH_RTOL = 1e-9
+CROSS_PATH_ATOL = 1e-12
+
+
+@pytest.fixture
+def float64():
+    """torch's default float type is float64 for the test: models, noise and batches."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
+
+
+# ---------------------------------------------------------------------------------------------
 # Tiny IDX datasets in the MNIST / Fashion-MNIST file format
 
 

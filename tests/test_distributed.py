@@ -21,6 +21,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import wgan
+from conftest import CROSS_PATH_ATOL, CROSS_PATH_RTOL
 from wgan import distributed, losses
 from wgan.config import preset_config
 from wgan.data import Data
@@ -91,6 +92,8 @@ def _training(rank: int) -> dict:
 
 def _worker(rank: int, init_file: str, out_dir: str) -> None:
     torch.set_num_threads(1)
+    # float64: the averaged gradients and losses are compared with one process's, to rounding (conftest)
+    torch.set_default_dtype(torch.float64)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
     try:
         torch.save({"gradients": _gradients(rank), "training": _training(rank)}, Path(out_dir) / f"rank{rank}.pt")
@@ -111,7 +114,8 @@ def test_averaged_gradients_equal_the_gradient_on_the_concatenated_batch(ranks):
     for result in ranks:
         g = result["gradients"]
         for averaged, ref in zip(g["averaged"], g["ref"]):
-            torch.testing.assert_close(averaged, ref, rtol=1e-5, atol=1e-6)
+            assert averaged.dtype == torch.float64
+            torch.testing.assert_close(averaged, ref, rtol=CROSS_PATH_RTOL, atol=CROSS_PATH_ATOL)
     # each process's own gradient is not the reference: the averaging did the work
     local0, local1 = ranks[0]["gradients"]["local"], ranks[1]["gradients"]["local"]
     assert not all(torch.allclose(a, b) for a, b in zip(local0, local1))
@@ -131,7 +135,7 @@ def test_steps_keep_parameters_identical_while_batches_differ(ranks):
         assert not torch.equal(r0[f"{name}_local_sums"], r1[f"{name}_local_sums"])
         mean = ((r0[f"{name}_local_sums"] + r1[f"{name}_local_sums"]) / 2 / 3).tolist()
         for key, expected in zip(r0[f"{name}_stats"], mean):
-            assert r0[f"{name}_stats"][key] == pytest.approx(expected, rel=1e-5)
+            assert r0[f"{name}_stats"][key] == pytest.approx(expected, rel=CROSS_PATH_RTOL, abs=CROSS_PATH_ATOL)
             assert r1[f"{name}_stats"][key] == r0[f"{name}_stats"][key]
     assert r0["identical"] and r1["identical"]
     assert not r0["identical_after_change"] and not r1["identical_after_change"]

@@ -7,6 +7,8 @@ import copy
 import pytest
 import torch
 
+from conftest import CROSS_PATH_ATOL as ATOL
+from conftest import CROSS_PATH_RTOL as RTOL
 from wgan import losses
 from wgan.config import TrainConfig
 from wgan.data import Data
@@ -46,8 +48,8 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_fused_step_matches_plain_step(case):
-    """Same losses and parameters up to float rounding (batched matrix products round differently;
+def test_fused_step_matches_plain_step(case, float64):
+    """Same losses and parameters up to float64 rounding (batched matrix products round differently;
     a structural slip, such as a different batch or a missed penalty, is off by orders more)."""
     cfg = TrainConfig(**{**dict(dataset="fashion-mnist", width=8, batch_size=8, critic_steps=3, device="cpu",
                                 tensorboard=False), **CASES[case]})
@@ -55,17 +57,18 @@ def test_fused_step_matches_plain_step(case):
     _, plain_stats = run_steps(WganStep, cfg, data, steps=3)
     _, fused_stats = run_steps(FusedWganStep, cfg, data, steps=3)
     for name in plain_stats:
-        assert fused_stats[name] == pytest.approx(plain_stats[name], rel=1e-3, abs=1e-4), name
+        assert fused_stats[name] == pytest.approx(plain_stats[name], rel=RTOL, abs=ATOL), name
     plain, plain_stats = run_steps(WganStep, cfg, data, steps=3, sgd=True)
     fused, fused_stats = run_steps(FusedWganStep, cfg, data, steps=3, sgd=True)
     for name in plain_stats:
-        assert fused_stats[name] == pytest.approx(plain_stats[name], rel=1e-3, abs=1e-4), name
+        assert fused_stats[name] == pytest.approx(plain_stats[name], rel=RTOL, abs=ATOL), name
     for model in ("generator", "critic"):  # parameters and batch-norm running statistics
         for (key, p), q in zip(getattr(plain, model).state_dict().items(), getattr(fused, model).state_dict().values()):
-            assert torch.allclose(p.float(), q.float(), rtol=1e-3, atol=1e-5), f"{model}.{key}"
+            assert p.dtype == torch.float64 or not p.is_floating_point(), f"{model}.{key} is {p.dtype}"
+            torch.testing.assert_close(p, q, rtol=RTOL, atol=ATOL, msg=f"{model}.{key}")
 
 
-def test_boosted_critic_steps_match_between_plain_and_fused_steps():
+def test_boosted_critic_steps_match_between_plain_and_fused_steps(float64):
     """The boost schedule's extra critic updates run the plain critic update in both steps, so the
     fused step still computes what the plain step computes."""
     cfg = TrainConfig(dataset="fashion-mnist", model="dcgan32", image_size=32, channels=3, width=8, batch_size=8,
@@ -83,13 +86,13 @@ def test_boosted_critic_steps_match_between_plain_and_fused_steps():
             step()
         results.append((trainer, step.read_and_reset(2)))
     (plain, s1), (fused, s2) = results
-    assert s1 == pytest.approx(s2, rel=1e-3, abs=1e-4)
+    assert s1 == pytest.approx(s2, rel=RTOL, abs=ATOL)
     for (key, p), q in zip(plain.critic.state_dict().items(), fused.critic.state_dict().values()):
-        assert torch.allclose(p.float(), q.float(), rtol=1e-3, atol=1e-5), key
+        torch.testing.assert_close(p, q, rtol=RTOL, atol=ATOL, msg=key)
 
 
 @pytest.mark.parametrize("in_channels,kernel,stride,padding", [(1, 5, 2, 2), (2, 5, 2, 2), (3, 4, 2, 1), (1, 3, 1, 1)])
-def test_unfold_conv_matches_conv_and_its_penalty_gradient(in_channels, kernel, stride, padding):
+def test_unfold_conv_matches_conv_and_its_penalty_gradient(in_channels, kernel, stride, padding, float64):
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(in_channels, 6, kernel, stride, padding)
     ref = torch.nn.Sequential(conv, torch.nn.LeakyReLU(0.2), torch.nn.Flatten(), torch.nn.LazyLinear(1))
@@ -97,14 +100,14 @@ def test_unfold_conv_matches_conv_and_its_penalty_gradient(in_channels, kernel, 
     ref(x)
     fast = copy.deepcopy(ref)
     assert unfold_thin_convs(fast) == 1 and isinstance(fast[0], UnfoldConv2d)
-    assert torch.allclose(ref(x), fast(x), atol=1e-5)
+    torch.testing.assert_close(ref(x), fast(x), rtol=RTOL, atol=ATOL)
     eps = torch.rand(5)
     weights = [ref[0].weight, ref[3].weight]
     g_ref = torch.autograd.grad(losses.gradient_penalty(ref, x, 0.5 * x, eps=eps), weights)
     g_fast = torch.autograd.grad(losses.gradient_penalty(fast, x, 0.5 * x, eps=eps), [fast[0].weight, fast[3].weight])
     for a, b in zip(g_ref, g_fast):
         assert a.abs().sum() > 0
-        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(a, b, rtol=RTOL, atol=ATOL)
     assert fast.state_dict().keys() == ref.state_dict().keys()
 
 
@@ -172,6 +175,11 @@ def test_cuda_graph_step_matches_eager_on_gpu(case):
         assert not graph or step.graph is not None, step.failed
         results.append((trainer, step.read_and_reset(6)))
     (eager, s1), (graphed, s2) = results
+    # fp32 on the GPU, not float64: the fast path's fused capturable optimisers and cuDNN's autotuned
+    # kernels are what is under test, and the two runs may pick different convolution algorithms, so
+    # they agree to fp32 rounding amplified over 6 iterations of 2 critic steps. 1e-3 of a loss of
+    # order 1 (and 1e-4 of weights of order 0.02-0.1) stays far below a structural slip: a missed
+    # penalty or another batch changes the losses in their first digit.
     assert s1 == pytest.approx(s2, rel=1e-3, abs=1e-4)
     for (name, p), q in zip(eager.critic.state_dict().items(), graphed.critic.state_dict().values()):
         assert torch.allclose(p.float(), q.float(), rtol=1e-3, atol=1e-4), name
@@ -228,7 +236,7 @@ def test_channels_last_leaves_the_callers_dataset_alone():
 
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("momentum", [0.1, None])
-def test_grouped_batch_norm_is_k_separate_calls(channels_last, momentum):
+def test_grouped_batch_norm_is_k_separate_calls(channels_last, momentum, float64):
     """One grouped call on k concatenated batches: the same outputs, input and parameter gradients,
     running statistics and batch count as k separate calls, and the input's memory format kept."""
     from wgan.fast import batch_norm_groups, enable_grouped_batch_norm
@@ -254,12 +262,13 @@ def test_grouped_batch_norm_is_k_separate_calls(channels_last, momentum):
         y2 = grouped(x2)
     (y2 * upstream).sum().backward()
 
-    assert torch.allclose(y1, y2, atol=1e-6)
-    assert torch.allclose(x1.grad, x2.grad, atol=1e-6)
+    torch.testing.assert_close(y1, y2, rtol=RTOL, atol=ATOL)
+    torch.testing.assert_close(x1.grad, x2.grad, rtol=RTOL, atol=ATOL)
     for name in ("weight", "bias"):
-        assert torch.allclose(getattr(separate, name).grad, getattr(grouped, name).grad, atol=1e-5), name
-    assert torch.allclose(separate.running_mean, grouped.running_mean, atol=1e-6)
-    assert torch.allclose(separate.running_var, grouped.running_var, atol=1e-6)
+        torch.testing.assert_close(getattr(separate, name).grad, getattr(grouped, name).grad, rtol=RTOL, atol=ATOL,
+                                   msg=name)
+    torch.testing.assert_close(separate.running_mean, grouped.running_mean, rtol=RTOL, atol=ATOL)
+    torch.testing.assert_close(separate.running_var, grouped.running_var, rtol=RTOL, atol=ATOL)
     assert int(grouped.num_batches_tracked) == int(separate.num_batches_tracked) == k
     assert y2.is_contiguous(memory_format=torch.channels_last) == channels_last
     assert grouped.groups == 1  # the context restores ungrouped calls

@@ -87,10 +87,12 @@ class Data:
 
 
 def to_model_space(x: torch.Tensor) -> torch.Tensor:
-    """uint8 [0, 255] -> float [-1, 1] (the generator's Tanh range); points pass through."""
+    """uint8 [0, 255] -> float [-1, 1] (the generator's Tanh range); points pass through. In torch's
+    default float type (float32; float64 where a test compares two code paths beyond rounding)."""
+    dtype = torch.get_default_dtype()
     if x.dtype == torch.uint8:
-        return x.float().mul_(2.0 / 255.0).sub_(1.0)
-    return x.float()
+        return x.to(dtype).mul_(2.0 / 255.0).sub_(1.0)
+    return x.to(dtype)
 
 
 def to_uint8_images(x: torch.Tensor) -> torch.Tensor:

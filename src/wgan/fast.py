@@ -17,7 +17,7 @@ import torch
 
 from wgan.data import to_model_space
 from wgan.errors import first_line
-from wgan.train import WganStep
+from wgan.train import WganStep, upcast
 
 WARMUP_STEPS = 3  # eager steps before capture: they create optimiser state and let cuDNN pick kernels
 
@@ -190,7 +190,7 @@ class FusedWganStep(WganStep):
         b = real.shape[0]
         two = None if labels is None else torch.cat([labels, labels])
         with self.autocast, batch_norm_groups(self.c_norms, 2):
-            real_scores, fake_scores = self.critic(torch.cat([real, fake]), two).float().split(b)
+            real_scores, fake_scores = upcast(self.critic(torch.cat([real, fake]), two)).split(b)
         # The interpolates get a forward of their own: in one batch with real and fake, the penalty's
         # double backward would run over all three parts, two of them with zero gradient.
         return self._update_critic(real_scores, fake_scores, self._penalty(real, fake, labels, eps))
@@ -203,7 +203,7 @@ class FusedWganStep(WganStep):
         labels = self.data.y[flat_idx].split(cfg.batch_size) if self.conditional else [None] * k
         with torch.no_grad(), self.autocast, batch_norm_groups(self.g_norms, k):
             all_labels = torch.cat(labels) if self.conditional else None
-            fakes = self.generator(torch.cat(z), all_labels).float().split(cfg.batch_size)
+            fakes = upcast(self.generator(torch.cat(z), all_labels)).split(cfg.batch_size)
         stats = torch.stack([self._batched_critic_step(reals[i], fakes[i], labels[i], eps[i] if eps else None)
                              for i in range(k)]).mean(0)
         self._accumulate(stats, self.generator_step())

@@ -50,6 +50,11 @@ def resolve_device(name: str) -> torch.device:
     return distributed.local_device(torch.device(name))
 
 
+def upcast(t: torch.Tensor) -> torch.Tensor:
+    """bf16/fp16 (autocast) results as fp32, for losses and the penalty; fp32 and fp64 stay as they are."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -146,11 +151,11 @@ class WganStep:
         with torch.no_grad(), self.autocast:
             fake = self.generator(self._noise(), labels)
         with self.autocast:
-            real_scores = self.critic(real, labels).float()
-            fake_scores = self.critic(fake, labels).float()
+            real_scores = upcast(self.critic(real, labels))
+            fake_scores = upcast(self.critic(fake, labels))
         # The penalty's double backward runs in fp32 whatever the precision: bf16 gradients of the
         # critic w.r.t. its input are too coarse for a norm compared with 1.
-        return self._update_critic(real_scores, fake_scores, self._penalty(real, fake.float(), labels))
+        return self._update_critic(real_scores, fake_scores, self._penalty(real, upcast(fake), labels))
 
     def _penalty(self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | None,
                  eps: torch.Tensor | None = None) -> torch.Tensor:
@@ -181,7 +186,7 @@ class WganStep:
         self.critic.requires_grad_(False)  # no critic gradients needed: saves a third of the backward
         with self.autocast:
             fake = self.generator(self._noise(), labels)
-            loss = losses.generator_loss(self.critic(fake, labels).float())
+            loss = losses.generator_loss(upcast(self.critic(fake, labels)))
         self.opt_g.zero_grad(set_to_none=False)
         loss.backward()
         distributed.average_gradients(self.opt_g)
