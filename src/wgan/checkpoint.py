@@ -11,10 +11,8 @@ leaves the last good checkpoint in place.
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import re
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from wgan.errors import UserError, first_line, writing
+from wgan.files import atomic_write
 
 if TYPE_CHECKING:
     from wgan.config import TrainConfig
@@ -53,34 +52,6 @@ def checkpoint_step(path: Path) -> int:
 
 # ---------------------------------------------------------------------------------------------
 # Writing
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call write(file_object) on a temporary file beside `path`, fsync, then rename over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp makes the file private (0600); give it the permissions an ordinary write would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
 
 
 def save_checkpoint(path: Path, state: dict) -> None:

@@ -38,10 +38,10 @@ import torch
 from torch import nn
 
 from wgan import losses
-from wgan.checkpoint import atomic_write
 from wgan.config import preset_config, validate
 from wgan.data import load_dataset
 from wgan.errors import UserError
+from wgan.files import atomic_write, pyplot
 from wgan.metrics import exact_w1
 from wgan.train import Trainer, generator_iteration, make_step, next_run_dir, resolve_device
 
@@ -371,9 +371,7 @@ def _markdown(rows: list[list[str]]) -> str:
 def plot(runs: list[ClaimsRun], path: Path) -> None:
     """One row per dataset: W1 and the critic's numbers over training for each loss, then the critic's
     final weight histograms."""
-    from wgan.report import _mpl
-
-    plt = _mpl()
+    plt = pyplot()
     datasets = list(dict.fromkeys(r.dataset for r in runs))
     loss_names = list(dict.fromkeys(r.loss for r in runs))
     fig, axes = plt.subplots(len(datasets), len(loss_names) + 1, figsize=(4.6 * (len(loss_names) + 1), 3.4 * len(datasets)),

@@ -408,7 +408,8 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
-    from wgan.data import DATASETS, load_dataset, user_cache_dir
+    from wgan.data import DATASETS, load_dataset
+    from wgan.files import user_cache_dir
 
     if args.check:
         data = load_dataset(args.check, split=args.split, data_path=args.data, image_size=args.image_size,

@@ -34,13 +34,9 @@ import torch
 import torch.nn.functional as F
 
 from wgan.errors import UserError, first_line
+from wgan.files import atomic_write, user_cache_dir
 
 SYSTEM_DATA_DIRS = (Path("/usr/share/datasets"),)
-
-
-def user_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "wgan"
 
 
 def decoded_cache_dir() -> Path:
@@ -137,8 +133,6 @@ class LoadOptions:
 def _save_cache(path: Path, **arrays: np.ndarray) -> str | None:
     """Write an uncompressed .npz atomically (loads in a fraction of a second); returns a note if the
     cache cannot be written, since a read-only cache must not stop training."""
-    from wgan.checkpoint import atomic_write
-
     try:
         atomic_write(path, lambda f: np.savez(f, **arrays))
     except OSError as exc:

@@ -29,8 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wgan.data import Data, load_dataset, to_model_space, to_uint8_images, user_cache_dir
+from wgan.data import Data, load_dataset, to_model_space, to_uint8_images
 from wgan.errors import UserError, first_line
+from wgan.files import atomic_write, user_cache_dir
 
 W1_POINTS = 2000  # points per side for the exact W1: the paper's toy evaluation size
 COVERED_SHARE = 0.02  # a class counts as covered when at least 2% of the samples fall in it
@@ -159,8 +160,6 @@ def fit_classifier(train: Data, test: Data, *, device: torch.device, epochs: int
 
 
 def save_classifier(clf: Classifier, path: Path) -> None:
-    from wgan.checkpoint import atomic_write
-
     state = {
         "format": CLASSIFIER_FORMAT, "dataset": clf.dataset, "image_size": clf.image_size, "channels": clf.channels,
         "num_classes": clf.num_classes, "test_accuracy": clf.test_accuracy, "fingerprint": clf.fingerprint,

@@ -7,14 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def _mpl():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from wgan.files import atomic_write, pyplot
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
@@ -69,7 +62,7 @@ def plot_losses(records: list[dict], path: Path) -> bool:
     train = [r for r in records if "loss_critic" in r]
     if not train:
         return False
-    plt = _mpl()
+    plt = pyplot()
     steps = np.array([r["step"] for r in train])
     window = max(1, len(train) // 30)
     pen = np.array([r.get("penalty", 0.0) for r in train], dtype=float)
@@ -141,7 +134,7 @@ def plot_quality(records: list[dict], path: Path) -> bool:
     keys = metric_keys(records)
     if not keys:
         return False
-    plt = _mpl()
+    plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(len(keys), 2, figsize=(10, 2.8 * len(keys)), squeeze=False)
@@ -203,7 +196,7 @@ def save_points_figure(path: Path, trainer, fake) -> None:
     """The WGAN-GP paper's toy figure: real points, generated points, and the critic's contours."""
     import torch
 
-    plt = _mpl()
+    plt = pyplot()
     # Its own generator: drawing from the global one would change the training run's random stream.
     idx = torch.randint(len(trainer.data), (1000,), generator=torch.Generator().manual_seed(0))
     real = trainer.data.x[idx.to(trainer.data.x.device)].float().cpu().numpy()
@@ -339,8 +332,6 @@ def write_html(run_dir: Path, records: list[dict], written: dict[str, Path]) -> 
     page = (f"<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
             f"<style>{style}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
     path = run_dir / "report.html"
-    from wgan.checkpoint import atomic_write  # checkpoint imports torch: only when a page is written
-
     # written beside and renamed over, so a browser reloading mid-build never sees half a page
     atomic_write(path, lambda f: f.write(page.encode("utf-8")))
     return path

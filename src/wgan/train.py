@@ -33,6 +33,7 @@ from wgan import distributed, losses
 from wgan.config import TrainConfig, validate
 from wgan.data import Data, load_dataset, to_uint8_images
 from wgan.errors import TrainingDiverged, UserError, first_line, os_reason, writing
+from wgan.files import atomic_write
 from wgan.models import Critic, Generator, ModelShape, build_models
 
 STAT_NAMES = ("loss_critic", "loss_generator", "wasserstein", "penalty")
@@ -220,7 +221,7 @@ class WganStep:
 
 def write_config(cfg: TrainConfig, run_dir: Path) -> None:
     text = json.dumps(cfg.to_dict(), indent=2) + "\n"
-    ckpt.atomic_write(run_dir / "config.json", lambda f: f.write(text.encode()))
+    atomic_write(run_dir / "config.json", lambda f: f.write(text.encode()))
 
 
 def next_run_dir(runs_dir: Path, name: str) -> Path:
@@ -246,7 +247,7 @@ class RunLog:
                         kept.append(line)
                 except json.JSONDecodeError:
                     continue  # a line cut by a kill mid-write
-            ckpt.atomic_write(self.metrics_path, lambda f: f.write("".join(k + "\n" for k in kept).encode()))
+            atomic_write(self.metrics_path, lambda f: f.write("".join(k + "\n" for k in kept).encode()))
         self.text = open(run_dir / "log.txt", "a", buffering=1)
         self.tb = None
         if tensorboard:
