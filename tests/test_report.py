@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from synth_idx import write_dataset
-from wgan import report
+from wgan import report, rundir
 from wgan.cli import main
 from wgan.config import preset_config
 from wgan.train import train
@@ -37,7 +37,7 @@ def run_dir(tmp_path_factory):
 
 
 def test_training_logs_metric_records_beside_the_losses(run_dir):
-    records = report.read_metrics(run_dir)
+    records = rundir.read_records(run_dir)
     evals = [r for r in records if "fcd" in r]
     assert [r["step"] for r in evals] == [3, 6]
     for r in evals:
@@ -66,7 +66,7 @@ def test_a_mismatched_classifier_stops_training_before_a_run_directory_is_made(r
 def test_report_has_every_picture_and_the_metric_table(run_dir):
     for name in ("losses.png", "quality.png", "timelapse.gif", "report.html"):
         assert (run_dir / name).is_file(), name
-    frames = report.sample_frames(run_dir)
+    frames = rundir.sample_frames(run_dir)
     assert [f.name for f in frames] == [f"step-{s:08d}.png" for s in range(0, STEPS + 1, 2)]
     with Image.open(run_dir / "timelapse.gif") as gif:
         assert gif.n_frames == len(frames)
@@ -81,11 +81,11 @@ def test_wgan_eval_run_prints_a_table_and_appends_to_the_log(run_dir, tmp_path, 
     monkeypatch.setenv("XDG_CACHE_HOME", str(run_dir.parent.parent / "cache"))
     run = tmp_path / run_dir.name
     shutil.copytree(run_dir, run)
-    before = report.read_metrics(run)
+    before = rundir.read_records(run)
     assert main(["eval", "--run", str(run), "--metrics", "fcd,class-coverage", "--num", "300", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "generator at step 6" in out and "fcd" in out and "300" in out
-    after = report.read_metrics(run)
+    after = rundir.read_records(run)
     assert after[:-1] == before
     new = after[-1]
     assert new["step"] == STEPS and new["source"] == "wgan eval" and new["samples"]["fcd"] == 300
@@ -99,7 +99,7 @@ def test_wgan_eval_of_one_checkpoint_names_its_step_and_appends_to_its_run(run_d
     assert main(["eval", "--run", str(run / "checkpoints" / "step-00000003.pt"), "--metrics", "fcd", "--num", "100",
                  "--device", "cpu"]) == 0
     assert "generator at step 3" in capsys.readouterr().out
-    new = report.read_metrics(run)[-1]
+    new = rundir.read_records(run)[-1]
     assert new["step"] == 3 and new["source"] == "wgan eval" and new["samples"] == {"fcd": 100}
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from wgan.errors import UserError, first_line, writing
+from wgan import rundir
 from wgan.files import atomic_write
 
 if TYPE_CHECKING:
@@ -30,7 +31,6 @@ FORMAT = "wgan-checkpoint-1"
 GENERATOR_FORMAT = "wgan-generator-1"
 CHECKPOINT_RE = re.compile(r"^step-(\d{8,})\.pt$")
 TEMP_RE = re.compile(r"^\.step-\d+\.pt\..*\.tmp$")  # what atomic_write leaves behind when killed mid-write
-RUN_DIR_RE = re.compile(r"^(\d+)-")
 REQUIRED_KEYS = ("format", "step", "config", "shape", "generator", "critic", "opt_generator", "opt_critic",
                  "fixed_z", "fixed_labels", "rng", "elapsed_s", "pending")
 # How long and where a run trains, not what it trains: these may differ between a checkpoint and the
@@ -172,14 +172,6 @@ def config_differences(a: dict, b: dict, ignore: tuple[str, ...] = NOT_COMPARED)
     return [f"{n} {a.get(n)!r} vs {b.get(n)!r}" for n in names if a.get(n) != b.get(n)]
 
 
-def _read_run_config(run_dir: Path) -> dict | None:
-    try:
-        config = json.loads((Path(run_dir) / "config.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return config if isinstance(config, dict) else None
-
-
 # ---------------------------------------------------------------------------------------------
 # Resuming
 
@@ -208,11 +200,11 @@ class ResumePoint:
 def _load_for_run(path: Path, run_dir: Path) -> dict:
     """Load `path` and check that it belongs to `run_dir` (same options as its config.json)."""
     state = load_checkpoint(path)
-    run_config = _read_run_config(run_dir)
+    run_config = rundir.read_config(run_dir)
     if run_config is not None:
         diffs = config_differences(checkpoint_config(state, path), run_config)
         if diffs:
-            raise UserError(f"{path}: checkpoint of another model/config than {run_dir / 'config.json'} "
+            raise UserError(f"{path}: checkpoint of another model/config than {run_dir / rundir.CONFIG} "
                             f"(checkpoint vs run: {'; '.join(diffs[:4])})")
     return state
 
@@ -220,7 +212,7 @@ def _load_for_run(path: Path, run_dir: Path) -> dict:
 def previous_good_checkpoint(run_dir: Path, before: Path) -> Path | None:
     """The newest checkpoint older than `before` that loads and belongs to the run."""
     step = checkpoint_step(before)
-    for path in reversed(list_checkpoints(Path(run_dir) / "checkpoints")):
+    for path in reversed(list_checkpoints(Path(run_dir) / rundir.CHECKPOINTS)):
         if checkpoint_step(path) < step:
             try:
                 _load_for_run(path, run_dir)
@@ -239,13 +231,13 @@ def open_checkpoint(target: Path, option: str = "--resume") -> ResumePoint:
     target = Path(target)
     if target.is_dir():
         run_dir = target
-        found = list_checkpoints(run_dir / "checkpoints")
+        found = list_checkpoints(run_dir / rundir.CHECKPOINTS)
         if not found:
-            raise UserError(f"{option} {target}: no checkpoints in {run_dir / 'checkpoints'}; "
+            raise UserError(f"{option} {target}: no checkpoints in {run_dir / rundir.CHECKPOINTS}; "
                             "pass a wgan run directory that has written at least one")
         path = found[-1]
     elif target.is_file():
-        if not CHECKPOINT_RE.match(target.name) or target.parent.name != "checkpoints":
+        if not CHECKPOINT_RE.match(target.name) or target.parent.name != rundir.CHECKPOINTS:
             raise UserError(f"{option} {target}: not a run's checkpoint (expected RUN/checkpoints/step-NNNNNNNN.pt)")
         run_dir, path = target.parent.parent, target
     else:
@@ -283,13 +275,9 @@ def resume_config(point: ResumePoint, options: dict):
 def find_resumable_run(runs_dir: Path, config: dict) -> Path | None:
     """The newest run in `runs_dir` with the same options as `config` (run length and execution
     options aside) and at least one checkpoint."""
-    runs_dir = Path(runs_dir)
-    if not runs_dir.is_dir():
-        return None
-    runs = [p for p in runs_dir.iterdir() if p.is_dir() and RUN_DIR_RE.match(p.name)]
-    for run in sorted(runs, key=lambda p: int(RUN_DIR_RE.match(p.name).group(1)), reverse=True):
-        stored = _read_run_config(run)
-        if stored is not None and list_checkpoints(run / "checkpoints") and \
+    for run in rundir.numbered_runs(runs_dir):
+        stored = rundir.read_config(run)
+        if stored is not None and list_checkpoints(run / rundir.CHECKPOINTS) and \
                 not config_differences(stored, config):
             return run
     return None
@@ -335,15 +323,15 @@ def load_generator(source: Path, device: str | torch.device = "cpu") -> LoadedGe
 
     source = Path(source)
     run_dir = None
-    if source.is_dir() and not list_checkpoints(source / "checkpoints"):
-        if not (source / "generator.safetensors").is_file():
-            raise UserError(f"{source}: no checkpoints and no generator.safetensors: is this a wgan run directory?")
-        run_dir, source = source, source / "generator.safetensors"
+    if source.is_dir() and not list_checkpoints(source / rundir.CHECKPOINTS):
+        if not (source / rundir.GENERATOR).is_file():
+            raise UserError(f"{source}: no checkpoints and no {rundir.GENERATOR}: is this a wgan run directory?")
+        run_dir, source = source, source / rundir.GENERATOR
     if source.is_dir() or source.suffix == ".pt":
         point = open_checkpoint(source, option="--run")
         config, shape, tensors, origin = point.config, point.shape, point.state["generator"], point.checkpoint
         step = point.step
-        run_dir = point.run_dir if (point.run_dir / "config.json").is_file() else None
+        run_dir = point.run_dir if rundir.is_run_dir(point.run_dir) else None
     else:
         config, shape, tensors, step = _read_generator_file(source)
         origin = source

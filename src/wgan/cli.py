@@ -347,9 +347,7 @@ def _train_classifier(args: argparse.Namespace, device) -> int:
 
 
 def _eval_run(args: argparse.Namespace, device) -> int:
-    import json
-
-    from wgan import metrics
+    from wgan import metrics, rundir
     from wgan.checkpoint import load_generator
 
     run_dir = Path(args.run)
@@ -372,23 +370,23 @@ def _eval_run(args: argparse.Namespace, device) -> int:
     if not args.no_append and run is not None:
         record = {"step": step, **metrics.run_time_at(run, step), **metrics.flatten_results(results),
                   "source": "wgan eval"}
-        with open(run / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
-        print(f"appended to {run / 'metrics.jsonl'}")
+        rundir.append_record(run, record)
+        print(f"appended to {run / rundir.METRICS}")
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from wgan.report import build_report, missing_losses_note, read_metrics
+    from wgan import rundir
+    from wgan.report import build_report, missing_losses_note
 
     run_dir = Path(args.run)
-    if not (run_dir / "config.json").is_file():
-        raise UserError(f"--run {run_dir}: no config.json there; pass a run directory (runs/NNNNN-name)")
+    if not rundir.is_run_dir(run_dir):
+        raise UserError(f"--run {run_dir}: no {rundir.CONFIG} there; pass a run directory (runs/NNNNN-name)")
     written = build_report(run_dir)
     for path in written.values():
         print(f"wrote {path}")
     if "losses" not in written:  # say why, reading the log again only then
-        print(f"note: {missing_losses_note(run_dir, read_metrics(run_dir))}")
+        print(f"note: {missing_losses_note(run_dir, rundir.read_records(run_dir))}")
     return 0
 
 

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wgan import rundir
 from wgan.data import Data, load_dataset, to_model_space, to_uint8_images
 from wgan.errors import UserError, first_line
 from wgan.files import atomic_write, user_cache_dir
@@ -719,10 +720,8 @@ def baseline_samples(train: Data, num: int, *, seed: int = 0) -> dict[str, Sampl
 def run_time_at(run_dir: Path, step: int | None) -> dict:
     """{"time_s": training seconds when the run reached `step`} from its log, or {} when unknown: an
     evaluation made after training then sits at the right place on the wall-clock axis."""
-    from wgan.report import read_metrics
-
-    times = [r["time_s"] for r in read_metrics(run_dir)
-             if "loss_critic" in r and "time_s" in r and step is not None and r["step"] <= step]
+    times = [r["time_s"] for r in rundir.read_records(run_dir)
+             if rundir.is_training_record(r) and "time_s" in r and step is not None and r["step"] <= step]
     return {"time_s": times[-1]} if times else {}
 
 

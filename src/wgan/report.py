@@ -2,37 +2,23 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
+from wgan import rundir
 from wgan.files import atomic_write, pyplot
-
-
-def read_metrics(run_dir: Path) -> list[dict]:
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut by a kill mid-write
-        if isinstance(record, dict) and isinstance(record.get("step"), int):
-            records.append(record)
-    return records
+from wgan.rundir import is_training_record, run_status, sample_frames
 
 
 def missing_losses_note(run_dir: Path, records: list[dict]) -> str:
     """Why losses.png could not be drawn from `records` (which hold no loss record)."""
-    path = Path(run_dir) / "metrics.jsonl"
+    path = Path(run_dir) / rundir.METRICS
     if not path.exists():
-        return f"no losses.png: {path} does not exist (the run has not logged yet)"
+        return f"no {rundir.LOSSES_PLOT}: {path} does not exist (the run has not logged yet)"
     lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
     unreadable = len(lines) - len(records)
-    return (f"no losses.png: {path} holds no loss records" +
+    return (f"no {rundir.LOSSES_PLOT}: {path} holds no loss records" +
             (f" ({unreadable} of {len(lines)} lines are not wgan records)" if unreadable else " yet"))
 
 
@@ -59,7 +45,7 @@ def _raw_and_smoothed(ax, x, values, color: str, label: str, window: int) -> Non
 def plot_losses(records: list[dict], path: Path) -> bool:
     """Generator and critic loss on two y-axes; the critic's Wasserstein estimate (with the exact W1 where
     logged) and the gradient penalty each on their own panel."""
-    train = [r for r in records if "loss_critic" in r]
+    train = [r for r in records if is_training_record(r)]
     if not train:
         return False
     plt = pyplot()
@@ -108,7 +94,7 @@ _HIGHER_IS_BETTER = {"class_coverage", "classes_covered", "cond_accuracy"}
 
 def metric_records(records: list[dict]) -> list[dict]:
     """The evaluation records (training records carry losses, evaluation records do not)."""
-    return [r for r in records if "loss_critic" not in r and any(k not in _NOT_METRICS for k in r)]
+    return [r for r in records if not is_training_record(r) and any(k not in _NOT_METRICS for k in r)]
 
 
 def metric_keys(records: list[dict]) -> list[str]:
@@ -161,10 +147,6 @@ def plot_quality(records: list[dict], path: Path) -> bool:
     return True
 
 
-def sample_frames(run_dir: Path) -> list[Path]:
-    return sorted((Path(run_dir) / "samples").glob("step-*.png"))
-
-
 def make_timelapse(frames: list[Path], path: Path, frame_ms: int = 250, last_frame_ms: int = 2000) -> bool:
     """One GIF frame per sample grid, in order, with the step number burnt in; loops forever."""
     if not frames:
@@ -178,7 +160,7 @@ def make_timelapse(frames: list[Path], path: Path, frame_ms: int = 250, last_fra
     images = []
     for frame in frames:
         img = Image.open(frame).convert("RGB")
-        step = int(frame.stem.split("-")[1])
+        step = rundir.sample_step(frame)
         label = f"step {step}"
         # never narrower than its label: GIF writers merge identical frames, and the label is what differs
         width = max(img.width, int(ImageDraw.Draw(img).textlength(label, font=font)) + 8)
@@ -237,19 +219,6 @@ def _img(path: Path, alt: str, run_dir: Path) -> str:
     return f'<figure><img src="{src}" alt="{html.escape(alt)}"><figcaption>{html.escape(alt)}</figcaption></figure>'
 
 
-def run_status(run_dir: Path) -> str:
-    """What log.txt says about how the run ended (the last word wins: a resumed run logs again)."""
-    log = run_dir / "log.txt"
-    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
-    for line in reversed(lines):
-        for marker, status in (("finished at step", "finished"), ("stopped by signal", "stopped (resumable)"),
-                               ("diverged:", "diverged"), ("started", "in progress, or killed"),
-                               ("resumed at step", "in progress, or killed")):
-            if marker in line:
-                return status
-    return "unknown (no log.txt)"
-
-
 def _table(header: list[str], rows: list[list[str]]) -> str:
     import html
 
@@ -265,7 +234,7 @@ def _fmt(v) -> str:
 
 
 def _timing_rows(records: list[dict], config: dict) -> list[list[str]]:
-    train = [r for r in records if "loss_critic" in r]
+    train = [r for r in records if is_training_record(r)]
     evals = metric_records(records)
     rows = []
     if train:
@@ -288,11 +257,7 @@ def write_html(run_dir: Path, records: list[dict], written: dict[str, Path]) -> 
     """report.html: config, final grid, timelapse, plots, metric table and timing, in one file."""
     import html
 
-    config_path = run_dir / "config.json"
-    try:
-        config = json.loads(config_path.read_text()) if config_path.exists() else {}
-    except (OSError, json.JSONDecodeError):
-        config = {}
+    config = rundir.read_config(run_dir) or {}
     frames = sample_frames(run_dir)
     evals = metric_records(records)
     keys = metric_keys(records)
@@ -331,7 +296,7 @@ def write_html(run_dir: Path, records: list[dict], written: dict[str, Path]) -> 
              "image-rendering:pixelated;border:1px solid #ddd}figcaption{font-size:.85em;color:#555}")
     page = (f"<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
             f"<style>{style}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
-    path = run_dir / "report.html"
+    path = run_dir / rundir.REPORT
     # written beside and renamed over, so a browser reloading mid-build never sees half a page
     atomic_write(path, lambda f: f.write(page.encode("utf-8")))
     return path
@@ -342,12 +307,12 @@ def build_report(run_dir: Path) -> dict[str, Path]:
     (also while the run trains, or after it was killed); returns what was written."""
     run_dir = Path(run_dir)
     written = {}
-    records = read_metrics(run_dir)
-    if plot_losses(records, run_dir / "losses.png"):
-        written["losses"] = run_dir / "losses.png"
-    if plot_quality(records, run_dir / "quality.png"):
-        written["quality"] = run_dir / "quality.png"
-    if make_timelapse(sample_frames(run_dir), run_dir / "timelapse.gif"):
-        written["timelapse"] = run_dir / "timelapse.gif"
+    records = rundir.read_records(run_dir)
+    if plot_losses(records, run_dir / rundir.LOSSES_PLOT):
+        written["losses"] = run_dir / rundir.LOSSES_PLOT
+    if plot_quality(records, run_dir / rundir.QUALITY_PLOT):
+        written["quality"] = run_dir / rundir.QUALITY_PLOT
+    if make_timelapse(sample_frames(run_dir), run_dir / rundir.TIMELAPSE):
+        written["timelapse"] = run_dir / rundir.TIMELAPSE
     written["html"] = write_html(run_dir, records, written)
     return written

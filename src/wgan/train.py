@@ -29,11 +29,11 @@ import torch
 from torch import nn
 
 from wgan import checkpoint as ckpt
-from wgan import distributed, losses
+from wgan import distributed, losses, rundir
 from wgan.config import TrainConfig, validate
 from wgan.data import Data, load_dataset, to_uint8_images
 from wgan.errors import TrainingDiverged, UserError, first_line, os_reason, writing
-from wgan.files import atomic_write
+from wgan.rundir import NullLog, RunLog
 from wgan.models import Critic, Generator, ModelShape, build_models
 
 STAT_NAMES = ("loss_critic", "loss_generator", "wasserstein", "penalty")
@@ -213,92 +213,6 @@ class WganStep:
         values = distributed.average_(self.sums / max(count, 1)).tolist()
         self.sums.zero_()
         return dict(zip(STAT_NAMES, values))
-
-
-# ---------------------------------------------------------------------------------------------
-# Run directory
-
-
-def write_config(cfg: TrainConfig, run_dir: Path) -> None:
-    text = json.dumps(cfg.to_dict(), indent=2) + "\n"
-    atomic_write(run_dir / "config.json", lambda f: f.write(text.encode()))
-
-
-def next_run_dir(runs_dir: Path, name: str) -> Path:
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    numbers = [int(p.name[:5]) for p in runs_dir.iterdir() if p.is_dir() and p.name[:5].isdigit()]
-    run = runs_dir / f"{(max(numbers) + 1) if numbers else 0:05d}-{name}"
-    run.mkdir()
-    return run
-
-
-class RunLog:
-    """log.txt, metrics.jsonl and TensorBoard, written by one process (rank 0)."""
-
-    def __init__(self, run_dir: Path, tensorboard: bool, resume_step: int | None = None):
-        self.run_dir = run_dir
-        self.metrics_path = run_dir / "metrics.jsonl"
-        if resume_step is not None and self.metrics_path.exists():
-            # Drop records past the checkpoint we resume from, so steps are not logged twice.
-            kept = []
-            for line in self.metrics_path.read_text().splitlines():
-                try:
-                    if json.loads(line).get("step", 0) <= resume_step:
-                        kept.append(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut by a kill mid-write
-            atomic_write(self.metrics_path, lambda f: f.write("".join(k + "\n" for k in kept).encode()))
-        self.text = open(run_dir / "log.txt", "a", buffering=1)
-        self.tb = None
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                # purge_step hides events at or after it: the checkpoint's own step was logged and kept.
-                purge_step = None if resume_step is None else resume_step + 1
-                self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=purge_step)
-            except ImportError:
-                self.line("tensorboard is not installed: TensorBoard logging is off")
-
-    def line(self, msg: str) -> None:
-        self.text.write(time.strftime("%Y-%m-%d %H:%M:%S ") + msg + "\n")
-
-    def record(self, record: dict) -> None:
-        with open(self.metrics_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-        if self.tb is not None:
-            for k, v in record.items():
-                if k != "step" and isinstance(v, (int, float)):
-                    self.tb.add_scalar(k, v, record["step"])
-
-    def image(self, step: int, path: Path) -> None:
-        """A sample grid, also in TensorBoard's images tab (a slider over the steps)."""
-        if self.tb is not None:
-            from PIL import Image
-
-            with Image.open(path) as img:
-                self.tb.add_image("samples", np.asarray(img.convert("RGB")), step, dataformats="HWC")
-
-    def close(self) -> None:
-        self.text.close()
-        if self.tb is not None:
-            self.tb.close()
-
-
-class NullLog:
-    """The log of every process but rank 0: rank 0 alone writes files."""
-
-    def line(self, msg: str) -> None:
-        pass
-
-    def record(self, record: dict) -> None:
-        pass
-
-    def image(self, step: int, path: Path) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 # ---------------------------------------------------------------------------------------------
@@ -599,21 +513,21 @@ def _train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None, dry_run:
         run_dir = resume.run_dir
         superseded = []
         if main:  # only now that the checkpoint has loaded does anything in the run directory change
-            ckpt.remove_stale_temp_files(run_dir / "checkpoints")
-            superseded = ckpt.set_aside_newer(run_dir / "checkpoints", resume.step)
-            write_config(cfg, run_dir)  # the run length may have changed
+            ckpt.remove_stale_temp_files(run_dir / rundir.CHECKPOINTS)
+            superseded = ckpt.set_aside_newer(run_dir / rundir.CHECKPOINTS, resume.step)
+            rundir.write_config(cfg.to_dict(), run_dir)  # the run length may have changed
     else:
         superseded, run_dir = [], None
         if main:
             name = cfg.preset if cfg.preset != "custom" else f"{cfg.dataset}-{cfg.loss}"
             with writing("--runs-dir", cfg.runs_dir):
-                run_dir = next_run_dir(Path(cfg.runs_dir), name)
-                write_config(cfg, run_dir)
+                run_dir = rundir.next_run_dir(Path(cfg.runs_dir), name)
+                rundir.write_config(cfg.to_dict(), run_dir)
         run_dir = Path(distributed.broadcast_object(None if run_dir is None else str(run_dir)))
     log = RunLog(run_dir, cfg.tensorboard, resume_step=trainer.step if resume is not None else None) if main else NullLog()
     batch = f"batch={cfg.batch_size}" if world == 1 else \
         f"batch={cfg.batch_size} per process x {world} processes = {world * cfg.batch_size} (effective)"
-    log.line(f"{'resumed from ' + str(resume.checkpoint) if resume else 'started'}: preset={cfg.preset} "
+    log.line(f"{rundir.RESUMED + ' ' + str(resume.checkpoint) if resume else rundir.STARTED}: preset={cfg.preset} "
              f"dataset={cfg.dataset} ({len(trainer.data)} samples from {trainer.data.source}) model={cfg.model} "
              f"loss={cfg.loss} device={device} precision={effective_precision(cfg.precision, device)} "
              f"{batch}")
@@ -650,15 +564,15 @@ def _train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None, dry_run:
         trainer.elapsed_s = time.perf_counter() - t_start
         trainer.pending = {"steps": steps_since_read, "sums": step_fn.sums.detach().cpu().clone(),
                            "seconds": time.perf_counter() - t_last}
-        path = run_dir / "checkpoints" / ckpt.checkpoint_name(trainer.step)
+        path = run_dir / rundir.CHECKPOINTS / ckpt.checkpoint_name(trainer.step)
         state = trainer.state_dict()  # on every process: it gathers their random states
         if main:  # rank 0's batch-norm running statistics are the ones saved (each process keeps its own)
             ckpt.save_checkpoint(path, state)
-            ckpt.prune_checkpoints(run_dir / "checkpoints", cfg.keep_checkpoints)
+            ckpt.prune_checkpoints(run_dir / rundir.CHECKPOINTS, cfg.keep_checkpoints)
         last_good["path"] = path
 
     def sample(at: int) -> None:
-        path = run_dir / "samples" / f"step-{at:08d}.png"
+        path = rundir.sample_path(run_dir, at)
         save_samples(trainer, path)
         log.image(at, path)
 
@@ -733,12 +647,12 @@ def _train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None, dry_run:
                 pending = dict(zip(STAT_NAMES, (step_fn.sums / steps_since_read).tolist()))
                 check_finite_losses(pending, trainer.step - steps_since_read + 1, trainer.step)
             save_ckpt()
-            log.line(f"stopped by signal {stop['signal']} at step {trainer.step}; checkpoint written")
+            log.line(f"{rundir.STOPPED_BY_SIGNAL} {stop['signal']} at step {trainer.step}; checkpoint written")
             say(f"stopped at step {trainer.step}; checkpoint written. Resume: wgan train --resume {run_dir}")
         trainer.elapsed_s = time.perf_counter() - t_start
     except TrainingDiverged as exc:
         message = f"{exc}; stopped without writing a checkpoint: {kept()}"
-        log.line(f"diverged: {message}")
+        log.line(f"{rundir.DIVERGED} {message}")
         log.close()
         raise TrainingDiverged(message) from None
     except OSError as exc:  # a full disk or a lost mount on a rented machine: say so, and how to go on
@@ -746,7 +660,7 @@ def _train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None, dry_run:
         resume = f"; make room and resume: wgan train --resume {run_dir}" if last_good["path"] is not None else ""
         message = f"could not write{where} at step {trainer.step} ({os_reason(exc)}); {kept()}{resume}"
         try:
-            log.line(f"stopped: {message}")
+            log.line(f"stopped: {message}")  # begins with rundir.WRITE_FAILED
             log.close()
         except OSError:
             pass  # the log is on the same full disk
@@ -758,13 +672,13 @@ def _train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None, dry_run:
     if not main:
         return run_dir
     try:
-        export_generator(trainer, run_dir / "generator.safetensors")
+        export_generator(trainer, run_dir / rundir.GENERATOR)
     except OSError as exc:
-        raise UserError(f"could not write {run_dir / 'generator.safetensors'} ({os_reason(exc)}); "
+        raise UserError(f"could not write {run_dir / rundir.GENERATOR} ({os_reason(exc)}); "
                         f"the checkpoint {last_good['path']} is intact: make room, then "
-                        f"wgan export --run {run_dir} --out {run_dir / 'generator.safetensors'}") from None
+                        f"wgan export --run {run_dir} --out {run_dir / rundir.GENERATOR}") from None
     agreed = f"; parameters identical on all {world} processes" if world > 1 else ""
-    log.line(f"{'stopped' if stop['signal'] else 'finished'} at step {trainer.step} "
+    log.line(f"{'stopped at step' if stop['signal'] else rundir.FINISHED} {trainer.step} "
              f"({trainer.elapsed_s:.1f} s of training){agreed}")
     log.close()
     try:

@@ -1,0 +1,230 @@
+"""The run directory's one owner: what its files are called, config.json, the sentences of log.txt
+that say how a run went, metrics.jsonl, and the log that training writes.
+
+    runs/00003-fashion-gp/
+      config.json  log.txt  metrics.jsonl  samples/step-00000500.png  checkpoints/step-00001000.pt
+      generator.safetensors  losses.png  quality.png  timelapse.gif  report.html  tensorboard/
+
+Every other module names these files through the constants below, and reads or appends
+metrics.jsonl through the functions here, so a file name or a log sentence is spelled once.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from wgan.files import atomic_write
+
+CONFIG = "config.json"
+LOG = "log.txt"
+METRICS = "metrics.jsonl"
+SAMPLES = "samples"
+CHECKPOINTS = "checkpoints"
+GENERATOR = "generator.safetensors"
+LOSSES_PLOT = "losses.png"
+QUALITY_PLOT = "quality.png"
+TIMELAPSE = "timelapse.gif"
+REPORT = "report.html"
+TENSORBOARD = "tensorboard"
+
+RUN_DIR_RE = re.compile(r"^(\d+)-")  # 00003-fashion-gp
+SAMPLE_RE = "step-*.png"
+
+
+def sample_path(run_dir: Path, step: int) -> Path:
+    return Path(run_dir) / SAMPLES / f"step-{step:08d}.png"
+
+
+def sample_frames(run_dir: Path) -> list[Path]:
+    """The fixed-noise grids, oldest first."""
+    return sorted((Path(run_dir) / SAMPLES).glob(SAMPLE_RE))
+
+
+def sample_step(frame: Path) -> int:
+    return int(Path(frame).stem.split("-")[1])
+
+
+def next_run_dir(runs_dir: Path, name: str) -> Path:
+    """A new numbered folder NNNNN-name in `runs_dir`, one past the highest number there."""
+    runs_dir = Path(runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    numbers = [int(p.name[:5]) for p in runs_dir.iterdir() if p.is_dir() and p.name[:5].isdigit()]
+    run = runs_dir / f"{(max(numbers) + 1) if numbers else 0:05d}-{name}"
+    run.mkdir()
+    return run
+
+
+def numbered_runs(runs_dir: Path) -> list[Path]:
+    """The run directories in `runs_dir`, newest (highest number) first."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return []
+    runs = [p for p in runs_dir.iterdir() if p.is_dir() and RUN_DIR_RE.match(p.name)]
+    return sorted(runs, key=lambda p: int(RUN_DIR_RE.match(p.name).group(1)), reverse=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# config.json
+
+
+def write_config(config: dict, run_dir: Path) -> None:
+    text = json.dumps(config, indent=2) + "\n"
+    atomic_write(Path(run_dir) / CONFIG, lambda f: f.write(text.encode()))
+
+
+def read_config(run_dir: Path) -> dict | None:
+    """The run's config.json as a dict, or None when it is missing or unreadable."""
+    try:
+        config = json.loads((Path(run_dir) / CONFIG).read_text())
+    except (OSError, ValueError):
+        return None
+    return config if isinstance(config, dict) else None
+
+
+def is_run_dir(path: Path) -> bool:
+    return (Path(path) / CONFIG).is_file()
+
+
+# ---------------------------------------------------------------------------------------------
+# log.txt: each line starts with a timestamp, then one of these sentences where the run's course
+# changes. The trainer writes them and run_status reads them: one spelling for both.
+
+STARTED = "started"
+RESUMED = "resumed from"
+STOPPED_BY_SIGNAL = "stopped by signal"
+WRITE_FAILED = "stopped: could not write"
+DIVERGED = "diverged:"
+FINISHED = "finished at step"
+TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S "
+
+# The last of these sentences in log.txt says how the run stands (a resumed run logs again).
+_STATUS = ((FINISHED, "finished"), (STOPPED_BY_SIGNAL, "stopped (resumable)"), (DIVERGED, "diverged"),
+           (STARTED, "in progress, or killed"), ("resumed at step", "in progress, or killed"))
+
+
+def run_status(run_dir: Path) -> str:
+    """What log.txt says about how the run stands: finished, stopped, diverged, or still training
+    (or killed, which leaves no line)."""
+    log = Path(run_dir) / LOG
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    for line in reversed(lines):
+        for marker, status in _STATUS:
+            if marker in line:
+                return status
+    return "unknown (no log.txt)"
+
+
+# ---------------------------------------------------------------------------------------------
+# metrics.jsonl: one JSON object per line. Training records carry the losses; evaluation records
+# (during training or from `wgan eval`) carry metrics and no losses.
+
+TRAINING_KEY = "loss_critic"
+
+
+def is_training_record(record: dict) -> bool:
+    return TRAINING_KEY in record
+
+
+def read_records(run_dir: Path) -> list[dict]:
+    """Every readable record of metrics.jsonl (a line cut by a kill mid-write is passed over)."""
+    path = Path(run_dir) / METRICS
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int):
+            records.append(record)
+    return records
+
+
+def append_record(run_dir: Path, record: dict) -> None:
+    with open(Path(run_dir) / METRICS, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def keep_records_until(run_dir: Path, step: int) -> None:
+    """Drop the records past `step` (a run resumed from the checkpoint of that step logs them again),
+    and lines cut by a kill mid-write."""
+    path = Path(run_dir) / METRICS
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                kept.append(line)
+        except json.JSONDecodeError:
+            continue
+    atomic_write(path, lambda f: f.write("".join(k + "\n" for k in kept).encode()))
+
+
+# ---------------------------------------------------------------------------------------------
+# The log of a training run
+
+
+class RunLog:
+    """log.txt, metrics.jsonl and TensorBoard, written by one process (rank 0)."""
+
+    def __init__(self, run_dir: Path, tensorboard: bool, resume_step: int | None = None):
+        self.run_dir = Path(run_dir)
+        if resume_step is not None:
+            keep_records_until(self.run_dir, resume_step)  # so steps are not logged twice
+        self.text = open(self.run_dir / LOG, "a", buffering=1)
+        self.tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter  # optional: training runs without it
+            except ImportError:
+                self.line("tensorboard is not installed: TensorBoard logging is off")
+            else:
+                # purge_step hides events at or after it: the checkpoint's own step was logged and kept.
+                purge_step = None if resume_step is None else resume_step + 1
+                self.tb = SummaryWriter(str(self.run_dir / TENSORBOARD), purge_step=purge_step)
+
+    def line(self, msg: str) -> None:
+        self.text.write(time.strftime(TIMESTAMP_FORMAT) + msg + "\n")
+
+    def record(self, record: dict[str, Any]) -> None:
+        append_record(self.run_dir, record)
+        if self.tb is not None:
+            for k, v in record.items():
+                if k != "step" and isinstance(v, (int, float)):
+                    self.tb.add_scalar(k, v, record["step"])
+
+    def image(self, step: int, path: Path) -> None:
+        """A sample grid, also in TensorBoard's images tab (a slider over the steps)."""
+        if self.tb is not None:
+            import numpy as np
+            from PIL import Image
+
+            with Image.open(path) as img:
+                self.tb.add_image("samples", np.asarray(img.convert("RGB")), step, dataformats="HWC")
+
+    def close(self) -> None:
+        self.text.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+class NullLog:
+    """The log of every process but rank 0: rank 0 alone writes files."""
+
+    def line(self, msg: str) -> None:
+        pass
+
+    def record(self, record: dict) -> None:
+        pass
+
+    def image(self, step: int, path: Path) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
