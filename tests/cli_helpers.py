@@ -1,12 +1,16 @@
-"""Helpers shared by the tests that drive the `wgan` command in-process."""
+"""Helpers shared by the tests that drive the `wgan` command, in this process or in another."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import io
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import wgan
 from wgan.cli import main
 
 # The smallest quick-preset run that still goes through every part of the loop.
@@ -26,3 +30,15 @@ def run_cli(*argv) -> tuple[int, str, str]:
 def snapshot(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def wgan_process(*argv) -> subprocess.Popen:
+    src = str(Path(wgan.__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]), OMP_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, "-m", "wgan", *map(str, argv)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen, timeout_s: float = 120) -> tuple[int, str, str]:
+    out, err = proc.communicate(timeout=timeout_s)
+    return proc.returncode, out, err

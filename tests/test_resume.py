@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import wgan
-from cli_helpers import TINY, run_cli, snapshot
+from cli_helpers import TINY, finish, run_cli, snapshot, wgan_process
 from wgan import checkpoint as ckpt
 from wgan import losses
 
@@ -39,18 +39,6 @@ def data_dir(fashion_idx_dir_module) -> Path:
 
 # ---------------------------------------------------------------------------------------------
 # Kill and resume, in real processes
-
-
-def wgan_process(*argv) -> subprocess.Popen:
-    src = str(Path(wgan.__file__).resolve().parents[1])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]), OMP_NUM_THREADS="1")
-    return subprocess.Popen([sys.executable, "-m", "wgan", *map(str, argv)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
-def finish(proc: subprocess.Popen, timeout_s: float = 120) -> tuple[int, str, str]:
-    out, err = proc.communicate(timeout=timeout_s)
-    return proc.returncode, out, err
 
 
 @pytest.fixture

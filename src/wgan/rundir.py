@@ -101,19 +101,24 @@ DIVERGED = "diverged:"
 FINISHED = "finished at step"
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S "
 
+_TIMESTAMP_CHARS = len(time.strftime(TIMESTAMP_FORMAT, time.gmtime(0)))
+
 # The last of these sentences in log.txt says how the run stands (a resumed run logs again).
-_STATUS = ((FINISHED, "finished"), (STOPPED_BY_SIGNAL, "stopped (resumable)"), (DIVERGED, "diverged"),
-           (STARTED, "in progress, or killed"), ("resumed at step", "in progress, or killed"))
+_STATUS = ((FINISHED, "finished"), (STOPPED_BY_SIGNAL, "stopped (resumable)"),
+           (WRITE_FAILED, "stopped: a write failed (resumable)"), (DIVERGED, "diverged"),
+           (STARTED, "in progress, or killed"), (RESUMED, "in progress, or killed"))
 
 
 def run_status(run_dir: Path) -> str:
     """What log.txt says about how the run stands: finished, stopped, diverged, or still training
-    (or killed, which leaves no line)."""
+    (or killed, which leaves no line). A sentence counts where a line starts with it, after the
+    timestamp: a data note or a path that happens to hold the same words is not a status."""
     log = Path(run_dir) / LOG
     lines = log.read_text(errors="replace").splitlines() if log.exists() else []
     for line in reversed(lines):
+        message = line[_TIMESTAMP_CHARS:]
         for marker, status in _STATUS:
-            if marker in line:
+            if message.startswith(marker):
                 return status
     return "unknown (no log.txt)"
 

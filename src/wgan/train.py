@@ -660,7 +660,7 @@ def _train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None, dry_run:
         resume = f"; make room and resume: wgan train --resume {run_dir}" if last_good["path"] is not None else ""
         message = f"could not write{where} at step {trainer.step} ({os_reason(exc)}); {kept()}{resume}"
         try:
-            log.line(f"stopped: {message}")  # begins with rundir.WRITE_FAILED
+            log.line(f"stopped: {message}")  # "stopped: could not write": rundir.WRITE_FAILED
             log.close()
         except OSError:
             pass  # the log is on the same full disk
