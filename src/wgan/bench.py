@@ -63,7 +63,8 @@ def time_step(step, seconds: float, device: torch.device, warmup_steps: int) -> 
 
 def run_bench(preset: str, *, batch_size: int | None, seconds: float, device_name: str, precision: str | None,
               data_path: str | None = None) -> list[dict]:
-    from wgan.train import Trainer, effective_precision, make_step, resolve_device, set_precision
+    from wgan.distributed import resolve_device
+    from wgan.train import Trainer, effective_precision, make_step, set_precision
 
     overrides = dict(batch_size=batch_size, device=device_name, data=data_path)
     if precision:

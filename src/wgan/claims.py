@@ -44,7 +44,8 @@ from wgan.errors import UserError
 from wgan.files import atomic_write, pyplot
 from wgan.metrics import exact_w1
 from wgan.rundir import next_run_dir
-from wgan.train import Trainer, generator_iteration, make_step, resolve_device
+from wgan.distributed import resolve_device
+from wgan.train import Trainer, generator_iteration, make_step
 
 TOY_DATASETS = ("toy-8gaussians", "toy-25gaussians", "toy-swissroll")
 # The gradient penalty is each toy preset's own setting (the WGAN-GP paper's toy code: lambda 0.1,

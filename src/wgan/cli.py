@@ -231,7 +231,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     from wgan.checkpoint import load_generator
     from wgan.metrics import generate_samples
-    from wgan.train import resolve_device
+    from wgan.distributed import resolve_device
 
     if args.num < 1:
         raise UserError(f"--num {args.num}: must be >= 1")
@@ -301,7 +301,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from wgan import metrics
-    from wgan.train import resolve_device
+    from wgan.distributed import resolve_device
 
     if args.num < 2:
         raise UserError(f"--num {args.num}: must be >= 2")

@@ -89,6 +89,15 @@ def local_device(device: torch.device) -> torch.device:
     return device
 
 
+def resolve_device(name: str) -> torch.device:
+    """--device as a torch device: auto is this process's GPU where there is one, else the CPU."""
+    if name == "auto":
+        return local_device(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    return local_device(torch.device(name))
+
+
 def _collective_device() -> torch.device:
     # NCCL moves only CUDA tensors; gloo works on CPU tensors.
     return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")

@@ -43,14 +43,6 @@ STAT_NAMES = ("loss_critic", "loss_generator", "wasserstein", "penalty")
 # Set-up helpers
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return distributed.local_device(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
-    return distributed.local_device(torch.device(name))
-
-
 def upcast(t: torch.Tensor) -> torch.Tensor:
     """bf16/fp16 (autocast) results as fp32, for losses and the penalty; fp32 and fp64 stay as they are."""
     return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
@@ -240,7 +232,7 @@ class Trainer:
     @classmethod
     def build(cls, cfg: TrainConfig, fast: bool = False, data: Data | None = None) -> "Trainer":
         validate(cfg)
-        device = resolve_device(cfg.device)
+        device = distributed.resolve_device(cfg.device)
         # seed + rank: every process draws its own batches and noise (rank 0's streams are a single
         # process's); the models are made equal below.
         seed_everything(cfg.seed + distributed.rank())
@@ -464,7 +456,7 @@ def train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None = None, dr
     Under torchrun every process calls this; they train together and rank 0 writes the run directory.
     """
     validate(cfg)
-    with distributed.process_group(resolve_device(cfg.device)):
+    with distributed.process_group(distributed.resolve_device(cfg.device)):
         return _train(cfg, resume=resume, dry_run=dry_run, progress=progress)
 
 
@@ -474,7 +466,7 @@ def _train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None, dry_run:
     from wgan import report
 
     resume = ckpt.open_checkpoint(Path(resume)) if isinstance(resume, (str, Path)) else resume
-    device = resolve_device(cfg.device)
+    device = distributed.resolve_device(cfg.device)
     fast = cfg.fast and device.type == "cuda" and not dry_run
     total_steps = 2 if dry_run else cfg.steps
     main, world = distributed.is_main(), distributed.world_size()
