@@ -20,7 +20,8 @@ import torch.distributed as dist
 from wgan import distributed
 from wgan.config import preset_config
 from wgan.data import Data
-from wgan.train import Trainer, make_step
+from wgan.training.fast import make_step
+from wgan.training.state import TrainState
 
 
 def synthetic_data(cfg) -> Data:
@@ -33,12 +34,12 @@ def synthetic_data(cfg) -> Data:
 def run(cfg, fast: bool, steps: int) -> tuple[float, dict, str]:
     """Generator iterations per second over `steps` after warm-up, the parameters and logged losses
     after the 5 warm-up steps (the fast path's capture among them), the step's kind."""
-    trainer = Trainer.build(cfg, fast=fast, data=synthetic_data(cfg))
-    step, _ = make_step(trainer, fast)
+    state = TrainState.build(cfg, fast=fast, data=synthetic_data(cfg))
+    step, _ = make_step(state, fast)
     for _ in range(5):
         step()
     params = {f"{m}.{k}": v.detach().clone() for m in ("generator", "critic")
-              for k, v in getattr(trainer, m).state_dict().items()}
+              for k, v in getattr(state, m).state_dict().items()}
     params["_losses"] = torch.tensor(list(step.read_and_reset(5).values()))
     torch.cuda.synchronize()
     start = time.perf_counter()

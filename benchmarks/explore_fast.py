@@ -12,30 +12,30 @@ import torch
 
 from wgan.bench import bench_data, time_step
 from wgan.config import preset_config, validate
-from wgan.fast import CudaGraphStep, FusedWganStep
-from wgan.train import Trainer, WganStep
+from wgan.training.fast import CudaGraphStep, FusedWganStep
+from wgan.training.state import TrainState, set_precision
+from wgan.training.step import WganStep
 
 
 def build(cfg, data, *, fused_step: bool, adam_fused: bool, channels_last: bool, graph: bool, benchmark=True,
           cl_data=False, unfold=True, compile_models=False):
     if cl_data and data.x.dim() == 4:
         data = dataclasses.replace(data, x=data.x.contiguous(memory_format=torch.channels_last))
-    trainer = Trainer.build(cfg, fast=True, data=data)
-    from wgan.train import set_precision
+    state = TrainState.build(cfg, fast=True, data=data)
     set_precision(cfg.precision, False)
     torch.backends.cudnn.benchmark = benchmark
     if channels_last:
-        trainer.generator.to(memory_format=torch.channels_last)
-        trainer.critic.to(memory_format=torch.channels_last)
-    if adam_fused and isinstance(trainer.opt_c, torch.optim.Adam):
-        cls = type(trainer.opt_c)
+        state.generator.to(memory_format=torch.channels_last)
+        state.critic.to(memory_format=torch.channels_last)
+    if adam_fused and isinstance(state.opt_c, torch.optim.Adam):
+        cls = type(state.opt_c)
         kw = lambda o: {k: v for k, v in o.defaults.items() if k not in ("foreach", "fused", "params")}
-        trainer.opt_c = cls(trainer.critic.parameters(), **{**kw(trainer.opt_c), "fused": True, "capturable": True})
-        trainer.opt_g = cls(trainer.generator.parameters(), **{**kw(trainer.opt_g), "fused": True, "capturable": True})
+        state.opt_c = cls(state.critic.parameters(), **{**kw(state.opt_c), "fused": True, "capturable": True})
+        state.opt_g = cls(state.generator.parameters(), **{**kw(state.opt_g), "fused": True, "capturable": True})
     if compile_models:
-        trainer.generator.compile()
-        trainer.critic.compile()
-    args = (cfg, trainer.generator, trainer.critic, trainer.opt_g, trainer.opt_c, trainer.data, trainer.device)
+        state.generator.compile()
+        state.critic.compile()
+    args = (cfg, state.generator, state.critic, state.opt_g, state.opt_c, state.data, state.device)
     step = FusedWganStep(*args, unfold_first_conv=unfold) if fused_step else WganStep(*args)
     return CudaGraphStep(step) if graph else step
 

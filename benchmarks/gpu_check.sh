@@ -5,7 +5,7 @@ set -u
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1
 DATA=${1:-data/fashion-mnist}
 RUNS=$(mktemp -d)
-python3 -m pytest -q tests/test_fast.py 2>&1 | tail -3
+python3 -m pytest -q tests/test_training_fast.py 2>&1 | tail -3
 python3 -m wgan train --preset fashion-gp --data "$DATA" --steps 200 --checkpoint-every-steps 100 --runs-dir "$RUNS" \
   --no-progress --no-tensorboard 2>&1 | grep -v -i warn | tail -3
 run=$(ls -d "$RUNS"/*)

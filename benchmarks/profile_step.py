@@ -15,8 +15,8 @@ from torch.profiler import ProfilerActivity, profile
 
 from wgan.bench import bench_data
 from wgan.config import preset_config, validate
-from wgan.fast import FusedWganStep, use_channels_last
-from wgan.train import Trainer, set_precision
+from wgan.training.fast import FusedWganStep, use_channels_last
+from wgan.training.state import TrainState, set_precision
 
 COPY_OPS = ("aten::copy_", "aten::clone", "aten::contiguous")
 
@@ -37,11 +37,11 @@ def main() -> None:
     device = torch.device(args.device)
     data, note = bench_data(cfg, device)
     print("data:", note)
-    trainer = Trainer.build(cfg, fast=device.type == "cuda", data=data)
+    state = TrainState.build(cfg, fast=device.type == "cuda", data=data)
     set_precision(cfg.precision, False)
     if args.channels_last:
-        use_channels_last(trainer)
-    step = FusedWganStep(cfg, trainer.generator, trainer.critic, trainer.opt_g, trainer.opt_c, trainer.data, device)
+        use_channels_last(state)
+    step = FusedWganStep(cfg, state.generator, state.critic, state.opt_g, state.opt_c, state.data, device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for _ in range(2):
         step()

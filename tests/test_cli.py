@@ -21,7 +21,7 @@ from wgan.config import LOSSES, OPTIMIZERS, PRECISIONS, PRESETS, TrainConfig, pr
 from wgan.data import DATASETS
 from wgan.errors import UserError
 from wgan.models import CRITIC_NORMS, MODELS
-from wgan.train import STAT_NAMES
+from wgan.training.step import STAT_NAMES
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 TINY = ["--width", "8", "--batch-size", "16", "--no-progress", "--device", "cpu"]

@@ -27,6 +27,8 @@ from wgan.config import preset_config
 from wgan.data import Data
 from wgan.errors import UserError
 from wgan.models import ModelShape, build_models
+from wgan.training.fast import make_step
+from wgan.training.state import TrainState
 
 WORLD = 2
 HALF = 8  # samples per process; the reference batch is WORLD * HALF
@@ -65,28 +67,27 @@ def _gradients(rank: int) -> dict:
 
 def _training(rank: int) -> dict:
     """A few plain and fused steps of the real training code, each process on its own batches."""
-    from wgan.train import Trainer, make_step
 
     cfg = preset_config("toy-8gaussians", width=16, batch_size=16, critic_steps=2, device="cpu", tensorboard=False)
     data = Data("points", torch.randn(256, 2, generator=torch.Generator().manual_seed(1)))
-    trainer = Trainer.build(cfg, data=data)
-    initial = [t.clone() for t in trainer.critic.state_dict().values()]
+    state = TrainState.build(cfg, data=data)
+    initial = [t.clone() for t in state.critic.state_dict().values()]
     out = {"initial": initial}
     for name, fast in (("plain", False), ("fused", True)):
-        step, _ = make_step(trainer, fast)
+        step, _ = make_step(state, fast)
         for _ in range(3):
             step()
         out[f"{name}_local_sums"] = step.sums.clone()
         out[f"{name}_stats"] = step.read_and_reset(3)
-    out["generator"] = {k: v.clone() for k, v in trainer.generator.state_dict().items()}
-    out["critic"] = {k: v.clone() for k, v in trainer.critic.state_dict().items()}
-    out["identical"] = distributed.parameters_identical(trainer.generator, trainer.critic)
-    rng_ranks = trainer.state_dict()["rng_ranks"]
+    out["generator"] = {k: v.clone() for k, v in state.generator.state_dict().items()}
+    out["critic"] = {k: v.clone() for k, v in state.critic.state_dict().items()}
+    out["identical"] = distributed.parameters_identical(state.generator, state.critic)
+    rng_ranks = state.state_dict()["rng_ranks"]
     out["rng_ranks"] = [r["torch"] for r in rng_ranks]
     if rank == 1:  # a deliberate difference must be seen by every process
         with torch.no_grad():
-            next(trainer.critic.parameters()).view(-1)[0] += 1e-3
-    out["identical_after_change"] = distributed.parameters_identical(trainer.generator, trainer.critic)
+            next(state.critic.parameters()).view(-1)[0] += 1e-3
+    out["identical_after_change"] = distributed.parameters_identical(state.generator, state.critic)
     return out
 
 

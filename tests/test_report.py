@@ -16,7 +16,7 @@ from synth_idx import write_dataset
 from wgan import report, rundir
 from wgan.cli import main
 from wgan.config import preset_config
-from wgan.train import train
+from wgan.training import train
 
 STEPS = 6
 

@@ -64,7 +64,9 @@ def time_step(step, seconds: float, device: torch.device, warmup_steps: int) -> 
 def run_bench(preset: str, *, batch_size: int | None, seconds: float, device_name: str, precision: str | None,
               data_path: str | None = None) -> list[dict]:
     from wgan.distributed import resolve_device
-    from wgan.train import Trainer, effective_precision, make_step, set_precision
+    from wgan.training.fast import make_step
+    from wgan.training.state import TrainState, set_precision
+    from wgan.training.step import effective_precision
 
     overrides = dict(batch_size=batch_size, device=device_name, data=data_path)
     if precision:
@@ -86,10 +88,10 @@ def run_bench(preset: str, *, batch_size: int | None, seconds: float, device_nam
     for label, change in variants:
         vcfg = dataclasses.replace(cfg, **change)
         fast = vcfg.fast
-        trainer = Trainer.build(vcfg, fast=fast and device.type == "cuda", data=data)
-        data = trainer.data
+        state = TrainState.build(vcfg, fast=fast and device.type == "cuda", data=data)
+        data = state.data
         set_precision(vcfg.precision, False)
-        step, note = make_step(trainer, fast)
+        step, note = make_step(state, fast)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         # On CUDA the warm-up also autotunes cuDNN and captures the graph; a CPU step needs one to settle.
@@ -98,7 +100,7 @@ def run_bench(preset: str, *, batch_size: int | None, seconds: float, device_nam
         results.append(dict(variant=label, iterations_per_s=its, critic_images_per_s=its * vcfg.critic_steps * vcfg.batch_size,
                             iterations=count, peak_mem_mib=peak, note=note or "",
                             precision=effective_precision(vcfg.precision, device)))
-        del trainer, step
+        del state, step
     return results, cfg, device
 
 

@@ -45,7 +45,9 @@ from wgan.files import atomic_write, pyplot
 from wgan.metrics import exact_w1
 from wgan.rundir import next_run_dir
 from wgan.distributed import resolve_device
-from wgan.train import Trainer, generator_iteration, make_step
+from wgan.training.fast import make_step
+from wgan.training.state import TrainState
+from wgan.training.step import generator_iteration
 
 TOY_DATASETS = ("toy-8gaussians", "toy-25gaussians", "toy-swissroll")
 # The gradient penalty is each toy preset's own setting (the WGAN-GP paper's toy code: lambda 0.1,
@@ -162,8 +164,8 @@ def check_steps(steps: int, checks: int) -> list[int]:
     return sorted({0, steps, *(int(round(s)) for s in later)})
 
 
-def _measure(trainer, step: int, real: torch.Tensor, z: torch.Tensor, eps: torch.Tensor) -> Check:
-    generator, critic = trainer.generator, trainer.critic
+def _measure(state, step: int, real: torch.Tensor, z: torch.Tensor, eps: torch.Tensor) -> Check:
+    generator, critic = state.generator, state.critic
     with torch.no_grad():
         fake = generator(z).float()
         real_scores, fake_scores = critic(real).float(), critic(fake).float()
@@ -188,32 +190,32 @@ def train_and_check(cfg, *, steps: int, checks: int, points: int, note: Callable
     """Train `cfg` (a claims_config) for `steps` generator steps, checking as it goes."""
     dataset, loss = cfg.dataset, cfg.loss  # LOSS_SETTINGS' names are the config's loss names
     fast = cfg.fast and resolve_device(cfg.device).type == "cuda"  # on a CPU the plain step is the fast one
-    trainer = Trainer.build(cfg, fast=fast)
-    step, fast_note = make_step(trainer, fast=fast)
+    state = TrainState.build(cfg, fast=fast)
+    step, fast_note = make_step(state, fast=fast)
     if fast_note:
         note(fast_note)
     test = load_dataset(dataset, split="test")
     gen = torch.Generator().manual_seed(cfg.seed + 1)
-    real = test.x[torch.randperm(len(test), generator=gen)[:points]].float().to(trainer.device)
-    z = torch.randn(len(real), cfg.latent_dim, generator=gen).to(trainer.device)
-    eps = torch.rand(len(real), generator=gen).to(trainer.device)
-    other_real = trainer.data.x[torch.randperm(len(trainer.data), generator=gen)[:len(real)].to(trainer.data.x.device)]
+    real = test.x[torch.randperm(len(test), generator=gen)[:points]].float().to(state.device)
+    z = torch.randn(len(real), cfg.latent_dim, generator=gen).to(state.device)
+    eps = torch.rand(len(real), generator=gen).to(state.device)
+    other_real = state.data.x[torch.randperm(len(state.data), generator=gen)[:len(real)].to(state.data.x.device)]
     run = ClaimsRun(dataset, loss, w1_floor=exact_w1(other_real.float().cpu().numpy(), real.cpu().numpy()))
     schedule = set(check_steps(steps, checks))
     start = time.perf_counter()
     for s in range(steps + 1):
         if s in schedule:
-            c = _measure(trainer, s, real, z, eps)
+            c = _measure(state, s, real, z, eps)
             run.checks.append(c)
             note(f"{dataset} {loss:<4} step {s:>6}/{steps}: W1 {c.w1:.4f}  estimate {c.estimate:.4g}  "
                  f"L {c.lipschitz:.4g}  estimate/L {c.bound:.4f}  |grad| {c.grad_norm_mean:.3f}")
         if s < steps:
             generator_iteration(step, cfg, s)
             if s == 0:
-                run.extreme_weight_share_first_step = extreme_weight_share(trainer.critic)
+                run.extreme_weight_share_first_step = extreme_weight_share(state.critic)
     run.seconds = time.perf_counter() - start
-    run.extreme_weight_share = extreme_weight_share(trainer.critic)
-    run.weights = torch.cat([(w / w.abs().max()).flatten().cpu() for w in critic_weights(trainer.critic)]).numpy()
+    run.extreme_weight_share = extreme_weight_share(state.critic)
+    run.weights = torch.cat([(w / w.abs().max()).flatten().cpu() for w in critic_weights(state.critic)]).numpy()
     return run
 
 

@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_train(args: argparse.Namespace) -> int:
     from wgan import checkpoint, distributed
     from wgan.config import TrainConfig, preset_config, validate
-    from wgan.train import train
+    from wgan.training import train
 
     if args.resume and args.dry_run:
         # A dry run trains 2 steps of a new run; in a resumed run it would write into the user's run directory.

@@ -1,4 +1,4 @@
-"""One training step (train.WganStep): clipping after the optimiser step, the signs of both updates on
+"""One training step (WganStep): clipping after the optimiser step, the signs of both updates on
 fixed batches, and what a generator iteration draws and records."""
 
 from __future__ import annotations
@@ -6,10 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from wgan import losses, train
+from wgan import losses
 from wgan.config import TrainConfig
 from wgan.data import Data
 from wgan.models import build_models
+from wgan.training.state import fixed_inputs, grid_columns, make_optimizers, model_shape
+from wgan.training.step import STAT_NAMES, WganStep, boost_critic_steps
 
 CPU = torch.device("cpu")
 NUM_CLASSES = 4
@@ -22,7 +24,7 @@ def tiny_data(size: int = 8, num: int = 32) -> Data:
     return Data("tiny", x, y, NUM_CLASSES, [str(i) for i in range(NUM_CLASSES)], source="memory")
 
 
-def make_step(model: str = "mlp", **overrides) -> train.WganStep:
+def make_step(model: str = "mlp", **overrides) -> WganStep:
     size = 28 if model == "dcgan28" else 8
     values = dict(model=model, image_size=size, width=8, latent_dim=8, batch_size=8, critic_steps=1,
                   loss="gp", optimizer="adam", device="cpu", precision="fp32")
@@ -30,18 +32,18 @@ def make_step(model: str = "mlp", **overrides) -> train.WganStep:
     cfg = TrainConfig(**values)
     data = tiny_data(size)
     torch.manual_seed(0)
-    shape = train.model_shape(cfg, data)
+    shape = model_shape(cfg, data)
     generator, critic = build_models(cfg.model, shape, penalty=cfg.uses_penalty)
-    opt_g, opt_c = train.make_optimizers(cfg, generator, critic, CPU)
-    return train.WganStep(cfg, generator, critic, opt_g, opt_c, data, CPU)
+    opt_g, opt_c = make_optimizers(cfg, generator, critic, CPU)
+    return WganStep(cfg, generator, critic, opt_g, opt_c, data, CPU)
 
 
-def clip_step(**overrides) -> train.WganStep:
+def clip_step(**overrides) -> WganStep:
     return make_step(**{**dict(loss="clip", optimizer="rmsprop", lr_critic=5e-5, lr_generator=5e-5,
                                clip_value=0.01), **overrides})
 
 
-def fix_inputs(monkeypatch, step: train.WganStep, seed: int = 1):
+def fix_inputs(monkeypatch, step: WganStep, seed: int = 1):
     """Every draw of the step returns the same real batch and the same noise."""
     gen = torch.Generator().manual_seed(seed)
     real, labels = step.data.batch(step.cfg.batch_size, generator=gen)
@@ -52,12 +54,12 @@ def fix_inputs(monkeypatch, step: train.WganStep, seed: int = 1):
 
 
 @torch.no_grad()
-def w_estimate(step: train.WganStep, real: torch.Tensor, z: torch.Tensor) -> float:
+def w_estimate(step: WganStep, real: torch.Tensor, z: torch.Tensor) -> float:
     return losses.wasserstein_estimate(step.critic(real), step.critic(step.generator(z))).item()
 
 
 @torch.no_grad()
-def generator_score(step: train.WganStep, z: torch.Tensor) -> float:
+def generator_score(step: WganStep, z: torch.Tensor) -> float:
     return step.critic(step.generator(z)).mean().item()
 
 
@@ -107,7 +109,7 @@ def test_clip_follows_each_critic_optimizer_step_and_never_the_generators(monkey
 
     monkeypatch.setattr(step.opt_c, "step", spy("critic-step", step.opt_c.step))
     monkeypatch.setattr(step.opt_g, "step", spy("generator-step", step.opt_g.step))
-    monkeypatch.setattr(train.losses, "clip_weights", spy("clip", losses.clip_weights))
+    monkeypatch.setattr(losses, "clip_weights", spy("clip", losses.clip_weights))
     step()
     assert events == ["critic-step", "clip"] * 3 + ["generator-step"]
 
@@ -115,7 +117,7 @@ def test_clip_follows_each_critic_optimizer_step_and_never_the_generators(monkey
 def test_penalty_losses_never_clip(monkeypatch):
     step = make_step(loss="lp")
     calls = []
-    monkeypatch.setattr(train.losses, "clip_weights", lambda *a: calls.append(a))
+    monkeypatch.setattr(losses, "clip_weights", lambda *a: calls.append(a))
     step.critic_step()
     assert calls == []
 
@@ -162,7 +164,7 @@ def test_critic_step_with_a_penalty_lowers_its_own_loss_on_a_fixed_batch(monkeyp
     eps = torch.rand(step.cfg.batch_size, generator=torch.Generator().manual_seed(2))
     penalty = losses.gradient_penalty
 
-    monkeypatch.setattr(train.losses, "gradient_penalty", lambda *a, **kw: penalty(*a, **{**kw, "eps": eps}))
+    monkeypatch.setattr(losses, "gradient_penalty", lambda *a, **kw: penalty(*a, **{**kw, "eps": eps}))
 
     def objective() -> float:
         fake = step.generator(z).detach()
@@ -216,7 +218,7 @@ def test_the_loss_option_picks_the_two_or_one_sided_penalty(monkeypatch, loss, o
         seen.append(kwargs.get("one_sided", False))
         return penalty(*args, **kwargs)
 
-    monkeypatch.setattr(train.losses, "gradient_penalty", spy)
+    monkeypatch.setattr(losses, "gradient_penalty", spy)
     stats = step.critic_step()
     assert seen == [one_sided]
     w, p = stats[1].item(), stats[2].item()
@@ -231,8 +233,8 @@ def test_losses_are_summed_on_the_device_and_averaged_when_read():
     total = step.sums.clone()
     assert not torch.equal(first, total), "each iteration adds to the sums"
     stats = step.read_and_reset(2)
-    assert list(stats) == list(train.STAT_NAMES)
-    assert [stats[k] for k in train.STAT_NAMES] == pytest.approx((total / 2).tolist())
+    assert list(stats) == list(STAT_NAMES)
+    assert [stats[k] for k in STAT_NAMES] == pytest.approx((total / 2).tolist())
     assert stats["penalty"] > 0, "a gp step records its penalty"
     assert torch.equal(step.sums, torch.zeros_like(step.sums)), "reading resets the sums"
 
@@ -264,26 +266,26 @@ def test_optimizers_follow_the_papers():
 def test_fixed_grid_inputs_give_one_class_per_column():
     cfg = TrainConfig(grid_samples=20, latent_dim=8)
     step = make_step(conditional=True)
-    z, labels = train.fixed_inputs(cfg, step.generator.shape, CPU)
+    z, labels = fixed_inputs(cfg, step.generator.shape, CPU)
     assert z.shape == (20, 8) and labels is not None
     assert torch.equal(labels, torch.arange(20) % NUM_CLASSES)
-    assert train.grid_columns(step.generator.shape, 20) == NUM_CLASSES
-    z_again, _ = train.fixed_inputs(cfg, step.generator.shape, CPU)
+    assert grid_columns(step.generator.shape, 20) == NUM_CLASSES
+    z_again, _ = fixed_inputs(cfg, step.generator.shape, CPU)
     assert torch.equal(z, z_again), "the grid noise is fixed by the seed"
     for asked, made in ((NUM_CLASSES * 2 - 1, NUM_CLASSES), (NUM_CLASSES * 2 + 3, NUM_CLASSES * 2), (1, NUM_CLASSES)):
-        z, _ = train.fixed_inputs(TrainConfig(grid_samples=asked, latent_dim=8), step.generator.shape, CPU)
+        z, _ = fixed_inputs(TrainConfig(grid_samples=asked, latent_dim=8), step.generator.shape, CPU)
         assert len(z) == made, "whole rows, not more than asked for (but at least one row)"
 
 
 def test_boost_schedule_is_the_wgan_reference_codes():
     """`Diters = 100 if gen_iterations < 25 or gen_iterations % 500 == 0 else 5`."""
     cfg = TrainConfig(critic_steps=5, critic_steps_boosted=100, boost_first_steps=25, boost_every_steps=500)
-    diters = lambda step: cfg.critic_steps + train.boost_critic_steps(cfg, step)
+    diters = lambda step: cfg.critic_steps + boost_critic_steps(cfg, step)
     assert [diters(s) for s in (0, 1, 24, 25, 26, 499, 500, 501, 1000, 1500, 1501)] == \
         [100, 100, 100, 5, 5, 5, 100, 5, 100, 100, 5]
-    assert all(train.boost_critic_steps(TrainConfig(), s) == 0 for s in range(0, 2000, 7))  # off by default
+    assert all(boost_critic_steps(TrainConfig(), s) == 0 for s in range(0, 2000, 7))  # off by default
     only_first = TrainConfig(critic_steps=5, critic_steps_boosted=50, boost_first_steps=3, boost_every_steps=0)
-    assert [train.boost_critic_steps(only_first, s) for s in range(5)] == [45, 45, 45, 0, 0]
+    assert [boost_critic_steps(only_first, s) for s in range(5)] == [45, 45, 45, 0, 0]
 
 
 def test_boosted_steps_update_the_critic_that_many_more_times(tmp_path, fashion_idx_dir):

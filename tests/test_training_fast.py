@@ -12,8 +12,10 @@ from conftest import CROSS_PATH_RTOL as RTOL
 from wgan import losses
 from wgan.config import TrainConfig
 from wgan.data import Data
-from wgan.fast import CudaGraphStep, FusedWganStep, UnfoldConv2d, unfold_thin_convs
-from wgan.train import Trainer, WganStep, make_step
+from wgan.training.fast import CudaGraphStep, FusedWganStep, UnfoldConv2d, unfold_thin_convs
+from wgan.training.fast import make_step
+from wgan.training.state import TrainState
+from wgan.training.step import WganStep
 
 
 def tiny_data(n: int = 64, classes: int = 3, size: int = 28, channels: int = 1) -> Data:
@@ -24,16 +26,16 @@ def tiny_data(n: int = 64, classes: int = 3, size: int = 28, channels: int = 1) 
 
 
 def run_steps(step_cls, cfg: TrainConfig, data: Data, steps: int, sgd: bool = False):
-    trainer = Trainer.build(cfg, data=data)
+    state = TrainState.build(cfg, data=data)
     if sgd:
         # Adam and RMSprop turn float noise in near-zero gradients (e.g. a conv bias before batch
         # norm, whose true gradient is 0) into full-size steps; SGD keeps noise noise-sized.
-        trainer.opt_c = torch.optim.SGD(trainer.critic.parameters(), lr=0.01)
-        trainer.opt_g = torch.optim.SGD(trainer.generator.parameters(), lr=0.01)
-    step = step_cls(cfg, trainer.generator, trainer.critic, trainer.opt_g, trainer.opt_c, trainer.data, trainer.device)
+        state.opt_c = torch.optim.SGD(state.critic.parameters(), lr=0.01)
+        state.opt_g = torch.optim.SGD(state.generator.parameters(), lr=0.01)
+    step = step_cls(cfg, state.generator, state.critic, state.opt_g, state.opt_c, state.data, state.device)
     for _ in range(steps):
         step()
-    return trainer, step.read_and_reset(steps)
+    return state, step.read_and_reset(steps)
 
 
 CASES = {
@@ -77,14 +79,14 @@ def test_boosted_critic_steps_match_between_plain_and_fused_steps(float64):
     data = tiny_data(size=32, channels=3)
     results = []
     for step_cls in (WganStep, FusedWganStep):
-        trainer = Trainer.build(cfg, data=data)
-        trainer.opt_c = torch.optim.SGD(trainer.critic.parameters(), lr=0.01)
-        trainer.opt_g = torch.optim.SGD(trainer.generator.parameters(), lr=0.01)
-        step = step_cls(cfg, trainer.generator, trainer.critic, trainer.opt_g, trainer.opt_c, trainer.data, trainer.device)
+        state = TrainState.build(cfg, data=data)
+        state.opt_c = torch.optim.SGD(state.critic.parameters(), lr=0.01)
+        state.opt_g = torch.optim.SGD(state.generator.parameters(), lr=0.01)
+        step = step_cls(cfg, state.generator, state.critic, state.opt_g, state.opt_c, state.data, state.device)
         for _ in range(2):
             step.extra_critic_steps(3)
             step()
-        results.append((trainer, step.read_and_reset(2)))
+        results.append((state, step.read_and_reset(2)))
     (plain, s1), (fused, s2) = results
     assert s1 == pytest.approx(s2, rel=RTOL, abs=ATOL)
     for (key, p), q in zip(plain.critic.state_dict().items(), fused.critic.state_dict().values()):
@@ -117,14 +119,14 @@ def test_penalty_gradient_reaches_the_critic_in_every_step(step_cls):
     both steps report a positive penalty."""
     cfg = TrainConfig(dataset="fashion-mnist", width=8, batch_size=8, critic_steps=1, device="cpu", gp_weight=10.0,
                       tensorboard=False)
-    trainer = Trainer.build(cfg, data=tiny_data())
-    step = step_cls(cfg, trainer.generator, trainer.critic, trainer.opt_g, trainer.opt_c, trainer.data, trainer.device)
+    state = TrainState.build(cfg, data=tiny_data())
+    step = step_cls(cfg, state.generator, state.critic, state.opt_g, state.opt_c, state.data, state.device)
     grads = {}
     hooks = [p.register_hook(lambda g, name=name: grads.__setitem__(name, g.clone()))
-             for name, p in trainer.critic.named_parameters()]
-    real, _ = trainer.data.batch(8)
-    fake = trainer.generator(torch.randn(8, cfg.latent_dim)).detach()
-    penalty = losses.gradient_penalty(trainer.critic, real, fake)
+             for name, p in state.critic.named_parameters()]
+    real, _ = state.data.batch(8)
+    fake = state.generator(torch.randn(8, cfg.latent_dim)).detach()
+    penalty = losses.gradient_penalty(state.critic, real, fake)
     penalty.backward()
     for h in hooks:
         h.remove()
@@ -137,11 +139,11 @@ def test_penalty_gradient_reaches_the_critic_in_every_step(step_cls):
 
 def test_make_step_on_cpu_falls_back_with_a_note():
     cfg = TrainConfig(dataset="fashion-mnist", width=8, batch_size=8, critic_steps=1, device="cpu", tensorboard=False)
-    trainer = Trainer.build(cfg, data=tiny_data())
-    step, note = make_step(trainer, fast=True)
+    state = TrainState.build(cfg, data=tiny_data())
+    step, note = make_step(state, fast=True)
     assert isinstance(step, FusedWganStep)
     assert "CUDA" in note
-    step, note = make_step(trainer, fast=False)
+    step, note = make_step(state, fast=False)
     assert isinstance(step, WganStep) and note is None
 
 
@@ -157,23 +159,23 @@ GPU_CASES = {
 def test_cuda_graph_step_matches_eager_on_gpu(case):
     """The fused step in NCHW and eager against the fused step as training runs it on a GPU:
     channels_last and captured in a CUDA graph (batch norm's grouped calls included)."""
-    from wgan.fast import use_channels_last
+    from wgan.training.fast import use_channels_last
 
     cfg = TrainConfig(**{**dict(dataset="fashion-mnist", width=16, batch_size=16, critic_steps=2, device="cuda",
                                 precision="fp32", tensorboard=False), **GPU_CASES[case]})
     data = tiny_data(size=cfg.image_size, channels=cfg.channels)
     results = []
     for graph in (False, True):
-        trainer = Trainer.build(cfg, fast=True, data=data)
+        state = TrainState.build(cfg, fast=True, data=data)
         if graph:
-            use_channels_last(trainer)
-        step = FusedWganStep(cfg, trainer.generator, trainer.critic, trainer.opt_g, trainer.opt_c,
-                             trainer.data, trainer.device)
+            use_channels_last(state)
+        step = FusedWganStep(cfg, state.generator, state.critic, state.opt_g, state.opt_c,
+                             state.data, state.device)
         step = CudaGraphStep(step) if graph else step
         for _ in range(6):
             step()
         assert not graph or step.graph is not None, step.failed
-        results.append((trainer, step.read_and_reset(6)))
+        results.append((state, step.read_and_reset(6)))
     (eager, s1), (graphed, s2) = results
     # fp32 on the GPU, not float64: the fast path's fused capturable optimisers and cuDNN's autotuned
     # kernels are what is under test, and the two runs may pick different convolution algorithms, so
@@ -221,17 +223,17 @@ def test_bench_timing_ends_near_the_seconds_asked_for():
 
 
 def test_channels_last_leaves_the_callers_dataset_alone():
-    from wgan.fast import use_channels_last
+    from wgan.training.fast import use_channels_last
 
     cfg = TrainConfig(dataset="fashion-mnist", model="dcgan32", image_size=32, channels=3, width=8, batch_size=8,
                       device="cpu", tensorboard=False)
     data = tiny_data(size=32, channels=3)
-    trainer = Trainer.build(cfg, data=data)
-    shared = trainer.data
-    use_channels_last(trainer)
-    assert trainer.data.x.is_contiguous(memory_format=torch.channels_last)
+    state = TrainState.build(cfg, data=data)
+    shared = state.data
+    use_channels_last(state)
+    assert state.data.x.is_contiguous(memory_format=torch.channels_last)
     assert shared.x.is_contiguous() and not shared.x.is_contiguous(memory_format=torch.channels_last)
-    assert torch.equal(trainer.data.x, shared.x)
+    assert torch.equal(state.data.x, shared.x)
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
@@ -239,7 +241,7 @@ def test_channels_last_leaves_the_callers_dataset_alone():
 def test_grouped_batch_norm_is_k_separate_calls(channels_last, momentum, float64):
     """One grouped call on k concatenated batches: the same outputs, input and parameter gradients,
     running statistics and batch count as k separate calls, and the input's memory format kept."""
-    from wgan.fast import batch_norm_groups, enable_grouped_batch_norm
+    from wgan.training.fast import batch_norm_groups, enable_grouped_batch_norm
 
     torch.manual_seed(0)
     k, n = 3, 4

@@ -1,4 +1,5 @@
-"""The GPU fast path: the whole generator iteration captured in one CUDA graph and replayed.
+"""The GPU fast path: the whole generator iteration captured in one CUDA graph and replayed, and the
+choice between it, the fused eager step and the plain step.
 
 A WGAN step is dozens of small kernels (5 critic updates with a double backward each, then a
 generator update); at the paper's batch of 64 the GPU spends most of its time waiting for the host
@@ -14,35 +15,36 @@ from __future__ import annotations
 import dataclasses
 
 import torch
+import torch.nn.functional as F
 
 from wgan.data import to_model_space
 from wgan.errors import first_line
-from wgan.train import WganStep, upcast
+from wgan.training.step import WganStep, effective_precision, upcast
 
 WARMUP_STEPS = 3  # eager steps before capture: they create optimiser state and let cuDNN pick kernels
 
 
-def graph_unsupported_reason(trainer) -> str | None:
+def graph_unsupported_reason(state) -> str | None:
     """Why the step cannot be captured, or None if it can."""
-    if trainer.device.type != "cuda":
+    if state.device.type != "cuda":
         return "CUDA graphs need a CUDA device"
-    if trainer.data.x.device.type != "cuda":
+    if state.data.x.device.type != "cuda":
         return "the dataset is not resident on the GPU"
-    if not all(g.get("capturable", False) for opt in (trainer.opt_g, trainer.opt_c) for g in opt.param_groups):
+    if not all(g.get("capturable", False) for opt in (state.opt_g, state.opt_c) for g in opt.param_groups):
         return "the optimisers were not built capturable"
     return None
 
 
-def use_channels_last(trainer) -> None:
+def use_channels_last(state) -> None:
     """NHWC models and data: cuDNN's tensor-core convolutions want NHWC, and with NCHW tensors every
     convolution is wrapped in two layout transposes (a third of the kernels of a DCGAN-64 step)."""
-    if trainer.data.x.dim() != 4:
+    if state.data.x.dim() != 4:
         return
-    trainer.generator.to(memory_format=torch.channels_last)  # Parameters keep their identity: optimisers are unaffected
-    trainer.critic.to(memory_format=torch.channels_last)
+    state.generator.to(memory_format=torch.channels_last)  # Parameters keep their identity: optimisers are unaffected
+    state.critic.to(memory_format=torch.channels_last)
     # A new Data, not an in-place change: the caller's dataset (shared by `wgan bench`'s eager and
     # fast variants) keeps its layout.
-    trainer.data = dataclasses.replace(trainer.data, x=trainer.data.x.contiguous(memory_format=torch.channels_last))
+    state.data = dataclasses.replace(state.data, x=state.data.x.contiguous(memory_format=torch.channels_last))
 
 
 class CudaGraphStep:
@@ -220,8 +222,6 @@ class UnfoldConv2d(torch.nn.Conv2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        import torch.nn.functional as F
-
         (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
         ph, pw = self.padding
         x = F.pad(x, (pw, pw, ph, ph))
@@ -244,3 +244,32 @@ def unfold_thin_convs(module: torch.nn.Module, max_in_channels: int = 4) -> int:
             m.__class__ = UnfoldConv2d
             count += 1
     return count
+
+
+# ---------------------------------------------------------------------------------------------
+# The choice of step
+
+
+def make_step(state, fast: bool):
+    """The step to run on a TrainState, and a note when the fast path was asked for but cannot be used."""
+    def step_args():
+        return state.cfg, state.generator, state.critic, state.opt_g, state.opt_c, state.data, state.device
+
+    if not fast:
+        return WganStep(*step_args()), None
+    reason = graph_unsupported_reason(state)
+    if reason is None:
+        use_channels_last(state)  # before the step is built: it replaces state.data
+        return CudaGraphStep(FusedWganStep(*step_args())), None
+    return FusedWganStep(*step_args()), f"CUDA graph off: {reason}; using the fused eager step"
+
+
+def describe_step(step_fn, cfg, device: torch.device, dry_run: bool) -> str:
+    """What runs each generator iteration, for log.txt: the fast path or not, and why not."""
+    if isinstance(step_fn, CudaGraphStep):
+        return f"fast: the fused iteration replayed from one CUDA graph ({cfg.precision})"
+    if isinstance(step_fn, FusedWganStep):
+        return f"fused eager ({effective_precision(cfg.precision, device)})"
+    why = ("the fast path is for CUDA" if device.type != "cuda" else "--no-fast" if not cfg.fast else
+           "a dry run" if dry_run else "")
+    return f"plain eager ({effective_precision(cfg.precision, device)}{'; ' + why if why else ''})"

@@ -1,0 +1,6 @@
+"""Training: the paper's step (step.py), the GPU fast path and the choice of step (fast.py), the state
+a checkpoint holds (state.py), and the loop (loop.py)."""
+
+from wgan.training.loop import train
+
+__all__ = ["train"]

@@ -1,0 +1,424 @@
+"""The training loop: one code path for CPU, CUDA and N processes (torchrun; see wgan.distributed).
+
+`train` validates the config, joins the process group, starts or resumes a run, loops and finishes.
+The loop reads top to bottom: train one generator iteration, then the chores that fall due at that
+step (log the losses, save the samples, evaluate, write a checkpoint), each a method of its own.
+
+In N processes every process runs this same loop on its own batches (its random streams are seeded
+with seed + rank), the steps average the gradients over the processes, the logged losses are
+averaged over them, and rank 0 alone writes files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from wgan import checkpoint as ckpt
+from wgan import distributed, report, rundir
+from wgan.config import TrainConfig, validate
+from wgan.data import to_uint8_images
+from wgan.errors import TrainingDiverged, UserError, os_reason, writing
+from wgan.metrics import training_evaluator
+from wgan.rundir import NullLog, RunLog
+from wgan.training.fast import describe_step, make_step
+from wgan.training.state import TrainState, check_finite_parameters, export_generator, grid_columns
+from wgan.training.step import STAT_NAMES, effective_precision, generator_iteration
+
+
+def train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None = None, dry_run: bool = False,
+          progress: bool = True) -> Path:
+    """Train a WGAN as `cfg` says; returns the run directory.
+
+    `resume`: a run directory (its newest checkpoint), one of its checkpoint files, or an opened
+    ResumePoint. The checkpoint is verified before anything in the run directory changes.
+    Under torchrun every process calls this; they train together and rank 0 writes the run directory.
+    """
+    validate(cfg)
+    with distributed.process_group(distributed.resolve_device(cfg.device)):
+        run = TrainingRun.start(cfg, resume, dry_run=dry_run, progress=progress)
+        run.loop()
+        return run.finish()
+
+
+def due(step: int, every: int) -> bool:
+    """Whether a chore done every `every` steps (0: never) falls due at `step`."""
+    return bool(every) and step % every == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# What the loop keeps besides the training state
+
+
+@dataclass
+class Interval:
+    """The logging interval under way: its generator steps, the boosted steps' extra critic images,
+    and when it began. The losses it sums stay on the device, in the step, until they are read."""
+
+    steps: int = 0
+    extra_critic_images: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+    def seconds(self, now: float | None = None) -> float:
+        return (time.perf_counter() if now is None else now) - self.started
+
+
+class StopSignal:
+    """SIGINT and SIGTERM ask the loop to stop: one process stops at its next step, N processes at the
+    next read of the losses, where they agree (a collective). A second signal stops at once, leaving
+    the last checkpoint as it is. The previous handlers come back on exit."""
+
+    def __init__(self, world: int):
+        self.world = world
+        self.asked: int | None = None  # a signal arrived in this process
+        self.signum: int | None = None  # the loop stops
+
+    def __enter__(self) -> "StopSignal":
+        self.previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+    def _on_signal(self, signum, frame) -> None:
+        if self.asked is not None:
+            raise KeyboardInterrupt
+        self.asked = signum
+        if self.world == 1:
+            self.signum = signum
+
+    def agree(self) -> None:
+        if self.world > 1:
+            self.signum = distributed.max_over_ranks(self.asked or 0) or None
+
+
+class Notes:
+    """What the user should know, printed at once (rank 0) and written to log.txt once it is open."""
+
+    def __init__(self, main: bool):
+        self.main = main
+        self.log: RunLog | NullLog | None = None
+        self.waiting: list[str] = []
+
+    def say(self, msg: str) -> None:
+        if self.main:
+            print(msg)
+        if self.log is None:
+            self.waiting.append(msg)
+        else:
+            self.log.line(msg)
+
+    def attach(self, log: RunLog | NullLog) -> None:
+        """From now on into `log`, after what was said before it was open."""
+        self.log = log
+        for msg in self.waiting:
+            log.line(msg)
+        self.waiting = []
+
+
+def check_finite_losses(stats: dict[str, float], first_step: int, last_step: int) -> None:
+    """Raise TrainingDiverged if a loss summed over steps first_step..last_step is NaN or infinite."""
+    bad = [k for k, v in stats.items() if not math.isfinite(v)]
+    if bad:
+        where = f"at step {last_step}" if first_step == last_step else f"between steps {first_step} and {last_step}"
+        raise TrainingDiverged(f"{' and '.join(bad)} became {stats[bad[0]]} {where}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Before the first step
+
+
+def resume_problem(cfg: TrainConfig, point: ckpt.ResumePoint, total_steps: int) -> str | None:
+    diffs = ckpt.config_differences(point.config, cfg.to_dict())
+    if diffs:
+        allowed = ", ".join("--" + n.replace("_", "-") for n in ckpt.RESUMABLE_OPTIONS)
+        return (f"{point.checkpoint}: written with other options ({'; '.join(diffs[:4])}); on resume only "
+                f"{allowed} may change")
+    if point.step > total_steps:
+        return f"{point.checkpoint}: at step {point.step}, past --steps {total_steps}; pass --steps {point.step} or more"
+    return None
+
+
+def check_processes_agree(cfg: TrainConfig, resume: ckpt.ResumePoint | None) -> None:
+    """What every machine read must agree before anyone trains or writes (--data may be a local path)."""
+    distributed.require_same(None if resume is None else str(resume.checkpoint), "the checkpoint to resume from",
+                             "every machine must see the same --runs-dir (shared storage) to resume")
+    options = json.dumps({k: v for k, v in cfg.to_dict().items() if k != "data"}, sort_keys=True)
+    distributed.require_same(hashlib.sha256(options.encode()).hexdigest()[:12], "the training options (digest)",
+                             "start every process with the same options")
+
+
+def open_run_dir(cfg: TrainConfig, resume: ckpt.ResumePoint | None) -> tuple[Path, list[Path]]:
+    """The run directory: the resumed one, tidied (stale temporary files removed, checkpoints newer than
+    the one resumed from set aside), or a new numbered one. Rank 0 makes it; every process gets its path.
+    Returns it and the checkpoints set aside."""
+    main = distributed.is_main()
+    if resume is not None:
+        superseded = []
+        if main:  # only now that the checkpoint has loaded does anything in the run directory change
+            ckpt.remove_stale_temp_files(resume.run_dir / rundir.CHECKPOINTS)
+            superseded = ckpt.set_aside_newer(resume.run_dir / rundir.CHECKPOINTS, resume.step)
+            rundir.write_config(cfg.to_dict(), resume.run_dir)  # the run length may have changed
+        return resume.run_dir, superseded
+    run_dir = None
+    if main:
+        name = cfg.preset if cfg.preset != "custom" else f"{cfg.dataset}-{cfg.loss}"
+        with writing("--runs-dir", cfg.runs_dir):
+            run_dir = rundir.next_run_dir(Path(cfg.runs_dir), name)
+            rundir.write_config(cfg.to_dict(), run_dir)
+    return Path(distributed.broadcast_object(None if run_dir is None else str(run_dir))), []
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+
+
+class TrainingRun:
+    """One training run in one process: its state, step, run directory and log, and the chores of the loop."""
+
+    def __init__(self, cfg: TrainConfig, state: TrainState, run_dir: Path, *, total_steps: int, fast: bool,
+                 dry_run: bool, progress: bool, evaluator, last_good: Path | None):
+        self.cfg, self.state, self.run_dir = cfg, state, run_dir
+        self.total_steps, self.fast, self.dry_run, self.progress = total_steps, fast, dry_run, progress
+        self.evaluator = evaluator  # generator -> metrics.jsonl fields, or None
+        self.last_good = last_good  # the newest checkpoint known to be intact
+        self.main, self.world = distributed.is_main(), distributed.world_size()
+        self.log: RunLog | NullLog = NullLog()
+        self.step_fn = None
+        self.interval = Interval()
+        self.started = time.perf_counter()  # training time is counted from here, minus what came before
+        self.stopped_by: int | None = None
+        self.bar = None
+
+    @classmethod
+    def start(cls, cfg: TrainConfig, resume, *, dry_run: bool, progress: bool) -> "TrainingRun":
+        """Everything before the first step: check, build, open the run directory and its log."""
+        resume = ckpt.open_checkpoint(Path(resume)) if isinstance(resume, (str, Path)) else resume
+        device = distributed.resolve_device(cfg.device)
+        fast = cfg.fast and device.type == "cuda" and not dry_run
+        total_steps = 2 if dry_run else cfg.steps
+        check_processes_agree(cfg, resume)
+        problem = None if resume is None else resume_problem(cfg, resume, total_steps)
+        if problem:
+            raise UserError(problem)
+        state = TrainState.build(cfg, fast=fast)
+        notes = Notes(distributed.is_main())
+        # The metrics' shared parts (the classifier, the test split) are built before the run directory, so a
+        # missing test split or a mismatched classifier leaves no half-made run behind. Their notes are printed
+        # at once (training a classifier takes a minute) and logged once log.txt exists.
+        evaluator = None
+        if cfg.eval_metrics and not dry_run and distributed.is_main():  # rank 0 alone measures and writes
+            evaluator = training_evaluator(cfg, state.data, state.shape, device, note=notes.say)
+        if resume is not None:
+            state.load_state_dict(resume.state, resume.checkpoint)
+        run_dir, superseded = open_run_dir(cfg, resume)
+        run = cls(cfg, state, run_dir, total_steps=total_steps, fast=fast, dry_run=dry_run, progress=progress,
+                  evaluator=evaluator, last_good=None if resume is None else resume.checkpoint)
+        run.open_log(resume, superseded, notes)
+        if state.step == 0 and cfg.sample_every_steps and run.main:
+            run.sample(0)
+        return run
+
+    def open_log(self, resume: ckpt.ResumePoint | None, superseded: list[Path], notes: Notes) -> None:
+        """log.txt's opening lines: what trains where, and everything said so far; then the step."""
+        cfg, state, world = self.cfg, self.state, self.world
+        if self.main:
+            self.log = RunLog(self.run_dir, cfg.tensorboard, resume_step=state.step if resume is not None else None)
+        batch = f"batch={cfg.batch_size}" if world == 1 else \
+            f"batch={cfg.batch_size} per process x {world} processes = {world * cfg.batch_size} (effective)"
+        self.log.line(f"{rundir.RESUMED + ' ' + str(resume.checkpoint) if resume else rundir.STARTED}: "
+                      f"preset={cfg.preset} dataset={cfg.dataset} ({len(state.data)} samples from {state.data.source}) "
+                      f"model={cfg.model} loss={cfg.loss} device={state.device} "
+                      f"precision={effective_precision(cfg.precision, state.device)} {batch}")
+        saved_world = len(resume.state.get("rng_ranks") or [None]) if resume is not None else world
+        if saved_world != world:
+            self.log.line(f"the checkpoint was written by {saved_world} process(es), this run has {world}: the "
+                          f"effective batch is now {world * cfg.batch_size}, and each process's random draws "
+                          f"restart from (seed, rank, step)")
+        for data_note in state.data.notes:
+            self.log.line(data_note)
+            if self.main:
+                print(data_note)
+        notes.attach(self.log)
+        for path in superseded:
+            self.log.line(f"{path.name}: set aside, newer than the checkpoint this run resumed from")
+        self.step_fn, fast_note = make_step(state, self.fast)
+        if fast_note:
+            notes.say(fast_note)
+        self.log.line(f"step: {describe_step(self.step_fn, cfg, state.device, self.dry_run)}")
+
+    # --- the loop ---------------------------------------------------------------------------
+    def loop(self) -> None:
+        cfg, state = self.cfg, self.state
+        with StopSignal(self.world) as stop:
+            # Into a log file or a pipe every redraw is another line (tqdm's 0.1 s would add ten a second):
+            # once a minute there; log.txt has the losses anyway.
+            self.bar = tqdm(total=self.total_steps, initial=state.step, disable=not self.progress or not self.main,
+                            unit="it", dynamic_ncols=True, mininterval=0.1 if sys.stderr.isatty() else 60)
+            try:
+                self.continue_interval()
+                while state.step < self.total_steps and stop.signum is None:
+                    # Update the critic `critic_steps` times (more on boosted steps), then the generator once.
+                    extra = generator_iteration(self.step_fn, cfg, state.step)
+                    state.step += 1
+                    self.interval.steps += 1
+                    self.interval.extra_critic_images += extra * cfg.batch_size
+                    self.bar.update(1)
+                    at, last = state.step, state.step == self.total_steps
+                    checkpoint_due = due(at, cfg.checkpoint_every_steps)
+                    # Read the losses back and log them. Checkpoint steps always read them: a resumed run then
+                    # starts with empty sums, as this one goes on, and no checkpoint follows an unchecked interval.
+                    if due(at, cfg.log_every_steps) or last or checkpoint_due:
+                        self.log_losses()
+                        stop.agree()
+                    # Save the fixed-noise samples.
+                    if self.main and cfg.sample_every_steps and (due(at, cfg.sample_every_steps) or last):
+                        self.sample(at)
+                    # Evaluate the generator.
+                    if self.evaluator and (last or due(at, cfg.eval_every_steps)):
+                        self.evaluate(at)
+                    # Write a checkpoint.
+                    if checkpoint_due or last:
+                        self.checkpoint()
+                if stop.signum is not None:
+                    self.stop_on_signal(stop.signum)
+                state.elapsed_s = self.training_seconds()
+            except TrainingDiverged as exc:
+                raise self.diverged(exc) from None
+            except OSError as exc:  # a full disk or a lost mount on a rented machine: say so, and how to go on
+                raise self.write_failed(exc) from None
+            finally:
+                self.bar.close()
+
+    def continue_interval(self) -> None:
+        """Start the clocks; a resumed run continues its training time and the interval its checkpoint cut."""
+        now = time.perf_counter()
+        self.started = now - self.state.elapsed_s
+        self.interval = Interval(started=now)
+        pending = self.state.pending
+        if pending is not None:
+            self.step_fn.sums.copy_(pending["sums"])
+            self.interval = Interval(steps=pending["steps"], started=now - pending["seconds"])
+
+    def training_seconds(self, now: float | None = None) -> float:
+        return (time.perf_counter() if now is None else now) - self.started
+
+    # --- the chores -------------------------------------------------------------------------
+    def log_losses(self) -> None:
+        """The one host sync per interval: read the summed losses, check them, log them."""
+        cfg, interval, step = self.cfg, self.interval, self.state.step
+        stats = self.step_fn.read_and_reset(interval.steps)
+        now = time.perf_counter()
+        check_finite_losses(stats, step - interval.steps + 1, step)
+        # a clipping run has no penalty: leave it out rather than log a zero that reads as a measurement
+        logged = {k: round(v, 6) for k, v in stats.items() if k != "penalty" or cfg.uses_penalty}
+        images = (interval.steps * cfg.critic_steps * cfg.batch_size + interval.extra_critic_images) * self.world
+        record = {"step": step, "time_s": round(self.training_seconds(now), 3), **logged,
+                  "critic_images_per_s": round(images / interval.seconds(now), 1)}
+        self.log.record(record)
+        self.bar.set_postfix(W=f"{stats['wasserstein']:.3f}", loss_c=f"{stats['loss_critic']:.3f}",
+                             loss_g=f"{stats['loss_generator']:.3f}", img_s=f"{record['critic_images_per_s']:.0f}")
+        self.interval = Interval(started=now)
+
+    def sample(self, at: int) -> None:
+        """The fixed-noise grid (images), or the generated and real points over the critic's contours."""
+        path = rundir.sample_path(self.run_dir, at)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = self.state
+        fake = state.generate(state.fixed_z, state.fixed_labels)
+        if state.data.is_points:
+            report.save_points_figure(path, state, fake)
+        else:
+            from torchvision.utils import make_grid, save_image  # torchvision adds ~2 s to a process's start
+
+            grid = make_grid(to_uint8_images(fake).cpu(), nrow=grid_columns(state.shape, fake.shape[0]), padding=2,
+                             pad_value=255)
+            save_image(grid.float() / 255.0, path)
+        self.log.image(at, path)
+
+    def evaluate(self, at: int) -> None:
+        t_eval = time.perf_counter()
+        self.log.record({"step": at, "time_s": round(self.training_seconds(t_eval), 3),
+                         **self.evaluator(self.state.generator)})
+        self.interval.started += time.perf_counter() - t_eval  # evaluation time is not training throughput
+
+    def checkpoint(self) -> None:
+        """Everything that shapes the rest of the run, with the interval under way; rank 0 writes it."""
+        state = self.state
+        check_finite_parameters(state)
+        if not distributed.parameters_identical(state.generator, state.critic):
+            raise RuntimeError(f"the processes' parameters differ at step {state.step}: gradients were not "
+                               "averaged alike on every process")
+        state.elapsed_s = self.training_seconds()
+        state.pending = {"steps": self.interval.steps, "sums": self.step_fn.sums.detach().cpu().clone(),
+                         "seconds": self.interval.seconds()}
+        path = self.run_dir / rundir.CHECKPOINTS / ckpt.checkpoint_name(state.step)
+        contents = state.state_dict()  # on every process: it gathers their random states
+        if self.main:  # rank 0's batch-norm running statistics are the ones saved (each process keeps its own)
+            ckpt.save_checkpoint(path, contents)
+            ckpt.prune_checkpoints(self.run_dir / rundir.CHECKPOINTS, self.cfg.keep_checkpoints)
+        self.last_good = path
+
+    # --- the endings ------------------------------------------------------------------------
+    def stop_on_signal(self, signum: int) -> None:
+        step, steps = self.state.step, self.interval.steps
+        if steps:  # checked, not logged: the checkpoint carries them to the next record
+            pending = dict(zip(STAT_NAMES, (self.step_fn.sums / steps).tolist()))
+            check_finite_losses(pending, step - steps + 1, step)
+        self.checkpoint()
+        self.stopped_by = signum
+        self.log.line(f"{rundir.STOPPED_BY_SIGNAL} {signum} at step {step}; checkpoint written")
+        if self.main:
+            print(f"stopped at step {step}; checkpoint written. Resume: wgan train --resume {self.run_dir}")
+
+    def kept(self) -> str:
+        """Which checkpoint survives a run that stops on an error."""
+        return (f"the last good checkpoint {self.last_good} is intact" if self.last_good is not None
+                else "no checkpoint had been written yet")
+
+    def diverged(self, exc: TrainingDiverged) -> TrainingDiverged:
+        message = f"{exc}; stopped without writing a checkpoint: {self.kept()}"
+        self.log.line(f"{rundir.DIVERGED} {message}")
+        self.log.close()
+        return TrainingDiverged(message)
+
+    def write_failed(self, exc: OSError) -> UserError:
+        where = f" {exc.filename}" if exc.filename else ""
+        resume = f"; make room and resume: wgan train --resume {self.run_dir}" if self.last_good is not None else ""
+        message = f"could not write{where} at step {self.state.step} ({os_reason(exc)}); {self.kept()}{resume}"
+        try:
+            self.log.line(f"stopped: {message}")  # "stopped: could not write": rundir.WRITE_FAILED
+            self.log.close()
+        except OSError:
+            pass  # the log is on the same full disk
+        return UserError(message)
+
+    def finish(self) -> Path:
+        """The trained generator on its own, the last log line and the report (rank 0)."""
+        if not self.main:
+            return self.run_dir
+        state, run_dir = self.state, self.run_dir
+        try:
+            export_generator(state, run_dir / rundir.GENERATOR)
+        except OSError as exc:
+            raise UserError(f"could not write {run_dir / rundir.GENERATOR} ({os_reason(exc)}); "
+                            f"the checkpoint {self.last_good} is intact: make room, then "
+                            f"wgan export --run {run_dir} --out {run_dir / rundir.GENERATOR}") from None
+        agreed = f"; parameters identical on all {self.world} processes" if self.world > 1 else ""
+        self.log.line(f"{'stopped at step' if self.stopped_by else rundir.FINISHED} {state.step} "
+                      f"({state.elapsed_s:.1f} s of training){agreed}")
+        self.log.close()
+        try:
+            report.build_report(run_dir)
+        except Exception as exc:  # a plot must never cost the user a trained model
+            print(f"report: could not build the report ({exc}); run `wgan report --run {run_dir}`")
+        return run_dir

@@ -1,0 +1,245 @@
+"""The training state: what a run builds before its first step and what its checkpoints hold.
+
+`TrainState.build` makes the models, optimisers and fixed grid inputs of a config on its data, seeded
+per process (seed + rank) with the models made equal across processes; `state_dict` and
+`load_state_dict` are the checkpoint's contents, every random stream included, so a resumed run
+continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from wgan import checkpoint as ckpt
+from wgan import distributed
+from wgan.config import TrainConfig, validate
+from wgan.data import Data, load_dataset
+from wgan.errors import TrainingDiverged, UserError, first_line
+from wgan.models import Critic, Generator, ModelShape, build_models
+from wgan.training.step import STAT_NAMES
+
+# ---------------------------------------------------------------------------------------------
+# Set-up
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def set_precision(precision: str, deterministic: bool) -> None:
+    tf32 = precision in ("tf32", "bf16")
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    if deterministic:
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    else:
+        torch.backends.cudnn.benchmark = True
+
+
+def model_shape(cfg: TrainConfig, data: Data) -> ModelShape:
+    if data.is_points:
+        return ModelShape(latent_dim=cfg.latent_dim, width=cfg.width, num_classes=data.num_classes if cfg.conditional else 0,
+                          critic_norm=cfg.critic_norm, point_dim=data.sample_shape[0], channels=0, image_size=0)
+    c, h, _ = data.sample_shape
+    return ModelShape(channels=c, image_size=h, latent_dim=cfg.latent_dim, width=cfg.width,
+                      num_classes=data.num_classes if cfg.conditional else 0, critic_norm=cfg.critic_norm)
+
+
+def make_optimizers(cfg: TrainConfig, generator: nn.Module, critic: nn.Module, device: torch.device,
+                    fast: bool = False) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+    """The papers' optimisers. `fast`: CUDA-graph-capturable variants (state on the device)."""
+    if cfg.optimizer == "adam":
+        # fused: one kernel for all parameters; capturable: step counts on the device, so a CUDA graph can hold it
+        extra = dict(capturable=True, fused=True) if fast else {}
+        betas = (cfg.adam_beta1, cfg.adam_beta2)
+        return (torch.optim.Adam(generator.parameters(), lr=cfg.lr_generator, betas=betas, **extra),
+                torch.optim.Adam(critic.parameters(), lr=cfg.lr_critic, betas=betas, **extra))
+    extra = dict(capturable=True, foreach=True) if fast else {}
+    return (torch.optim.RMSprop(generator.parameters(), lr=cfg.lr_generator, **extra),
+            torch.optim.RMSprop(critic.parameters(), lr=cfg.lr_critic, **extra))
+
+
+def fixed_inputs(cfg: TrainConfig, shape: ModelShape, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Fixed noise (and labels: one class per grid column) so successive grids are comparable."""
+    gen = torch.Generator().manual_seed(cfg.seed + 12345)
+    if shape.point_dim:
+        n, labels = 1000, None  # a scatter wants many points
+    elif shape.conditional:
+        rows = max(1, cfg.grid_samples // shape.num_classes)  # whole rows, never more images than asked for
+        n = rows * shape.num_classes
+        labels = torch.arange(n) % shape.num_classes
+    else:
+        n, labels = cfg.grid_samples, None
+    z = torch.randn(n, shape.latent_dim, generator=gen)
+    return z.to(device), None if labels is None else labels.to(device)
+
+
+def grid_columns(shape: ModelShape, n: int) -> int:
+    return shape.num_classes if shape.conditional else max(1, int(math.sqrt(n)))
+
+
+# ---------------------------------------------------------------------------------------------
+# The state
+
+
+@dataclass
+class TrainState:
+    """Everything a checkpoint holds: the data, the models and their optimisers, the step, the fixed
+    inputs of the sample grids, the training time so far and the logging interval under way (with the
+    process's random streams, gathered when the checkpoint is written)."""
+
+    cfg: TrainConfig
+    device: torch.device
+    data: Data
+    shape: ModelShape
+    generator: Generator
+    critic: Critic
+    opt_g: torch.optim.Optimizer
+    opt_c: torch.optim.Optimizer
+    fixed_z: torch.Tensor
+    fixed_labels: torch.Tensor | None
+    step: int = 0
+    elapsed_s: float = 0.0  # training time before this process, so metrics' time_s continues on resume
+    # Losses summed since the last metrics record: {"steps", "sums", "seconds"}. A checkpoint written
+    # between records (on a signal) carries them, so the resumed run logs the records of an unstopped one.
+    pending: dict | None = None
+
+    @classmethod
+    def build(cls, cfg: TrainConfig, fast: bool = False, data: Data | None = None) -> "TrainState":
+        validate(cfg)
+        device = distributed.resolve_device(cfg.device)
+        # seed + rank: every process draws its own batches and noise (rank 0's streams are a single
+        # process's); the models are made equal below.
+        seed_everything(cfg.seed + distributed.rank())
+        set_precision(cfg.precision, cfg.deterministic)
+        if data is None:
+            data = load_dataset(cfg.dataset, split="train", data_path=cfg.data, image_size=cfg.image_size or None,
+                                channels=cfg.channels or None, skip_bad_images=cfg.skip_bad_images)
+        if cfg.conditional and data.y is None:
+            raise UserError(f"--conditional needs a labelled dataset; {cfg.dataset} ({data.source}) has no classes")
+        if cfg.conditional and data.num_classes < 2:
+            raise UserError(f"--conditional: {cfg.dataset} ({data.source}) has only one class; conditional "
+                            "training needs at least 2 (or drop --conditional)")
+        data = data.to(device)
+        shape = model_shape(cfg, data)
+        generator, critic = build_models(cfg.model, shape, penalty=cfg.uses_penalty)
+        generator, critic = generator.to(device), critic.to(device)
+        distributed.broadcast_modules(generator, critic)
+        opt_g, opt_c = make_optimizers(cfg, generator, critic, device, fast=fast)
+        fixed_z, fixed_labels = fixed_inputs(cfg, shape, device)
+        return cls(cfg, device, data, shape, generator, critic, opt_g, opt_c, fixed_z, fixed_labels)
+
+    # --- state for checkpoints -------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """The checkpoint's contents. In N processes every process must call it (it gathers their
+        random states); rank 0 writes it."""
+        rng = rng_states()
+        state = {
+            "format": ckpt.FORMAT,
+            "step": self.step,
+            "elapsed_s": self.elapsed_s,
+            "pending": self.pending or {"steps": 0, "sums": torch.zeros(len(STAT_NAMES)), "seconds": 0.0},
+            "config": json.dumps(self.cfg.to_dict()),
+            "shape": json.dumps(self.shape.__dict__),
+            "generator": self.generator.state_dict(),
+            "critic": self.critic.state_dict(),
+            "opt_generator": self.opt_g.state_dict(),
+            "opt_critic": self.opt_c.state_dict(),
+            "fixed_z": self.fixed_z.cpu(),
+            "fixed_labels": None if self.fixed_labels is None else self.fixed_labels.cpu(),
+            "rng": rng,
+        }
+        if distributed.world_size() > 1:
+            # Every process's own streams, so a resume with as many processes continues each of them.
+            state["rng_ranks"] = distributed.all_gather_object(rng)
+        return state
+
+    def load_state_dict(self, state: dict, source: Path) -> None:
+        """Restore everything that shapes the rest of the trajectory; a mismatch names `source`."""
+        try:
+            self.generator.load_state_dict(state["generator"])
+            self.critic.load_state_dict(state["critic"])
+            self.opt_g.load_state_dict(state["opt_generator"])
+            self.opt_c.load_state_dict(state["opt_critic"])
+            fixed_z = state["fixed_z"].to(self.device)
+            if fixed_z.shape != self.fixed_z.shape:
+                raise ValueError(f"fixed noise of shape {tuple(fixed_z.shape)}, expected {tuple(self.fixed_z.shape)}")
+            fixed_labels = None if state["fixed_labels"] is None else state["fixed_labels"].to(self.device)
+            restore_rng_states(state, self.cfg.seed, int(state["step"]))
+            step, elapsed_s = int(state["step"]), float(state["elapsed_s"])
+            saved = state["pending"]
+            pending = {"steps": int(saved["steps"]), "sums": saved["sums"].float().reshape(len(STAT_NAMES)),
+                       "seconds": float(saved["seconds"])}
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+            raise UserError(f"{source}: checkpoint does not match this model/config ({first_line(exc, 200)})") from None
+        self.fixed_z, self.fixed_labels, self.step, self.elapsed_s = fixed_z, fixed_labels, step, elapsed_s
+        self.pending = pending
+
+    # --- samples ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        was_training = self.generator.training
+        self.generator.eval()
+        out = self.generator(z, labels).float()
+        self.generator.train(was_training)
+        return out
+
+
+def rng_states() -> dict:
+    """Every random generator the loop may draw from, as tensors and primitives (weights_only-safe)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+        "python": [version, list(internal), gauss],
+    }
+
+
+def restore_rng_states(state: dict, seed: int, step: int) -> None:
+    """This process's random streams from a checkpoint. Written by as many processes as run now
+    (one process: its "rng"; N: "rng_ranks"), each continues exactly; otherwise every process
+    re-seeds from (seed, rank, step), deterministic but not the unstopped run's draws."""
+    saved = state.get("rng_ranks") or [state["rng"]]
+    if len(saved) == distributed.world_size():
+        set_rng_states(saved[distributed.rank()])
+    else:
+        mixed = np.random.SeedSequence([seed % 2**63, distributed.rank(), step]).generate_state(1, np.uint64)[0]
+        seed_everything(int(mixed % 2**63))
+
+
+def set_rng_states(rng: dict) -> None:
+    torch.set_rng_state(rng["torch"])
+    if torch.cuda.is_available() and rng["cuda"]:
+        # A machine with fewer GPUs than the one that wrote the checkpoint restores the ones it has.
+        for index, state in enumerate(rng["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(state, index)
+    kind, keys, pos, has_gauss, cached = rng["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = rng["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def check_finite_parameters(state: TrainState) -> None:
+    """A finite loss can still be followed by an update to NaN; never write such weights to a checkpoint."""
+    for name, module in (("generator", state.generator), ("critic", state.critic)):
+        if not torch.stack([p.isfinite().all() for p in module.parameters()]).all():  # one sync per checkpoint
+            raise TrainingDiverged(f"the {name}'s parameters became NaN or infinite at step {state.step}")
+
+
+def export_generator(state: TrainState, path: Path) -> None:
+    """generator.safetensors: the generator's weights with the config and shape in its metadata."""
+    ckpt.save_generator(path, state.generator.state_dict(), state.cfg.to_dict(), state.shape.__dict__,
+                        state.step)

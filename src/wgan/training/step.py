@@ -1,0 +1,149 @@
+"""The paper's step: one generator iteration of WGAN (Algorithm 1 of Arjovsky et al.) and WGAN-GP
+(Algorithm 1 of Gulrajani et al.).
+
+One *step* is one generator iteration: `critic_steps` critic updates, each on a fresh real batch with
+fresh noise (and a fresh per-sample epsilon for the penalty), then one generator update. The step
+keeps its running sums of the losses on the device; the loop reads them back every
+`log_every_steps`, so no step waits on the host (and on CUDA the whole step can be captured in one
+CUDA graph: see training/fast.py).
+
+In N processes every process runs the same step on its own batches, and the gradients are averaged
+over the processes before each optimiser step (wgan.distributed).
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import torch
+
+from wgan import distributed, losses
+from wgan.config import TrainConfig
+from wgan.data import Data
+from wgan.models import Critic, Generator
+
+STAT_NAMES = ("loss_critic", "loss_generator", "wasserstein", "penalty")
+
+
+def upcast(t: torch.Tensor) -> torch.Tensor:
+    """bf16/fp16 (autocast) results as fp32, for losses and the penalty; fp32 and fp64 stay as they are."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
+def effective_precision(precision: str, device: torch.device) -> str:
+    """What a step computes in: tf32 and bf16 are CUDA settings, so on a CPU everything is fp32."""
+    return precision if device.type == "cuda" else "fp32"
+
+
+class WganStep:
+    """One generator iteration; returns nothing and accumulates its losses into `self.sums`."""
+
+    def __init__(self, cfg: TrainConfig, generator: Generator, critic: Critic, opt_g, opt_c, data: Data,
+                 device: torch.device):
+        self.cfg, self.generator, self.critic, self.opt_g, self.opt_c, self.data = cfg, generator, critic, opt_g, opt_c, data
+        self.conditional = generator.shape.conditional
+        self.device = device
+        self.sums = torch.zeros(len(STAT_NAMES), device=device)
+        bf16 = effective_precision(cfg.precision, device) == "bf16"
+        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else nullcontext()
+
+    def _noise(self) -> torch.Tensor:
+        return torch.randn(self.cfg.batch_size, self.generator.shape.latent_dim, device=self.device)
+
+    def _labels(self) -> torch.Tensor | None:
+        if not self.conditional:
+            return None
+        idx = torch.randint(len(self.data), (self.cfg.batch_size,), device=self.device)
+        return self.data.y[idx]
+
+    def critic_step(self) -> torch.Tensor:
+        cfg = self.cfg
+        real, labels = self.data.batch(cfg.batch_size)
+        labels = labels if self.conditional else None
+        with torch.no_grad(), self.autocast:
+            fake = self.generator(self._noise(), labels)
+        with self.autocast:
+            real_scores = upcast(self.critic(real, labels))
+            fake_scores = upcast(self.critic(fake, labels))
+        # The penalty's double backward runs in fp32 whatever the precision: bf16 gradients of the
+        # critic w.r.t. its input are too coarse for a norm compared with 1.
+        return self._update_critic(real_scores, fake_scores, self._penalty(real, upcast(fake), labels))
+
+    def _penalty(self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | None,
+                 eps: torch.Tensor | None = None) -> torch.Tensor:
+        """The gradient penalty of a gp/lp critic (eps: the interpolation draws, else drawn here); 0 otherwise."""
+        if not self.cfg.uses_penalty:
+            return torch.zeros((), device=self.device)
+        return losses.gradient_penalty(self.critic, real, fake, labels, one_sided=self.cfg.loss == "lp", eps=eps)
+
+    def _update_critic(self, real_scores: torch.Tensor, fake_scores: torch.Tensor,
+                       penalty: torch.Tensor) -> torch.Tensor:
+        """The critic's loss, optimiser step and clipping, from its scores and penalty; returns the
+        step's (loss, Wasserstein estimate, penalty)."""
+        cfg = self.cfg
+        loss = losses.critic_loss(real_scores, fake_scores)
+        if cfg.uses_penalty:
+            loss = loss + cfg.gp_weight * penalty
+        self.opt_c.zero_grad(set_to_none=False)
+        loss.backward()
+        distributed.average_gradients(self.opt_c)
+        self.opt_c.step()
+        if cfg.loss == "clip":
+            losses.clip_weights(self.critic, cfg.clip_value)  # after the step, as in Algorithm 1
+        return torch.stack([loss.detach(), losses.wasserstein_estimate(real_scores, fake_scores).detach(),
+                            penalty.detach()])
+
+    def generator_step(self) -> torch.Tensor:
+        labels = self._labels()
+        self.critic.requires_grad_(False)  # no critic gradients needed: saves a third of the backward
+        with self.autocast:
+            fake = self.generator(self._noise(), labels)
+            loss = losses.generator_loss(upcast(self.critic(fake, labels)))
+        self.opt_g.zero_grad(set_to_none=False)
+        loss.backward()
+        distributed.average_gradients(self.opt_g)
+        self.opt_g.step()
+        self.critic.requires_grad_(True)
+        return loss.detach()
+
+    def extra_critic_steps(self, count: int) -> None:
+        """Critic updates before a boosted generator step; their losses are not logged."""
+        for _ in range(count):
+            self.critic_step()
+
+    def __call__(self) -> None:
+        critic_stats = torch.stack([self.critic_step() for _ in range(self.cfg.critic_steps)]).mean(0)
+        self._accumulate(critic_stats, self.generator_step())
+
+    def _accumulate(self, critic_stats: torch.Tensor, g_loss: torch.Tensor) -> None:
+        # order matches STAT_NAMES
+        self.sums.add_(torch.stack([critic_stats[0], g_loss, critic_stats[1], critic_stats[2]]))
+
+    def read_and_reset(self, count: int) -> dict[str, float]:
+        # the one host sync per logging interval; in N processes, the mean over all of them
+        values = distributed.average_(self.sums / max(count, 1)).tolist()
+        self.sums.zero_()
+        return dict(zip(STAT_NAMES, values))
+
+
+# ---------------------------------------------------------------------------------------------
+# The WGAN reference code's critic schedule
+
+
+def boost_critic_steps(cfg: TrainConfig, step: int) -> int:
+    """How many critic updates to add before generator step `step` (counted from 0) under the boost
+    schedule: `if gen_iterations < 25 or gen_iterations % 500 == 0: Diters = 100` in the WGAN code."""
+    if cfg.critic_steps_boosted <= cfg.critic_steps:
+        return 0
+    boosted = step < cfg.boost_first_steps or (cfg.boost_every_steps > 0 and step % cfg.boost_every_steps == 0)
+    return cfg.critic_steps_boosted - cfg.critic_steps if boosted else 0
+
+
+def generator_iteration(step_fn, cfg: TrainConfig, step: int) -> int:
+    """Run generator step `step` of `step_fn`, after the boost schedule's extra critic updates;
+    return how many extra critic updates ran."""
+    extra = boost_critic_steps(cfg, step)
+    if extra:
+        step_fn.extra_critic_steps(extra)
+    step_fn()
+    return extra
