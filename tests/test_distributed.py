@@ -44,7 +44,7 @@ def _gradients(rank: int) -> dict:
     two processes' halves, and the reference on the whole batch, computed in one process."""
     torch.manual_seed(0)  # the same models and batch on both processes
     shape = ModelShape(latent_dim=4, width=16, critic_norm="layer", point_dim=2, channels=0, image_size=0)
-    generator, critic = build_models("mlp", shape, penalty=True)
+    generator, critic = build_models("mlp", shape)
     real, z, eps = torch.randn(WORLD * HALF, 2), torch.randn(WORLD * HALF, 4), torch.rand(WORLD * HALF)
     opt_g, opt_c = torch.optim.SGD(generator.parameters(), lr=0.1), torch.optim.SGD(critic.parameters(), lr=0.1)
 

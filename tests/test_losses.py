@@ -160,7 +160,7 @@ def test_penalty_gradient_reaches_every_conv_weight_of_a_real_critic():
     from wgan.models import ModelShape, build_models
 
     torch.manual_seed(0)
-    _, critic = build_models("dcgan28", ModelShape(width=4, latent_dim=8, critic_norm="layer"), penalty=True)
+    _, critic = build_models("dcgan28", ModelShape(width=4, latent_dim=8, critic_norm="layer"))
     real, fake = torch.rand(4, 1, 28, 28) * 2 - 1, torch.rand(4, 1, 28, 28) * 2 - 1
     penalty = losses.gradient_penalty(critic, real, fake)
     assert penalty.requires_grad, "the penalty keeps its graph (create_graph=True)"
@@ -175,7 +175,7 @@ def test_penalty_passes_labels_to_a_conditional_critic():
 
     torch.manual_seed(0)
     shape = ModelShape(width=4, latent_dim=8, num_classes=3)
-    _, critic = build_models("dcgan28", shape, penalty=True)
+    _, critic = build_models("dcgan28", shape)
     real, fake = torch.rand(4, 1, 28, 28), torch.rand(4, 1, 28, 28)
     eps = torch.full((4,), 0.5)
     a = losses.gradient_penalty(critic, real, fake, torch.tensor([0, 0, 0, 0]), eps=eps)

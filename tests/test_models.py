@@ -1,4 +1,4 @@
-"""The model registry: shapes, conditioning on the label, and the refusals a user can trigger."""
+"""The model registry: shapes and conditioning on the label (which combinations are refused: test_config.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import pytest
 import torch
 from torch import nn
 
-from wgan.errors import UserError
 from wgan.models import CRITIC_NORMS, MODELS, ModelShape, build_models
 
 WIDTH, LATENT = 4, 8
@@ -21,9 +20,9 @@ def _shape(name: str, **kw) -> ModelShape:
     return ModelShape(**{"image_size": _image_size(name), "width": WIDTH, "latent_dim": LATENT, **kw})
 
 
-def _models(name: str, shape: ModelShape, penalty: bool = False):
+def _models(name: str, shape: ModelShape):
     torch.manual_seed(0)
-    return build_models(name, shape, penalty=penalty)
+    return build_models(name, shape)
 
 
 def test_registry_holds_the_papers_models():
@@ -49,7 +48,7 @@ def test_every_model_makes_the_right_shapes(name, channels, num_classes):
 @pytest.mark.parametrize("name", sorted(MODELS))
 @pytest.mark.parametrize("norm", [n for n in CRITIC_NORMS if n != "batch"])
 def test_every_penalty_compatible_critic_norm_builds(name, norm):
-    _, critic = _models(name, _shape(name, critic_norm=norm), penalty=True)
+    _, critic = _models(name, _shape(name, critic_norm=norm))
     size = _image_size(name)
     assert critic(torch.rand(2, 1, size, size) * 2 - 1).shape == (2,)
     if norm == "layer" and name != "mlp":
@@ -105,46 +104,8 @@ def test_conditional_models_ask_for_labels(name):
         critic(torch.zeros(2, 1, shape.image_size, shape.image_size))
 
 
-# --- refusals ------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("name", sorted(MODELS))
-def test_batch_norm_critic_with_a_penalty_is_refused(name):
-    with pytest.raises(UserError) as err:
-        build_models(name, _shape(name, critic_norm="batch"), penalty=True)
-    msg = str(err.value)
-    assert "batch norm" in msg and "--critic-norm layer" in msg and "\n" not in msg
-
-
 @pytest.mark.parametrize("name", ["dcgan28", "dcgan32", "dcgan64"])
 def test_batch_norm_conv_critic_without_a_penalty_builds(name):
     """Weight clipping (the WGAN paper's DCGAN) may keep batch norm in the critic."""
-    _, critic = _models(name, _shape(name, critic_norm="batch"), penalty=False)
+    _, critic = _models(name, _shape(name, critic_norm="batch"))
     assert any(isinstance(m, nn.BatchNorm2d) for m in critic.modules())
-
-
-def test_mlp_refuses_a_batch_norm_critic_naming_the_option():
-    with pytest.raises(UserError, match="--critic-norm"):
-        build_models("mlp", _shape("mlp", critic_norm="batch"), penalty=False)
-
-
-@pytest.mark.parametrize("name, wrong", [("dcgan28", 32), ("dcgan32", 28), ("dcgan64", 32)])
-def test_wrong_image_size_is_refused_with_the_size_to_use(name, wrong):
-    right = MODELS[name].image_sizes[0]
-    with pytest.raises(UserError) as err:
-        build_models(name, _shape(name, image_size=wrong), penalty=True)
-    msg = str(err.value)
-    assert f"{wrong}x{wrong}" in msg and f"--image-size {right}" in msg and "\n" not in msg
-
-
-def test_unknown_model_and_norm_are_refused_with_the_choices():
-    with pytest.raises(UserError, match="unknown model 'resnet9'.*dcgan28"):
-        build_models("resnet9", ModelShape(), penalty=True)
-    with pytest.raises(UserError, match="unknown critic norm 'instance'"):
-        build_models("dcgan28", ModelShape(critic_norm="instance"), penalty=True)
-
-
-@pytest.mark.parametrize("name", ["dcgan28", "dcgan32", "dcgan64"])
-def test_conv_models_refuse_point_data(name):
-    with pytest.raises(UserError, match="--model mlp"):
-        build_models(name, ModelShape(point_dim=2, channels=0, image_size=0), penalty=True)

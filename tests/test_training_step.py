@@ -33,7 +33,7 @@ def make_step(model: str = "mlp", **overrides) -> WganStep:
     data = tiny_data(size)
     torch.manual_seed(0)
     shape = model_shape(cfg, data)
-    generator, critic = build_models(cfg.model, shape, penalty=cfg.uses_penalty)
+    generator, critic = build_models(cfg.model, shape)
     opt_g, opt_c = make_optimizers(cfg, generator, critic, CPU)
     return WganStep(cfg, generator, critic, opt_g, opt_c, data, CPU)
 

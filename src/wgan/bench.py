@@ -5,20 +5,23 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import platform
 import time
 
 import torch
 
 from wgan.config import preset_config, validate
-from wgan.data import DATASETS, Data
+from wgan.data import DATASETS, Data, load_dataset
+from wgan.distributed import resolve_device
 from wgan.errors import UserError
+from wgan.training.fast import make_step
+from wgan.training.state import TrainState, set_precision
+from wgan.training.step import effective_precision
 
 
 def bench_data(cfg, device: torch.device, n: int = 20000) -> tuple[Data, str]:
     """The preset's dataset when its files are at hand, else random uint8 images of its shape: speed
     does not depend on pixel values."""
-    from wgan.data import load_dataset
-
     try:
         data = load_dataset(cfg.dataset, data_path=cfg.data, image_size=cfg.image_size or None,
                             channels=cfg.channels or None)
@@ -63,11 +66,6 @@ def time_step(step, seconds: float, device: torch.device, warmup_steps: int) -> 
 
 def run_bench(preset: str, *, batch_size: int | None, seconds: float, device_name: str, precision: str | None,
               data_path: str | None = None) -> list[dict]:
-    from wgan.distributed import resolve_device
-    from wgan.training.fast import make_step
-    from wgan.training.state import TrainState, set_precision
-    from wgan.training.step import effective_precision
-
     overrides = dict(batch_size=batch_size, device=device_name, data=data_path)
     if precision:
         overrides["precision"] = precision
@@ -107,8 +105,6 @@ def run_bench(preset: str, *, batch_size: int | None, seconds: float, device_nam
 def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (torch {torch.__version__}, CUDA {torch.version.cuda})"
-    import platform
-
     return f"CPU {platform.processor() or platform.machine()} x{torch.get_num_threads()} threads (torch {torch.__version__})"
 
 

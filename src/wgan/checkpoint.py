@@ -14,18 +14,19 @@ import json
 import pickle
 import re
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as safetensors_bytes
 
-from wgan.errors import UserError, first_line, writing
 from wgan import rundir
+from wgan.config import TrainConfig, flag, validate_model
+from wgan.errors import UserError, first_line, writing
 from wgan.files import atomic_write
+from wgan.models import ModelShape, build_models
 
-if TYPE_CHECKING:
-    from wgan.config import TrainConfig
 
 FORMAT = "wgan-checkpoint-1"
 GENERATOR_FORMAT = "wgan-generator-1"
@@ -162,10 +163,6 @@ def _json_field(state: dict, key: str, path: Path) -> dict:
 def config_differences(a: dict, b: dict, ignore: tuple[str, ...] = NOT_COMPARED) -> list[str]:
     """The options (besides `ignore`) whose values differ, as 'name A vs B'. An option missing from one
     side (a run written before the option existed) counts as its default."""
-    from dataclasses import fields
-
-    from wgan.config import TrainConfig
-
     defaults = {f.name: f.default for f in fields(TrainConfig)}
     a, b = {**defaults, **a}, {**defaults, **b}
     names = sorted((set(a) | set(b)) - set(ignore))
@@ -257,13 +254,11 @@ def resume_config(point: ResumePoint, options: dict):
     Only RESUMABLE_OPTIONS may change; any other option given must equal the stored value, so a
     resumed run trains exactly what it trained before.
     """
-    from wgan.config import TrainConfig
-
     stored = point.config
-    allowed = ", ".join("--" + n.replace("_", "-") for n in RESUMABLE_OPTIONS)
+    allowed = ", ".join(flag(n) for n in RESUMABLE_OPTIONS)
     for name, value in options.items():
         if value is not None and name not in NOT_COMPARED and value != stored.get(name):
-            raise UserError(f"--{name.replace('_', '-')} {value}: {point.run_dir} was trained with "
+            raise UserError(f"{flag(name)} {value}: {point.run_dir} was trained with "
                             f"{stored.get(name)!r}; on resume only {allowed} may change (start a new run instead)")
     changed = {k: v for k, v in options.items() if v is not None and k in RESUMABLE_OPTIONS}
     try:
@@ -288,11 +283,9 @@ def find_resumable_run(runs_dir: Path, config: dict) -> Path | None:
 
 
 def save_generator(path: Path, generator_state: dict, config: dict, shape: dict, step: int) -> None:
-    from safetensors.torch import save
-
     tensors = {k: v.detach().cpu().contiguous() for k, v in generator_state.items()}
     meta = {"format": GENERATOR_FORMAT, "config": json.dumps(config), "shape": json.dumps(shape), "step": str(step)}
-    blob = save(tensors, metadata=meta)
+    blob = safetensors_bytes(tensors, metadata=meta)
     atomic_write(path, lambda f: f.write(blob))
 
 
@@ -319,8 +312,6 @@ class LoadedGenerator:
 def load_generator(source: Path, device: str | torch.device = "cpu") -> LoadedGenerator:
     """A generator ready to sample, from a run directory (its newest checkpoint, else its
     generator.safetensors), one checkpoint file, or a .safetensors file written by `wgan export`."""
-    from wgan.config import TrainConfig
-
     source = Path(source)
     run_dir = None
     if source.is_dir() and not list_checkpoints(source / rundir.CHECKPOINTS):
@@ -340,8 +331,6 @@ def load_generator(source: Path, device: str | torch.device = "cpu") -> LoadedGe
 
 
 def _read_generator_file(path: Path) -> tuple[dict, dict, dict, int | None]:
-    from safetensors import SafetensorError, safe_open
-
     if not path.is_file():
         raise UserError(f"{path}: not found; pass a run directory or a generator .safetensors file")
     try:
@@ -364,18 +353,16 @@ def _read_generator_file(path: Path) -> tuple[dict, dict, dict, int | None]:
 
 
 def _build_generator(config: dict, shape: dict, tensors: dict, device, origin: Path):
-    from wgan.config import TrainConfig
-    from wgan.models import ModelShape, build_models
 
     try:
-        cfg = TrainConfig.from_dict(config)
+        cfg = validate_model(TrainConfig.from_dict(config))
     except UserError as exc:
         raise UserError(f"{origin}: {exc}") from None
     try:
         model_shape = ModelShape(**shape)
     except TypeError as exc:
         raise UserError(f"{origin}: unreadable model shape ({first_line(exc)})") from None
-    generator, _ = build_models(cfg.model, model_shape, penalty=False)
+    generator, _ = build_models(cfg.model, model_shape)
     try:
         generator.load_state_dict(tensors)
     except (RuntimeError, ValueError) as exc:

@@ -35,16 +35,17 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from scipy import stats
 from torch import nn
 
 from wgan import losses
 from wgan.config import preset_config, validate
 from wgan.data import load_dataset
+from wgan.distributed import resolve_device
 from wgan.errors import UserError
 from wgan.files import atomic_write, pyplot
 from wgan.metrics import exact_w1
 from wgan.rundir import next_run_dir
-from wgan.distributed import resolve_device
 from wgan.training.fast import make_step
 from wgan.training.state import TrainState
 from wgan.training.step import generator_iteration
@@ -245,8 +246,6 @@ def verdict_line(v: Verdict) -> str:
 
 
 def _pearson(a: list[float], b: list[float]) -> float:
-    from scipy import stats
-
     if len(a) < 3 or np.std(a) == 0 or np.std(b) == 0:
         return math.nan
     return float(stats.pearsonr(a, b).statistic)

@@ -7,76 +7,57 @@ became NaN or infinite ends as one line and exit code 3.
 from __future__ import annotations
 
 import argparse
-import os
 import dataclasses
+import json
+import os
 import sys
 import typing
 from pathlib import Path
 
+# Only what imports no numerical library: `wgan --help` must answer at once. The commands import the rest.
+from wgan.config import PRESETS, TrainConfig, flag, preset_config, validate
 from wgan.errors import TrainingDiverged, UserError, report_error, writing
-
-HELP = {
-    "preset": "start from a preset (see `wgan presets`); other options override it",
-    "dataset": "dataset name (see `wgan datasets`)",
-    "data": "file or folder holding the dataset, the only place searched when given (without it: $WGAN_DATA, "
-            "the user cache, /usr/share/datasets)",
-    "image_size": "side of the square images the model makes, in pixels",
-    "channels": "1 (grayscale) or 3 (RGB)",
-    "conditional": "class-conditional G and critic (label embedding)",
-    "skip_bad_images": "image folders: skip unreadable or too-small images (counted in the log) instead of stopping",
-    "model": "generator/critic pair: mlp, dcgan28, dcgan32, dcgan64",
-    "latent_dim": "size of the noise vector z",
-    "width": "base channel count (conv) or hidden units (mlp)",
-    "critic_norm": "normalisation in the critic: none, layer, batch (batch is refused with a penalty)",
-    "loss": "clip (WGAN), gp (WGAN-GP) or lp (one-sided penalty)",
-    "clip_value": "weight clipping bound c",
-    "gp_weight": "penalty coefficient lambda",
-    "optimizer": "adam or rmsprop",
-    "lr_critic": "critic learning rate",
-    "lr_generator": "generator learning rate",
-    "adam_beta1": "Adam beta1 (0.5 in the code; Algorithm 1 uses 0)",
-    "adam_beta2": "Adam beta2",
-    "batch_size": "images per critic/generator batch",
-    "critic_steps": "critic updates per generator update (n_critic)",
-    "critic_steps_boosted": "critic updates on boosted generator steps, as the WGAN reference code does (100); 0 = off",
-    "boost_first_steps": "with --critic-steps-boosted: the first this many generator steps are boosted",
-    "boost_every_steps": "with --critic-steps-boosted: and every this many-th generator step (0 = only the first ones)",
-    "steps": "generator updates to train for",
-    "log_every_steps": "read losses back and log them every N steps",
-    "sample_every_steps": "save a fixed-noise grid every N steps (0: off)",
-    "checkpoint_every_steps": "write a checkpoint every N steps (0: only at the end)",
-    "keep_checkpoints": "how many checkpoints to keep",
-    "eval_every_steps": "compute --eval-metrics every N steps (0: at the end only)",
-    "eval_metrics": "comma-separated metrics to log during training (see `wgan eval --help`)",
-    "eval_num_samples": "samples per metric evaluation",
-    "inception_weights": "Inception-v3 weights file for fid/kid (torch-fidelity's; needed offline)",
-    "grid_samples": "images in each sample grid (conditional: rounded down to whole rows of one class per column, at least one)",
-    "seed": "random seed",
-    "device": "auto, cpu, cuda or cuda:N",
-    "precision": "fp32, tf32 or bf16 (CUDA; the penalty stays fp32)",
-    "fast": "CUDA graph fast path on GPUs (--no-fast: plain eager step)",
-    "deterministic": "deterministic algorithms (bitwise repeatable on CPU)",
-    "runs_dir": "where numbered run directories are created",
-    "tensorboard": "write TensorBoard event files",
-}
+from wgan.files import user_cache_dir
 
 
-def _add_config_options(parser: argparse.ArgumentParser) -> None:
-    from wgan.config import TrainConfig, preset_config
+def _field_type(f: dataclasses.Field) -> type:
+    """A config field's value type, without the None of an optional one (str | None -> str)."""
+    kind = typing.get_type_hints(TrainConfig)[f.name]
+    return next((t for t in typing.get_args(kind) if t is not type(None)), kind)
 
-    hints = typing.get_type_hints(TrainConfig)
+
+def _config_fields() -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def add_train_options(parser: argparse.ArgumentParser) -> None:
+    """Every TrainConfig field as an option of `wgan train`: its flag, type and help come from the field."""
     quick = preset_config("quick")  # a bare `wgan train` is the quick preset
-    for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        kind = hints[f.name]
-        value = getattr(quick, f.name)
-        default = "quick" if f.name == "preset" else "none" if value is None else f"the preset's; quick: {value}"
-        help_text = f"{HELP.get(f.name, '')} (default: {default})"
-        if kind is bool:
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+    for name, f in _config_fields().items():
+        value = getattr(quick, name)
+        default = "quick" if name == "preset" else "none" if value is None else f"the preset's; quick: {value}"
+        help_text = f"{f.metadata['help']} (default: {default})"
+        if _field_type(f) is bool:
+            parser.add_argument(flag(name), dest=name, action=argparse.BooleanOptionalAction, default=None,
+                                help=help_text)
         else:
-            base = next((t for t in typing.get_args(kind) if t is not type(None)), kind)
-            parser.add_argument(flag, dest=f.name, type=base, default=None, metavar=f.name.upper(), help=help_text)
+            parser.add_argument(flag(name), dest=name, type=_field_type(f), default=None, metavar=name.upper(),
+                                help=help_text)
+
+
+_METAVARS = {"data": "PATH", "inception_weights": "FILE", "runs_dir": "DIR"}
+
+
+def add_config_option(parser: argparse.ArgumentParser, name: str, *, default=None, help: str | None = None) -> None:
+    """A TrainConfig option (--dataset, --data, --device, --seed, ...) for a command other than train: the
+    same flag and type, the field's help unless the command says more."""
+    f = _config_fields()[name]
+    text = help or f.metadata["help"]
+    if _field_type(f) is bool:
+        parser.add_argument(flag(name), dest=name, action="store_true", help=text)
+    else:
+        parser.add_argument(flag(name), dest=name, type=_field_type(f), default=default,
+                            metavar=_METAVARS.get(name), help=text)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -89,11 +70,19 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The whole command line; each subcommand's options are one table below. Imports neither torch nor
+    numpy, so `wgan --help` answers at once."""
     parser = OneLineParser(prog="wgan", description="Wasserstein GANs: train, sample, evaluate, report.")
     sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_train_parser, _sample_parser, _export_parser, _eval_parser, _report_parser, _presets_parser,
+                _bench_parser, _claims_parser, _datasets_parser):
+        add(sub)
+    return parser
 
+
+def _train_parser(sub) -> None:
     p = sub.add_parser("train", help="train a WGAN / WGAN-GP")
-    _add_config_options(p)
+    add_train_options(p)
     p.add_argument("--resume", metavar="DIR|FILE|auto",
                    help="DIR: continue the run in DIR from its newest checkpoint, exactly where it stopped. "
                         "FILE: from that checkpoint of a run (DIR/checkpoints/step-NNNNNNNN.pt), e.g. the previous "
@@ -104,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="build everything and run 2 steps")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+
+def _sample_parser(sub) -> None:
     p = sub.add_parser("sample", help="sample from a trained generator")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--run", metavar="DIR|FILE", help="run directory (its newest checkpoint) or one checkpoint")
@@ -114,15 +105,19 @@ def build_parser() -> argparse.ArgumentParser:
                         "classes, one per column")
     p.add_argument("--out", required=True, help="output: .png (grid of images) or .npz (uint8 N x C x H x W; "
                    "2-D point models: .npz of the points)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the noise (same seed, same samples; default: 0)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_config_option(p, "seed", default=0, help="seed of the noise (same seed, same samples; default: 0)")
+    add_config_option(p, "device", default="auto")
 
+
+def _export_parser(sub) -> None:
     p = sub.add_parser("export", help="write a run's generator to one .safetensors file (config in its metadata)")
     p.add_argument("--run", required=True, metavar="DIR|FILE",
                    help="run directory (its newest checkpoint) or one of its checkpoint files")
     p.add_argument("--out", required=True, metavar="FILE",
                    help="the .safetensors file to write; `wgan sample --weights FILE` samples from it")
 
+
+def _eval_parser(sub) -> None:
     p = sub.add_parser("eval", help="measure a trained generator (FCD, class coverage, ...); train the classifier")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--run", metavar="DIR|FILE",
@@ -136,31 +131,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", default=None, help="comma-separated, from: fcd, class-coverage, cond-accuracy, "
                    "w1-exact, fid, kid (default for --run: the run's --eval-metrics, else the ones that apply)")
     p.add_argument("--num", type=int, default=10000, help="generated samples per metric (default: 10000)")
-    p.add_argument("--dataset", default=None, help="with --train-classifier / --baselines: dataset name")
-    p.add_argument("--data", metavar="PATH", default=None, help="where the dataset's files are (default: the run's)")
-    p.add_argument("--image-size", type=int, default=None, help="with --train-classifier / --baselines: image side")
-    p.add_argument("--channels", type=int, default=None, help="with --train-classifier / --baselines: 1 or 3")
+    add_config_option(p, "dataset", help="with --train-classifier / --baselines: dataset name")
+    add_config_option(p, "data", help="where the dataset's files are (default: the run's)")
+    add_config_option(p, "image_size", help="with --train-classifier / --baselines: image side")
+    add_config_option(p, "channels", help="with --train-classifier / --baselines: 1 or 3")
     p.add_argument("--epochs", type=int, default=None, help="with --train-classifier: training epochs (default: 3)")
-    p.add_argument("--inception-weights", metavar="FILE", default=None,
-                   help="Inception-v3 weights for fid/kid through torch-fidelity (needed offline)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the samples drawn (default: 0)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_config_option(p, "inception_weights",
+                      help="Inception-v3 weights for fid/kid through torch-fidelity (needed offline)")
+    add_config_option(p, "seed", default=0, help="seed of the samples drawn (default: 0)")
+    add_config_option(p, "device", default="auto")
     p.add_argument("--no-append", action="store_true", help="with --run: print only, leave metrics.jsonl alone")
 
+
+def _report_parser(sub) -> None:
     p = sub.add_parser("report", help="rebuild losses.png, quality.png, timelapse.gif and report.html of a run")
     p.add_argument("--run", metavar="DIR", required=True, help="run directory (also one still training or killed)")
 
+
+def _presets_parser(sub) -> None:
     sub.add_parser("presets", help="list the presets and their settings")
 
+
+def _bench_parser(sub) -> None:
     p = sub.add_parser("bench", help="time the fast training step against a plain eager step")
-    p.add_argument("--preset", default="fashion-gp", help="preset whose model and settings to time")
+    add_config_option(p, "preset", default="fashion-gp", help="preset whose model and settings to time")
     p.add_argument("--batch", type=int, default=None, help="batch size (default: the preset's)")
     p.add_argument("--seconds", type=float, default=10.0, help="timed seconds per variant")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--precision", default=None, help="fast variant's precision: fp32, tf32, bf16 (default: preset's)")
-    p.add_argument("--data", default=None, help="dataset files (else the usual search; synthetic if absent)")
+    add_config_option(p, "device", default="auto")
+    add_config_option(p, "precision", help="fast variant's precision: fp32, tf32, bf16 (default: preset's)")
+    add_config_option(p, "data", help="dataset files (else the usual search; synthetic if absent)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
 
+
+def _claims_parser(sub) -> None:
     p = sub.add_parser("claims", help="check the papers' claims on the 2-D toy data against exact optimal transport")
     p.add_argument("--datasets", default="toy-8gaussians,toy-25gaussians,toy-swissroll",
                    help="comma-separated toy datasets (default: %(default)s)")
@@ -174,29 +177,29 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: %(default)s)")
     p.add_argument("--points", type=int, default=2000,
                    help="real and generated points per measurement (default: %(default)s)")
-    p.add_argument("--width", type=int, default=512, help="MLP width (default: %(default)s, the paper's toy models)")
-    p.add_argument("--gp-weight", type=float, default=None,
-                   help="the penalty's lambda (default: the toy presets' 0.1, from the paper's toy code; its image models use 10)")
-    p.add_argument("--critic-steps-boosted", type=int, default=0,
-                   help="the WGAN reference code's extra critic updates: this many on the first 25 generator steps "
-                        "and every 500th (it uses 100); 0 = off")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    p.add_argument("--runs-dir", default="runs", help="where the results folder NNNNN-claims is made")
+    add_config_option(p, "width", default=512, help="MLP width (default: %(default)s, the paper's toy models)")
+    add_config_option(p, "gp_weight", help="the penalty's lambda (default: the toy presets' 0.1, from the paper's "
+                                           "toy code; its image models use 10)")
+    add_config_option(p, "critic_steps_boosted", default=0,
+                      help="the WGAN reference code's extra critic updates: this many on the first 25 generator "
+                           "steps and every 500th (it uses 100); 0 = off")
+    add_config_option(p, "device", default="auto")
+    add_config_option(p, "seed", default=0, help="random seed (default: %(default)s)")
+    add_config_option(p, "runs_dir", default="runs", help="where the results folder NNNNN-claims is made")
 
+
+def _datasets_parser(sub) -> None:
     p = sub.add_parser("datasets", help="list the datasets and where each looks for its files")
     p.add_argument("--check", metavar="NAME", help="load NAME (train split) and report what was found")
-    p.add_argument("--data", metavar="PATH", help="with --check: the file or folder to load from")
+    add_config_option(p, "data", help="with --check: the file or folder to load from")
     p.add_argument("--split", default="train", help="with --check: train or test")
-    p.add_argument("--image-size", type=int, default=None, help="with --check: resize to this side, in pixels")
-    p.add_argument("--channels", type=int, default=None, help="with --check: 1 (grayscale) or 3 (RGB)")
-    p.add_argument("--skip-bad-images", action="store_true", help="with --check: skip unreadable/too-small images")
-    return parser
+    add_config_option(p, "image_size", help="with --check: resize to this side, in pixels")
+    add_config_option(p, "channels", help="with --check: 1 (grayscale) or 3 (RGB)")
+    add_config_option(p, "skip_bad_images", help="with --check: skip unreadable/too-small images")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from wgan import checkpoint, distributed
-    from wgan.config import TrainConfig, preset_config, validate
     from wgan.training import train
 
     if args.resume and args.dry_run:
@@ -230,8 +233,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     import torch
 
     from wgan.checkpoint import load_generator
-    from wgan.metrics import generate_samples
     from wgan.distributed import resolve_device
+    from wgan.metrics import generate_samples
 
     if args.num < 1:
         raise UserError(f"--num {args.num}: must be >= 1")
@@ -285,10 +288,10 @@ def _write_samples(out: Path, samples, shape, args: argparse.Namespace) -> None:
             arrays["labels"] = samples.requested_labels.numpy()
         np.savez_compressed(out, **arrays)
     else:
-        from torchvision.utils import make_grid, save_image
+        from wgan.training.samples import save_grid
 
         nrow = shape.num_classes if shape.conditional and args.label is None else max(1, int(args.num ** 0.5))
-        save_image(make_grid(samples.x, nrow=nrow, pad_value=255).float() / 255.0, out)
+        save_grid(out, samples.x, nrow=nrow)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -391,8 +394,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    from wgan.config import PRESETS, preset_config
-
     print(f"{'preset':<16} {'dataset':<15} {'model':<8} {'loss':<5} {'optimizer':<9} {'lr (C/G)':<15} "
           f"{'n_critic':<8} {'batch':<6} {'steps':<7} description")
     for name, (description, _) in PRESETS.items():
@@ -407,7 +408,6 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 def cmd_datasets(args: argparse.Namespace) -> int:
     from wgan.data import DATASETS, load_dataset
-    from wgan.files import user_cache_dir
 
     if args.check:
         data = load_dataset(args.check, split=args.split, data_path=args.data, image_size=args.image_size,
@@ -433,8 +433,6 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    import json
-
     from wgan.bench import print_table, run_bench
 
     if args.seconds <= 0:

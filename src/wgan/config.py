@@ -7,8 +7,9 @@ import dataclasses
 import json
 import math
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any, Callable
 
 from wgan.errors import UserError, file_in_the_way
 
@@ -21,60 +22,95 @@ OPTIMIZERS = ("adam", "rmsprop")
 PRECISIONS = ("fp32", "tf32", "bf16")
 
 
+def flag(name: str) -> str:
+    """The command-line option of a config field: lr_critic -> --lr-critic."""
+    return "--" + name.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values an option accepts, and how its refusal says so (after "--option VALUE: ")."""
+
+    accepts: Callable[[Any], bool]
+    refusal: str
+
+
+COUNT = Range(lambda v: isinstance(v, int) and v >= 1, "must be a whole number >= 1")
+EVERY = Range(lambda v: isinstance(v, int) and v >= 0, "must be >= 0 (0 turns it off)")
+LEARNING_RATE = Range(lambda v: 0 < v < 1, "a learning rate must be in (0, 1)")
+BETA = Range(lambda v: 0 <= v < 1, "must be in [0, 1)")
+POSITIVE = Range(lambda v: 0 < v < math.inf, "must be a finite number > 0")
+NON_NEGATIVE = Range(lambda v: 0 <= v < math.inf, "must be a finite number >= 0")
+PIXELS = Range(lambda v: isinstance(v, int) and v >= 0, "must be a whole number of pixels (0 keeps the dataset's size)")
+CHANNELS = Range(lambda v: v in (0, 1, 3), "use 1 (grayscale) or 3 (RGB)")
+
+
+def option(default, help: str, range: Range | None = None):
+    """A TrainConfig field: its default, its --help text and the values it accepts, declared once."""
+    return field(default=default, metadata={"help": help, "range": range})
+
+
 @dataclass
 class TrainConfig:
     # What to reproduce
-    preset: str = "custom"
+    preset: str = option("custom", "start from a preset (see `wgan presets`); other options override it")
     # Data
-    dataset: str = "fashion-mnist"
-    data: str | None = None  # a path: file or folder, depending on the dataset
-    image_size: int = 28
-    channels: int = 1
-    conditional: bool = False
-    skip_bad_images: bool = False  # image folders: skip unreadable/too-small files instead of stopping
+    dataset: str = option("fashion-mnist", "dataset name (see `wgan datasets`)")
+    data: str | None = option(None, "file or folder holding the dataset, the only place searched when given (without "
+                              "it: $WGAN_DATA, the user cache, /usr/share/datasets)")
+    image_size: int = option(28, "side of the square images the model makes, in pixels", PIXELS)
+    channels: int = option(1, "1 (grayscale) or 3 (RGB)", CHANNELS)
+    conditional: bool = option(False, "class-conditional G and critic (label embedding)")
+    skip_bad_images: bool = option(False, "image folders: skip unreadable or too-small images (counted in the log) "
+                                   "instead of stopping")
     # Model
-    model: str = "dcgan28"
-    latent_dim: int = 128
-    width: int = 64
-    critic_norm: str = "none"
+    model: str = option("dcgan28", "generator/critic pair: mlp, dcgan28, dcgan32, dcgan64")
+    latent_dim: int = option(128, "size of the noise vector z", COUNT)
+    width: int = option(64, "base channel count (conv) or hidden units (mlp)", COUNT)
+    critic_norm: str = option("none", "normalisation in the critic: none, layer, batch (batch is refused with a penalty)")
     # Objective
-    loss: str = "gp"
-    clip_value: float = 0.01
-    gp_weight: float = 10.0
+    loss: str = option("gp", "clip (WGAN), gp (WGAN-GP) or lp (one-sided penalty)")
+    clip_value: float = option(0.01, "weight clipping bound c", POSITIVE)
+    gp_weight: float = option(10.0, "penalty coefficient lambda", NON_NEGATIVE)
     # Optimisation
-    optimizer: str = "adam"
-    lr_critic: float = 1e-4
-    lr_generator: float = 1e-4
-    adam_beta1: float = 0.5
-    adam_beta2: float = 0.9
-    batch_size: int = 64
-    critic_steps: int = 5  # critic updates per generator update (n_critic)
+    optimizer: str = option("adam", "adam or rmsprop")
+    lr_critic: float = option(1e-4, "critic learning rate", LEARNING_RATE)
+    lr_generator: float = option(1e-4, "generator learning rate", LEARNING_RATE)
+    adam_beta1: float = option(0.5, "Adam beta1 (0.5 in the code; Algorithm 1 uses 0)", BETA)
+    adam_beta2: float = option(0.9, "Adam beta2", BETA)
+    batch_size: int = option(64, "images per critic/generator batch", COUNT)
+    critic_steps: int = option(5, "critic updates per generator update (n_critic)", COUNT)
     # The WGAN reference code's schedule, not in the paper's Algorithm 1: on the first
     # `boost_first_steps` generator steps and on every `boost_every_steps`-th, the critic is updated
     # `critic_steps_boosted` times instead of `critic_steps`, so its estimate starts and stays near
     # the optimal critic's. 0 turns it off (the paper); the reference code uses 100, 25 and 500.
-    critic_steps_boosted: int = 0
-    boost_first_steps: int = 25
-    boost_every_steps: int = 500
-    steps: int = 20000  # generator updates
+    critic_steps_boosted: int = option(0, "critic updates on boosted generator steps, as the WGAN reference code does "
+                                       "(100); 0 = off")
+    boost_first_steps: int = option(25, "with --critic-steps-boosted: the first this many generator steps are boosted",
+                                    EVERY)
+    boost_every_steps: int = option(500, "with --critic-steps-boosted: and every this many-th generator step (0 = only "
+                                    "the first ones)", EVERY)
+    steps: int = option(20000, "generator updates to train for", COUNT)
     # Bookkeeping
-    log_every_steps: int = 10
-    sample_every_steps: int = 250
-    checkpoint_every_steps: int = 1000
-    keep_checkpoints: int = 3
-    eval_every_steps: int = 0  # 0 = only at the end, if metrics are asked for
-    eval_metrics: str = ""
-    eval_num_samples: int = 10000
-    inception_weights: str | None = None  # a file: fid/kid offline
-    grid_samples: int = 64
-    seed: int = 0
+    log_every_steps: int = option(10, "read losses back and log them every N steps", COUNT)
+    sample_every_steps: int = option(250, "save a fixed-noise grid every N steps (0: off)", EVERY)
+    checkpoint_every_steps: int = option(1000, "write a checkpoint every N steps (0: only at the end)", EVERY)
+    keep_checkpoints: int = option(3, "how many checkpoints to keep", COUNT)
+    eval_every_steps: int = option(0, "compute --eval-metrics every N steps (0: at the end only)", EVERY)
+    eval_metrics: str = option("", "comma-separated metrics to log during training (see `wgan eval --help`)")
+    eval_num_samples: int = option(10000, "samples per metric evaluation", COUNT)
+    inception_weights: str | None = option(None, "Inception-v3 weights file for fid/kid (torch-fidelity's; needed "
+                                           "offline)")
+    grid_samples: int = option(64, "images in each sample grid (conditional: rounded down to whole rows of one class "
+                               "per column, at least one)", COUNT)
+    seed: int = option(0, "random seed")
     # Execution
-    device: str = "auto"
-    precision: str = "tf32"
-    fast: bool = True
-    deterministic: bool = False
-    runs_dir: str = "runs"
-    tensorboard: bool = True
+    device: str = option("auto", "auto, cpu, cuda or cuda:N")
+    precision: str = option("tf32", "fp32, tf32 or bf16 (CUDA; the penalty stays fp32)")
+    fast: bool = option(True, "CUDA graph fast path on GPUs (--no-fast: plain eager step)")
+    deterministic: bool = option(False, "deterministic algorithms (bitwise repeatable on CPU)")
+    runs_dir: str = option("runs", "where numbered run directories are created")
+    tensorboard: bool = option(True, "write TensorBoard event files")
 
     @property
     def uses_penalty(self) -> bool:
@@ -144,7 +180,31 @@ def preset_config(name: str, **overrides) -> TrainConfig:
 
 
 def validate(cfg: TrainConfig) -> TrainConfig:
-    """Check every option before anything runs; raise UserError naming the option and the fix."""
+    """Check every option before anything runs (a dataset is loaded, a model built, a folder made);
+    raise UserError naming the option and the fix."""
+    from wgan.metrics import parse_metric_names  # imports torch: here, so that `wgan --help` does not
+
+    validate_model(cfg)
+    blocker = file_in_the_way(Path(cfg.runs_dir))
+    if blocker is not None:
+        raise UserError(f"--runs-dir {cfg.runs_dir}: {blocker} is a file, not a folder; choose another --runs-dir")
+    try:
+        metric_names = parse_metric_names(cfg.eval_metrics)
+    except UserError as exc:
+        raise UserError(f"--eval-metrics {cfg.eval_metrics}: {exc}") from None
+    if metric_names and cfg.eval_num_samples < 2:
+        raise UserError(f"--eval-num-samples {cfg.eval_num_samples}: a distribution needs at least 2 samples "
+                        "(10000 is usual)")
+    if cfg.inception_weights and not Path(cfg.inception_weights).is_file():
+        raise UserError(f"--inception-weights {cfg.inception_weights}: file not found; pass torch-fidelity's "
+                        "Inception-v3 weights file (weights-inception-2015-12-05-6726825d.pth)")
+    return cfg
+
+
+def validate_model(cfg: TrainConfig) -> TrainConfig:
+    """The options that decide what is trained: names, numbers, and the model's fit to its data and loss.
+    Also what a stored config (a checkpoint's, an exported generator's) must pass before a model is built."""
+    # The registries import torch: here, not at the top, so that `wgan --help` does not.
     from wgan.data import DATASETS
     from wgan.models import CRITIC_NORMS, MODELS
 
@@ -152,58 +212,40 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         if not ok:
             raise UserError(msg)
 
+    # --- names -----------------------------------------------------------------------------
     need(cfg.dataset in DATASETS, f"--dataset {cfg.dataset}: unknown dataset; choose one of {', '.join(DATASETS)}")
     need(cfg.model in MODELS, f"--model {cfg.model}: unknown model; choose one of {', '.join(MODELS)}")
     need(cfg.loss in LOSSES, f"--loss {cfg.loss}: unknown loss; choose one of {', '.join(LOSSES)}")
     need(cfg.optimizer in OPTIMIZERS, f"--optimizer {cfg.optimizer}: choose one of {', '.join(OPTIMIZERS)}")
     need(cfg.precision in PRECISIONS, f"--precision {cfg.precision}: choose one of {', '.join(PRECISIONS)}")
     need(cfg.critic_norm in CRITIC_NORMS, f"--critic-norm {cfg.critic_norm}: choose one of {', '.join(CRITIC_NORMS)}")
-    for name in ("lr_critic", "lr_generator"):
-        v = getattr(cfg, name)
-        need(v > 0 and v < 1, f"--{name.replace('_', '-')} {v}: a learning rate must be in (0, 1)")
-    for name in ("adam_beta1", "adam_beta2"):
-        v = getattr(cfg, name)
-        need(0 <= v < 1, f"--{name.replace('_', '-')} {v}: must be in [0, 1)")
-    for name in ("critic_steps", "steps", "batch_size", "latent_dim", "width", "grid_samples", "log_every_steps",
-                 "eval_num_samples", "keep_checkpoints"):
-        v = getattr(cfg, name)
-        need(isinstance(v, int) and v >= 1, f"--{name.replace('_', '-')} {v}: must be a whole number >= 1")
-    for name in ("sample_every_steps", "checkpoint_every_steps", "eval_every_steps", "boost_first_steps",
-                 "boost_every_steps"):
-        v = getattr(cfg, name)
-        need(isinstance(v, int) and v >= 0, f"--{name.replace('_', '-')} {v}: must be >= 0 (0 turns it off)")
+    if cfg.device not in ("auto", "cpu") and not re.fullmatch(r"cuda(:\d+)?", cfg.device):
+        raise UserError(f"--device {cfg.device}: use auto, cpu, cuda or cuda:N")
+
+    # --- numbers: each field's range ---------------------------------------------------------
+    for f in fields(cfg):
+        value, accepted = getattr(cfg, f.name), f.metadata.get("range")
+        need(accepted is None or accepted.accepts(value), f"{flag(f.name)} {value}: {accepted and accepted.refusal}")
     need(isinstance(cfg.critic_steps_boosted, int) and (cfg.critic_steps_boosted == 0
                                                          or cfg.critic_steps_boosted > cfg.critic_steps),
          f"--critic-steps-boosted {cfg.critic_steps_boosted}: must be 0 (off) or more than --critic-steps "
          f"({cfg.critic_steps}); the WGAN reference code uses 100")
-    need(0 < cfg.clip_value < math.inf, f"--clip-value {cfg.clip_value}: must be a finite number > 0")
-    need(0 <= cfg.gp_weight < math.inf, f"--gp-weight {cfg.gp_weight}: must be a finite number >= 0")
-    need(isinstance(cfg.image_size, int) and cfg.image_size >= 0,
-         f"--image-size {cfg.image_size}: must be a whole number of pixels (0 keeps the dataset's size)")
-    need(cfg.channels in (0, 1, 3), f"--channels {cfg.channels}: use 1 (grayscale) or 3 (RGB)")
-    # Refused here, not when the model is built, so a large dataset is not loaded first.
-    fixed_sizes = MODELS[cfg.model].image_sizes or ()
-    if cfg.image_size and fixed_sizes and cfg.image_size not in fixed_sizes:
-        size = fixed_sizes[0]
-        raise UserError(f"--image-size {cfg.image_size}: model '{cfg.model}' makes {size}x{size} images; "
-                        f"pass --image-size {size} or choose another model")
-    if cfg.uses_penalty:
-        need(cfg.critic_norm != "batch",
-             f"--critic-norm batch with --loss {cfg.loss}: batch norm couples the samples of a batch, which the "
-             "gradient penalty forbids; use --critic-norm layer or none")
-    blocker = file_in_the_way(Path(cfg.runs_dir))
-    need(blocker is None, f"--runs-dir {cfg.runs_dir}: {blocker} is a file, not a folder; choose another --runs-dir")
-    from wgan.metrics import parse_metric_names
 
-    try:
-        metric_names = parse_metric_names(cfg.eval_metrics)
-    except UserError as exc:
-        raise UserError(f"--eval-metrics {cfg.eval_metrics}: {exc}") from None
-    need(not metric_names or cfg.eval_num_samples >= 2,
-         f"--eval-num-samples {cfg.eval_num_samples}: a distribution needs at least 2 samples (10000 is usual)")
-    need(not cfg.inception_weights or Path(cfg.inception_weights).is_file(),
-         f"--inception-weights {cfg.inception_weights}: file not found; pass torch-fidelity's Inception-v3 weights "
-         "file (weights-inception-2015-12-05-6726825d.pth)")
-    if cfg.device not in ("auto", "cpu") and not re.fullmatch(r"cuda(:\d+)?", cfg.device):
-        raise UserError(f"--device {cfg.device}: use auto, cpu, cuda or cuda:N")
+    # --- the model and its data --------------------------------------------------------------
+    # Refused here, not when the model is built, so a large dataset is not loaded first.
+    points = DATASETS[cfg.dataset].image_size == 0
+    need(not points or cfg.model == "mlp", f"--model {cfg.model}: model '{cfg.model}' makes images; 2-D point data "
+         f"({cfg.dataset}) needs --model mlp")
+    fixed_sizes = MODELS[cfg.model].image_sizes or ()
+    size = cfg.image_size or DATASETS[cfg.dataset].image_size  # 0: the dataset's own size
+    if not points and fixed_sizes and size not in fixed_sizes:
+        made = fixed_sizes[0]
+        raise UserError(f"--image-size {cfg.image_size}: model '{cfg.model}' makes {made}x{made} images; "
+                        f"pass --image-size {made} or choose another model")
+    if cfg.critic_norm == "batch" and cfg.uses_penalty:
+        raise UserError(f"--critic-norm batch with --loss {cfg.loss}: batch norm couples the samples of a batch, "
+                        "which the gradient penalty forbids; use --critic-norm layer or none")
+    need(cfg.critic_norm != "batch" or cfg.model != "mlp",
+         "--critic-norm batch: the mlp critic supports none or layer; use --critic-norm layer")
+
     return cfg

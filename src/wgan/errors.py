@@ -6,6 +6,9 @@ Nothing else catches them.
 """
 
 import contextlib
+import os
+import sys
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -60,10 +63,6 @@ def report_error(text: str) -> None:
     rank. Read from the launcher's environment, not torch.distributed: errors come before and after
     the process group exists, and this module must not import torch.
     """
-    import os
-    import sys
-    import time
-
     if os.environ.get("LOCAL_RANK", "0") != "0":
         time.sleep(OTHER_PROCESS_GRACE_S)
     rank = int(os.environ.get("RANK", "0") or 0)

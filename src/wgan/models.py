@@ -14,7 +14,6 @@ from typing import Callable
 import torch
 from torch import nn
 
-from wgan.errors import UserError
 
 CRITIC_NORMS = ("none", "layer", "batch")
 
@@ -144,8 +143,6 @@ def build_mlp(shape: ModelShape) -> tuple[Generator, Critic]:
     ]
     if not shape.point_dim:
         g_layers += [nn.Tanh(), Reshape(*shape.sample_shape)]
-    if shape.critic_norm == "batch":
-        raise UserError("--critic-norm batch: the mlp critic supports none or layer; use --critic-norm layer")
     norm = (lambda n: nn.LayerNorm(n)) if shape.critic_norm == "layer" else (lambda n: nn.Identity())
     c_extra = shape.width if shape.conditional else 0
     c_layers: list[nn.Module] = [
@@ -265,27 +262,10 @@ def init_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-def build_models(name: str, shape: ModelShape, *, penalty: bool) -> tuple[Generator, Critic]:
-    """Build the named pair. `penalty` tells whether a gradient penalty will be used: batch norm in
-    such a critic would make each sample's gradient depend on the batch, which the penalty forbids."""
-    if name not in MODELS:
-        raise UserError(f"unknown model '{name}': choose one of {', '.join(MODELS)}")
-    if shape.critic_norm not in CRITIC_NORMS:
-        raise UserError(f"unknown critic norm '{shape.critic_norm}': choose one of {', '.join(CRITIC_NORMS)}")
-    if penalty and shape.critic_norm == "batch":
-        raise UserError(
-            "batch norm in the critic is incompatible with a gradient penalty (it couples samples in a batch): "
-            "use --critic-norm layer or none"
-        )
-    entry = MODELS[name]
-    if shape.point_dim and name != "mlp":
-        raise UserError(f"model '{name}' makes images; 2-D point data needs --model mlp")
-    if not shape.point_dim and entry.image_sizes is not None and shape.image_size not in entry.image_sizes:
-        raise UserError(
-            f"model '{name}' makes {entry.image_sizes[0]}x{entry.image_sizes[0]} images, not "
-            f"{shape.image_size}x{shape.image_size}: pass --image-size {entry.image_sizes[0]} or choose another model"
-        )
-    generator, critic = entry.build(shape)
+def build_models(name: str, shape: ModelShape) -> tuple[Generator, Critic]:
+    """Build the named pair for `shape`, initialised as DCGAN does (conv models). The combination of
+    model, data, normalisation and loss is checked by config.validate_model before anything is built."""
+    generator, critic = MODELS[name].build(shape)
     if name != "mlp":
         generator.apply(init_weights)
         critic.apply(init_weights)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import html
 from pathlib import Path
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
+from PIL import Image, ImageDraw, ImageFont
 
 from wgan import rundir
 from wgan.files import atomic_write, pyplot
@@ -121,8 +125,6 @@ def plot_quality(records: list[dict], path: Path) -> bool:
     if not keys:
         return False
     plt = pyplot()
-    from matplotlib.ticker import MaxNLocator
-
     fig, axes = plt.subplots(len(keys), 2, figsize=(10, 2.8 * len(keys)), squeeze=False)
     for row, key in zip(axes, keys):
         rs = sorted((r for r in evals if key in r), key=lambda r: r["step"])
@@ -151,8 +153,6 @@ def make_timelapse(frames: list[Path], path: Path, frame_ms: int = 250, last_fra
     """One GIF frame per sample grid, in order, with the step number burnt in; loops forever."""
     if not frames:
         return False
-    from PIL import Image, ImageDraw, ImageFont
-
     try:
         font = ImageFont.load_default(size=14)
     except TypeError:  # Pillow < 10.1: only the small bitmap font
@@ -174,33 +174,6 @@ def make_timelapse(frames: list[Path], path: Path, frame_ms: int = 250, last_fra
     return True
 
 
-def save_points_figure(path: Path, state, fake) -> None:
-    """The WGAN-GP paper's toy figure: real points, generated points, and the critic's contours."""
-    import torch
-
-    plt = pyplot()
-    # Its own generator: drawing from the global one would change the training run's random stream.
-    idx = torch.randint(len(state.data), (1000,), generator=torch.Generator().manual_seed(0))
-    real = state.data.x[idx.to(state.data.x.device)].float().cpu().numpy()
-    fake = fake.float().cpu().numpy()
-    lo = np.minimum(real.min(0), fake.min(0)) - 0.5
-    hi = np.maximum(real.max(0), fake.max(0)) + 0.5
-    gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 100), np.linspace(lo[1], hi[1], 100))
-    grid = torch.from_numpy(np.stack([gx.ravel(), gy.ravel()], 1)).float().to(state.device)
-    with torch.no_grad():
-        scores = state.critic(grid).float().cpu().numpy().reshape(gx.shape)
-    fig, ax = plt.subplots(figsize=(5, 5))
-    ax.contour(gx, gy, scores, levels=12, cmap="viridis", linewidths=0.8)
-    ax.scatter(real[:, 0], real[:, 1], s=4, c="tab:orange", label="real")
-    ax.scatter(fake[:, 0], fake[:, 1], s=4, c="tab:green", label="generated")
-    ax.set_title(f"step {state.step}")
-    ax.legend(loc="upper right", fontsize=8)
-    ax.set_aspect("equal")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 # ---------------------------------------------------------------------------------------------
 # report.html: one page, images inlined, opens from disk with no server
 
@@ -209,9 +182,6 @@ _MIME = {".png": "image/png", ".gif": "image/gif"}
 
 
 def _img(path: Path, alt: str, run_dir: Path) -> str:
-    import base64
-    import html
-
     if path.stat().st_size <= INLINE_LIMIT_BYTES:
         src = f"data:{_MIME[path.suffix]};base64," + base64.b64encode(path.read_bytes()).decode()
     else:
@@ -220,8 +190,6 @@ def _img(path: Path, alt: str, run_dir: Path) -> str:
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
-    import html
-
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table>{f'<thead><tr>{head}</tr></thead>' if any(header) else ''}<tbody>{body}</tbody></table>"
@@ -255,8 +223,6 @@ def _timing_rows(records: list[dict], config: dict) -> list[list[str]]:
 
 def write_html(run_dir: Path, records: list[dict], written: dict[str, Path]) -> Path:
     """report.html: config, final grid, timelapse, plots, metric table and timing, in one file."""
-    import html
-
     config = rundir.read_config(run_dir) or {}
     frames = sample_frames(run_dir)
     evals = metric_records(records)

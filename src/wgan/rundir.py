@@ -17,6 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from PIL import Image
+
 from wgan.files import atomic_write
 
 CONFIG = "config.json"
@@ -207,9 +210,6 @@ class RunLog:
     def image(self, step: int, path: Path) -> None:
         """A sample grid, also in TensorBoard's images tab (a slider over the steps)."""
         if self.tb is not None:
-            import numpy as np
-            from PIL import Image
-
             with Image.open(path) as img:
                 self.tb.add_image("samples", np.asarray(img.convert("RGB")), step, dataformats="HWC")
 

@@ -24,12 +24,13 @@ from tqdm import tqdm
 
 from wgan import checkpoint as ckpt
 from wgan import distributed, report, rundir
-from wgan.config import TrainConfig, validate
+from wgan.config import TrainConfig, flag, validate
 from wgan.data import to_uint8_images
 from wgan.errors import TrainingDiverged, UserError, os_reason, writing
 from wgan.metrics import training_evaluator
 from wgan.rundir import NullLog, RunLog
 from wgan.training.fast import describe_step, make_step
+from wgan.training.samples import save_grid, save_points_figure
 from wgan.training.state import TrainState, check_finite_parameters, export_generator, grid_columns
 from wgan.training.step import STAT_NAMES, effective_precision, generator_iteration
 
@@ -140,7 +141,7 @@ def check_finite_losses(stats: dict[str, float], first_step: int, last_step: int
 def resume_problem(cfg: TrainConfig, point: ckpt.ResumePoint, total_steps: int) -> str | None:
     diffs = ckpt.config_differences(point.config, cfg.to_dict())
     if diffs:
-        allowed = ", ".join("--" + n.replace("_", "-") for n in ckpt.RESUMABLE_OPTIONS)
+        allowed = ", ".join(flag(n) for n in ckpt.RESUMABLE_OPTIONS)
         return (f"{point.checkpoint}: written with other options ({'; '.join(diffs[:4])}); on resume only "
                 f"{allowed} may change")
     if point.step > total_steps:
@@ -336,13 +337,9 @@ class TrainingRun:
         state = self.state
         fake = state.generate(state.fixed_z, state.fixed_labels)
         if state.data.is_points:
-            report.save_points_figure(path, state, fake)
+            save_points_figure(path, state, fake)
         else:
-            from torchvision.utils import make_grid, save_image  # torchvision adds ~2 s to a process's start
-
-            grid = make_grid(to_uint8_images(fake).cpu(), nrow=grid_columns(state.shape, fake.shape[0]), padding=2,
-                             pad_value=255)
-            save_image(grid.float() / 255.0, path)
+            save_grid(path, to_uint8_images(fake), nrow=grid_columns(state.shape, fake.shape[0]))
         self.log.image(at, path)
 
     def evaluate(self, at: int) -> None:

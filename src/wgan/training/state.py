@@ -133,7 +133,7 @@ class TrainState:
                             "training needs at least 2 (or drop --conditional)")
         data = data.to(device)
         shape = model_shape(cfg, data)
-        generator, critic = build_models(cfg.model, shape, penalty=cfg.uses_penalty)
+        generator, critic = build_models(cfg.model, shape)
         generator, critic = generator.to(device), critic.to(device)
         distributed.broadcast_modules(generator, critic)
         opt_g, opt_c = make_optimizers(cfg, generator, critic, device, fast=fast)

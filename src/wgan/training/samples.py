@@ -1,0 +1,43 @@
+"""The pictures of a generator's samples: a grid of images, or for 2-D points the WGAN-GP paper's toy
+figure (real and generated points over the critic's contours)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from wgan.files import pyplot
+
+
+def save_grid(path: Path, images: torch.Tensor, nrow: int) -> None:
+    """uint8 images (N, C, H, W) as one PNG grid, `nrow` images a row, white between them."""
+    from torchvision.utils import make_grid, save_image  # torchvision adds ~2 s to a process's start
+
+    save_image(make_grid(images.cpu(), nrow=nrow, padding=2, pad_value=255).float() / 255.0, path)
+
+
+def save_points_figure(path: Path, state, fake: torch.Tensor) -> None:
+    """The WGAN-GP paper's toy figure: real points, generated points, and the critic's contours."""
+    plt = pyplot()
+    # Its own generator: drawing from the global one would change the training run's random stream.
+    idx = torch.randint(len(state.data), (1000,), generator=torch.Generator().manual_seed(0))
+    real = state.data.x[idx.to(state.data.x.device)].float().cpu().numpy()
+    fake = fake.float().cpu().numpy()
+    lo = np.minimum(real.min(0), fake.min(0)) - 0.5
+    hi = np.maximum(real.max(0), fake.max(0)) + 0.5
+    gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 100), np.linspace(lo[1], hi[1], 100))
+    grid = torch.from_numpy(np.stack([gx.ravel(), gy.ravel()], 1)).float().to(state.device)
+    with torch.no_grad():
+        scores = state.critic(grid).float().cpu().numpy().reshape(gx.shape)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.contour(gx, gy, scores, levels=12, cmap="viridis", linewidths=0.8)
+    ax.scatter(real[:, 0], real[:, 1], s=4, c="tab:orange", label="real")
+    ax.scatter(fake[:, 0], fake[:, 1], s=4, c="tab:green", label="generated")
+    ax.set_title(f"step {state.step}")
+    ax.legend(loc="upper right", fontsize=8)
+    ax.set_aspect("equal")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
