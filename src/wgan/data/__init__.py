@@ -32,6 +32,8 @@ import numpy as np
 import torch
 
 from wgan.data.core import Data, LoadOptions, adapt_images, to_model_space, to_uint8_images
+from wgan.data.search import (candidate_dirs, default_places, download_root, not_there, refuse_file, searched,
+                              try_download)
 from wgan.errors import UserError, first_line
 from wgan.files import atomic_write, user_cache_dir
 
@@ -39,16 +41,10 @@ from wgan.files import atomic_write, user_cache_dir
 __all__ = ["DATASETS", "Data", "DatasetEntry", "LoadOptions", "adapt_images", "load_dataset", "to_model_space",
            "to_uint8_images"]
 
-SYSTEM_DATA_DIRS = (Path("/usr/share/datasets"),)
-
 
 def decoded_cache_dir() -> Path:
     """Where parsed/decoded datasets are cached (apart from the per-dataset source folders)."""
     return user_cache_dir() / "decoded"
-
-
-def downloads_allowed() -> bool:
-    return not os.environ.get("WGAN_OFFLINE")
 
 
 def _save_cache(path: Path, **arrays: np.ndarray) -> str | None:
@@ -149,68 +145,6 @@ def _find_file(dirs: list[Path], stem: str) -> Path | None:
     return None
 
 
-def candidate_dirs(name: str, data_path: str | Path | None, torchvision_folder: str | None = None) -> list[Path]:
-    """Where a dataset's files are looked for, in order: an explicit data path alone, else the
-    default places."""
-    if data_path:
-        dirs = [Path(data_path).expanduser()]
-    else:
-        dirs = []
-        env = os.environ.get("WGAN_DATA")
-        if env:
-            dirs += [Path(env).expanduser() / name, Path(env).expanduser()]
-        dirs.append(user_cache_dir() / name)
-        dirs += [d / name for d in SYSTEM_DATA_DIRS]
-    if torchvision_folder:
-        dirs += [d / torchvision_folder for d in list(dirs)]
-    return dirs
-
-
-def download_root(name: str, data_path) -> Path:
-    """Where torchvision downloads to: the user's --data folder (as torchvision's own root= does),
-    else the user cache dir, which the default search covers."""
-    return Path(data_path).expanduser() if data_path else user_cache_dir() / name
-
-
-def _searched(dirs: list[Path], torchvision_folder: str | None) -> str:
-    """The places searched, for an error message (the torchvision sub-folders are implied)."""
-    shown = dirs[: len(dirs) // 2] if torchvision_folder else dirs
-    return ", ".join(str(d) for d in shown)
-
-
-def _try_download(download: Callable[[Path], object] | None, root: Path) -> bool:
-    """Whether a download was tried (then the caller searches again); a failed one is not an error here."""
-    if download is None or not downloads_allowed():
-        return False
-    try:
-        download(root)
-    except Exception:  # no network, mirror down, ...: the caller falls through to its clear message
-        pass
-    return True
-
-
-def _default_places(name: str) -> str:
-    env = "" if os.environ.get("WGAN_DATA") else "$WGAN_DATA, "
-    return env + _searched(candidate_dirs(name, None), None)
-
-
-def _not_there(name: str, data_path, what: str, dirs: list[Path], torchvision_folder: str | None,
-               downloadable: bool = True, hint: str = "") -> UserError:
-    """One line for files not found: with --data, names that path alone; otherwise every place searched."""
-    if data_path:
-        fetched = "; the download into it failed" if downloadable and downloads_allowed() else ""
-        return UserError(f"--data {data_path}: no {what} there{fetched}; point --data at the folder that holds "
-                         f"them, or leave --data out to search {_default_places(name)}")
-    fetched = "; download failed, was offline or not tried" if downloadable else ""
-    return UserError(f"{name}: no {what} in: {_searched(dirs, torchvision_folder)}{fetched}. "
-                     f"Pass --data DIR or set WGAN_DATA{hint}")
-
-
-def _refuse_file(data_path, name: str, holds: str) -> None:
-    if data_path and Path(data_path).expanduser().is_file():
-        raise UserError(f"--data {data_path}: is a file; for {name} pass the folder that holds {holds}")
-
-
 def load_idx_dataset(name: str, *, split: str, data_path, torchvision_cls: str, class_names: list[str],
                      download: bool = True, files: dict[str, tuple[str, str]] = IDX_FILES,
                      fetch: Callable[[Path], object] | None = None, label_offset: int = 0,
@@ -218,7 +152,7 @@ def load_idx_dataset(name: str, *, split: str, data_path, torchvision_cls: str, 
     """An IDX image/label pair. `label_offset` is subtracted from the stored labels (EMNIST letters
     store 1-26); `transpose` undoes EMNIST's column-major storage so letters stand upright."""
     img_stem, lbl_stem = files[split]
-    _refuse_file(data_path, name, f"{img_stem}[.gz]")
+    refuse_file(data_path, name, f"{img_stem}[.gz]")
     dirs = candidate_dirs(name, data_path, torchvision_cls)
     images, labels = _find_file(dirs, img_stem), _find_file(dirs, lbl_stem)
     if images is None or labels is None:
@@ -228,11 +162,11 @@ def load_idx_dataset(name: str, *, split: str, data_path, torchvision_cls: str, 
                     import torchvision
 
                     getattr(torchvision.datasets, torchvision_cls)(str(root), train=(split == "train"), download=True)
-            if _try_download(fetch, download_root(name, data_path)):
+            if try_download(fetch, download_root(name, data_path)):
                 images, labels = _find_file(dirs, img_stem), _find_file(dirs, lbl_stem)
         if images is None or labels is None:
             hint = " (Debian: apt-get install dataset-fashion-mnist)" if name == "fashion-mnist" else ""
-            raise _not_there(name, data_path, f"{name} {split} IDX files ({img_stem}[.gz], {lbl_stem}[.gz], "
+            raise not_there(name, data_path, f"{name} {split} IDX files ({img_stem}[.gz], {lbl_stem}[.gz], "
                              f"flat or under {torchvision_cls}/raw/)", dirs, torchvision_cls, download, hint)
     x = read_idx(images)
     y = read_idx(labels)
@@ -302,8 +236,8 @@ def find_letters_csv(data_path) -> Path:
             return csvs[0]
         found = f"{len(csvs)} other .csv files ({csvs[0].name}, ...)" if csvs else "no other .csv file"
         raise UserError(f"--data {data_path}: no {names} there and {found}; pass --data FILE.csv (Kaggle's A-Z "
-                        f"Handwritten Data), or leave --data out to search {_default_places('letters-csv')}")
-    raise UserError(f"letters-csv: no {names} in: {_searched(dirs, None)}; "
+                        f"Handwritten Data), or leave --data out to search {default_places('letters-csv')}")
+    raise UserError(f"letters-csv: no {names} in: {searched(dirs, None)}; "
                     "pass --data FILE.csv (Kaggle's A-Z Handwritten Data) or use --dataset emnist-letters")
 
 
@@ -845,7 +779,7 @@ def _read_partition(path: Path) -> dict[str, int]:
 
 
 def load_celeba(split: str, data_path, options: LoadOptions = LoadOptions()) -> Data:
-    _refuse_file(data_path, "celeba", "img_align_celeba/ or the face images")
+    refuse_file(data_path, "celeba", "img_align_celeba/ or the face images")
     dirs = candidate_dirs("celeba", data_path, "celeba")
     folder = _find_celeba(dirs, data_path)
     if folder is None:
@@ -854,10 +788,10 @@ def load_celeba(split: str, data_path, options: LoadOptions = LoadOptions()) -> 
 
             torchvision.datasets.CelebA(str(root), split="all", download=True)
 
-        if _try_download(fetch, download_root("celeba", data_path)):
+        if try_download(fetch, download_root("celeba", data_path)):
             folder = _find_celeba(dirs, data_path)
     if folder is None:
-        raise _not_there("celeba", data_path, "img_align_celeba/ folder and no face images", dirs, "celeba",
+        raise not_there("celeba", data_path, "img_align_celeba/ folder and no face images", dirs, "celeba",
                          hint=" (any folder of face images works as --data)")
     # Unlabelled, so subfolders are just more faces, not classes.
     others: list[Path] = []
@@ -883,7 +817,7 @@ def load_celeba(split: str, data_path, options: LoadOptions = LoadOptions()) -> 
 def load_cifar10(split: str, data_path, options: LoadOptions = LoadOptions()) -> Data:
     import torchvision
 
-    _refuse_file(data_path, "cifar10", "cifar-10-batches-py/")
+    refuse_file(data_path, "cifar10", "cifar-10-batches-py/")
     dirs = candidate_dirs("cifar10", data_path)
 
     def find() -> Path | None:
@@ -893,11 +827,11 @@ def load_cifar10(split: str, data_path, options: LoadOptions = LoadOptions()) ->
 
     root = find()
     if root is None:
-        if _try_download(lambda r: torchvision.datasets.CIFAR10(str(r), train=True, download=True),
+        if try_download(lambda r: torchvision.datasets.CIFAR10(str(r), train=True, download=True),
                          download_root("cifar10", data_path)):
             root = find()
     if root is None:
-        raise _not_there("cifar10", data_path, "cifar-10-batches-py/ folder (CIFAR-10's python batch files)", dirs,
+        raise not_there("cifar10", data_path, "cifar-10-batches-py/ folder (CIFAR-10's python batch files)", dirs,
                          None, hint=" (the folder holding cifar-10-batches-py)")
     try:
         ds = torchvision.datasets.CIFAR10(str(root), train=(split == "train"), download=False)
