@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import hashlib
 import math
 import os
 import string
@@ -31,58 +30,15 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+from wgan.data.cache import decoded_cache_dir, forget_older_caches, load_cache, save_cache, stamp
 from wgan.data.core import Data, LoadOptions, adapt_images, to_model_space, to_uint8_images
 from wgan.data.search import (candidate_dirs, default_places, download_root, not_there, refuse_file, searched,
                               try_download)
 from wgan.errors import UserError, first_line
-from wgan.files import atomic_write, user_cache_dir
 
 # The package's public face; the formats' own names are imported from their modules.
 __all__ = ["DATASETS", "Data", "DatasetEntry", "LoadOptions", "adapt_images", "load_dataset", "to_model_space",
            "to_uint8_images"]
-
-
-def decoded_cache_dir() -> Path:
-    """Where parsed/decoded datasets are cached (apart from the per-dataset source folders)."""
-    return user_cache_dir() / "decoded"
-
-
-def _save_cache(path: Path, **arrays: np.ndarray) -> str | None:
-    """Write an uncompressed .npz atomically (loads in a fraction of a second); returns a note if the
-    cache cannot be written, since a read-only cache must not stop training."""
-    try:
-        atomic_write(path, lambda f: np.savez(f, **arrays))
-    except OSError as exc:
-        return f"could not write the cache {path} ({exc.strerror or exc}); the source will be read again next time"
-    return None
-
-
-def _load_cache(path: Path, keys: set[str], consistent: Callable[[dict[str, np.ndarray]], bool] = lambda a: True
-                ) -> dict[str, np.ndarray] | None:
-    """The cached arrays, or None when absent, damaged, lacking one of `keys` or not `consistent`
-    (then the source is simply read again and the cache rewritten)."""
-    if not path.is_file():
-        return None
-    # The cache is only a copy of the source, so whatever a damaged one raises (BadZipFile, a CRC
-    # error, a truncated array's ValueError or EOFError, a wrong shape in `consistent`, ...) means
-    # "read the source again", never a crash.
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-        return arrays if keys <= set(arrays) and consistent(arrays) else None
-    except Exception:
-        return None
-
-
-def _stamp(*parts: object) -> str:
-    return hashlib.sha256("\x00".join(map(str, parts)).encode()).hexdigest()[:20]
-
-
-def _forget_older_caches(prefix: str, keep: Path) -> None:
-    """A source changed: its previous caches can go."""
-    for old in decoded_cache_dir().glob(prefix + "*.npz"):
-        if old != keep:
-            old.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -365,10 +321,10 @@ def letters_split_indices(n: int, split: str) -> np.ndarray:
 def load_letters_csv(split: str, data_path, options: LoadOptions = LoadOptions()) -> Data:
     path = find_letters_csv(data_path).resolve()
     st = path.stat()
-    prefix = f"letters-csv-{_stamp(path)[:8]}-"
-    cache = decoded_cache_dir() / f"{prefix}{_stamp('v2', path, st.st_size, st.st_mtime_ns)}.npz"
+    prefix = f"letters-csv-{stamp(path)[:8]}-"
+    cache = decoded_cache_dir() / f"{prefix}{stamp('v2', path, st.st_size, st.st_mtime_ns)}.npz"
     notes = []
-    cached = _load_cache(cache, {"images", "labels", "num_train"},
+    cached = load_cache(cache, {"images", "labels", "num_train"},
                          lambda a: len(a["images"]) == len(a["labels"]) >= int(a["num_train"]) >= 0)
     if cached is not None:
         images, labels, num_train = cached["images"], cached["labels"], int(cached["num_train"])
@@ -378,11 +334,11 @@ def load_letters_csv(split: str, data_path, options: LoadOptions = LoadOptions()
         train_rows, test_rows = (letters_split_indices(len(labels), part) for part in ("train", "test"))
         order = np.concatenate([train_rows, test_rows])
         images, labels, num_train = np.take(images, order, axis=0), labels[order], len(train_rows)
-        note = _save_cache(cache, images=images, labels=labels, num_train=np.array(num_train))
+        note = save_cache(cache, images=images, labels=labels, num_train=np.array(num_train))
         if note:
             notes.append(note)
         else:
-            _forget_older_caches(prefix, cache)
+            forget_older_caches(prefix, cache)
     rows = slice(0, num_train) if split == "train" else slice(num_train, None)
     if split == "test" and num_train == len(labels):
         raise UserError(f"{path}: {len(labels)} rows leave no test split (it is a seeded "
@@ -685,11 +641,11 @@ def load_folder_images(name: str, listing: FolderListing, options: LoadOptions, 
     root = listing.root.resolve()
     # The version stands for what decoding does (EXIF orientation, white under transparency, 16-bit and
     # float scaling): images cached by a decoder that did otherwise are decoded again.
-    key = _stamp("v2", root, size, channels, options.skip_bad_images, listing.labels is not None,
+    key = stamp("v2", root, size, channels, options.skip_bad_images, listing.labels is not None,
                  *(f"{p.relative_to(listing.root)}|{s.st_size}|{s.st_mtime_ns}" for p, s in zip(listing.files, stats)))
-    cache = decoded_cache_dir() / f"{name}-{_stamp(root)[:8]}-{size}px-{channels}ch-{key}.npz"
+    cache = decoded_cache_dir() / f"{name}-{stamp(root)[:8]}-{size}px-{channels}ch-{key}.npz"
     notes = list(extra_notes or []) + listing.notes
-    cached = _load_cache(cache, {"images", "keep", "notes"},
+    cached = load_cache(cache, {"images", "keep", "notes"},
                          lambda a: a["keep"].dtype == bool and len(a["keep"]) == len(listing.files)
                          and len(a["images"]) == int(a["keep"].sum()))
     if cached is not None:
@@ -699,7 +655,7 @@ def load_folder_images(name: str, listing: FolderListing, options: LoadOptions, 
         images, keep, decode_notes = decode_images(listing.files, size, channels, options.skip_bad_images,
                                                    desc=f"decoding {listing.root.name}")
         notes += decode_notes
-        write_note = _save_cache(cache, images=images, keep=keep, notes=np.array(decode_notes, dtype=str))
+        write_note = save_cache(cache, images=images, keep=keep, notes=np.array(decode_notes, dtype=str))
         if write_note:
             notes.append(write_note)
     y, class_names = None, []
