@@ -3,10 +3,8 @@ statistics, and every kind of bad input ending as one clear UserError."""
 
 from __future__ import annotations
 
-import gzip
 import math
 import os
-import pickle
 import re
 from pathlib import Path
 
@@ -15,92 +13,15 @@ import pytest
 import torch
 from PIL import Image
 
+from data_files import (letters_rows, save_image, solid, write_faces, write_fake_cifar, write_idx,
+                        write_letters_csv, write_mnist_style)
 from wgan import data as D
 from wgan.cli import main
+from wgan.data.idx import EMNIST_LETTERS_FILES
 from wgan.errors import UserError
 
 
 pytestmark = pytest.mark.usefixtures("isolated_data_dirs")
-
-
-# ---------------------------------------------------------------------------------------------
-# Writers of the real formats
-
-
-def write_idx(path: Path, array: np.ndarray) -> Path:
-    array = np.asarray(array, dtype=np.uint8)
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    blob = header + array.tobytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".gz":
-        with gzip.open(path, "wb") as f:
-            f.write(blob)
-    else:
-        path.write_bytes(blob)
-    return path
-
-
-def letters_rows(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, 26, n), rng.integers(0, 256, (n, 28, 28))
-
-
-def write_letters_csv(path: Path, labels, images, extra_lines: dict[int, str] | None = None) -> Path:
-    """The Kaggle layout; `extra_lines` replaces the given 1-based lines with raw text."""
-    lines = [",".join(map(str, [int(lab), *np.asarray(img).ravel().tolist()])) for lab, img in zip(labels, images)]
-    for line_no, text in (extra_lines or {}).items():
-        lines[line_no - 1] = text
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def save_image(path: Path, pixels: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.asarray(pixels, dtype=np.uint8)).save(path)
-    return path
-
-
-def solid(w: int, h: int, rgb) -> np.ndarray:
-    return np.broadcast_to(np.array(rgb, dtype=np.uint8), (h, w, 3)).copy()
-
-
-# ---------------------------------------------------------------------------------------------
-# IDX: MNIST layout and EMNIST letters
-
-
-def test_mnist_idx_gz_in_torchvision_raw_layout(tmp_path):
-    rng = np.random.default_rng(1)
-    images, labels = rng.integers(0, 256, (7, 28, 28)), rng.integers(0, 10, 7)
-    raw = tmp_path / "digits" / "MNIST" / "raw"
-    write_idx(raw / "train-images-idx3-ubyte.gz", images)
-    write_idx(raw / "train-labels-idx1-ubyte.gz", labels)
-    data = D.load_dataset("mnist", data_path=tmp_path / "digits")
-    assert data.x.shape == (7, 1, 28, 28) and data.x.dtype == torch.uint8
-    assert torch.equal(data.x[:, 0], torch.from_numpy(images.astype(np.uint8)))
-    assert data.y.tolist() == labels.tolist() and data.num_classes == 10
-
-
-def test_emnist_letters_upright_and_labels_shifted(tmp_path):
-    # An asymmetric letter "L": a vertical bar on the left and a foot at the bottom.
-    upright = np.zeros((28, 28), np.uint8)
-    upright[4:24, 6] = 255
-    upright[23, 6:20] = 200
-    images = np.stack([upright.T, np.flipud(upright).T])  # EMNIST stores the transpose
-    write_idx(tmp_path / "emnist-letters-test-images-idx3-ubyte.gz", images)
-    write_idx(tmp_path / "emnist-letters-test-labels-idx1-ubyte.gz", np.array([1, 26]))
-    data = D.load_dataset("emnist-letters", split="test", data_path=tmp_path)
-    assert torch.equal(data.x[0, 0], torch.from_numpy(upright))
-    assert torch.equal(data.x[1, 0], torch.from_numpy(np.flipud(upright).copy()))
-    assert data.y.tolist() == [0, 25]
-    assert data.class_names[0] == "A" and data.class_names[25] == "Z" and data.num_classes == 26
-
-
-def test_emnist_letters_in_torchvision_layout_and_bad_label(tmp_path):
-    raw = tmp_path / "EMNIST" / "raw"  # what torchvision.datasets.EMNIST(root) leaves behind, uncompressed
-    write_idx(raw / "emnist-letters-train-images-idx3-ubyte", np.zeros((2, 28, 28)))
-    write_idx(raw / "emnist-letters-train-labels-idx1-ubyte", np.array([3, 0]))
-    with pytest.raises(UserError, match=r"emnist-letters-train-labels-idx1-ubyte: label 0 out of range 1-26"):
-        D.load_dataset("emnist-letters", data_path=tmp_path)
 
 
 def test_missing_files_name_the_places_searched(tmp_path):
@@ -114,28 +35,14 @@ def test_missing_files_name_the_places_searched(tmp_path):
         D.load_dataset("letters-csv", data_path=tmp_path / "nowhere.csv")
 
 
-def write_mnist_style(folder: Path, files: dict[str, tuple[str, str]] = D.IDX_FILES, n: int = 3,
-                      labels: int = 1) -> Path:
-    for img_stem, lbl_stem in files.values():
-        write_idx(folder / (img_stem + ".gz"), np.zeros((n, 28, 28)))
-        write_idx(folder / (lbl_stem + ".gz"), np.full(n, labels))
-    return folder
-
-
-def write_faces(folder: Path, n: int = 2) -> Path:
-    for i in range(n):
-        save_image(folder / f"{i}.jpg", solid(64, 72, (200, 150, 100)))
-    return folder
-
-
 # Each dataset that reads files, with a writer of a valid copy into a folder of the default search.
 DEFAULT_COPIES = {
     "mnist": write_mnist_style,
     "fashion-mnist": write_mnist_style,
-    "emnist-letters": lambda d: write_mnist_style(d, D.EMNIST_LETTERS_FILES),
+    "emnist-letters": lambda d: write_mnist_style(d, EMNIST_LETTERS_FILES),
     "letters-csv": lambda d: (d.mkdir(parents=True), write_letters_csv(d / "letters.csv", *letters_rows(20))),
     "celeba": lambda d: write_faces(d / "img_align_celeba"),
-    "cifar10": lambda d: write_fake_cifar(d),  # defined further down
+    "cifar10": lambda d: write_fake_cifar(d),
 }
 
 
@@ -158,19 +65,6 @@ def test_data_path_is_the_only_place_searched(tmp_path, monkeypatch, name):
     assert msg.startswith(f"--data {wrong}: no ") and "\n" not in msg
     assert msg.endswith(f"leave --data out to search $WGAN_DATA, {tmp_path / 'cache' / 'wgan' / name}, "
                         f"{tmp_path / 'system' / name}")
-
-
-def test_idx_files_are_found_in_every_layout_under_the_data_path(tmp_path):
-    flat = write_mnist_style(tmp_path / "flat", labels=4)
-    assert D.load_dataset("fashion-mnist", data_path=flat).source == str(flat)
-    raw = tmp_path / "tv"
-    write_idx(raw / "FashionMNIST" / "raw" / "train-images-idx3-ubyte", np.zeros((2, 28, 28)))
-    write_idx(raw / "FashionMNIST" / "raw" / "train-labels-idx1-ubyte", np.array([3, 5]))
-    data = D.load_dataset("fashion-mnist", data_path=raw)
-    assert data.y.tolist() == [3, 5] and data.source == str(raw / "FashionMNIST" / "raw")
-    with pytest.raises(UserError, match=r"--data .*flat: no fashion-mnist test IDX files \(t10k-images"):
-        (flat / "t10k-labels-idx1-ubyte.gz").unlink()  # half a pair is not the test split
-        D.load_dataset("fashion-mnist", split="test", data_path=flat)
 
 
 def test_without_data_path_every_default_place_is_named(tmp_path, monkeypatch):
@@ -563,22 +457,6 @@ def test_celeba_accepts_any_folder_of_faces(tmp_path):
 # CIFAR-10 through torchvision's reader
 
 
-def write_fake_cifar(root: Path, per_batch: int = 2) -> np.ndarray:
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(3)
-    test_data = None
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {"data": rng.integers(0, 256, (per_batch, 3072)).astype(np.uint8),
-                 "labels": rng.integers(0, 10, per_batch).tolist()}
-        (folder / name).write_bytes(pickle.dumps(batch))
-        if name == "test_batch":
-            test_data = batch
-    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": names}))
-    return test_data
-
-
 def test_cifar10_refuses_files_that_fail_torchvision_md5(tmp_path):
     write_fake_cifar(tmp_path)
     with pytest.raises(UserError, match=r"cifar-10-batches-py: Dataset not found or corrupted"):
@@ -681,30 +559,6 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys):
 
 # ---------------------------------------------------------------------------------------------
 # Odd but valid files: alternative names and layouts, orientation, transparency, bit depths
-
-
-def test_idx_files_under_dotted_and_kaggle_nested_names(tmp_path):
-    rng = np.random.default_rng(3)
-    images, labels = rng.integers(0, 256, (4, 28, 28)), np.array([1, 7, 2, 9])
-    dotted = tmp_path / "dotted"
-    write_idx(dotted / "train-images.idx3-ubyte", images)
-    write_idx(dotted / "train-labels.idx1-ubyte.gz", labels)
-    nested = tmp_path / "kaggle"
-    write_idx(nested / "t10k-images-idx3-ubyte" / "t10k-images-idx3-ubyte", images[::-1])
-    write_idx(nested / "t10k-labels.idx1-ubyte" / "t10k-labels.idx1-ubyte", labels[::-1])
-    train = D.load_dataset("mnist", data_path=dotted)
-    assert torch.equal(train.x[:, 0], torch.from_numpy(images.astype(np.uint8))) and train.y.tolist() == [1, 7, 2, 9]
-    test = D.load_dataset("mnist", split="test", data_path=nested)
-    assert torch.equal(test.x[:, 0], torch.from_numpy(images[::-1].astype(np.uint8)))
-    assert test.y.tolist() == [9, 2, 7, 1]
-
-
-def test_idx_gzip_is_told_by_its_bytes_not_its_suffix(tmp_path):
-    images, labels = np.arange(2 * 28 * 28).reshape(2, 28, 28) % 256, np.array([4, 5])
-    write_idx(tmp_path / "plain.idx", images).rename(tmp_path / "train-images-idx3-ubyte.gz")  # unpacked by a browser
-    write_idx(tmp_path / "packed.gz", labels).rename(tmp_path / "train-labels-idx1-ubyte")  # gzipped, no suffix
-    data = D.load_dataset("fashion-mnist", data_path=tmp_path)
-    assert torch.equal(data.x[:, 0], torch.from_numpy(images.astype(np.uint8))) and data.y.tolist() == [4, 5]
 
 
 @pytest.mark.parametrize("index", [False, True])
@@ -902,4 +756,3 @@ def test_letters_missing_from_a_split_are_noted_and_too_few_rows_for_a_test_spli
     few = write_letters_csv(tmp_path / "few.csv", *letters_rows(5))
     with pytest.raises(UserError, match=r"5 rows leave no test split .* give at least 10"):
         D.load_dataset("letters-csv", data_path=few, split="test")
-
