@@ -4,7 +4,6 @@ statistics, and every kind of bad input ending as one clear UserError."""
 from __future__ import annotations
 
 import math
-import os
 import re
 from pathlib import Path
 
@@ -142,178 +141,6 @@ def test_a_file_where_a_folder_is_needed(tmp_path, capsys, name, expected):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f": --data {path}: is a file" in err and "Traceback" not in err
     assert re.search(expected, err.strip()) and path.read_bytes() == before
-
-
-# ---------------------------------------------------------------------------------------------
-# The letters CSV
-
-
-def test_letters_csv_splits_cover_the_file_and_match_its_values(tmp_path):
-    labels, images = letters_rows(40)
-    path = write_letters_csv(tmp_path / "letters.csv", labels, images)
-    train = D.load_dataset("letters-csv", data_path=path)
-    test = D.load_dataset("letters-csv", split="test", data_path=path)
-    assert len(train) == 36 and len(test) == 4  # the seeded 10% hold-out
-    assert train.x.shape == (36, 1, 28, 28) and train.x.dtype == torch.uint8 and train.num_classes == 26
-    idx_test = D.letters_split_indices(40, "test")
-    assert torch.equal(test.x[:, 0], torch.from_numpy(images[idx_test].astype(np.uint8)))
-    assert test.y.tolist() == labels[idx_test].tolist()
-    assert sorted(D.letters_split_indices(40, "train").tolist() + idx_test.tolist()) == list(range(40))
-
-
-def test_letters_csv_is_cached_and_reread_when_the_file_changes(tmp_path, monkeypatch):
-    labels, images = letters_rows(12)
-    path = write_letters_csv(tmp_path / "A_Z Handwritten Data.csv", labels, images)
-    first = D.load_dataset("letters-csv", data_path=tmp_path)  # a folder holding the Kaggle file name
-    assert len(list(D.decoded_cache_dir().glob("letters-csv-*.npz"))) == 1
-    real_parse = D.parse_letters_csv
-
-    def must_not_parse(p):
-        raise AssertionError("the cache should have been used")
-
-    monkeypatch.setattr(D, "parse_letters_csv", must_not_parse)
-    again = D.load_dataset("letters-csv", data_path=tmp_path)
-    assert torch.equal(first.x, again.x) and torch.equal(first.y, again.y)
-
-    labels[:] = 7
-    write_letters_csv(path, labels, images)
-    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
-    monkeypatch.setattr(D, "parse_letters_csv", real_parse)
-    changed = D.load_dataset("letters-csv", data_path=tmp_path)
-    assert set(changed.y.tolist()) == {7}
-    (cache,) = D.decoded_cache_dir().glob("letters-csv-*.npz")  # the stale cache is gone
-    cache.write_bytes(b"damaged")
-    assert torch.equal(D.load_dataset("letters-csv", data_path=tmp_path).y, changed.y)  # re-read, not an error
-
-
-def damage_cache(cache: Path, how: str) -> None:
-    """Damage a decoded .npz cache the ways a full disk, a killed writer or bit rot leave one."""
-    import zipfile
-
-    blob = cache.read_bytes()
-    if how == "truncated":
-        cache.write_bytes(blob[: len(blob) // 2])
-    elif how == "empty":
-        cache.write_bytes(b"")
-    elif how == "flipped byte":  # the zip still opens; reading the member fails its CRC check
-        middle = len(blob) // 2
-        cache.write_bytes(blob[:middle] + bytes([blob[middle] ^ 0xFF]) + blob[middle + 1:])
-    elif how == "array cut short":  # a well-formed zip whose arrays hold less data than their headers say
-        with zipfile.ZipFile(cache) as z:
-            members = {name: z.read(name) for name in z.namelist()}
-        with zipfile.ZipFile(cache, "w") as z:
-            for name, data in members.items():
-                z.writestr(name, data[: max(len(data) - 64, 128)])
-    elif how == "rows missing":  # readable, but the images no longer match the other arrays
-        with np.load(cache) as z:
-            arrays = {k: z[k] for k in z.files}
-        arrays["images"] = arrays["images"][: len(arrays["images"]) // 2]
-        with open(cache, "wb") as f:
-            np.savez(f, **arrays)
-    elif how == "missing key":
-        with np.load(cache) as z:
-            kept = {k: z[k] for k in z.files[:1]}
-        with open(cache, "wb") as f:
-            np.savez(f, **kept)
-    else:
-        raise AssertionError(how)
-
-
-CACHE_DAMAGE = ["truncated", "empty", "flipped byte", "array cut short", "rows missing", "missing key"]
-
-
-def cache_files(pattern: str) -> list[Path]:
-    return sorted(D.decoded_cache_dir().glob(pattern))
-
-
-@pytest.mark.parametrize("how", CACHE_DAMAGE)
-def test_damaged_letters_cache_is_rebuilt(tmp_path, monkeypatch, how):
-    labels, images = letters_rows(30)
-    path = write_letters_csv(tmp_path / "letters.csv", labels, images)
-    first = D.load_dataset("letters-csv", data_path=path)
-    (cache,) = cache_files("letters-csv-*.npz")
-    damage_cache(cache, how)
-    parses = []
-    real_parse = D.parse_letters_csv
-    monkeypatch.setattr(D, "parse_letters_csv", lambda p: parses.append(p) or real_parse(p))
-    again = D.load_dataset("letters-csv", data_path=path)
-    assert parses == [path.resolve()]  # the source was read again
-    assert torch.equal(again.x, first.x) and torch.equal(again.y, first.y)
-    assert again.notes == first.notes  # no note of a cache that could not be written
-    assert cache_files("letters-csv-*.npz") == [cache]
-    with np.load(cache) as z:  # ... and the cache rewritten whole
-        assert {"images", "labels", "num_train"} <= set(z.files) and len(z["labels"]) == 30
-    D.load_dataset("letters-csv", split="test", data_path=path)
-    assert len(parses) == 1  # the rebuilt cache serves the next load
-
-
-@pytest.mark.parametrize("how", CACHE_DAMAGE)
-def test_damaged_folder_cache_is_rebuilt(tmp_path, monkeypatch, how):
-    root = tmp_path / "imgs"
-    for i in range(5):
-        save_image(root / f"{i}.png", solid(24, 24, (50 * i, 10, 200)))
-    first = D.load_dataset("image-folder", data_path=root, image_size=16)
-    (cache,) = cache_files("image-folder-*.npz")
-    damage_cache(cache, how)
-    decoded = []
-    real_decode = D.decode_image
-    monkeypatch.setattr(D, "decode_image", lambda p, *a: decoded.append(p) or real_decode(p, *a))
-    again = D.load_dataset("image-folder", data_path=root, image_size=16)
-    assert len(decoded) == 5 and torch.equal(again.x, first.x)
-    with np.load(cache) as z:
-        assert z["images"].shape == (5, 3, 16, 16) and z["keep"].all()
-    D.load_dataset("image-folder", data_path=root, image_size=16)
-    assert len(decoded) == 5  # the rebuilt cache serves the next load
-
-
-GOOD = ",".join(["3"] + ["0"] * 784)
-
-
-@pytest.mark.parametrize("line_no, text, expected", [
-    (5, ",".join(["3"] + ["0"] * 785), r"line 5: 786 columns"),
-    (9, ",".join(["3"] + ["0"] * 700), r"line 9: 701 columns"),
-    (6, ",".join(["3", "0", "x7"] + ["0"] * 782), r"line 6, column 3: 'x7' is not a whole number"),
-    (7, ",".join(["3", "0", "2.5"] + ["0"] * 782), r"line 7, column 3: '2.5' is not a whole number"),
-    (10, ",".join(["26"] + ["0"] * 784), r"line 10: label 26 out of range 0-25"),
-    (3, ",".join(["-1"] + ["0"] * 784), r"line 3: label -1 out of range 0-25"),
-    (8, ",".join(["3"] + ["0"] * 783 + ["256"]), r"line 8, column 785: pixel value 256 out of range 0-255"),
-    (1, ",".join(["label"] + [f"p{i}" for i in range(784)]), r"line 1, column 1: 'label' .*no header row"),
-    (4, ",".join(["3", "", "0"] + ["0"] * 782), r"line 4, column 2: '' is not a whole number"),
-])
-def test_bad_letters_csv_names_line_and_value(tmp_path, monkeypatch, line_no, text, expected):
-    monkeypatch.setattr(D, "CSV_CHUNK_ROWS", 3)  # the bad line falls in a later chunk than the first
-    lines = [GOOD] * 12
-    lines[line_no - 1] = text
-    path = tmp_path / "bad.csv"
-    path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(UserError, match=expected) as err:
-        D.load_dataset("letters-csv", data_path=path)
-    assert str(path) in str(err.value) and "\n" not in str(err.value)
-    assert not list(D.decoded_cache_dir().glob("*.npz"))  # nothing cached from a bad file
-
-
-def test_blank_lines_do_not_shift_line_numbers(tmp_path, monkeypatch):
-    monkeypatch.setattr(D, "CSV_CHUNK_ROWS", 2)
-    path = tmp_path / "blank.csv"
-    path.write_text(f"{GOOD}\n\n{GOOD}\n{GOOD}\n\n{GOOD}\n{GOOD.replace('3', '99', 1)}\n")
-    with pytest.raises(UserError, match=r"line 7: label 99"):
-        D.load_dataset("letters-csv", data_path=path)
-
-
-@pytest.mark.parametrize("content", ["", "\n\n  \n"])
-def test_empty_csv(tmp_path, content):
-    path = tmp_path / "letters.csv"
-    path.write_text(content)
-    with pytest.raises(UserError, match=r"letters.csv: the file is empty"):
-        D.load_dataset("letters-csv", data_path=path)
-
-
-def test_letters_adapted_to_rgb_and_size(tmp_path):
-    labels, images = letters_rows(10)
-    path = write_letters_csv(tmp_path / "letters.csv", labels, images)
-    data = D.load_dataset("letters-csv", data_path=path, image_size=32, channels=3)
-    assert data.x.shape == (9, 3, 32, 32)
-    assert torch.equal(data.x[:, 0], data.x[:, 2])  # grayscale copied to the three channels
 
 
 # ---------------------------------------------------------------------------------------------
@@ -548,53 +375,8 @@ def test_datasets_check_reports_counts_and_notes(tmp_path, capsys):
     assert "1 samples of shape (3, 16, 16)" in out and "skipped 1 unreadable" in out
 
 
-def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys):
-    path = tmp_path / "letters.csv"
-    path.write_text(GOOD + "\n" + GOOD.replace("3", "abc", 1) + "\n")
-    assert main(["datasets", "--check", "letters-csv", "--data", str(path)]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "line 2, column 1: 'abc' is not a whole number" in err
-    assert "Traceback" not in err and path.read_text().count("\n") == 2  # the user's file is untouched
-
-
 # ---------------------------------------------------------------------------------------------
 # Odd but valid files: alternative names and layouts, orientation, transparency, bit depths
-
-
-@pytest.mark.parametrize("index", [False, True])
-def test_pandas_default_header_row_is_named_with_the_fix(tmp_path, index):
-    import pandas as pd
-
-    labels, images = letters_rows(5)
-    table = pd.DataFrame(np.column_stack([labels, images.reshape(5, -1)]))
-    path = tmp_path / "letters.csv"
-    table.to_csv(path, index=index)  # header=True: the column numbers 0..784 as the first line
-    with pytest.raises(UserError) as err:
-        D.load_dataset("letters-csv", data_path=path)
-    msg = str(err.value)
-    assert f"{path} line 1 is a header row (the column numbers 0,1,...,784" in msg and "\n" not in msg
-    assert "tail -n +2" in msg and "header=False, index=False" in msg and "pixel value" not in msg
-
-
-def test_whole_number_floats_in_the_letters_csv_are_read_as_integers(tmp_path, monkeypatch):
-    import pandas as pd
-
-    monkeypatch.setattr(D, "CSV_CHUNK_ROWS", 4)
-    labels, images = letters_rows(10)
-    table = pd.DataFrame(np.column_stack([labels, images.reshape(10, -1)]).astype(float))
-    path = tmp_path / "floats.csv"
-    table.to_csv(path, header=False, index=False)  # every cell written as "22.0"
-    text = path.read_text().splitlines()
-    text[6] = text[6].replace(".0,", "e+00,", 3)  # and a few in exponent form: "3e+00"
-    path.write_text("\n".join(text) + "\n")
-    assert "e+00," in path.read_text()
-    train = D.load_dataset("letters-csv", data_path=path)
-    test = D.load_dataset("letters-csv", split="test", data_path=path)
-    x = torch.cat([train.x, test.x])[:, 0]
-    y = torch.cat([train.y, test.y])
-    order = np.concatenate([D.letters_split_indices(10, "train"), D.letters_split_indices(10, "test")])
-    assert torch.equal(x, torch.from_numpy(images[order].astype(np.uint8)))
-    assert y.tolist() == labels[order].tolist()
 
 
 def exif_jpeg(path: Path, pixels: np.ndarray, orientation: int) -> Path:
@@ -744,15 +526,3 @@ def test_celeba_takes_faces_from_subfolders(tmp_path):
     assert [round(v) for v in train.x.float().mean((1, 2, 3)).tolist()] == [250, 5]
     test = D.load_dataset("celeba", split="test", data_path=faces, image_size=64)
     assert test.x.float().mean().round() == 128
-
-
-def test_letters_missing_from_a_split_are_noted_and_too_few_rows_for_a_test_split_is_one_line(tmp_path):
-    labels, images = letters_rows(60)
-    labels = labels % 3  # only A, B and C
-    path = write_letters_csv(tmp_path / "abc.csv", labels, images)
-    data = D.load_dataset("letters-csv", data_path=path)
-    assert data.num_classes == 26 and set(data.y.tolist()) == {0, 1, 2}
-    assert any(f"{path}: the train split has no rows of letter(s) D, E, F" in n for n in data.notes)
-    few = write_letters_csv(tmp_path / "few.csv", *letters_rows(5))
-    with pytest.raises(UserError, match=r"5 rows leave no test split .* give at least 10"):
-        D.load_dataset("letters-csv", data_path=few, split="test")
