@@ -11,8 +11,7 @@ import pytest
 import torch
 
 from data_files import letters_rows, save_image, solid, write_letters_csv
-from wgan import data as D
-from wgan.data import letters_csv, load_dataset
+from wgan.data import images, letters_csv, load_dataset
 from wgan.data.cache import decoded_cache_dir
 
 
@@ -87,8 +86,8 @@ def test_damaged_folder_cache_is_rebuilt(tmp_path, monkeypatch, how):
     (cache,) = cache_files("image-folder-*.npz")
     damage_cache(cache, how)
     decoded = []
-    real_decode = D.decode_image
-    monkeypatch.setattr(D, "decode_image", lambda p, *a: decoded.append(p) or real_decode(p, *a))
+    real_decode = images.decode_image
+    monkeypatch.setattr(images, "decode_image", lambda p, *a: decoded.append(p) or real_decode(p, *a))
     again = load_dataset("image-folder", data_path=root, image_size=16)
     assert len(decoded) == 5 and torch.equal(again.x, first.x)
     with np.load(cache) as z:
