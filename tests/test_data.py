@@ -142,30 +142,6 @@ def test_a_file_where_a_folder_is_needed(tmp_path, capsys, name, expected):
 
 
 # ---------------------------------------------------------------------------------------------
-# CIFAR-10 through torchvision's reader
-
-
-def test_cifar10_refuses_files_that_fail_torchvision_md5(tmp_path):
-    write_fake_cifar(tmp_path)
-    with pytest.raises(UserError, match=r"cifar-10-batches-py: Dataset not found or corrupted"):
-        D.load_dataset("cifar10", data_path=tmp_path)
-
-
-def test_cifar10_pickled_batches_become_uint8_tensors(tmp_path, monkeypatch):
-    # Our own fake batches cannot match the real files' md5 sums: skip only that check, keep
-    # torchvision's reading of the real format.
-    import torchvision.datasets.cifar as tv_cifar
-
-    monkeypatch.setattr(tv_cifar, "check_integrity", lambda *a, **k: True)
-    batch = write_fake_cifar(tmp_path)
-    test = D.load_dataset("cifar10", split="test", data_path=tmp_path / "cifar-10-batches-py")
-    assert test.x.shape == (2, 3, 32, 32) and test.x.dtype == torch.uint8
-    assert torch.equal(test.x.reshape(2, -1), torch.from_numpy(batch["data"]))  # CIFAR stores C, H, W order
-    assert test.y.tolist() == batch["labels"] and test.class_names[0] == "airplane"
-    assert len(D.load_dataset("cifar10", data_path=tmp_path)) == 10
-
-
-# ---------------------------------------------------------------------------------------------
 # The WGAN-GP paper's toy data
 
 
