@@ -12,86 +12,30 @@ Slow sources are parsed once and cached as uint8 arrays under ~/.cache/wgan/deco
 source's path, sizes and modification times, so an edited file or folder is read again:
 the letters CSV (seconds to parse, a fraction of a second from the cache) and image folders
 (decoded, centre-cropped and resized to the model's size with worker threads and a progress bar).
+
+The package: core.py holds Data and what every format shares, search.py where files are looked for,
+cache.py the decoded cache, and each format has its module (idx.py, letters_csv.py, folders.py with
+images.py, cifar.py, toy.py); this one is the registry and load_dataset.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
-
-import numpy as np
-import torch
 
 from wgan.data.cifar import load_cifar10
 from wgan.data.core import Data, LoadOptions, adapt_images, to_model_space, to_uint8_images
 from wgan.data.folders import FOLDER_DEFAULT_CHANNELS, FOLDER_DEFAULT_SIZE, load_celeba, load_image_folder
 from wgan.data.idx import load_emnist_letters, load_fashion_mnist, load_mnist
 from wgan.data.letters_csv import LETTERS_CSV_NAMES, load_letters_csv
+from wgan.data.toy import (eight_gaussians_centres, sample_8gaussians, sample_25gaussians, swiss_roll, toy_loader,
+                           twenty_five_gaussians_centres)
 from wgan.errors import UserError
 
 # The package's public face; the formats' own names are imported from their modules.
 __all__ = ["DATASETS", "Data", "DatasetEntry", "LoadOptions", "adapt_images", "load_dataset", "to_model_space",
            "to_uint8_images"]
-
-
-# ---------------------------------------------------------------------------------------------
-# The WGAN-GP paper's 2-D toy data (gan_toy.py), pre-generated with a fixed seed per split.
-
-TOY_TRAIN_POINTS = 100_000
-TOY_TEST_POINTS = 20_000
-TOY_SEEDS = {"train": 0, "test": 1}
-
-
-def eight_gaussians_centres() -> np.ndarray:
-    d = 1.0 / math.sqrt(2.0)
-    unit = [(1, 0), (-1, 0), (0, 1), (0, -1), (d, d), (d, -d), (-d, d), (-d, -d)]
-    return 2.0 * np.array(unit) / 1.414  # scale 2, then the paper's division by 1.414
-
-
-def twenty_five_gaussians_centres() -> np.ndarray:
-    return np.array([(2.0 * i, 2.0 * j) for i in range(-2, 3) for j in range(-2, 3)]) / 2.828
-
-
-def sample_8gaussians(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    centres = eight_gaussians_centres()
-    mode = rng.integers(len(centres), size=n)
-    return centres[mode] + rng.standard_normal((n, 2)) * 0.02 / 1.414, mode
-
-
-def sample_25gaussians(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    centres = twenty_five_gaussians_centres()
-    mode = rng.integers(len(centres), size=n)
-    return centres[mode] + rng.standard_normal((n, 2)) * 0.05 / 2.828, mode
-
-
-def swiss_roll(n: int, rng: np.random.Generator, noise: float = 0.25) -> np.ndarray:
-    """scikit-learn's make_swiss_roll, columns (x, z), divided by 7.5 as in the paper."""
-    t = 1.5 * np.pi * (1 + 2 * rng.uniform(size=n))
-    height = 21 * rng.uniform(size=n)
-    xyz = np.stack([t * np.cos(t), height, t * np.sin(t)]) + noise * rng.standard_normal((3, n))
-    return xyz[[0, 2]].T / 7.5
-
-
-def _toy_loader(name: str, make: Callable[[int, np.random.Generator], tuple[np.ndarray, np.ndarray | None]],
-                centres: Callable[[], np.ndarray] | None):
-    def load(split: str, data_path, options: LoadOptions = LoadOptions()) -> Data:
-        n = TOY_TRAIN_POINTS if split == "train" else TOY_TEST_POINTS
-        points, mode = make(n, np.random.default_rng(TOY_SEEDS[split]))
-        x = torch.from_numpy(points.astype(np.float32))
-        if mode is None:
-            return Data(name, x, source=f"generated (seed {TOY_SEEDS[split]})")
-        # The mixture component is a natural label: it lets metrics count covered modes.
-        names = [f"({cx:.2f}, {cy:.2f})" for cx, cy in centres()]
-        return Data(name, x, torch.from_numpy(mode.astype(np.int64)), len(names), names,
-                    source=f"generated (seed {TOY_SEEDS[split]})")
-
-    return load
-
-
-# ---------------------------------------------------------------------------------------------
-# The registry
 
 
 @dataclass(frozen=True)
@@ -125,13 +69,13 @@ DATASETS: dict[str, DatasetEntry] = {
                                  "--data FOLDER (train/ and test/ subfolders are the splits if present)"),
     "cifar10": DatasetEntry(load_cifar10, 32, 3, 10, "CIFAR-10, 50k train / 10k test, 32x32 RGB",
                             "cifar-10-batches-py/ (torchvision's python version); torchvision download"),
-    "toy-8gaussians": DatasetEntry(_toy_loader("toy-8gaussians", sample_8gaussians, eight_gaussians_centres), 0, 0,
+    "toy-8gaussians": DatasetEntry(toy_loader("toy-8gaussians", sample_8gaussians, eight_gaussians_centres), 0, 0,
                                    8, "the WGAN-GP paper's 8 Gaussians (scale 2, std 0.02, / 1.414)",
                                    "generated, seeded (100k train / 20k test points)"),
-    "toy-25gaussians": DatasetEntry(_toy_loader("toy-25gaussians", sample_25gaussians, twenty_five_gaussians_centres),
+    "toy-25gaussians": DatasetEntry(toy_loader("toy-25gaussians", sample_25gaussians, twenty_five_gaussians_centres),
                                     0, 0, 25, "the WGAN-GP paper's 25 Gaussians (5x5 grid, std 0.05, / 2.828)",
                                     "generated, seeded (100k train / 20k test points)"),
-    "toy-swissroll": DatasetEntry(_toy_loader("toy-swissroll", lambda n, rng: (swiss_roll(n, rng), None), None),
+    "toy-swissroll": DatasetEntry(toy_loader("toy-swissroll", lambda n, rng: (swiss_roll(n, rng), None), None),
                                   0, 0, 0, "the WGAN-GP paper's Swiss roll (noise 0.25, columns x and z, / 7.5)",
                                   "generated, seeded (100k train / 20k test points)"),
 }
