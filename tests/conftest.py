@@ -92,9 +92,9 @@ def fashion_idx_dir_module(tmp_path_factory) -> Path:
 @pytest.fixture
 def isolated_data_dirs(tmp_path, monkeypatch):
     """No user cache, system dataset dir, $WGAN_DATA or network from the machine running the tests."""
-    from wgan import data
+    from wgan.data import search
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("WGAN_OFFLINE", "1")
     monkeypatch.delenv("WGAN_DATA", raising=False)
-    monkeypatch.setattr(data, "SYSTEM_DATA_DIRS", (tmp_path / "system",))
+    monkeypatch.setattr(search, "SYSTEM_DATA_DIRS", (tmp_path / "system",))

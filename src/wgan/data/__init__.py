@@ -1,0 +1,100 @@
+"""Dataset registry. Every dataset becomes one in-memory tensor: uint8 images (N, C, H, W) or float32
+points (N, D), plus int64 labels where the dataset has classes. Batches are index draws on whatever
+device the tensor lives on, so on a GPU there is no DataLoader and no host round trip per step.
+
+Where files are looked for: --data PATH alone when it is given (a user who names a path means that
+data, so a miss there is an error naming it, never a silent switch to other files); otherwise, in order,
+$WGAN_DATA (and $WGAN_DATA/<name>), the user cache dir (~/.cache/wgan/<name>) and the system dataset
+directories Linux distributions install (/usr/share/datasets/<name>). Then torchvision's download, which
+needs a network (never tried when $WGAN_OFFLINE is set), into --data PATH or else the user cache dir.
+
+Slow sources are parsed once and cached as uint8 arrays under ~/.cache/wgan/decoded/, keyed by the
+source's path, sizes and modification times, so an edited file or folder is read again:
+the letters CSV (seconds to parse, a fraction of a second from the cache) and image folders
+(decoded, centre-cropped and resized to the model's size with worker threads and a progress bar).
+
+The package: core.py holds Data and what every format shares, search.py where files are looked for,
+cache.py the decoded cache, and each format has its module (idx.py, letters_csv.py, folders.py with
+images.py, cifar.py, toy.py); this one is the registry and load_dataset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from wgan.data.cifar import load_cifar10
+from wgan.data.core import Data, LoadOptions, adapt_images, to_model_space, to_uint8_images
+from wgan.data.folders import FOLDER_DEFAULT_CHANNELS, FOLDER_DEFAULT_SIZE, load_celeba, load_image_folder
+from wgan.data.idx import load_emnist_letters, load_fashion_mnist, load_mnist
+from wgan.data.letters_csv import LETTERS_CSV_NAMES, load_letters_csv
+from wgan.data.toy import (eight_gaussians_centres, sample_8gaussians, sample_25gaussians, swiss_roll, toy_loader,
+                           twenty_five_gaussians_centres)
+from wgan.errors import UserError
+
+# The package's public face; the formats' own names are imported from their modules.
+__all__ = ["DATASETS", "Data", "DatasetEntry", "LoadOptions", "adapt_images", "load_dataset", "to_model_space",
+           "to_uint8_images"]
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    load: Callable[..., Data]  # (split, data_path, options=LoadOptions()) -> Data at native size
+    image_size: int  # native size (0 for points); folders: the default when the model does not say
+    channels: int  # native channels (0 for points)
+    num_classes: int  # 0: no labels, -1: as many as the folder's class subfolders
+    description: str
+    files: str = ""  # what it looks for, for `wgan datasets`
+
+
+DATASETS: dict[str, DatasetEntry] = {
+    "mnist": DatasetEntry(load_mnist, 28, 1, 10, "MNIST digits, 60k train / 10k test (IDX files)",
+                          "train-images-idx3-ubyte[.gz] & co. (also .idx3-ubyte, MNIST/raw/); torchvision download"),
+    "fashion-mnist": DatasetEntry(load_fashion_mnist, 28, 1, 10, "Fashion-MNIST, 60k train / 10k test (IDX files)",
+                                  "train-images-idx3-ubyte[.gz] & co. (also .idx3-ubyte, FashionMNIST/raw/); "
+                                  "torchvision download"),
+    "emnist-letters": DatasetEntry(load_emnist_letters, 28, 1, 26,
+                                   "EMNIST letters A-Z, 124.8k train / 20.8k test (labels 1-26 -> 0-25, upright)",
+                                   "emnist-letters-train-images-idx3-ubyte[.gz] & co. (also EMNIST/raw/); "
+                                   "torchvision download"),
+    "letters-csv": DatasetEntry(load_letters_csv, 28, 1, 26,
+                                "Kaggle A-Z handwritten letters CSV, 372k rows (a seeded 10% is the test split)",
+                                f"{LETTERS_CSV_NAMES[0]} (or --data FILE.csv); cached as .npz after the first read"),
+    "celeba": DatasetEntry(load_celeba, 64, 3, 0, "CelebA aligned faces: centre 178x178 crop, resized to the model",
+                           "img_align_celeba/ (+ list_eval_partition.txt|csv), or --data FOLDER of faces; "
+                           "torchvision download"),
+    "image-folder": DatasetEntry(load_image_folder, FOLDER_DEFAULT_SIZE, FOLDER_DEFAULT_CHANNELS, -1,
+                                 "any folder of images, flat or one subfolder per class (classes = labels)",
+                                 "--data FOLDER (train/ and test/ subfolders are the splits if present)"),
+    "cifar10": DatasetEntry(load_cifar10, 32, 3, 10, "CIFAR-10, 50k train / 10k test, 32x32 RGB",
+                            "cifar-10-batches-py/ (torchvision's python version); torchvision download"),
+    "toy-8gaussians": DatasetEntry(toy_loader("toy-8gaussians", sample_8gaussians, eight_gaussians_centres), 0, 0,
+                                   8, "the WGAN-GP paper's 8 Gaussians (scale 2, std 0.02, / 1.414)",
+                                   "generated, seeded (100k train / 20k test points)"),
+    "toy-25gaussians": DatasetEntry(toy_loader("toy-25gaussians", sample_25gaussians, twenty_five_gaussians_centres),
+                                    0, 0, 25, "the WGAN-GP paper's 25 Gaussians (5x5 grid, std 0.05, / 2.828)",
+                                    "generated, seeded (100k train / 20k test points)"),
+    "toy-swissroll": DatasetEntry(toy_loader("toy-swissroll", lambda n, rng: (swiss_roll(n, rng), None), None),
+                                  0, 0, 0, "the WGAN-GP paper's Swiss roll (noise 0.25, columns x and z, / 7.5)",
+                                  "generated, seeded (100k train / 20k test points)"),
+}
+
+
+def load_dataset(name: str, *, split: str = "train", data_path: str | Path | None = None,
+                 image_size: int | None = None, channels: int | None = None,
+                 skip_bad_images: bool = False) -> Data:
+    """Load a registered dataset, adapted to the model's image size and channels."""
+    if name not in DATASETS:
+        raise UserError(f"unknown dataset '{name}': choose one of {', '.join(DATASETS)} (see `wgan datasets`)")
+    if split not in ("train", "test"):
+        raise UserError(f"unknown split '{split}': use train or test")
+    if data_path and not Path(data_path).expanduser().exists():
+        raise UserError(f"--data {data_path}: no such file or folder")
+    options = LoadOptions(image_size=image_size, channels=channels, skip_bad_images=skip_bad_images)
+    data = DATASETS[name].load(split, data_path, options)
+    if len(data) == 0:
+        raise UserError(f"{name} ({data.source}): the {split} split is empty")
+    if not data.is_points:
+        data.x = adapt_images(data.x, image_size, channels)
+    return data

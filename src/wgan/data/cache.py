@@ -1,0 +1,56 @@
+"""The decoded cache (~/.cache/wgan/decoded/): slow sources parsed or decoded once, kept as uncompressed
+.npz files of uint8 arrays whose names stamp the source's path, sizes and modification times, so an
+edited source is read again. The cache is only a copy: a damaged or unwritable one never stops a load."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from wgan.files import atomic_write, user_cache_dir
+
+
+def decoded_cache_dir() -> Path:
+    """Where parsed/decoded datasets are cached (apart from the per-dataset source folders)."""
+    return user_cache_dir() / "decoded"
+
+
+def save_cache(path: Path, **arrays: np.ndarray) -> str | None:
+    """Write an uncompressed .npz atomically (loads in a fraction of a second); returns a note if the
+    cache cannot be written, since a read-only cache must not stop training."""
+    try:
+        atomic_write(path, lambda f: np.savez(f, **arrays))
+    except OSError as exc:
+        return f"could not write the cache {path} ({exc.strerror or exc}); the source will be read again next time"
+    return None
+
+
+def load_cache(path: Path, keys: set[str], consistent: Callable[[dict[str, np.ndarray]], bool] = lambda a: True
+               ) -> dict[str, np.ndarray] | None:
+    """The cached arrays, or None when absent, damaged, lacking one of `keys` or not `consistent`
+    (then the source is simply read again and the cache rewritten)."""
+    if not path.is_file():
+        return None
+    # The cache is only a copy of the source, so whatever a damaged one raises (BadZipFile, a CRC
+    # error, a truncated array's ValueError or EOFError, a wrong shape in `consistent`, ...) means
+    # "read the source again", never a crash.
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        return arrays if keys <= set(arrays) and consistent(arrays) else None
+    except Exception:
+        return None
+
+
+def stamp(*parts: object) -> str:
+    return hashlib.sha256("\x00".join(map(str, parts)).encode()).hexdigest()[:20]
+
+
+def forget_older_caches(prefix: str, keep: Path) -> None:
+    """A source changed: its previous caches can go."""
+    for old in decoded_cache_dir().glob(prefix + "*.npz"):
+        if old != keep:
+            old.unlink(missing_ok=True)

@@ -1,0 +1,130 @@
+"""Image decoding: one file to the model's size and channels (upright by its EXIF orientation, white under
+transparency, 16-bit and float pixels brought to 0-255, centre-cropped to a square), and many files
+at once with worker threads and a progress bar."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+from tqdm import tqdm
+
+from wgan.errors import UserError
+
+DECODE_THREADS = min(8, os.cpu_count() or 1)  # Pillow releases the GIL while decoding and resizing
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    pixels: np.ndarray | None = None  # H x W (x C) uint8
+    problem: str | None = None  # why the file was not used
+    too_small: bool = False
+
+
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+
+
+def _to_eight_bits(img, path: Path):
+    """16-bit, 32-bit integer and float grayscale as 8-bit "L" (a transparent value made white), or a
+    problem string; other images pass through. Pillow's own conversion clips at 255, which turns
+    16-bit scans almost white and 0-1 floats black."""
+    if img.mode not in (*_SIXTEEN_BIT_MODES, "I", "F"):
+        return img
+    values = np.asarray(img)
+    if img.mode == "F":
+        if not np.isfinite(values).all():
+            return (f"{path}: float pixels include NaN or infinity; fix the image, remove it or pass "
+                    f"--skip-bad-images")
+        low, high = float(values.min()), float(values.max())
+        if low >= 0 and high <= 1:
+            scaled = values * 255.0
+        elif low >= 0 and high <= 255:
+            scaled = values  # floats already on the 8-bit scale (a uint8 array saved as float)
+        else:
+            return (f"{path}: float pixels run from {low:g} to {high:g}, neither 0-1 nor 0-255; rescale it "
+                    f"to one of them, remove it or pass --skip-bad-images")
+    else:
+        low, high = int(values.min()), int(values.max())
+        if low < 0 or high > 65535:
+            return (f"{path}: 32-bit pixels run from {low} to {high}, beyond 16 bits' 0-65535; save it with 8 "
+                    f"or 16 bits, remove it or pass --skip-bad-images")
+        scaled = values.astype(np.float64) * (255.0 / 65535.0)  # "I" holds 16-bit PNG/PGM/TIFF values too
+    transparent = img.info.get("transparency")
+    if isinstance(transparent, int):  # white, as _on_white puts under every other transparent pixel
+        scaled = np.where(values == transparent, 255, scaled)
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
+
+
+def _on_white(img):
+    """Transparent pixels composited onto white: the colour stored under them is arbitrary (often black
+    or noise), and white is what a viewer shows for a cut-out object or a logo."""
+    if not img.has_transparency_data:
+        return img
+    rgba = img.convert("RGBA")
+    return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+
+
+def decode_image(path: Path, image_size: int, channels: int) -> _Decoded:
+    """Decode, turn upright by the EXIF orientation, composite transparency onto white, bring 16-bit and
+    float pixels to 0-255, centre-crop to a square (CelebA's 178x218 -> 178x178) and resize to image_size."""
+    mode = "L" if channels == 1 else "RGB"
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            if min(w, h) < image_size:
+                return _Decoded(problem=f"{path} is {w}x{h}, smaller than the model's {image_size}x{image_size} "
+                                        f"images; remove it, pass --skip-bad-images or a smaller --image-size",
+                                too_small=True)
+            # JPEG can decode at 1/2, 1/4, 1/8 scale for free; draft never goes below the asked size.
+            img.draft(mode, (image_size, image_size))
+            # Phones store photos sideways with an Orientation tag; without it they load turned 90 degrees.
+            ImageOps.exif_transpose(img, in_place=True)
+            img = _to_eight_bits(img, path)
+            if isinstance(img, str):
+                return _Decoded(problem=img)
+            img = _on_white(img).convert(mode)
+            w, h = img.size
+            side = min(w, h)
+            left, top = (w - side) // 2, (h - side) // 2
+            # A real crop first: resize(box=...) would let the filter reach pixels outside the square.
+            img = img.crop((left, top, left + side, top + side))
+            img = img.resize((image_size, image_size), Image.Resampling.LANCZOS)
+            return _Decoded(pixels=np.asarray(img, dtype=np.uint8))
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        reason = str(exc).split("\n")[0][:120] or type(exc).__name__
+        return _Decoded(problem=f"{path}: not a readable image ({reason}); remove it or pass --skip-bad-images")
+
+
+def decode_images(files: list[Path], image_size: int, channels: int, skip_bad: bool,
+                  desc: str = "decoding images") -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """All files as uint8 (N, C, H, W), with a keep-mask over `files` and notes on skipped files.
+    Without `skip_bad` the first bad file (in file order) stops everything with its message."""
+    out = np.empty((len(files), image_size, image_size, channels), dtype=np.uint8)
+    keep = np.zeros(len(files), dtype=bool)
+    unreadable, small = [], []
+    pool = ThreadPoolExecutor(max_workers=DECODE_THREADS)
+    try:
+        results = pool.map(lambda p: decode_image(p, image_size, channels), files)
+        for i, result in enumerate(tqdm(results, total=len(files), desc=desc, unit=" img", disable=None,
+                                        leave=False)):
+            if result.problem is None:
+                out[i] = result.pixels.reshape(image_size, image_size, channels)
+                keep[i] = True
+            elif not skip_bad:
+                raise UserError(result.problem)
+            else:
+                (small if result.too_small else unreadable).append(files[i])
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    notes = []
+    if unreadable:
+        notes.append(f"skipped {len(unreadable)} unreadable file(s) (first: {unreadable[0]})")
+    if small:
+        notes.append(f"skipped {len(small)} image(s) smaller than {image_size}x{image_size} (first: {small[0]})")
+    if not keep.any():
+        raise UserError(f"none of the {len(files)} images in {files[0].parent} could be used: {'; '.join(notes)}")
+    return np.ascontiguousarray(out[keep].transpose(0, 3, 1, 2)), keep, notes

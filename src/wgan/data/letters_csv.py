@@ -1,0 +1,200 @@
+"""The Kaggle "A-Z Handwritten Data" CSV: no header; label 0-25, then 784 pixel values 0-255
+(whole-number floats such as 22.0, from a table saved as floats, are the same integers). Parsed once
+with pandas' C parser and kept in the decoded cache."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from wgan.data.cache import decoded_cache_dir, forget_older_caches, load_cache, save_cache, stamp
+from wgan.data.core import Data, LoadOptions
+from wgan.data.idx import LETTER_CLASSES
+from wgan.data.search import candidate_dirs, default_places, searched
+from wgan.errors import UserError, first_line
+
+LETTERS_CSV_NAMES = ("A_Z Handwritten Data.csv", "A_Z_Handwritten_Data.csv", "letters.csv")
+LETTERS_COLUMNS = 1 + 28 * 28
+LETTERS_TEST_FRACTION = 0.1  # the file has no split: a fixed, seeded tenth is held out as the test split
+LETTERS_SPLIT_SEED = 20240
+CSV_CHUNK_ROWS = 20000
+_CSV_LAYOUT = "expected the Kaggle A-Z layout: label 0-25 then 784 pixel values 0-255 per row, no header"
+
+
+def find_letters_csv(data_path) -> Path:
+    dirs = candidate_dirs("letters-csv", data_path)
+    if data_path and Path(data_path).expanduser().is_file():
+        return Path(data_path).expanduser()
+    for d in dirs:
+        for file_name in LETTERS_CSV_NAMES:
+            if (d / file_name).is_file():
+                return d / file_name
+    names = " / ".join(LETTERS_CSV_NAMES)
+    if data_path:
+        csvs = sorted(Path(data_path).expanduser().glob("*.csv"))
+        if len(csvs) == 1:
+            return csvs[0]
+        found = f"{len(csvs)} other .csv files ({csvs[0].name}, ...)" if csvs else "no other .csv file"
+        raise UserError(f"--data {data_path}: no {names} there and {found}; pass --data FILE.csv (Kaggle's A-Z "
+                        f"Handwritten Data), or leave --data out to search {default_places('letters-csv')}")
+    raise UserError(f"letters-csv: no {names} in: {searched(dirs, None)}; "
+                    "pass --data FILE.csv (Kaggle's A-Z Handwritten Data) or use --dataset emnist-letters")
+
+
+def _csv_problem(path: Path, first_row: int) -> str | None:
+    """The first bad row at or after data row `first_row` (0-based, blank lines not counted), as one
+    line naming the 1-based line number and the value. The fast reader only says *that* a chunk is
+    bad; this slow pass says *where*."""
+    row = -1
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        reader = csv.reader(f)
+        for fields in reader:
+            if not fields or all(not v.strip() for v in fields):
+                continue  # blank lines are skipped by the fast reader too
+            row += 1
+            line_no = reader.line_num
+            if row < first_row:
+                continue
+            where = f"{path} line {line_no}"
+            if row == 0 and _is_numbered_header(fields):
+                return (f"{where} is a header row (the column numbers 0,1,...,{fields[-1].strip()} that pandas' "
+                        f"to_csv writes by default) and the Kaggle layout has none: drop that line (e.g. "
+                        f"tail -n +2 '{path}' > fixed.csv) or write the file with to_csv(..., header=False, "
+                        f"index=False)")
+            if len(fields) != LETTERS_COLUMNS:
+                return f"{where}: {len(fields)} columns, {_CSV_LAYOUT}"
+            for col, value in enumerate(fields, start=1):
+                number = _whole_number(value)
+                if number is None:
+                    header = " (the Kaggle file has no header row)" if row == 0 and _not_numeric(value) else ""
+                    return f"{where}, column {col}: {value.strip()[:30]!r} is not a whole number{header}"
+                if col == 1 and not 0 <= number < len(LETTER_CLASSES):
+                    return f"{where}: label {number} out of range 0-{len(LETTER_CLASSES) - 1}"
+                if col > 1 and not 0 <= number <= 255:
+                    return f"{where}, column {col}: pixel value {number} out of range 0-255"
+    return None
+
+
+def _whole_number(value: str) -> int | None:
+    """The cell as an integer: "22", and also "22.0" or "2.2e+01" (a table saved from floats) since
+    those are exactly 22; None for anything else."""
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return int(number) if number.is_integer() else None
+
+
+def _not_numeric(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return bool(value.strip())
+    return False
+
+
+def _is_numbered_header(fields: list[str]) -> bool:
+    """pandas' default header for an unnamed table: the column numbers 0, 1, ..., after an empty cell
+    when the index was written too. Such a row parses as numbers, so only its shape gives it away."""
+    names = [f.strip() for f in fields]
+    if names and names[0] == "":
+        names = names[1:]
+    return len(names) >= LETTERS_COLUMNS - 1 and names == [str(i) for i in range(len(names))]
+
+
+def _chunk_values(chunk) -> np.ndarray | None:
+    """The chunk as uint8 rows, or None if any cell is missing, not a whole number or out of range."""
+    if chunk.shape[1] != LETTERS_COLUMNS or not all(pd.api.types.is_integer_dtype(t) or
+                                                    pd.api.types.is_float_dtype(t) for t in chunk.dtypes):
+        return None
+    values = chunk.to_numpy()
+    if values.dtype.kind == "f" and not (np.isfinite(values).all() and (values == np.floor(values)).all()):
+        return None
+    labels, pixels = values[:, 0], values[:, 1:]
+    if labels.min() < 0 or labels.max() >= len(LETTER_CLASSES) or pixels.min() < 0 or pixels.max() > 255:
+        return None
+    return values.astype(np.uint8)
+
+
+def parse_letters_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read the CSV in chunks with pandas' C parser: (images uint8 N x 28 x 28, labels uint8 N)."""
+    if path.stat().st_size == 0 or not _has_content(path):
+        raise UserError(f"{path}: the file is empty; {_CSV_LAYOUT}")
+    parts, rows = [], 0
+    try:
+        with pd.read_csv(path, header=None, chunksize=CSV_CHUNK_ROWS, engine="c") as reader, \
+                tqdm(desc=f"reading {path.name}", unit=" rows", unit_scale=True, disable=None, leave=False) as bar:
+            for chunk in reader:
+                values = _chunk_values(chunk)
+                if values is None:
+                    raise UserError(_csv_problem(path, rows) or f"{path}: rows {rows + 1}-{rows + len(chunk)} "
+                                    f"cannot be read; {_CSV_LAYOUT}")
+                parts.append(values)
+                rows += len(chunk)
+                bar.update(len(chunk))
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise UserError(_csv_problem(path, rows) or f"{path}: cannot be parsed ({first_line(exc, None)}); "
+                                                    f"{_CSV_LAYOUT}") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    table = np.concatenate(parts)
+    return np.ascontiguousarray(table[:, 1:]).reshape(-1, 28, 28), table[:, 0].copy()
+
+
+def _has_content(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return bool(f.read(1 << 16).strip())
+
+
+def letters_split_indices(n: int, split: str) -> np.ndarray:
+    """Rows of the train or test split: a seeded permutation, so the split never changes for a file."""
+    perm = np.random.default_rng(LETTERS_SPLIT_SEED).permutation(n)
+    n_test = int(n * LETTERS_TEST_FRACTION)
+    return np.sort(perm[:n_test] if split == "test" else perm[n_test:])
+
+
+def load_letters_csv(split: str, data_path, options: LoadOptions = LoadOptions()) -> Data:
+    path = find_letters_csv(data_path).resolve()
+    st = path.stat()
+    prefix = f"letters-csv-{stamp(path)[:8]}-"
+    cache = decoded_cache_dir() / f"{prefix}{stamp('v2', path, st.st_size, st.st_mtime_ns)}.npz"
+    notes = []
+    cached = load_cache(cache, {"images", "labels", "num_train"},
+                         lambda a: len(a["images"]) == len(a["labels"]) >= int(a["num_train"]) >= 0)
+    if cached is not None:
+        images, labels, num_train = cached["images"], cached["labels"], int(cached["num_train"])
+    else:
+        images, labels = parse_letters_csv(path)
+        # Stored train rows first, then test rows, so a split is a slice of the cache, not a 300 MB copy.
+        train_rows, test_rows = (letters_split_indices(len(labels), part) for part in ("train", "test"))
+        order = np.concatenate([train_rows, test_rows])
+        images, labels, num_train = np.take(images, order, axis=0), labels[order], len(train_rows)
+        note = save_cache(cache, images=images, labels=labels, num_train=np.array(num_train))
+        if note:
+            notes.append(note)
+        else:
+            forget_older_caches(prefix, cache)
+    rows = slice(0, num_train) if split == "train" else slice(num_train, None)
+    if split == "test" and num_train == len(labels):
+        raise UserError(f"{path}: {len(labels)} rows leave no test split (it is a seeded "
+                        f"{LETTERS_TEST_FRACTION:.0%} of the rows); give at least "
+                        f"{math.ceil(1 / LETTERS_TEST_FRACTION)}")
+    x = torch.from_numpy(images[rows]).unsqueeze(1)
+    y = torch.from_numpy(labels[rows].astype(np.int64))
+    present = set(y.unique().tolist())
+    absent = [c for i, c in enumerate(LETTER_CLASSES) if i not in present]
+    if absent and len(y):
+        # A conditional model still has these labels (the 26 columns of its grids) but nothing to learn them from.
+        notes.append(f"{path}: the {split} split has no rows of letter(s) {', '.join(absent)}")
+    return Data("letters-csv", x, y, len(LETTER_CLASSES), list(LETTER_CLASSES), source=str(path), notes=notes)
+

@@ -1,0 +1,96 @@
+"""The decoded cache: a damaged cache of the letters CSV or of an image folder is read as absent, the
+source read again and the cache rewritten whole."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from data_files import letters_rows, save_image, solid, write_letters_csv
+from wgan.data import images, letters_csv, load_dataset
+from wgan.data.cache import decoded_cache_dir
+
+
+pytestmark = pytest.mark.usefixtures("isolated_data_dirs")
+
+
+def damage_cache(cache: Path, how: str) -> None:
+    """Damage a decoded .npz cache the ways a full disk, a killed writer or bit rot leave one."""
+    blob = cache.read_bytes()
+    if how == "truncated":
+        cache.write_bytes(blob[: len(blob) // 2])
+    elif how == "empty":
+        cache.write_bytes(b"")
+    elif how == "flipped byte":  # the zip still opens; reading the member fails its CRC check
+        middle = len(blob) // 2
+        cache.write_bytes(blob[:middle] + bytes([blob[middle] ^ 0xFF]) + blob[middle + 1:])
+    elif how == "array cut short":  # a well-formed zip whose arrays hold less data than their headers say
+        with zipfile.ZipFile(cache) as z:
+            members = {name: z.read(name) for name in z.namelist()}
+        with zipfile.ZipFile(cache, "w") as z:
+            for name, data in members.items():
+                z.writestr(name, data[: max(len(data) - 64, 128)])
+    elif how == "rows missing":  # readable, but the images no longer match the other arrays
+        with np.load(cache) as z:
+            arrays = {k: z[k] for k in z.files}
+        arrays["images"] = arrays["images"][: len(arrays["images"]) // 2]
+        with open(cache, "wb") as f:
+            np.savez(f, **arrays)
+    elif how == "missing key":
+        with np.load(cache) as z:
+            kept = {k: z[k] for k in z.files[:1]}
+        with open(cache, "wb") as f:
+            np.savez(f, **kept)
+    else:
+        raise AssertionError(how)
+
+
+CACHE_DAMAGE = ["truncated", "empty", "flipped byte", "array cut short", "rows missing", "missing key"]
+
+
+def cache_files(pattern: str) -> list[Path]:
+    return sorted(decoded_cache_dir().glob(pattern))
+
+
+@pytest.mark.parametrize("how", CACHE_DAMAGE)
+def test_damaged_letters_cache_is_rebuilt(tmp_path, monkeypatch, how):
+    labels, images = letters_rows(30)
+    path = write_letters_csv(tmp_path / "letters.csv", labels, images)
+    first = load_dataset("letters-csv", data_path=path)
+    (cache,) = cache_files("letters-csv-*.npz")
+    damage_cache(cache, how)
+    parses = []
+    real_parse = letters_csv.parse_letters_csv
+    monkeypatch.setattr(letters_csv, "parse_letters_csv", lambda p: parses.append(p) or real_parse(p))
+    again = load_dataset("letters-csv", data_path=path)
+    assert parses == [path.resolve()]  # the source was read again
+    assert torch.equal(again.x, first.x) and torch.equal(again.y, first.y)
+    assert again.notes == first.notes  # no note of a cache that could not be written
+    assert cache_files("letters-csv-*.npz") == [cache]
+    with np.load(cache) as z:  # ... and the cache rewritten whole
+        assert {"images", "labels", "num_train"} <= set(z.files) and len(z["labels"]) == 30
+    load_dataset("letters-csv", split="test", data_path=path)
+    assert len(parses) == 1  # the rebuilt cache serves the next load
+
+
+@pytest.mark.parametrize("how", CACHE_DAMAGE)
+def test_damaged_folder_cache_is_rebuilt(tmp_path, monkeypatch, how):
+    root = tmp_path / "imgs"
+    for i in range(5):
+        save_image(root / f"{i}.png", solid(24, 24, (50 * i, 10, 200)))
+    first = load_dataset("image-folder", data_path=root, image_size=16)
+    (cache,) = cache_files("image-folder-*.npz")
+    damage_cache(cache, how)
+    decoded = []
+    real_decode = images.decode_image
+    monkeypatch.setattr(images, "decode_image", lambda p, *a: decoded.append(p) or real_decode(p, *a))
+    again = load_dataset("image-folder", data_path=root, image_size=16)
+    assert len(decoded) == 5 and torch.equal(again.x, first.x)
+    with np.load(cache) as z:
+        assert z["images"].shape == (5, 3, 16, 16) and z["keep"].all()
+    load_dataset("image-folder", data_path=root, image_size=16)
+    assert len(decoded) == 5  # the rebuilt cache serves the next load
