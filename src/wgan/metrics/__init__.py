@@ -33,9 +33,9 @@ from wgan import rundir
 from wgan.data import Data, load_dataset, to_model_space, to_uint8_images
 from wgan.errors import UserError, first_line
 from wgan.files import atomic_write, user_cache_dir
+from wgan.metrics.distances import COVERED_SHARE, FeatureStats, class_coverage, exact_w1, frechet_distance
 
 W1_POINTS = 2000  # points per side for the exact W1: the paper's toy evaluation size
-COVERED_SHARE = 0.02  # a class counts as covered when at least 2% of the samples fall in it
 CLASSIFIER_FORMAT = "wgan-classifier-1"
 INCEPTION_FEATURE = "2048"  # the pool features FID and KID are defined on
 WEAK_CLASSIFIER_ACCURACY = 0.5  # below this, classifier-based scores are flagged (Fashion-MNIST's: 91%)
@@ -205,78 +205,6 @@ def load_classifier(path: Path, train: Data, retrain_command: str | None = None)
         raise UserError(f"{path}: classifier weights do not fit ({first_line(exc, 120)}); {retrain}") from None
     return Classifier(model.eval(), state["dataset"], image_size, channels, state["num_classes"],
                       float(state["test_accuracy"]), state["fingerprint"], path)
-
-
-# ---------------------------------------------------------------------------------------------
-# Distances and scores
-
-
-@dataclass(frozen=True)
-class FeatureStats:
-    mean: np.ndarray
-    cov: np.ndarray
-    count: int
-    # The centred features, kept when there are fewer samples than features: the covariance then has rank
-    # below its size, and the Frechet distance's cross term is a count x count problem (see below).
-    centred: np.ndarray | None = None
-
-    @classmethod
-    def of(cls, features: np.ndarray) -> "FeatureStats":
-        features = np.asarray(features, dtype=np.float64)
-        n, dim = features.shape
-        if n < 2:
-            raise UserError(f"a Frechet distance needs at least 2 samples, got {n}")
-        mean = features.mean(0)
-        return cls(mean, np.cov(features, rowvar=False), n, features - mean if n < dim else None)
-
-
-def _psd_sqrt(a: np.ndarray) -> np.ndarray:
-    w, v = np.linalg.eigh((a + a.T) / 2)
-    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
-
-
-def _trace_sqrt_product(a: FeatureStats, b: FeatureStats) -> float:
-    """tr((C_a C_b)^(1/2)): the sum of the square roots of the eigenvalues of C_a^(1/2) C_b C_a^(1/2), which is
-    symmetric positive semi-definite, so symmetric eigen-solvers in float64 stay real and stable where a
-    general matrix square root can turn complex on near-singular covariances (dead ReLU units, few samples).
-
-    With C_a = X^T X / (n - 1) for n < dim centred samples X, the same non-zero eigenvalues are those of the
-    n x n matrix X C_b X^T / (n - 1): a few hundred samples of Inception's 2048 features then cost
-    milliseconds instead of a 2048 x 2048 eigen-decomposition.
-    """
-    if a.centred is None and b.centred is not None:
-        a, b = b, a
-    if a.centred is not None:
-        middle = a.centred @ b.cov @ a.centred.T / (a.count - 1)
-    else:
-        root_a = _psd_sqrt(a.cov)
-        middle = root_a @ b.cov @ root_a
-    eig = np.linalg.eigvalsh((middle + middle.T) / 2)
-    return float(np.sqrt(np.clip(eig, 0, None)).sum())
-
-
-def frechet_distance(a: FeatureStats, b: FeatureStats) -> float:
-    """||mu_a - mu_b||^2 + tr(C_a + C_b - 2 (C_a C_b)^(1/2)), FID's formula."""
-    diff = a.mean - b.mean
-    return max(0.0, float(diff @ diff + np.trace(a.cov) + np.trace(b.cov) - 2.0 * _trace_sqrt_product(a, b)))
-
-
-def class_coverage(predicted: np.ndarray, num_classes: int) -> tuple[float, int]:
-    """(entropy of the predicted-class histogram / log(num_classes), classes holding >= 2% of the samples)."""
-    counts = np.bincount(np.asarray(predicted, dtype=np.int64), minlength=num_classes)[:num_classes]
-    p = counts / max(counts.sum(), 1)
-    nz = p[p > 0]
-    entropy = max(0.0, float(-(nz * np.log(nz)).sum() / math.log(num_classes)))  # no "-0.0" for one class
-    return entropy, int((p >= COVERED_SHARE).sum())
-
-
-def exact_w1(a: np.ndarray, b: np.ndarray) -> float:
-    """Exact Wasserstein-1 between two equally weighted point clouds (POT's network simplex)."""
-    import ot
-
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    cost = ot.dist(a, b, metric="euclidean")
-    return float(ot.emd2(ot.unif(len(a)), ot.unif(len(b)), cost, numItermax=10_000_000))
 
 
 # ---------------------------------------------------------------------------------------------
