@@ -14,10 +14,7 @@ split's features) once, then scores any number of generators or sample sets.
 
 from __future__ import annotations
 
-import glob
-import hashlib
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -29,15 +26,14 @@ from torch import nn
 from wgan import rundir
 from wgan.data import Data, load_dataset, to_uint8_images
 from wgan.errors import UserError
-from wgan.files import user_cache_dir
 from wgan.metrics.base import MetricUnavailable
 from wgan.metrics.classifier import (
     Classifier, check_labelled, classifier_path, fit_classifier, load_classifier, save_classifier,
     train_classifier_command)
 from wgan.metrics.distances import COVERED_SHARE, FeatureStats, class_coverage, exact_w1, frechet_distance
+from wgan.metrics.inception import InceptionScorer, import_fidelity
 
 W1_POINTS = 2000  # points per side for the exact W1: the paper's toy evaluation size
-INCEPTION_FEATURE = "2048"  # the pool features FID and KID are defined on
 WEAK_CLASSIFIER_ACCURACY = 0.5  # below this, classifier-based scores are flagged (Fashion-MNIST's: 91%)
 SMALL_TEST_SPLIT = 1000  # below this many test images, Frechet distances are flagged as noisy
 
@@ -145,7 +141,9 @@ def _inception(ev: "Evaluator", s: Samples) -> MetricResult:
     """FID and KID come from one torch-fidelity pass; a failure is remembered too, so it is not retried."""
     if "inception" not in s.cache:
         try:
-            s.cache["inception"] = ev.inception_scores(s)
+            values = ev.inception.scores(s.x)
+            reference = f"{ev.dataset} test split ({len(ev.test_data())} images), Inception-v3 (torch-fidelity)"
+            s.cache["inception"] = MetricResult(values, len(s), reference)
         except MetricUnavailable as exc:
             s.cache["inception"] = exc
     if isinstance(s.cache["inception"], MetricUnavailable):
@@ -203,12 +201,8 @@ class Evaluator:
         self.image_size, self.channels = image_size, channels
         self.device = torch.device(device)
         self.seed = seed
-        self.inception_weights = Path(inception_weights) if inception_weights else None
-        if self.inception_weights is not None:
-            _check_weights_file(self.inception_weights)
-        self._inception_tag: str | None = None
-        self._inception: nn.Module | None = None
-        self._inception_test: dict[str, torch.Tensor] | None = None
+        self.inception = InceptionScorer(Path(inception_weights) if inception_weights else None, self.device,
+                                         self.test_data)
         self.train_classifier_if_missing = train_classifier_if_missing
         self.note = note
         self._train = train_data
@@ -277,7 +271,7 @@ class Evaluator:
             if metric.needs_classifier:
                 self.test_stats()
             if metric.needs_inception:
-                _import_fidelity()
+                import_fidelity()
         except MetricUnavailable as exc:
             return str(exc)
         return None
@@ -316,125 +310,6 @@ class Evaluator:
             except MetricUnavailable as exc:
                 self.note(f"metrics: {name} skipped: {exc}")
         return results
-
-    def inception_scores(self, s: Samples) -> MetricResult:
-        """FID and KID in the 2048 pool features of torch-fidelity's Inception-v3 (the TF-FID network).
-
-        torch-fidelity extracts the features and computes KID. FID is this module's frechet_distance on those
-        features: the same value (to 1e-14), but through symmetric eigen-solvers, which took 1.6 s for 10,000
-        x 2048 features on a 2-core CPU where scipy's general matrix square root (torch-fidelity's FID) took
-        11 s, and which stay real on the near-singular covariances of a few hundred samples, where the
-        general square root can fail.
-        """
-        fidelity = _import_fidelity()
-        real = self.test_data()
-        try:
-            if self._inception_test is None:  # kept for the evaluations to come, and on disk for other runs
-                self._inception_test = self._inception_features(fidelity, 2, real.x)
-            features = {1: self._inception_features(fidelity, 1, s.x), 2: self._inception_test}
-            kid = fidelity.metric_kid.kid_featuresdict_to_metric(
-                features[1], features[2], INCEPTION_FEATURE, kid_subset_size=min(1000, len(s), len(real)),
-                verbose=False)[fidelity.KEY_METRIC_KID_MEAN]
-        except Exception as exc:  # weights not downloadable offline, or weights of another network
-            hint = ("is it torch-fidelity's weights-inception-2015-12-05 file?" if self.inception_weights else
-                    "offline, pass --inception-weights FILE (torch-fidelity's weights-inception-2015-12-05 file)")
-            raise MetricUnavailable(f"torch-fidelity could not compute Inception metrics "
-                                    f"({str(exc).strip()[:160]}); {hint}") from None
-        fid = frechet_distance(*(FeatureStats.of(features[i][INCEPTION_FEATURE].numpy()) for i in (1, 2)))
-        return MetricResult({"fid": fid, "kid": float(kid)}, len(s),
-                            f"{self.dataset} test split ({len(real)} images), Inception-v3 (torch-fidelity)")
-
-    def _inception_features(self, fidelity, slot: int, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Slot 1: the samples, computed every time. Slot 2: the test split, computed once and cached, since
-        during training it would otherwise go through Inception-v3 again at every evaluation."""
-        cuda = self.device.type == "cuda"
-        cache = dict(cache=False)
-        if slot == 2:
-            cache = dict(cache=True, cache_root=str(inception_cache_dir()),
-                         input2_cache_name=self.inception_test_cache_name())
-            _drop_damaged_inception_cache(cache["input2_cache_name"])
-        # torch-fidelity moves its network and batches with .cuda(), which means the current CUDA device:
-        # make that ours (cuda:1 with --device cuda:1 or under torchrun), not cuda:0.
-        with torch.cuda.device(self.device) if cuda else nullcontext():
-            if self._inception is None:
-                weights = ({"feature_extractor_weights_path": str(self.inception_weights)}
-                           if self.inception_weights else {})
-                self._inception = fidelity.utils.create_feature_extractor(
-                    "inception-v3-compat", [INCEPTION_FEATURE], cuda=cuda, verbose=False, **weights)
-            # save_cpu_ram: no DataLoader worker processes; the images are in memory already, and workers
-            # only compete with the network for the cores.
-            return fidelity.utils.extract_featuresdict_from_input_id_cached(
-                slot, self._inception, **{f"input{slot}": _UInt8RGB(x)}, cuda=cuda, verbose=False,
-                save_cpu_ram=True, **cache)
-
-    def inception_test_cache_name(self) -> str:
-        """Names the test split's cached Inception features by every byte of the split and of the weights,
-        so that other data or other weights never reuse them."""
-        if self._inception_tag is None:
-            real = self.test_data()
-            h = hashlib.sha256(f"{tuple(real.x.shape)}".encode())
-            h.update(real.x.cpu().contiguous().numpy().tobytes())
-            weights = _file_sha256(self.inception_weights) if self.inception_weights else "torch-fidelity-default"
-            h.update(weights.encode())
-            self._inception_tag = f"wgan-{real.name}-test-{h.hexdigest()[:16]}"
-        return self._inception_tag
-
-
-def inception_cache_dir() -> Path:
-    return user_cache_dir() / "inception"
-
-
-def _drop_damaged_inception_cache(name: str) -> None:
-    """Removes every cached file of `name` that is not plain tensors (damaged by a crash or a full disk, or not
-    written by us), so that torch-fidelity computes it again instead of failing on it, and never unpickles
-    anything else from the cache under torch releases whose torch.load still runs pickled code by default."""
-    for f in inception_cache_dir().glob(glob.escape(name) + "-*.pt"):
-        try:
-            torch.load(f, map_location="cpu", weights_only=True)
-        except Exception:
-            f.unlink(missing_ok=True)
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _check_weights_file(path: Path) -> None:
-    """torch-fidelity unpickles the weights file in full; load it safely first so that a file holding code
-    is refused here rather than run there."""
-    if not path.is_file():
-        raise UserError(f"--inception-weights {path}: file not found")
-    try:
-        torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        raise UserError(f"--inception-weights {path}: refused: not a plain tensor file (torch.load with "
-                        "weights_only=True failed; nothing in it was run)") from None
-
-
-def _import_fidelity():
-    try:
-        import torch_fidelity
-    except ImportError:
-        raise MetricUnavailable("Inception FID/KID need torch-fidelity: pip install 'wgan[inception]'") from None
-    return torch_fidelity
-
-
-class _UInt8RGB(torch.utils.data.Dataset):
-    """uint8 images as torch-fidelity wants them: 3 x H x W."""
-
-    def __init__(self, x: torch.Tensor):
-        self.x = x
-
-    def __len__(self) -> int:
-        return self.x.shape[0]
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        img = self.x[i]
-        return img.expand(3, -1, -1).contiguous() if img.shape[0] == 1 else img
 
 
 def flatten_results(results: dict[str, MetricResult]) -> dict:
