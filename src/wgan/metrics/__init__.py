@@ -9,13 +9,15 @@ data get the exact Wasserstein-1 distance (POT). Inception FID/KID come through 
 it is installed and its weights are at hand.
 
 Every metric is an entry in METRICS; an Evaluator prepares what they share (the classifier, the test
-split's features) once, then scores any number of generators or sample sets.
+split's features) once, then scores any number of generators or sample sets. Both are here; the parts
+they are built from have a module each: classifier (the domain classifier and its cache), distances
+(the maths), inception (torch-fidelity) and samples (what is scored).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -24,7 +26,7 @@ import torch
 from torch import nn
 
 from wgan import rundir
-from wgan.data import Data, load_dataset, to_uint8_images
+from wgan.data import Data, load_dataset
 from wgan.errors import UserError
 from wgan.metrics.base import MetricUnavailable
 from wgan.metrics.classifier import (
@@ -32,56 +34,19 @@ from wgan.metrics.classifier import (
     train_classifier_command)
 from wgan.metrics.distances import COVERED_SHARE, FeatureStats, class_coverage, exact_w1, frechet_distance
 from wgan.metrics.inception import InceptionScorer, import_fidelity
+from wgan.metrics.samples import Samples, baseline_samples, generate_samples
 
 W1_POINTS = 2000  # points per side for the exact W1: the paper's toy evaluation size
 WEAK_CLASSIFIER_ACCURACY = 0.5  # below this, classifier-based scores are flagged (Fashion-MNIST's: 91%)
 SMALL_TEST_SPLIT = 1000  # below this many test images, Frechet distances are flagged as noisy
 
-
-# ---------------------------------------------------------------------------------------------
-# What is scored: a generator's samples, or any set of images / points
-
-
-@dataclass
-class Samples:
-    """A sample set to score: uint8 images (N, C, H, W) or float points (N, D), with the labels that were
-    asked of a conditional generator (None otherwise). `cache` keeps what several metrics share."""
-
-    x: torch.Tensor
-    requested_labels: torch.Tensor | None = None
-    cache: dict = field(default_factory=dict)
-
-    @property
-    def is_points(self) -> bool:
-        return self.x.dtype != torch.uint8
-
-    def __len__(self) -> int:
-        return self.x.shape[0]
-
-
-@torch.no_grad()
-def generate_samples(generator: nn.Module, num: int, *, device: torch.device | str, seed: int = 0,
-                     batch_size: int = 500, labels: torch.Tensor | None = None) -> Samples:
-    """`num` samples from `generator` in eval mode (restored afterwards). The same seed gives the same
-    noise, so successive evaluations during training differ only by the generator. Conditional
-    generators are asked for `labels` (CPU, one per sample), by default every class equally often."""
-    shape = generator.shape
-    gen = torch.Generator().manual_seed(seed)
-    z = torch.randn(num, shape.latent_dim, generator=gen)
-    if labels is None and shape.conditional:
-        labels = torch.arange(num) % shape.num_classes
-    was_training = generator.training
-    generator.eval()
-    try:
-        chunks = []
-        for start in range(0, num, batch_size):
-            zi = z[start:start + batch_size].to(device)
-            li = None if labels is None else labels[start:start + batch_size].to(device)
-            out = generator(zi, li).float()
-            chunks.append(out.cpu() if shape.point_dim else to_uint8_images(out).cpu())
-    finally:
-        generator.train(was_training)
-    return Samples(torch.cat(chunks), labels)
+__all__ = [
+    "METRICS", "Metric", "MetricResult", "parse_metric_names", "default_metric_names",
+    "Evaluator", "training_evaluator", "flatten_results", "format_table", "run_time_at",
+    "MetricUnavailable", "Samples", "generate_samples", "baseline_samples",
+    "Classifier", "classifier_path", "fit_classifier", "load_classifier", "save_classifier",
+    "FeatureStats", "frechet_distance", "class_coverage", "exact_w1",
+]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -312,6 +277,10 @@ class Evaluator:
         return results
 
 
+# ---------------------------------------------------------------------------------------------
+# What the command line and metrics.jsonl need
+
+
 def flatten_results(results: dict[str, MetricResult]) -> dict:
     """Metric results as one metrics.jsonl record: the values, and the sample count behind each."""
     record: dict = {}
@@ -338,21 +307,6 @@ def default_metric_names(*, points: bool, conditional: bool) -> list[str]:
     if points:
         return ["w1-exact"]
     return ["fcd", "class-coverage"] + (["cond-accuracy"] if conditional else [])
-
-
-def baseline_samples(train: Data, num: int, *, seed: int = 0) -> dict[str, Samples]:
-    """Two reference sample sets: `num` real training samples (what a perfect generator would score: the
-    floor) and `num` uniform noise samples over the data's range (what no generator should score)."""
-    gen = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(train), generator=gen)[:num]
-    real = train.x[idx.to(train.x.device)].cpu()
-    if train.is_points:
-        lo, hi = train.x.min(0).values.cpu(), train.x.max(0).values.cpu()
-        noise = lo + (hi - lo) * torch.rand(num, train.x.shape[1], generator=gen)
-    else:
-        noise = torch.randint(0, 256, (num, *train.sample_shape), generator=gen, dtype=torch.uint8)
-    return {f"{train.name} train split ({len(real)} samples) vs test split": Samples(real),
-            f"uniform noise ({num} samples) vs test split": Samples(noise)}
 
 
 def run_time_at(run_dir: Path, step: int | None) -> dict:
