@@ -11,6 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from synth_idx import write_dataset
+from wgan import metrics
+
 # ---------------------------------------------------------------------------------------------
 # One intra-op thread: the tests' tiny models gain nothing from more, and on a busy shared CPU the
 # extra OpenMP threads spin against other work (a 20-step CLI run: about 60 s with 2 threads, 4 s with 1).
@@ -98,3 +101,22 @@ def isolated_data_dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("WGAN_OFFLINE", "1")
     monkeypatch.delenv("WGAN_DATA", raising=False)
     monkeypatch.setattr(search, "SYSTEM_DATA_DIRS", (tmp_path / "system",))
+
+
+# ---------------------------------------------------------------------------------------------
+# The metrics tests' evaluator
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """Synthetic Fashion-MNIST-shaped data, a private cache dir, and an evaluator whose classifier is trained
+    once for the module: the metrics tests' common ground (test_inception.py has an `env` of its own)."""
+    root = tmp_path_factory.mktemp("metrics")
+    data_dir = write_dataset(root / "data")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(root / "cache"))
+        notes: list[str] = []
+        ev = metrics.Evaluator(["fcd", "class-coverage", "cond-accuracy"], dataset="fashion-mnist",
+                               data_path=data_dir, note=notes.append)
+        assert ev.prepare(points=False, conditional=True) == ["fcd", "class-coverage", "cond-accuracy"]
+        yield dict(ev=ev, data_dir=data_dir, root=root, notes=notes)

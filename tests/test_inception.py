@@ -12,6 +12,7 @@ import torch
 from synth_idx import write_dataset
 from wgan import metrics
 from wgan.cli import main
+from wgan.metrics.inception import inception_cache_dir
 
 fidelity_inception = pytest.importorskip("torch_fidelity.feature_extractor_inceptionv3")
 Inception = fidelity_inception.FeatureExtractorInceptionV3
@@ -71,7 +72,7 @@ def test_fid_is_zero_on_the_test_split_itself_and_the_test_features_are_computed
     assert same["fid"].samples == 6 and blank["fid"].samples == 4
     assert abs(same["fid"].values["fid"]) < 1e-3 * blank["fid"].values["fid"]
     assert blank["kid"].values["kid"] > max(0.0, same["kid"].values["kid"])
-    features = metrics.inception_cache_dir() / f"{ev.inception_test_cache_name()}-inception-v3-compat-features-2048.pt"
+    features = inception_cache_dir() / f"{ev.inception.test_cache_name()}-inception-v3-compat-features-2048.pt"
     assert torch.load(features, weights_only=True).shape == (6, 2048)
 
 
@@ -87,20 +88,20 @@ def test_fid_equals_torch_fidelitys_own_formula():
 
 
 def test_the_cache_is_named_by_the_data_and_the_weights(env, tmp_path):
-    name = evaluator(env).inception_test_cache_name()
-    assert evaluator(env).inception_test_cache_name() == name
+    name = evaluator(env).inception.test_cache_name()
+    assert evaluator(env).inception.test_cache_name() == name
     other_weights = write_random_inception_weights(tmp_path / "other.pth", seed=1)
     ev = metrics.Evaluator(["fid"], dataset="fashion-mnist", data_path=env["data_dir"], inception_weights=other_weights)
-    assert ev.inception_test_cache_name() != name
+    assert ev.inception.test_cache_name() != name
     other_data = write_dataset(tmp_path / "data", n_train=40, n_test=6, seed=1)
     ev = metrics.Evaluator(["fid"], dataset="fashion-mnist", data_path=other_data, inception_weights=env["weights"])
-    assert ev.inception_test_cache_name() != name
+    assert ev.inception.test_cache_name() != name
 
 
 def test_a_damaged_cache_file_is_computed_again(env, forward_calls):
     ev = evaluator(env)
     ev.evaluate(metrics.Samples(torch.zeros(4, 1, 28, 28, dtype=torch.uint8)))  # makes sure the cache exists
-    features = metrics.inception_cache_dir() / f"{ev.inception_test_cache_name()}-inception-v3-compat-features-2048.pt"
+    features = inception_cache_dir() / f"{ev.inception.test_cache_name()}-inception-v3-compat-features-2048.pt"
     features.write_bytes(b"half a file")
     forward_calls.clear()
     result = ev.evaluate(metrics.Samples(torch.zeros(4, 1, 28, 28, dtype=torch.uint8)))

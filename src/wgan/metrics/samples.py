@@ -1,0 +1,68 @@
+"""What is scored: a generator's samples, or any set of images / points, such as the baselines that
+bracket every score (the real training split below, uniform noise above)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from wgan.data import Data, to_uint8_images
+
+
+@dataclass
+class Samples:
+    """A sample set to score: uint8 images (N, C, H, W) or float points (N, D), with the labels that were
+    asked of a conditional generator (None otherwise). `cache` keeps what several metrics share."""
+
+    x: torch.Tensor
+    requested_labels: torch.Tensor | None = None
+    cache: dict = field(default_factory=dict)
+
+    @property
+    def is_points(self) -> bool:
+        return self.x.dtype != torch.uint8
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+
+@torch.no_grad()
+def generate_samples(generator: nn.Module, num: int, *, device: torch.device | str, seed: int = 0,
+                     batch_size: int = 500, labels: torch.Tensor | None = None) -> Samples:
+    """`num` samples from `generator` in eval mode (restored afterwards). The same seed gives the same
+    noise, so successive evaluations during training differ only by the generator. Conditional
+    generators are asked for `labels` (CPU, one per sample), by default every class equally often."""
+    shape = generator.shape
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(num, shape.latent_dim, generator=gen)
+    if labels is None and shape.conditional:
+        labels = torch.arange(num) % shape.num_classes
+    was_training = generator.training
+    generator.eval()
+    try:
+        chunks = []
+        for start in range(0, num, batch_size):
+            zi = z[start:start + batch_size].to(device)
+            li = None if labels is None else labels[start:start + batch_size].to(device)
+            out = generator(zi, li).float()
+            chunks.append(out.cpu() if shape.point_dim else to_uint8_images(out).cpu())
+    finally:
+        generator.train(was_training)
+    return Samples(torch.cat(chunks), labels)
+
+
+def baseline_samples(train: Data, num: int, *, seed: int = 0) -> dict[str, Samples]:
+    """Two reference sample sets: `num` real training samples (what a perfect generator would score: the
+    floor) and `num` uniform noise samples over the data's range (what no generator should score)."""
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(train), generator=gen)[:num]
+    real = train.x[idx.to(train.x.device)].cpu()
+    if train.is_points:
+        lo, hi = train.x.min(0).values.cpu(), train.x.max(0).values.cpu()
+        noise = lo + (hi - lo) * torch.rand(num, train.x.shape[1], generator=gen)
+    else:
+        noise = torch.randint(0, 256, (num, *train.sample_shape), generator=gen, dtype=torch.uint8)
+    return {f"{train.name} train split ({len(real)} samples) vs test split": Samples(real),
+            f"uniform noise ({num} samples) vs test split": Samples(noise)}

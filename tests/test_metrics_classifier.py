@@ -1,0 +1,89 @@
+"""The domain classifier: trained once and cached, refused when its cache does not match the data or
+holds code, and the `wgan eval --train-classifier` line that retrains it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from synth_idx import NUM_CLASSES, write_dataset
+from wgan import metrics
+from wgan.cli import main
+from wgan.data import load_dataset
+from wgan.errors import UserError
+from wgan.metrics import classifier
+
+
+def test_classifier_learns_the_data_and_reports_its_accuracy(env):
+    clf = env["ev"].classifier()
+    assert clf.test_accuracy >= 0.9
+    assert clf.path is not None and clf.path.is_file()
+    assert any("training one" in n for n in env["notes"]) and any("test accuracy" in n for n in env["notes"])
+    state = torch.load(clf.path, weights_only=True)
+    assert state["dataset"] == "fashion-mnist" and state["num_classes"] == NUM_CLASSES
+    assert state["test_accuracy"] == pytest.approx(clf.test_accuracy)
+
+
+def test_cached_classifier_is_refused_when_the_data_change(env, tmp_path):
+    ev = env["ev"]
+    other_dir = write_dataset(tmp_path / "other", n_train=300, n_test=100, seed=5)
+    other = load_dataset("fashion-mnist", split="train", data_path=other_dir)
+    with pytest.raises(UserError) as info:
+        classifier.load_classifier(ev.classifier().path, other)
+    msg = str(info.value)
+    assert "\n" not in msg and str(ev.classifier().path) in msg
+    assert "does not match" in msg and "wgan eval --train-classifier --dataset fashion-mnist" in msg
+    # the matching data load it back, with the same features
+    same = classifier.load_classifier(ev.classifier().path, ev.train_data())
+    x = ev.test_data().x[:50]
+    assert np.allclose(same.run(x, torch.device("cpu"))[0], ev.classifier().run(x, torch.device("cpu"))[0])
+
+
+def test_the_retrain_line_of_a_mismatched_classifier_names_the_data_and_works_as_printed(env, tmp_path, monkeypatch):
+    import shlex
+    import shutil
+
+    cached = env["ev"].classifier().path
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    (tmp_path / "cache" / "wgan" / "classifiers").mkdir(parents=True)
+    shutil.copy(cached, classifier.classifier_path("fashion-mnist", 1, 28))
+    other_dir = write_dataset(tmp_path / "other data", n_train=300, n_test=100, seed=5)
+    ev = metrics.Evaluator(["fcd"], dataset="fashion-mnist", data_path=other_dir, note=lambda msg: None)
+    with pytest.raises(UserError) as info:
+        ev.prepare(points=False, conditional=False)
+    command = str(info.value).split("retrain it: ")[1]
+    assert command == f"wgan eval --train-classifier --dataset fashion-mnist --data '{other_dir}'"
+    assert main(shlex.split(command)[1:] + ["--epochs", "1"]) == 0
+    assert metrics.Evaluator(["fcd"], dataset="fashion-mnist", data_path=other_dir).prepare(
+        points=False, conditional=False) == ["fcd"]
+
+
+def test_a_classifier_cache_holding_code_is_refused(tmp_path, env):
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("executed",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"format": classifier.CLASSIFIER_FORMAT, "x": Evil()}, path, pickle_module=pickle)
+    with pytest.raises(UserError, match="unreadable classifier cache"):
+        classifier.load_classifier(path, env["ev"].train_data())
+
+
+def test_training_without_a_cache_refuses_when_told_not_to_train(env, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
+    ev = metrics.Evaluator(["fcd"], dataset="fashion-mnist", data_path=env["data_dir"],
+                           train_classifier_if_missing=False)
+    with pytest.raises(UserError, match="wgan eval --train-classifier --dataset fashion-mnist"):
+        ev.prepare(points=False, conditional=False)
+
+
+def test_cli_train_classifier_prints_accuracy_and_caches(env, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert main(["eval", "--train-classifier", "--dataset", "fashion-mnist", "--data", str(env["data_dir"]),
+                 "--epochs", "2", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "classifier test accuracy" in out
+    assert (tmp_path / "cache" / "wgan" / "classifiers" / "fashion-mnist-1x28x28.pt").is_file()
