@@ -254,19 +254,25 @@ def test_resume_refuses_a_missing_run(tmp_path):
 # Export and sample
 
 
-def test_export_writes_the_newest_generator_with_its_config(trained, tmp_path):
+@pytest.mark.parametrize("raw", [False, True])
+def test_export_writes_the_newest_generator_with_its_config(trained, tmp_path, raw):
+    """The moving average of the generator by default (the run keeps one), the trained generator with
+    --raw-generator; the metadata says which."""
     from safetensors import safe_open
 
     out = tmp_path / "G.safetensors"
-    code, stdout, err = run_cli("export", "--run", trained, "--out", out)
+    code, stdout, err = run_cli("export", "--run", trained, "--out", out, *(["--raw-generator"] if raw else []))
     assert code == 0, err
-    assert "step 4" in stdout
+    assert "step 4" in stdout and ("moving average" in stdout) != raw
     state = ckpt.load_checkpoint(newest(trained))
+    expected = state["generator"] if raw else state["ema"]["generator"]
     with safe_open(str(out), framework="pt") as f:
         meta = f.metadata()
-        assert set(f.keys()) == set(state["generator"])
-        assert all(torch.equal(f.get_tensor(k), state["generator"][k]) for k in f.keys())
+        assert set(f.keys()) == set(expected)
+        assert all(torch.equal(f.get_tensor(k), expected[k]) for k in f.keys())
+    assert not all(torch.equal(state["generator"][k], state["ema"]["generator"][k]) for k in expected)
     assert meta["format"] == ckpt.GENERATOR_FORMAT and meta["step"] == "4"
+    assert meta["weights"] == ("raw" if raw else "ema")
     assert json.loads(meta["config"])["width"] == 8
     assert json.loads(meta["shape"])["latent_dim"] == 16
 

@@ -286,7 +286,14 @@ TRAIN_ERRORS = [
     (["--device", "tpu"], "--device tpu"),
     (["--model", "dcgan32"], "--image-size 32"),
     (["--image-size", "32"], "--image-size 28"),
-    (["--image-size", "0", "--model", "dcgan32"], "--image-size 32"),  # found when the model is built
+    (["--image-size", "0", "--model", "dcgan32"], "--image-size 32"),  # 0: the dataset's 28 pixels
+    (["--ema-halflife-kimg", "-1"], "--ema-halflife-kimg -1"),
+    (["--ema-rampup", "nan"], "--ema-rampup nan"),
+    (["--augment", "color,rotate"], "--augment color,rotate: unknown augmentation rotate"),
+    (["--loss", "sn", "--critic-norm", "batch"], "--loss sn with --critic-norm batch"),
+    (["--lr-decay", "cosine"], "--lr-decay cosine"),
+    (["--lr-decay", "linear", "--steps", "0"], "--steps 0"),
+    (["--batch-size-generator", "-1"], "--batch-size-generator -1"),
     (["--model", "mlp", "--loss", "clip", "--critic-norm", "batch"], "--critic-norm batch"),
     (["--critic-steps-boosted", "5"], "--critic-steps-boosted 5"),  # not more than --critic-steps 5
     (["--boost-every-steps", "-1"], "--boost-every-steps -1"),

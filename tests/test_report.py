@@ -42,9 +42,12 @@ def test_training_logs_metric_records_beside_the_losses(run_dir):
     assert [r["step"] for r in evals] == [3, 6]
     for r in evals:
         assert "loss_critic" not in r
-        assert r["samples"] == {"fcd": 200, "class_coverage": 200, "classes_covered": 200}
-        assert r["fcd"] > 0 and 0 <= r["class_coverage"] <= 1 and 1 <= r["classes_covered"] <= 10
-        assert isinstance(r["classes_covered"], int)
+        # the generator's moving average (sampled by default) and, beside it, the raw generator
+        assert r["samples"] == {k + raw: 200 for raw in ("", "_raw") for k in ("fcd", "class_coverage", "classes_covered")}
+        for raw in ("", "_raw"):
+            assert r["fcd" + raw] > 0 and 0 <= r["class_coverage" + raw] <= 1 and 1 <= r["classes_covered" + raw] <= 10
+            assert isinstance(r["classes_covered" + raw], int)
+        assert r["fcd"] != r["fcd_raw"]
         assert r["time_s"] > 0 and r["eval_s"] > 0
     # losses every 2 steps, and at each checkpoint (every 3)
     assert [r["step"] for r in records if "loss_critic" in r] == [2, 3, 4, 6]

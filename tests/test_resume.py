@@ -94,6 +94,9 @@ def assert_same_run(run: Path, ref: Path) -> None:
     for part in ("generator", "critic"):
         for k in sb[part]:
             assert torch.equal(sa[part][k], sb[part][k]), f"{part} {k} differs"
+    assert sa["ema"]["images"] == sb["ema"]["images"]  # the generator's moving average, resumed exactly too
+    for k in sb["ema"]["generator"]:
+        assert torch.equal(sa["ema"]["generator"][k], sb["ema"]["generator"][k]), f"ema {k} differs"
     for part in ("opt_generator", "opt_critic"):
         for index, moments in sb[part]["state"].items():
             for k, v in moments.items():

@@ -14,6 +14,7 @@ from wgan.config import TrainConfig
 from wgan.data import Data
 from wgan.training.fast import CudaGraphStep, FusedWganStep, UnfoldConv2d, unfold_thin_convs
 from wgan.training.fast import make_step
+from wgan.training.schedule import LinearDecay
 from wgan.training.state import TrainState
 from wgan.training.step import WganStep
 
@@ -32,7 +33,12 @@ def run_steps(step_cls, cfg: TrainConfig, data: Data, steps: int, sgd: bool = Fa
         # norm, whose true gradient is 0) into full-size steps; SGD keeps noise noise-sized.
         state.opt_c = torch.optim.SGD(state.critic.parameters(), lr=0.01)
         state.opt_g = torch.optim.SGD(state.generator.parameters(), lr=0.01)
-    step = step_cls(cfg, state.generator, state.critic, state.opt_g, state.opt_c, state.data, state.device)
+    schedule = None
+    if cfg.lr_decay == "linear":
+        schedule = LinearDecay([(state.opt_g, cfg.lr_generator), (state.opt_c, cfg.lr_critic)], cfg.steps, 0,
+                               on_device=False)
+    step = step_cls(cfg, state.generator, state.critic, state.opt_g, state.opt_c, state.data, state.device,
+                    ema=state.ema, schedule=schedule)
     for _ in range(steps):
         step()
     return state, step.read_and_reset(steps)
@@ -46,6 +52,10 @@ CASES = {
     "clip-dcgan32-batchnorm-generator": dict(loss="clip", optimizer="rmsprop", model="dcgan32", image_size=32,
                                              channels=3, critic_norm="batch"),
     "gp-mlp": dict(loss="gp", model="mlp", width=16),
+    # DiffAugment's draws, the moving average, the learning-rate decay and a larger generator batch
+    "gp-augment-ema-decay": dict(loss="gp", augment="color,translation,cutout", ema_halflife_kimg=0.01,
+                                 lr_decay="linear", steps=5, batch_size_generator=12),
+    "sn-augment": dict(loss="sn", augment="translation"),
 }
 
 
@@ -64,8 +74,11 @@ def test_fused_step_matches_plain_step(case, float64):
     fused, fused_stats = run_steps(FusedWganStep, cfg, data, steps=3, sgd=True)
     for name in plain_stats:
         assert fused_stats[name] == pytest.approx(plain_stats[name], rel=RTOL, abs=ATOL), name
-    for model in ("generator", "critic"):  # parameters and batch-norm running statistics
-        for (key, p), q in zip(getattr(plain, model).state_dict().items(), getattr(fused, model).state_dict().values()):
+    models = [(name, getattr(plain, name), getattr(fused, name)) for name in ("generator", "critic")]
+    if plain.ema is not None:
+        models.append(("ema", plain.ema.module, fused.ema.module))
+    for model, a, b in models:  # parameters and batch-norm running statistics
+        for (key, p), q in zip(a.state_dict().items(), b.state_dict().values()):
             assert p.dtype == torch.float64 or not p.is_floating_point(), f"{model}.{key} is {p.dtype}"
             torch.testing.assert_close(p, q, rtol=RTOL, atol=ATOL, msg=f"{model}.{key}")
 

@@ -49,7 +49,7 @@ def fix_inputs(monkeypatch, step: WganStep, seed: int = 1):
     real, labels = step.data.batch(step.cfg.batch_size, generator=gen)
     z = torch.randn(step.cfg.batch_size, step.generator.shape.latent_dim, generator=gen)
     monkeypatch.setattr(step.data, "batch", lambda n, generator=None: (real, labels))
-    monkeypatch.setattr(step, "_noise", lambda: z)
+    monkeypatch.setattr(step, "_noise", lambda n=None: z)
     return real, z
 
 

@@ -282,23 +282,36 @@ def find_resumable_run(runs_dir: Path, config: dict) -> Path | None:
 # The generator on its own: .safetensors with the config and model shape in its metadata
 
 
-def save_generator(path: Path, generator_state: dict, config: dict, shape: dict, step: int) -> None:
+def save_generator(path: Path, generator_state: dict, config: dict, shape: dict, step: int,
+                   weights: str = "raw") -> None:
+    """`weights`: "ema" for the moving average of the generator's weights, "raw" for the trained ones."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in generator_state.items()}
-    meta = {"format": GENERATOR_FORMAT, "config": json.dumps(config), "shape": json.dumps(shape), "step": str(step)}
+    meta = {"format": GENERATOR_FORMAT, "config": json.dumps(config), "shape": json.dumps(shape), "step": str(step),
+            "weights": weights}
     blob = safetensors_bytes(tensors, metadata=meta)
     atomic_write(path, lambda f: f.write(blob))
 
 
-def export_run(run: Path, out: Path) -> ResumePoint:
-    """Write the generator of `run` (a run directory's newest checkpoint, or one checkpoint file) to `out`."""
+def checkpoint_generator(state: dict, raw: bool = False) -> tuple[dict, str]:
+    """A checkpoint's generator weights and which they are: the moving average ("ema") where the run kept
+    one, unless `raw` asks for the trained generator ("raw")."""
+    if raw or state.get("ema") is None:
+        return state["generator"], "raw"
+    return state["ema"]["generator"], "ema"
+
+
+def export_run(run: Path, out: Path, raw: bool = False) -> tuple[ResumePoint, str]:
+    """Write the generator of `run` (a run directory's newest checkpoint, or one checkpoint file) to `out`;
+    returns the checkpoint and which weights were written."""
     out = Path(out)
     if out.suffix != ".safetensors":
         raise UserError(f"--out {out}: the exported generator is a .safetensors file; name it so")
     point = open_checkpoint(run, option="--run")
-    _build_generator(point.config, point.shape, point.state["generator"], "cpu", point.checkpoint)  # refuse a mismatch
+    tensors, weights = checkpoint_generator(point.state, raw)
+    _build_generator(point.config, point.shape, tensors, "cpu", point.checkpoint)  # refuse a mismatch
     with writing("--out", out):
-        save_generator(out, point.state["generator"], point.config, point.shape, point.step)
-    return point
+        save_generator(out, tensors, point.config, point.shape, point.step, weights)
+    return point, weights
 
 
 @dataclass
@@ -307,11 +320,13 @@ class LoadedGenerator:
     config: TrainConfig
     step: int | None  # the training step it was saved at; None for an exported file that does not say
     run_dir: Path | None  # the run it belongs to; None for a file outside a run directory
+    weights: str = "raw"  # "ema": the moving average of the generator's weights; "raw": the trained ones
 
 
-def load_generator(source: Path, device: str | torch.device = "cpu") -> LoadedGenerator:
+def load_generator(source: Path, device: str | torch.device = "cpu", raw: bool = False) -> LoadedGenerator:
     """A generator ready to sample, from a run directory (its newest checkpoint, else its
-    generator.safetensors), one checkpoint file, or a .safetensors file written by `wgan export`."""
+    generator.safetensors), one checkpoint file, or a .safetensors file written by `wgan export`: the
+    moving average of its weights where the run kept one, the trained generator with `raw`."""
     source = Path(source)
     run_dir = None
     if source.is_dir() and not list_checkpoints(source / rundir.CHECKPOINTS):
@@ -320,17 +335,20 @@ def load_generator(source: Path, device: str | torch.device = "cpu") -> LoadedGe
         run_dir, source = source, source / rundir.GENERATOR
     if source.is_dir() or source.suffix == ".pt":
         point = open_checkpoint(source, option="--run")
-        config, shape, tensors, origin = point.config, point.shape, point.state["generator"], point.checkpoint
-        step = point.step
+        config, shape, origin, step = point.config, point.shape, point.checkpoint, point.step
+        tensors, weights = checkpoint_generator(point.state, raw)
         run_dir = point.run_dir if rundir.is_run_dir(point.run_dir) else None
     else:
-        config, shape, tensors, step = _read_generator_file(source)
+        config, shape, tensors, step, weights = _read_generator_file(source)
         origin = source
+        if raw and weights == "ema":
+            raise UserError(f"{source}: holds the moving average of the generator's weights only; the raw generator "
+                            "is in its run's checkpoints: pass --run RUN/checkpoints/step-NNNNNNNN.pt --raw-generator")
     generator = _build_generator(config, shape, tensors, device, origin)
-    return LoadedGenerator(generator, TrainConfig.from_dict(config), step, run_dir)
+    return LoadedGenerator(generator, TrainConfig.from_dict(config), step, run_dir, weights)
 
 
-def _read_generator_file(path: Path) -> tuple[dict, dict, dict, int | None]:
+def _read_generator_file(path: Path) -> tuple[dict, dict, dict, int | None, str]:
     if not path.is_file():
         raise UserError(f"{path}: not found; pass a run directory or a generator .safetensors file")
     try:
@@ -349,7 +367,8 @@ def _read_generator_file(path: Path) -> tuple[dict, dict, dict, int | None]:
         raise UserError(f"{path}: safetensors file without wgan metadata (config/shape); "
                         "write it with `wgan export`") from None
     step = meta.get("step")
-    return config, shape, tensors, int(step) if step is not None and step.isdigit() else None
+    weights = "ema" if meta.get("weights") == "ema" else "raw"  # files written before averaging hold the raw ones
+    return config, shape, tensors, int(step) if step is not None and step.isdigit() else None, weights
 
 
 def _build_generator(config: dict, shape: dict, tensors: dict, device, origin: Path):

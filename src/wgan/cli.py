@@ -80,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _raw_generator_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--raw-generator", action="store_true",
+                        help="the trained generator's own weights, not their moving average (which runs with "
+                             "--ema-halflife-kimg > 0 sample and evaluate by default)")
+
+
 def _train_parser(sub) -> None:
     p = sub.add_parser("train", help="train a WGAN / WGAN-GP")
     add_train_options(p)
@@ -107,6 +113,7 @@ def _sample_parser(sub) -> None:
                    "2-D point models: .npz of the points)")
     add_config_option(p, "seed", default=0, help="seed of the noise (same seed, same samples; default: 0)")
     add_config_option(p, "device", default="auto")
+    _raw_generator_option(p)
 
 
 def _export_parser(sub) -> None:
@@ -115,6 +122,7 @@ def _export_parser(sub) -> None:
                    help="run directory (its newest checkpoint) or one of its checkpoint files")
     p.add_argument("--out", required=True, metavar="FILE",
                    help="the .safetensors file to write; `wgan sample --weights FILE` samples from it")
+    _raw_generator_option(p)
 
 
 def _eval_parser(sub) -> None:
@@ -141,6 +149,7 @@ def _eval_parser(sub) -> None:
     add_config_option(p, "seed", default=0, help="seed of the samples drawn (default: 0)")
     add_config_option(p, "device", default="auto")
     p.add_argument("--no-append", action="store_true", help="with --run: print only, leave metrics.jsonl alone")
+    _raw_generator_option(p)
 
 
 def _report_parser(sub) -> None:
@@ -242,7 +251,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if out.suffix not in (".png", ".npz"):
         raise UserError(f"--out {out}: use a .png (grid) or .npz (array) file name")
     device = resolve_device(args.device)
-    loaded = load_generator(Path(args.run or args.weights), device)
+    loaded = load_generator(Path(args.run or args.weights), device, raw=args.raw_generator)
     generator, cfg = loaded.generator, loaded.config
     shape = generator.shape
     labels = None
@@ -297,8 +306,9 @@ def _write_samples(out: Path, samples, shape, args: argparse.Namespace) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     from wgan.checkpoint import export_run
 
-    point = export_run(Path(args.run), Path(args.out))
-    print(f"wrote the generator of {point.checkpoint} (step {point.step}) to {args.out}")
+    point, weights = export_run(Path(args.run), Path(args.out), raw=args.raw_generator)
+    what = "the moving average of the generator" if weights == "ema" else "the generator"
+    print(f"wrote {what} of {point.checkpoint} (step {point.step}) to {args.out}")
     return 0
 
 
@@ -354,7 +364,7 @@ def _eval_run(args: argparse.Namespace, device) -> int:
     from wgan.checkpoint import load_generator
 
     run_dir = Path(args.run)
-    loaded = load_generator(run_dir, device)
+    loaded = load_generator(run_dir, device, raw=args.raw_generator)
     generator, cfg = loaded.generator, loaded.config
     shape = generator.shape
     names = args.metrics or cfg.eval_metrics or metrics.default_metric_names(points=bool(shape.point_dim),
@@ -369,10 +379,13 @@ def _eval_run(args: argparse.Namespace, device) -> int:
     if not results:
         raise UserError("no metric could be computed; see the notes above")
     step, run = loaded.step, loaded.run_dir
-    print(f"{run_dir} (generator at step {step}):\n{metrics.format_table(results)}")
+    averaged = ", the moving average of its weights" if loaded.weights == "ema" else ""
+    print(f"{run_dir} (generator at step {step}{averaged}):\n{metrics.format_table(results)}")
     if not args.no_append and run is not None:
-        record = {"step": step, **metrics.run_time_at(run, step), **metrics.flatten_results(results),
-                  "source": "wgan eval"}
+        values = metrics.flatten_results(results)
+        if loaded.weights == "raw" and cfg.ema_halflife_kimg > 0:  # as training logs it beside the average's
+            values = rundir.raw_generator_fields(values)
+        record = {"step": step, **metrics.run_time_at(run, step), **values, "source": "wgan eval"}
         rundir.append_record(run, record)
         print(f"appended to {run / rundir.METRICS}")
     return 0

@@ -13,10 +13,16 @@ from typing import Any, Callable
 
 from wgan.errors import UserError, file_in_the_way
 
+# Cheap names of what other modules implement, so that validating them imports no torch (a test keeps
+# them in step with the implementations).
+LR_DECAYS = ("none", "linear")
+AUGMENTATIONS = ("color", "translation", "cutout")
 LOSSES = {
     "clip": "WGAN: weight clipping (Arjovsky et al. 2017)",
     "gp": "WGAN-GP: two-sided gradient penalty (Gulrajani et al. 2017)",
     "lp": "WGAN-LP: one-sided penalty max(0, ||grad|| - 1)^2 (Petzka et al. 2018)",
+    "sn": "WGAN with spectral normalisation: every critic layer's largest singular value held at 1, no penalty "
+          "(Miyato et al. 2018)",
 }
 OPTIMIZERS = ("adam", "rmsprop")
 PRECISIONS = ("fp32", "tf32", "bf16")
@@ -43,6 +49,7 @@ POSITIVE = Range(lambda v: 0 < v < math.inf, "must be a finite number > 0")
 NON_NEGATIVE = Range(lambda v: 0 <= v < math.inf, "must be a finite number >= 0")
 PIXELS = Range(lambda v: isinstance(v, int) and v >= 0, "must be a whole number of pixels (0 keeps the dataset's size)")
 CHANNELS = Range(lambda v: v in (0, 1, 3), "use 1 (grayscale) or 3 (RGB)")
+COUNT_OR_SAME = Range(lambda v: isinstance(v, int) and v >= 0, "must be a whole number >= 0 (0: the same as --batch-size)")
 
 
 def option(default, help: str, range: Range | None = None):
@@ -79,6 +86,8 @@ class TrainConfig:
     adam_beta1: float = option(0.5, "Adam beta1 (0.5 in the code; Algorithm 1 uses 0)", BETA)
     adam_beta2: float = option(0.9, "Adam beta2", BETA)
     batch_size: int = option(64, "images per critic/generator batch", COUNT)
+    batch_size_generator: int = option(0, "images per generator batch (0: --batch-size; the WGAN-GP paper's CIFAR-10 "
+                                       "ResNet uses 128 with a critic batch of 64)", COUNT_OR_SAME)
     critic_steps: int = option(5, "critic updates per generator update (n_critic)", COUNT)
     # The WGAN reference code's schedule, not in the paper's Algorithm 1: on the first
     # `boost_first_steps` generator steps and on every `boost_every_steps`-th, the critic is updated
@@ -91,6 +100,16 @@ class TrainConfig:
     boost_every_steps: int = option(500, "with --critic-steps-boosted: and every this many-th generator step (0 = only "
                                     "the first ones)", EVERY)
     steps: int = option(20000, "generator updates to train for", COUNT)
+    lr_decay: str = option("none", "learning-rate schedule of both optimisers: none, or linear (to 0 at --steps, as the "
+                           "WGAN-GP paper's CIFAR-10 code)")
+    # The generator that is sampled and evaluated: an exponential moving average of the trained one.
+    ema_halflife_kimg: float = option(10.0, "half-life of the generator's exponential moving average, in thousands "
+                                      "of generator images (0: off); grids, metrics, sample and export use the "
+                                      "average", NON_NEGATIVE)
+    ema_rampup: float = option(0.05, "EMA ramp-up: the half-life is at most this fraction of the images seen so far, "
+                               "so the average forgets the first steps quickly (0: no ramp-up)", NON_NEGATIVE)
+    augment: str = option("", "DiffAugment of every image the critic sees, real and generated: any of color, "
+                          "translation, cutout, comma-separated (for small datasets; Zhao et al. 2020)")
     # Bookkeeping
     log_every_steps: int = option(10, "read losses back and log them every N steps", COUNT)
     sample_every_steps: int = option(250, "save a fixed-noise grid every N steps (0: off)", EVERY)
@@ -115,6 +134,14 @@ class TrainConfig:
     @property
     def uses_penalty(self) -> bool:
         return self.loss in ("gp", "lp")
+
+    @property
+    def generator_batch_size(self) -> int:
+        return self.batch_size_generator or self.batch_size
+
+    @property
+    def augmentations(self) -> list[str]:
+        return [a.strip() for a in self.augment.split(",") if a.strip()]
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -219,6 +246,10 @@ def validate_model(cfg: TrainConfig) -> TrainConfig:
     need(cfg.optimizer in OPTIMIZERS, f"--optimizer {cfg.optimizer}: choose one of {', '.join(OPTIMIZERS)}")
     need(cfg.precision in PRECISIONS, f"--precision {cfg.precision}: choose one of {', '.join(PRECISIONS)}")
     need(cfg.critic_norm in CRITIC_NORMS, f"--critic-norm {cfg.critic_norm}: choose one of {', '.join(CRITIC_NORMS)}")
+    need(cfg.lr_decay in LR_DECAYS, f"--lr-decay {cfg.lr_decay}: choose one of {', '.join(LR_DECAYS)}")
+    unknown = [a for a in cfg.augmentations if a not in AUGMENTATIONS]
+    need(not unknown, f"--augment {cfg.augment}: unknown augmentation {', '.join(unknown)}; choose from "
+         f"{', '.join(AUGMENTATIONS)} (comma-separated)")
     if cfg.device not in ("auto", "cpu") and not re.fullmatch(r"cuda(:\d+)?", cfg.device):
         raise UserError(f"--device {cfg.device}: use auto, cpu, cuda or cuda:N")
 
@@ -242,6 +273,10 @@ def validate_model(cfg: TrainConfig) -> TrainConfig:
         made = fixed_sizes[0]
         raise UserError(f"--image-size {cfg.image_size}: model '{cfg.model}' makes {made}x{made} images; "
                         f"pass --image-size {made} or choose another model")
+    if cfg.critic_norm == "batch" and cfg.loss == "sn":
+        raise UserError("--loss sn with --critic-norm batch: spectral normalisation bounds each layer's Lipschitz "
+                        "constant, batch norm rescales by the batch's statistics and undoes it; use --critic-norm none "
+                        "or layer")
     if cfg.critic_norm == "batch" and cfg.uses_penalty:
         raise UserError(f"--critic-norm batch with --loss {cfg.loss}: batch norm couples the samples of a batch, "
                         "which the gradient penalty forbids; use --critic-norm layer or none")

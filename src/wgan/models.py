@@ -8,8 +8,9 @@ critic's input (one extra input plane for conv critics, concatenated features fo
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -270,3 +271,26 @@ def build_models(name: str, shape: ModelShape) -> tuple[Generator, Critic]:
         generator.apply(init_weights)
         critic.apply(init_weights)
     return generator, critic
+
+
+def spectral_normalise(critic: nn.Module) -> nn.Module:
+    """Spectral normalisation (Miyato et al. 2018) of every convolution and linear layer of a critic: each
+    weight is divided by its largest singular value (estimated by one power iteration per training
+    forward), which bounds every layer's Lipschitz constant by 1 without a penalty."""
+    for m in list(critic.modules()):
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.utils.parametrizations.spectral_norm(m)
+    return critic
+
+
+@contextlib.contextmanager
+def power_iteration_paused(critic: nn.Module) -> Iterator[None]:
+    """Forwards of a spectrally normalised critic that reuse its singular-vector estimates (eval mode, which
+    changes nothing else in a critic without batch norm): so every critic update runs one power iteration,
+    whether real and generated images go through the critic in one call (the fused step) or in two."""
+    was_training = critic.training
+    critic.eval()
+    try:
+        yield
+    finally:
+        critic.train(was_training)

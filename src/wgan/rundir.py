@@ -137,6 +137,18 @@ def is_training_record(record: dict) -> bool:
     return TRAINING_KEY in record
 
 
+RAW_SUFFIX = "_raw"  # a metric of the trained generator, beside the same metric of its moving average
+BOOKKEEPING = ("step", "time_s", "eval_s", "samples", "source")
+
+
+def raw_generator_fields(fields: dict) -> dict:
+    """Evaluation fields of the raw generator, named as they are logged beside the average's: fcd -> fcd_raw."""
+    out = {k if k in BOOKKEEPING else k + RAW_SUFFIX: v for k, v in fields.items()}
+    if "samples" in fields:
+        out["samples"] = {k + RAW_SUFFIX: v for k, v in fields["samples"].items()}
+    return out
+
+
 def read_records(run_dir: Path) -> list[dict]:
     """Every readable record of metrics.jsonl (a line cut by a kill mid-write is passed over)."""
     path = Path(run_dir) / METRICS

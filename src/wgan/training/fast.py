@@ -17,8 +17,10 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
+from wgan import augment
 from wgan.data import to_model_space
 from wgan.errors import first_line
+from wgan.training.schedule import LinearDecay
 from wgan.training.step import WganStep, effective_precision, upcast
 
 WARMUP_STEPS = 3  # eager steps before capture: they create optimiser state and let cuDNN pick kernels
@@ -42,6 +44,8 @@ def use_channels_last(state) -> None:
         return
     state.generator.to(memory_format=torch.channels_last)  # Parameters keep their identity: optimisers are unaffected
     state.critic.to(memory_format=torch.channels_last)
+    if state.ema is not None:
+        state.ema.module.to(memory_format=torch.channels_last)
     # A new Data, not an in-place change: the caller's dataset (shared by `wgan bench`'s eager and
     # fast variants) keeps its layout.
     state.data = dataclasses.replace(state.data, x=state.data.x.contiguous(memory_format=torch.channels_last))
@@ -171,22 +175,26 @@ class FusedWganStep(WganStep):
     In a CUDA graph, fewer kernels is what remains to win once launch overhead is gone.
     """
 
-    def __init__(self, cfg, generator, critic, opt_g, opt_c, data, device, unfold_first_conv: bool = True):
-        super().__init__(cfg, generator, critic, opt_g, opt_c, data, device)
-        self.g_norms = enable_grouped_batch_norm(generator)
-        self.c_norms = enable_grouped_batch_norm(critic)
-        if cfg.uses_penalty and unfold_first_conv:
-            unfold_thin_convs(critic)
+    def __init__(self, *args, unfold_first_conv: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.g_norms = enable_grouped_batch_norm(self.generator)
+        self.c_norms = enable_grouped_batch_norm(self.critic)
+        if self.cfg.uses_penalty and unfold_first_conv:
+            unfold_thin_convs(self.critic)
 
     def _draws(self):
+        """Every critic step's random numbers, in the plain step's order: batch, noise, the real and
+        the generated batch's augmentations, the penalty's epsilon."""
         cfg, n = self.cfg, len(self.data)
-        idx, z, eps = [], [], []
+        shape = (cfg.batch_size, *self.data.sample_shape)
+        idx, z, aug, eps = [], [], [], []
         for _ in range(cfg.critic_steps):
             idx.append(torch.randint(n, (cfg.batch_size,), device=self.device))
             z.append(self._noise())
+            aug.append((self._augment_draws(shape), self._augment_draws(shape)))
             if cfg.uses_penalty:
                 eps.append(torch.rand(cfg.batch_size, device=self.device))
-        return idx, z, eps
+        return idx, z, aug, eps
 
     def _batched_critic_step(self, real, fake, labels, eps) -> torch.Tensor:
         b = real.shape[0]
@@ -199,14 +207,15 @@ class FusedWganStep(WganStep):
 
     def __call__(self) -> None:
         cfg, k = self.cfg, self.cfg.critic_steps
-        idx, z, eps = self._draws()
+        idx, z, aug, eps = self._draws()
         flat_idx = torch.cat(idx)
         reals = to_model_space(self.data.x[flat_idx]).split(cfg.batch_size)
         labels = self.data.y[flat_idx].split(cfg.batch_size) if self.conditional else [None] * k
         with torch.no_grad(), self.autocast, batch_norm_groups(self.g_norms, k):
             all_labels = torch.cat(labels) if self.conditional else None
             fakes = upcast(self.generator(torch.cat(z), all_labels)).split(cfg.batch_size)
-        stats = torch.stack([self._batched_critic_step(reals[i], fakes[i], labels[i], eps[i] if eps else None)
+        stats = torch.stack([self._batched_critic_step(augment.apply(reals[i], aug[i][0]), augment.apply(fakes[i], aug[i][1]),
+                                                       labels[i], eps[i] if eps else None)
                              for i in range(k)]).mean(0)
         self._accumulate(stats, self.generator_step())
 
@@ -252,16 +261,22 @@ def unfold_thin_convs(module: torch.nn.Module, max_in_channels: int = 4) -> int:
 
 def make_step(state, fast: bool):
     """The step to run on a TrainState, and a note when the fast path was asked for but cannot be used."""
-    def step_args():
-        return state.cfg, state.generator, state.critic, state.opt_g, state.opt_c, state.data, state.device
+    def build(step_cls, graph: bool = False):
+        cfg = state.cfg
+        schedule = None
+        if cfg.lr_decay == "linear":
+            schedule = LinearDecay([(state.opt_g, cfg.lr_generator), (state.opt_c, cfg.lr_critic)], cfg.steps,
+                                   state.step, on_device=graph)
+        return step_cls(cfg, state.generator, state.critic, state.opt_g, state.opt_c, state.data, state.device,
+                        ema=state.ema, schedule=schedule)
 
     if not fast:
-        return WganStep(*step_args()), None
+        return build(WganStep), None
     reason = graph_unsupported_reason(state)
     if reason is None:
         use_channels_last(state)  # before the step is built: it replaces state.data
-        return CudaGraphStep(FusedWganStep(*step_args())), None
-    return FusedWganStep(*step_args()), f"CUDA graph off: {reason}; using the fused eager step"
+        return CudaGraphStep(build(FusedWganStep, graph=True)), None
+    return build(FusedWganStep), f"CUDA graph off: {reason}; using the fused eager step"
 
 
 def describe_step(step_fn, cfg, device: torch.device, dry_run: bool) -> str:

@@ -252,6 +252,8 @@ class TrainingRun:
         notes.attach(self.log)
         for path in superseded:
             self.log.line(f"{path.name}: set aside, newer than the checkpoint this run resumed from")
+        for restore_note in state.notes:
+            notes.say(restore_note)
         self.step_fn, fast_note = make_step(state, self.fast)
         if fast_note:
             notes.say(fast_note)
@@ -343,9 +345,16 @@ class TrainingRun:
         self.log.image(at, path)
 
     def evaluate(self, at: int) -> None:
+        """The metrics of the sampled generator and, beside them, of the raw one where they differ."""
         t_eval = time.perf_counter()
-        self.log.record({"step": at, "time_s": round(self.training_seconds(t_eval), 3),
-                         **self.evaluator(self.state.generator)})
+        record = self.evaluator(self.state.sampled_generator())
+        if self.state.ema is not None:  # what the average buys, in every run: fcd beside fcd_raw
+            raw = rundir.raw_generator_fields(self.evaluator(self.state.generator))
+            raw_samples, raw_seconds = raw.pop("samples", {}), raw.pop("eval_s", 0.0)
+            record.update(raw)
+            record["eval_s"] = round(record["eval_s"] + raw_seconds, 3)
+            record["samples"] = {**record.get("samples", {}), **raw_samples}
+        self.log.record({"step": at, "time_s": round(self.training_seconds(t_eval), 3), **record})
         self.interval.started += time.perf_counter() - t_eval  # evaluation time is not training throughput
 
     def checkpoint(self) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,8 @@ from wgan import distributed
 from wgan.config import TrainConfig, validate
 from wgan.data import Data, load_dataset
 from wgan.errors import TrainingDiverged, UserError, first_line
-from wgan.models import Critic, Generator, ModelShape, build_models
+from wgan.models import Critic, Generator, ModelShape, build_models, spectral_normalise
+from wgan.training.ema import GeneratorEMA
 from wgan.training.step import STAT_NAMES
 
 # ---------------------------------------------------------------------------------------------
@@ -114,6 +115,8 @@ class TrainState:
     # Losses summed since the last metrics record: {"steps", "sums", "seconds"}. A checkpoint written
     # between records (on a signal) carries them, so the resumed run logs the records of an unstopped one.
     pending: dict | None = None
+    ema: GeneratorEMA | None = None  # the generator's moving average, which is sampled and evaluated
+    notes: list[str] = field(default_factory=list)  # what restoring a checkpoint had to say
 
     @classmethod
     def build(cls, cfg: TrainConfig, fast: bool = False, data: Data | None = None) -> "TrainState":
@@ -134,11 +137,17 @@ class TrainState:
         data = data.to(device)
         shape = model_shape(cfg, data)
         generator, critic = build_models(cfg.model, shape)
+        if cfg.loss == "sn":
+            spectral_normalise(critic)
         generator, critic = generator.to(device), critic.to(device)
         distributed.broadcast_modules(generator, critic)
         opt_g, opt_c = make_optimizers(cfg, generator, critic, device, fast=fast)
         fixed_z, fixed_labels = fixed_inputs(cfg, shape, device)
-        return cls(cfg, device, data, shape, generator, critic, opt_g, opt_c, fixed_z, fixed_labels)
+        ema = None
+        if cfg.ema_halflife_kimg > 0:  # after the broadcast: every process averages the same weights
+            ema = GeneratorEMA(generator, halflife_kimg=cfg.ema_halflife_kimg, rampup=cfg.ema_rampup,
+                               images_per_step=cfg.generator_batch_size * distributed.world_size())
+        return cls(cfg, device, data, shape, generator, critic, opt_g, opt_c, fixed_z, fixed_labels, ema=ema)
 
     # --- state for checkpoints -------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -159,6 +168,7 @@ class TrainState:
             "fixed_z": self.fixed_z.cpu(),
             "fixed_labels": None if self.fixed_labels is None else self.fixed_labels.cpu(),
             "rng": rng,
+            "ema": None if self.ema is None else self.ema.state_dict(),
         }
         if distributed.world_size() > 1:
             # Every process's own streams, so a resume with as many processes continues each of them.
@@ -181,18 +191,29 @@ class TrainState:
             saved = state["pending"]
             pending = {"steps": int(saved["steps"]), "sums": saved["sums"].float().reshape(len(STAT_NAMES)),
                        "seconds": float(saved["seconds"])}
+            if self.ema is not None and state.get("ema") is not None:
+                self.ema.load_state_dict(state["ema"])
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
             raise UserError(f"{source}: checkpoint does not match this model/config ({first_line(exc, 200)})") from None
         self.fixed_z, self.fixed_labels, self.step, self.elapsed_s = fixed_z, fixed_labels, step, elapsed_s
         self.pending = pending
+        if self.ema is not None and state.get("ema") is None:  # written before the run had an average
+            self.ema.restart_from(self.generator, images=step * self.ema.images_per_step)
+            self.notes.append(f"{source} holds no moving average of the generator: it starts from the generator "
+                              f"at step {step}")
 
     # --- samples ----------------------------------------------------------------------------
+    def sampled_generator(self, raw: bool = False) -> Generator:
+        """The generator that grids, metrics and exports use: the moving average where the run keeps one."""
+        return self.ema.module if self.ema is not None and not raw else self.generator
+
     @torch.no_grad()
     def generate(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        was_training = self.generator.training
-        self.generator.eval()
-        out = self.generator(z, labels).float()
-        self.generator.train(was_training)
+        generator = self.sampled_generator()
+        was_training = generator.training
+        generator.eval()
+        out = generator(z, labels).float()
+        generator.train(was_training)
         return out
 
 
@@ -240,6 +261,7 @@ def check_finite_parameters(state: TrainState) -> None:
 
 
 def export_generator(state: TrainState, path: Path) -> None:
-    """generator.safetensors: the generator's weights with the config and shape in its metadata."""
-    ckpt.save_generator(path, state.generator.state_dict(), state.cfg.to_dict(), state.shape.__dict__,
-                        state.step)
+    """generator.safetensors: the sampled generator's weights (the moving average where the run keeps one)
+    with the config and shape in its metadata."""
+    ckpt.save_generator(path, state.sampled_generator().state_dict(), state.cfg.to_dict(), state.shape.__dict__,
+                        state.step, weights="raw" if state.ema is None else "ema")

@@ -17,10 +17,12 @@ from contextlib import nullcontext
 
 import torch
 
-from wgan import distributed, losses
+from wgan import augment, distributed, losses
 from wgan.config import TrainConfig
 from wgan.data import Data
-from wgan.models import Critic, Generator
+from wgan.models import Critic, Generator, power_iteration_paused
+from wgan.training.ema import GeneratorEMA
+from wgan.training.schedule import LinearDecay
 
 STAT_NAMES = ("loss_critic", "loss_generator", "wasserstein", "penalty")
 
@@ -36,25 +38,35 @@ def effective_precision(precision: str, device: torch.device) -> str:
 
 
 class WganStep:
-    """One generator iteration; returns nothing and accumulates its losses into `self.sums`."""
+    """One generator iteration; returns nothing and accumulates its losses into `self.sums`.
+
+    After the generator's update it updates the generator's moving average (`ema`) and moves the
+    learning rates one iteration on (`schedule`), where the run has them. With --augment, every
+    image the critic sees passes through DiffAugment first (wgan.augment), the interpolates of the
+    penalty lying between the augmented real and generated images the critic was shown."""
 
     def __init__(self, cfg: TrainConfig, generator: Generator, critic: Critic, opt_g, opt_c, data: Data,
-                 device: torch.device):
+                 device: torch.device, *, ema: GeneratorEMA | None = None, schedule: LinearDecay | None = None):
         self.cfg, self.generator, self.critic, self.opt_g, self.opt_c, self.data = cfg, generator, critic, opt_g, opt_c, data
         self.conditional = generator.shape.conditional
         self.device = device
+        self.ema, self.schedule = ema, schedule
+        self.augmentations = cfg.augmentations
         self.sums = torch.zeros(len(STAT_NAMES), device=device)
         bf16 = effective_precision(cfg.precision, device) == "bf16"
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else nullcontext()
 
-    def _noise(self) -> torch.Tensor:
-        return torch.randn(self.cfg.batch_size, self.generator.shape.latent_dim, device=self.device)
+    def _noise(self, n: int | None = None) -> torch.Tensor:
+        return torch.randn(n or self.cfg.batch_size, self.generator.shape.latent_dim, device=self.device)
 
-    def _labels(self) -> torch.Tensor | None:
+    def _labels(self, n: int) -> torch.Tensor | None:
         if not self.conditional:
             return None
-        idx = torch.randint(len(self.data), (self.cfg.batch_size,), device=self.device)
+        idx = torch.randint(len(self.data), (n,), device=self.device)
         return self.data.y[idx]
+
+    def _augment_draws(self, shape) -> list:
+        return augment.draw(self.augmentations, shape, self.device) if self.augmentations else []
 
     def critic_step(self) -> torch.Tensor:
         cfg = self.cfg
@@ -62,9 +74,12 @@ class WganStep:
         labels = labels if self.conditional else None
         with torch.no_grad(), self.autocast:
             fake = self.generator(self._noise(), labels)
+        real = augment.apply(real, self._augment_draws(real.shape))
+        fake = augment.apply(fake, self._augment_draws(fake.shape))
         with self.autocast:
             real_scores = upcast(self.critic(real, labels))
-            fake_scores = upcast(self.critic(fake, labels))
+            with power_iteration_paused(self.critic) if self.cfg.loss == "sn" else nullcontext():
+                fake_scores = upcast(self.critic(fake, labels))
         # The penalty's double backward runs in fp32 whatever the precision: bf16 gradients of the
         # critic w.r.t. its input are too coarse for a norm compared with 1.
         return self._update_critic(real_scores, fake_scores, self._penalty(real, upcast(fake), labels))
@@ -94,16 +109,22 @@ class WganStep:
                             penalty.detach()])
 
     def generator_step(self) -> torch.Tensor:
-        labels = self._labels()
+        n = self.cfg.generator_batch_size
+        labels = self._labels(n)
         self.critic.requires_grad_(False)  # no critic gradients needed: saves a third of the backward
         with self.autocast:
-            fake = self.generator(self._noise(), labels)
+            fake = self.generator(self._noise(n), labels)
+            fake = augment.apply(fake, self._augment_draws(fake.shape))  # the gradient flows through it to G
             loss = losses.generator_loss(upcast(self.critic(fake, labels)))
         self.opt_g.zero_grad(set_to_none=False)
         loss.backward()
         distributed.average_gradients(self.opt_g)
         self.opt_g.step()
         self.critic.requires_grad_(True)
+        if self.ema is not None:
+            self.ema.update()
+        if self.schedule is not None:
+            self.schedule.advance()
         return loss.detach()
 
     def extra_critic_steps(self, count: int) -> None:

@@ -1,0 +1,55 @@
+"""The learning rates' linear decay: its values at step k, on the host and as device tensors, in a run's
+checkpoints, and continued exactly by a resumed run."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cli_helpers import TINY, run_cli
+from wgan import checkpoint as ckpt
+from wgan import rundir
+from wgan.training.schedule import LinearDecay, lr_at
+
+
+def test_lr_at_step_k_falls_linearly_to_zero_at_the_last_step():
+    assert [lr_at(1e-3, k, 4) for k in range(6)] == pytest.approx([1e-3, 7.5e-4, 5e-4, 2.5e-4, 0.0, 0.0])
+
+
+@pytest.mark.parametrize("on_device", [False, True])
+def test_the_schedule_sets_every_group_for_the_next_iteration(on_device):
+    """Eager: float learning rates; the fast path's: tensors updated in place (graph-capturable)."""
+    p, q = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(3))
+    opt_g, opt_c = torch.optim.Adam([p], lr=2e-4), torch.optim.Adam([q], lr=1e-4)
+    schedule = LinearDecay([(opt_g, 2e-4), (opt_c, 1e-4)], total_steps=10, start_step=4, on_device=on_device)
+    lr = lambda opt: float(opt.param_groups[0]["lr"])  # noqa: E731
+    assert (lr(opt_g), lr(opt_c)) == pytest.approx((2e-4 * 0.6, 1e-4 * 0.6))
+    tensor = opt_g.param_groups[0]["lr"]
+    assert isinstance(tensor, torch.Tensor) == on_device
+    for _ in range(3):
+        schedule.advance()
+    assert (lr(opt_g), lr(opt_c)) == pytest.approx((2e-4 * 0.3, 1e-4 * 0.3))
+    if on_device:
+        assert opt_g.param_groups[0]["lr"] is tensor, "updated in place, as a captured graph reads it"
+    p.grad, q.grad = torch.ones(2), torch.ones(3)
+    opt_g.step(), opt_c.step()  # Adam takes either
+
+
+def test_a_run_decays_both_learning_rates_and_a_resumed_run_continues_the_decay(tmp_path, fashion_idx_dir):
+    runs = tmp_path / "runs"
+    code, _, err = run_cli("train", *TINY, "--data", fashion_idx_dir, "--runs-dir", runs, "--steps", "4",
+                           "--lr-decay", "linear", "--checkpoint-every-steps", "1", "--keep-checkpoints", "5")
+    assert code == 0, err
+    (run,) = runs.iterdir()
+
+    def lrs(step: int) -> tuple[float, float]:
+        state = ckpt.load_checkpoint(run / rundir.CHECKPOINTS / ckpt.checkpoint_name(step))
+        return tuple(float(state[k]["param_groups"][0]["lr"]) for k in ("opt_generator", "opt_critic"))
+
+    # after k generator iterations the optimisers hold iteration k's rates (quick: 2e-4 both)
+    for k in (1, 2, 3, 4):
+        assert lrs(k) == pytest.approx((lr_at(2e-4, k, 4),) * 2), k
+    # from the checkpoint of step 2, with --steps raised to 8: the rest decays over the new length
+    code, _, err = run_cli("train", "--resume", run / rundir.CHECKPOINTS / ckpt.checkpoint_name(2), "--steps", "8")
+    assert code == 0, err
+    assert lrs(4) == pytest.approx((lr_at(2e-4, 4, 8),) * 2) and lrs(8) == (0.0, 0.0)
