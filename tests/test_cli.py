@@ -294,6 +294,9 @@ TRAIN_ERRORS = [
     (["--lr-decay", "cosine"], "--lr-decay cosine"),
     (["--lr-decay", "linear", "--steps", "0"], "--steps 0"),
     (["--batch-size-generator", "-1"], "--batch-size-generator -1"),
+    (["--model", "resnet64"], "--image-size 64"),  # quick's 28 pixels
+    (["--model", "resnet32", "--image-size", "64"], "--image-size 32"),
+    (["--conditioning", "projection"], "--conditioning projection: model 'dcgan28' takes input"),
     (["--model", "mlp", "--loss", "clip", "--critic-norm", "batch"], "--critic-norm batch"),
     (["--critic-steps-boosted", "5"], "--critic-steps-boosted 5"),  # not more than --critic-steps 5
     (["--boost-every-steps", "-1"], "--boost-every-steps -1"),

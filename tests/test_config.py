@@ -37,11 +37,33 @@ def test_presets_keep_the_papers_hyper_parameters(name):
     if cfg.loss == "clip":
         assert (cfg.optimizer, cfg.lr_critic, cfg.lr_generator, cfg.clip_value) == ("rmsprop", 5e-5, 5e-5, 0.01)
         assert cfg.batch_size == 64
+    elif cfg.model.startswith("resnet"):  # the ResNets' own code: Adam with beta1 = 0
+        assert cfg.optimizer == "adam" and (cfg.adam_beta1, cfg.adam_beta2, cfg.gp_weight) == (0.0, 0.9, 10.0)
+        assert cfg.batch_size == 64 and cfg.critic_norm != "batch"
     else:
         assert cfg.optimizer == "adam" and (cfg.adam_beta1, cfg.adam_beta2) == (0.5, 0.9)
         assert cfg.critic_norm != "batch", "no batch norm in a penalised critic"
         if name != "quick" and not name.startswith("toy-"):
             assert (cfg.lr_critic, cfg.gp_weight, cfg.batch_size) == (1e-4, 10.0, 64)
+
+
+def test_the_cifar10_resnet_presets_are_the_papers_code_exactly():
+    """gan_cifar_resnet.py: width 128, Adam 2e-4 (0, 0.9), linear decay over 100k generator steps, critic
+    batch 64 and generator batch 128, 5 critic steps, lambda 10, no critic normalisation; the conditional
+    one with an AC-GAN critic, its loss weighted 1 for the critic and 0.1 for the generator."""
+    for name in ("cifar10-resnet-gp", "cifar10-resnet-cond-gp"):
+        c = preset_config(name)
+        assert (c.model, c.width, c.latent_dim, c.image_size, c.channels) == ("resnet32", 128, 128, 32, 3)
+        assert (c.lr_critic, c.lr_generator, c.adam_beta1, c.adam_beta2, c.lr_decay, c.steps) == \
+            (2e-4, 2e-4, 0.0, 0.9, "linear", 100000)
+        assert (c.batch_size, c.generator_batch_size, c.critic_steps, c.gp_weight, c.critic_norm) == \
+            (64, 128, 5, 10.0, "none")
+    cond = preset_config("cifar10-resnet-cond-gp")
+    assert cond.conditional and cond.critic_conditioning == "acgan"
+    assert (cond.acgan_weight_critic, cond.acgan_weight_generator) == (1.0, 0.1)
+    faces = preset_config("celeba-resnet-gp")
+    assert (faces.model, faces.width, faces.lr_critic, faces.adam_beta1, faces.critic_norm) == \
+        ("resnet64", 64, 1e-4, 0.0, "layer")
 
 
 def test_preset_options_override_and_none_keeps_the_preset():

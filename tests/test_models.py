@@ -147,3 +147,76 @@ def test_spectral_norm_holds_every_critic_layer_at_one_through_training(name):
     # 0.1-0.3 for the unnormalised weights.
     assert all(0.99 < s < 1.15 for s in sigmas.values()), sigmas
     assert step.read_and_reset(20)["penalty"] == 0.0
+
+
+# --- the ResNets' conditional parts -------------------------------------------------------------
+
+
+def test_the_acgan_head_adds_class_logits_and_the_projection_head_adds_the_labels_projection(float64):
+    from wgan.models.core import CriticHead
+
+    torch.manual_seed(0)
+    features, labels = torch.randn(5, 7), torch.tensor([0, 1, 2, 1, 0])
+    acgan, projection = CriticHead(7, 3, "acgan"), CriticHead(7, 3, "projection")
+    score, logits = acgan(features, labels)
+    torch.testing.assert_close(score, features @ acgan.score.weight[0] + acgan.score.bias[0])
+    torch.testing.assert_close(logits, features @ acgan.classes.weight.T + acgan.classes.bias)
+    score, logits = projection(features, labels)
+    expected = features @ projection.score.weight[0] + projection.score.bias[0] + \
+        (projection.embed.weight[labels] * features).sum(1)
+    torch.testing.assert_close(score, expected)
+    assert logits is None
+
+
+def test_the_acgan_loss_is_the_cross_entropy_of_the_logits():
+    from wgan import losses
+
+    logits, labels = torch.tensor([[2.0, 0.0], [0.0, 3.0]]), torch.tensor([0, 0])
+    expected = -(torch.log_softmax(logits, 1)[[0, 1], [0, 0]]).mean()
+    assert losses.class_loss(logits, labels).item() == pytest.approx(expected.item(), rel=1e-9)
+
+
+def test_conditional_batch_norm_scales_and_shifts_by_class():
+    from wgan.models.resnet import ConditionalBatchNorm2d
+
+    norm = ConditionalBatchNorm2d(2, num_classes=3)
+    with torch.no_grad():
+        norm.gain.weight.copy_(torch.tensor([[1.0, 1.0], [2.0, 3.0], [0.5, 0.5]]))
+        norm.shift.weight.copy_(torch.tensor([[0.0, 0.0], [1.0, -1.0], [0.0, 0.0]]))
+    x = torch.randn(6, 2, 4, 4)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    plain = torch.nn.functional.batch_norm(x, None, None, training=True)
+    out = norm(x, labels)
+    for i, y in enumerate(labels.tolist()):
+        g, b = norm.gain.weight[y], norm.shift.weight[y]
+        torch.testing.assert_close(out[i], plain[i] * g[:, None, None] + b[:, None, None], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("model, size, channels, conditioning", [
+    ("resnet32", 28, 1, "acgan"), ("resnet32", 32, 3, "projection"), ("resnet64", 64, 3, "input")])
+def test_the_resnets_train_end_to_end(model, size, channels, conditioning, tmp_path):
+    """A few generator iterations of each ResNet, conditional, through the real step: losses finite, both
+    models changed, the AC-GAN critic's class loss part of its loss."""
+    from wgan.config import TrainConfig
+    from wgan.data import Data
+    from wgan.training.fast import make_step
+    from wgan.training.state import TrainState
+
+    cfg = TrainConfig(model=model, image_size=size, channels=channels, width=4, latent_dim=8, batch_size=4,
+                      critic_steps=2, conditional=True, conditioning=conditioning, critic_norm="layer",
+                      device="cpu", tensorboard=False, ema_halflife_kimg=0.01)
+    g = torch.Generator().manual_seed(0)
+    data = Data("tiny", torch.randint(0, 256, (16, channels, size, size), dtype=torch.uint8, generator=g),
+                torch.arange(16) % 3, 3, ["a", "b", "c"])
+    state = TrainState.build(cfg, data=data)
+    before = [p.detach().clone() for p in (*state.generator.parameters(), *state.critic.parameters())]
+    step, _ = make_step(state, fast=False)
+    for _ in range(2):
+        step()
+    stats = step.read_and_reset(2)
+    assert all(torch.isfinite(torch.tensor(v)) for v in stats.values()) and stats["penalty"] > 0
+    after = list(state.generator.parameters()) + list(state.critic.parameters())
+    assert sum(not torch.equal(a, b) for a, b in zip(before, after)) > len(before) // 2
+    assert state.critic.classifies == (conditioning == "acgan")
+    z = torch.randn(3, 8)
+    assert state.sampled_generator()(z, torch.tensor([0, 1, 2])).shape == (3, channels, size, size)

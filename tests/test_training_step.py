@@ -25,7 +25,7 @@ def tiny_data(size: int = 8, num: int = 32) -> Data:
 
 
 def make_step(model: str = "mlp", **overrides) -> WganStep:
-    size = 28 if model == "dcgan28" else 8
+    size = overrides.pop("image_size", 28 if model == "dcgan28" else 8)
     values = dict(model=model, image_size=size, width=8, latent_dim=8, batch_size=8, critic_steps=1,
                   loss="gp", optimizer="adam", device="cpu", precision="fp32")
     values.update(overrides)
@@ -303,3 +303,30 @@ def test_boosted_steps_update_the_critic_that_many_more_times(tmp_path, fashion_
     state = torch.load(run / "checkpoints" / "step-00000004.pt", weights_only=True)
     assert int(state["opt_critic"]["state"][0]["step"]) == 13
     assert int(state["opt_generator"]["state"][0]["step"]) == 4
+
+
+def test_an_acgan_critic_minimises_the_class_loss_on_real_images_and_the_generator_on_its_own(monkeypatch, float64):
+    """loss_C = E[D(fake)] - E[D(real)] + lambda P + 1 * CE(real); loss_G = -E[D(G(z))] + 0.1 * CE(G(z)),
+    the WGAN-GP paper's conditional CIFAR-10 code."""
+    step = make_step(model="resnet32", conditional=True, image_size=28, width=4, gp_weight=10.0,
+                     acgan_weight_critic=1.0, acgan_weight_generator=0.1)
+    assert step.critic.classifies
+    gen = torch.Generator().manual_seed(1)
+    real, labels = step.data.batch(8, generator=gen)
+    z = torch.randn(8, 8, generator=gen)
+    eps = torch.rand(8, generator=gen)
+    monkeypatch.setattr(step.data, "batch", lambda n, generator=None: (real, labels))
+    monkeypatch.setattr(step, "_noise", lambda n=None: z)
+    monkeypatch.setattr(step, "_labels", lambda n: labels)
+    penalty = losses.gradient_penalty
+    monkeypatch.setattr(losses, "gradient_penalty", lambda *a, **kw: penalty(*a, **{**kw, "eps": eps}))
+    with torch.no_grad():
+        fake = step.generator(z, labels)
+    scores_real, logits_real = step.critic(real, labels, with_logits=True)
+    expected = (losses.critic_loss(scores_real, step.critic(fake, labels)) + losses.class_loss(logits_real, labels)
+                + 10.0 * penalty(step.critic, real, fake, labels, eps=eps)).item()
+    assert step.critic_step()[0].item() == pytest.approx(expected, rel=1e-10)
+    fake = step.generator(z, labels)
+    scores, logits = step.critic(fake, labels, with_logits=True)
+    expected = (losses.generator_loss(scores) + 0.1 * losses.class_loss(logits, labels)).item()
+    assert step.generator_step().item() == pytest.approx(expected, rel=1e-10)

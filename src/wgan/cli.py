@@ -407,13 +407,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    print(f"{'preset':<16} {'dataset':<15} {'model':<8} {'loss':<5} {'optimizer':<9} {'lr (C/G)':<15} "
+    wide = max(map(len, PRESETS))
+    print(f"{'preset':<{wide}} {'dataset':<15} {'model':<8} {'loss':<5} {'optimizer':<9} {'lr (C/G)':<15} "
           f"{'n_critic':<8} {'batch':<6} {'steps':<7} description")
     for name, (description, _) in PRESETS.items():
         c = preset_config(name)
         reg = f"c={c.clip_value}" if c.loss == "clip" else f"lambda={c.gp_weight}"
         lr = f"{c.lr_critic:g}/{c.lr_generator:g}"
-        print(f"{name:<16} {c.dataset:<15} {c.model:<8} {c.loss:<5} {c.optimizer:<9} "
+        print(f"{name:<{wide}} {c.dataset:<15} {c.model:<8} {c.loss:<5} {c.optimizer:<9} "
               f"{lr:<15} {c.critic_steps:<8} {c.batch_size:<6} {c.steps:<7} "
               f"{description} ({reg}{', conditional' if c.conditional else ''})")
     return 0

@@ -68,10 +68,18 @@ class TrainConfig:
     image_size: int = option(28, "side of the square images the model makes, in pixels", PIXELS)
     channels: int = option(1, "1 (grayscale) or 3 (RGB)", CHANNELS)
     conditional: bool = option(False, "class-conditional G and critic (label embedding)")
+    conditioning: str = option("auto", "how a conditional critic sees the label: input (an extra input plane), acgan "
+                               "(an auxiliary classifier head, the WGAN-GP paper's CIFAR-10 ResNet), projection (Miyato "
+                               "& Koyama 2018); auto: the model's own (acgan for the ResNets, input otherwise)")
+    acgan_weight_critic: float = option(1.0, "with --conditioning acgan: the critic's classification loss weight "
+                                        "(the paper's 1)", NON_NEGATIVE)
+    acgan_weight_generator: float = option(0.1, "with --conditioning acgan: the generator's classification loss "
+                                           "weight (the paper's 0.1)", NON_NEGATIVE)
     skip_bad_images: bool = option(False, "image folders: skip unreadable or too-small images (counted in the log) "
                                    "instead of stopping")
     # Model
-    model: str = option("dcgan28", "generator/critic pair: mlp, dcgan28, dcgan32, dcgan64")
+    model: str = option("dcgan28", "generator/critic pair: mlp, dcgan28, dcgan32, dcgan64, resnet32 (also 28x28), "
+                        "resnet64 (see `wgan presets`)")
     latent_dim: int = option(128, "size of the noise vector z", COUNT)
     width: int = option(64, "base channel count (conv) or hidden units (mlp)", COUNT)
     critic_norm: str = option("none", "normalisation in the critic: none, layer, batch (batch is refused with a penalty)")
@@ -136,6 +144,13 @@ class TrainConfig:
         return self.loss in ("gp", "lp")
 
     @property
+    def critic_conditioning(self) -> str:
+        """--conditioning with auto resolved: the model's own way (from the registry)."""
+        from wgan.models import MODELS  # imports torch: here, so that `wgan --help` does not
+
+        return MODELS[self.model].conditionings[0] if self.conditioning == "auto" else self.conditioning
+
+    @property
     def generator_batch_size(self) -> int:
         return self.batch_size_generator or self.batch_size
 
@@ -173,6 +188,13 @@ _TOY = dict(_GP, dataset="toy-8gaussians", model="mlp", width=512, latent_dim=2,
             image_size=0, channels=0, steps=20000, sample_every_steps=500, eval_metrics="w1-exact",
             eval_every_steps=1000)
 
+# gan_cifar_resnet.py: Adam 2e-4, betas (0, 0.9), both rates decayed linearly to 0 over 100k generator steps,
+# 5 critic steps of 64 images per generator step of 128, lambda 10, width 128, no critic normalisation.
+_RESNET32 = dict(_GP, dataset="cifar10", model="resnet32", image_size=32, channels=3, width=128, latent_dim=128,
+                 lr_critic=2e-4, lr_generator=2e-4, adam_beta1=0.0, adam_beta2=0.9, batch_size_generator=128,
+                 lr_decay="linear", steps=100000, sample_every_steps=1000, checkpoint_every_steps=2000,
+                 eval_every_steps=5000)
+
 PRESETS: dict[str, tuple[str, dict]] = {
     "quick": ("CPU-sized WGAN-GP demo on Fashion-MNIST (minutes on a laptop)",
               dict(_GP, dataset="fashion-mnist", width=32, lr_critic=2e-4, lr_generator=2e-4, batch_size=64,
@@ -188,6 +210,14 @@ PRESETS: dict[str, tuple[str, dict]] = {
     "paper-gp": ("WGAN-GP with the paper's hyper-parameters on MNIST", dict(_GP, dataset="mnist", steps=200000)),
     "fashion-gp": ("WGAN-GP with the paper's hyper-parameters on Fashion-MNIST",
                    dict(_GP, dataset="fashion-mnist", eval_metrics="fcd,class-coverage", eval_every_steps=1000)),
+    "cifar10-resnet-gp": ("the WGAN-GP paper's CIFAR-10 ResNet (Inception score 7.86), its settings exactly",
+                          dict(_RESNET32, eval_metrics="fcd,class-coverage")),
+    "cifar10-resnet-cond-gp": ("the WGAN-GP paper's conditional CIFAR-10 ResNet with an AC-GAN critic (8.42)",
+                               dict(_RESNET32, conditional=True, eval_metrics="fcd,class-coverage,cond-accuracy")),
+    "celeba-resnet-gp": ("the WGAN-GP paper's 64x64 ResNet on faces (its ImageNet 64x64 settings)",
+                         dict(_GP, dataset="celeba", model="resnet64", image_size=64, channels=3, width=64,
+                              latent_dim=128, adam_beta1=0.0, critic_norm="layer", steps=200000,
+                              sample_every_steps=500, checkpoint_every_steps=2000)),
     "toy-8gaussians": ("the WGAN-GP paper's 8 Gaussians (2-D)", dict(_TOY, dataset="toy-8gaussians")),
     "toy-25gaussians": ("the WGAN-GP paper's 25 Gaussians (2-D)", dict(_TOY, dataset="toy-25gaussians")),
     "toy-swissroll": ("the WGAN-GP paper's Swiss roll (2-D)", dict(_TOY, dataset="toy-swissroll")),
@@ -273,6 +303,9 @@ def validate_model(cfg: TrainConfig) -> TrainConfig:
         made = fixed_sizes[0]
         raise UserError(f"--image-size {cfg.image_size}: model '{cfg.model}' makes {made}x{made} images; "
                         f"pass --image-size {made} or choose another model")
+    allowed = MODELS[cfg.model].conditionings
+    need(cfg.conditioning == "auto" or cfg.conditioning in allowed,
+         f"--conditioning {cfg.conditioning}: model '{cfg.model}' takes {', '.join(allowed)} (or auto)")
     if cfg.critic_norm == "batch" and cfg.loss == "sn":
         raise UserError("--loss sn with --critic-norm batch: spectral normalisation bounds each layer's Lipschitz "
                         "constant, batch norm rescales by the batch's statistics and undoes it; use --critic-norm none "

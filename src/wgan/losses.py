@@ -7,6 +7,7 @@ E[D(fake)] - E[D(real)]; the generator minimises -E[D(G(z))].
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -16,6 +17,12 @@ def critic_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.T
 
 def generator_loss(fake_scores: torch.Tensor) -> torch.Tensor:
     return -fake_scores.mean()
+
+
+def class_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The AC-GAN auxiliary loss: cross-entropy of the critic's class logits against the labels (Odena et
+    al. 2017). The critic minimises it on real images, the generator on its own (the WGAN-GP paper's code)."""
+    return F.cross_entropy(logits, labels)
 
 
 def wasserstein_estimate(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:

@@ -200,10 +200,12 @@ class FusedWganStep(WganStep):
         b = real.shape[0]
         two = None if labels is None else torch.cat([labels, labels])
         with self.autocast, batch_norm_groups(self.c_norms, 2):
-            real_scores, fake_scores = upcast(self.critic(torch.cat([real, fake]), two)).split(b)
+            scores, logits = self._scores(torch.cat([real, fake]), two)
+        real_scores, fake_scores = scores.split(b)
         # The interpolates get a forward of their own: in one batch with real and fake, the penalty's
         # double backward would run over all three parts, two of them with zero gradient.
-        return self._update_critic(real_scores, fake_scores, self._penalty(real, fake, labels, eps))
+        return self._update_critic(real_scores, fake_scores, self._penalty(real, fake, labels, eps),
+                                   self._class_loss(None if logits is None else logits[:b], labels))
 
     def __call__(self) -> None:
         cfg, k = self.cfg, self.cfg.critic_steps

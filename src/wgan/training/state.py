@@ -49,12 +49,13 @@ def set_precision(precision: str, deterministic: bool) -> None:
 
 
 def model_shape(cfg: TrainConfig, data: Data) -> ModelShape:
+    classes = data.num_classes if cfg.conditional else 0
+    common = dict(latent_dim=cfg.latent_dim, width=cfg.width, num_classes=classes, critic_norm=cfg.critic_norm,
+                  conditioning=cfg.critic_conditioning if classes else "input")
     if data.is_points:
-        return ModelShape(latent_dim=cfg.latent_dim, width=cfg.width, num_classes=data.num_classes if cfg.conditional else 0,
-                          critic_norm=cfg.critic_norm, point_dim=data.sample_shape[0], channels=0, image_size=0)
+        return ModelShape(point_dim=data.sample_shape[0], channels=0, image_size=0, **common)
     c, h, _ = data.sample_shape
-    return ModelShape(channels=c, image_size=h, latent_dim=cfg.latent_dim, width=cfg.width,
-                      num_classes=data.num_classes if cfg.conditional else 0, critic_norm=cfg.critic_norm)
+    return ModelShape(channels=c, image_size=h, **common)
 
 
 def make_optimizers(cfg: TrainConfig, generator: nn.Module, critic: nn.Module, device: torch.device,

@@ -77,12 +77,23 @@ class WganStep:
         real = augment.apply(real, self._augment_draws(real.shape))
         fake = augment.apply(fake, self._augment_draws(fake.shape))
         with self.autocast:
-            real_scores = upcast(self.critic(real, labels))
+            real_scores, real_logits = self._scores(real, labels)
             with power_iteration_paused(self.critic) if self.cfg.loss == "sn" else nullcontext():
-                fake_scores = upcast(self.critic(fake, labels))
+                fake_scores, _ = self._scores(fake, labels)
         # The penalty's double backward runs in fp32 whatever the precision: bf16 gradients of the
         # critic w.r.t. its input are too coarse for a norm compared with 1.
-        return self._update_critic(real_scores, fake_scores, self._penalty(real, upcast(fake), labels))
+        return self._update_critic(real_scores, fake_scores, self._penalty(real, upcast(fake), labels),
+                                   self._class_loss(real_logits, labels))
+
+    def _scores(self, x: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The critic's scores, and its class logits where it has an AC-GAN head (fp32)."""
+        if not self.critic.classifies:
+            return upcast(self.critic(x, labels)), None
+        scores, logits = self.critic(x, labels, with_logits=True)
+        return upcast(scores), upcast(logits)
+
+    def _class_loss(self, logits: torch.Tensor | None, labels: torch.Tensor | None) -> torch.Tensor | None:
+        return None if logits is None else losses.class_loss(logits, labels)
 
     def _penalty(self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | None,
                  eps: torch.Tensor | None = None) -> torch.Tensor:
@@ -91,14 +102,16 @@ class WganStep:
             return torch.zeros((), device=self.device)
         return losses.gradient_penalty(self.critic, real, fake, labels, one_sided=self.cfg.loss == "lp", eps=eps)
 
-    def _update_critic(self, real_scores: torch.Tensor, fake_scores: torch.Tensor,
-                       penalty: torch.Tensor) -> torch.Tensor:
-        """The critic's loss, optimiser step and clipping, from its scores and penalty; returns the
-        step's (loss, Wasserstein estimate, penalty)."""
+    def _update_critic(self, real_scores: torch.Tensor, fake_scores: torch.Tensor, penalty: torch.Tensor,
+                       class_loss: torch.Tensor | None = None) -> torch.Tensor:
+        """The critic's loss, optimiser step and clipping, from its scores, penalty and (AC-GAN) class loss on
+        the real images; returns the step's (loss, Wasserstein estimate, penalty)."""
         cfg = self.cfg
         loss = losses.critic_loss(real_scores, fake_scores)
         if cfg.uses_penalty:
             loss = loss + cfg.gp_weight * penalty
+        if class_loss is not None:
+            loss = loss + cfg.acgan_weight_critic * class_loss
         self.opt_c.zero_grad(set_to_none=False)
         loss.backward()
         distributed.average_gradients(self.opt_c)
@@ -115,7 +128,10 @@ class WganStep:
         with self.autocast:
             fake = self.generator(self._noise(n), labels)
             fake = augment.apply(fake, self._augment_draws(fake.shape))  # the gradient flows through it to G
-            loss = losses.generator_loss(upcast(self.critic(fake, labels)))
+            scores, logits = self._scores(fake, labels)
+            loss = losses.generator_loss(scores)
+            if logits is not None:  # AC-GAN: the generator also makes images of the class it was asked for
+                loss = loss + self.cfg.acgan_weight_generator * losses.class_loss(logits, labels)
         self.opt_g.zero_grad(set_to_none=False)
         loss.backward()
         distributed.average_gradients(self.opt_g)
