@@ -12,15 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
-from hypothesis import strategies as st
 from PIL import Image
 
 from wgan import cli
-from wgan.config import LOSSES, OPTIMIZERS, PRECISIONS, PRESETS, TrainConfig, preset_config, validate
-from wgan.data import DATASETS
+from wgan.config import PRESETS, TrainConfig, preset_config
 from wgan.errors import UserError
-from wgan.models import CRITIC_NORMS, MODELS
 from wgan.training.step import STAT_NAMES
 
 SRC = Path(__file__).resolve().parents[1] / "src"

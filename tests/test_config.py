@@ -75,8 +75,8 @@ def test_preset_options_override_and_none_keeps_the_preset():
 
 # --- validate(), property-based --------------------------------------------------------------------
 
-POSITIVE_INTS = ("critic_steps", "steps", "batch_size", "latent_dim", "width", "grid_samples", "log_every_steps",
-                 "eval_num_samples", "keep_checkpoints")
+POSITIVE_INTS = ("critic_steps", "steps", "batch_size", "latent_dim", "width", "log_every_steps", "eval_num_samples",
+                 "keep_checkpoints")
 NON_NEGATIVE_INTS = ("sample_every_steps", "checkpoint_every_steps", "eval_every_steps")
 LEARNING_RATES = ("lr_critic", "lr_generator")
 QUICK = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -162,6 +162,7 @@ def _valid_configs():
             channels=draw(st.sampled_from([0, 1, 3])),
             device=draw(st.sampled_from(["auto", "cpu", "cuda", "cuda:0", "cuda:3"])),
             **{n: draw(count) for n in POSITIVE_INTS}, **{n: draw(interval) for n in NON_NEGATIVE_INTS},
+            grid_samples=draw(st.integers(1, 1024)), seed=draw(st.integers(0, 2**62)),
         )
         return TrainConfig(**values)
 

@@ -49,7 +49,7 @@ def test_celeba_clip_trains_on_a_folder_of_faces(tmp_path):
     rng = np.random.default_rng(0)
     faces = tmp_path / "faces"
     faces.mkdir()
-    for i in range(5):
+    for i in range(8):  # a batch of them
         Image.fromarray(rng.integers(0, 256, (90, 72, 3)).astype(np.uint8)).save(faces / f"{i:06d}.jpg")
     (faces / "broken.jpg").write_bytes(b"\xff\xd8 not really")
     assert main(["train", "--preset", "celeba-clip", "--data", str(faces), "--width", "8", "--skip-bad-images",

@@ -47,8 +47,9 @@ def test_the_retrain_line_of_a_mismatched_classifier_names_the_data_and_works_as
     cached = env["ev"].classifier().path
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     (tmp_path / "cache" / "wgan" / "classifiers").mkdir(parents=True)
-    shutil.copy(cached, classifier.classifier_path("fashion-mnist", 1, 28))
     other_dir = write_dataset(tmp_path / "other data", n_train=300, n_test=100, seed=5)
+    # another classifier's file where these data's belongs (copied there by hand): refused, with the fix
+    shutil.copy(cached, classifier.classifier_path(load_dataset("fashion-mnist", data_path=other_dir)))
     ev = metrics.Evaluator(["fcd"], dataset="fashion-mnist", data_path=other_dir, note=lambda msg: None)
     with pytest.raises(UserError) as info:
         ev.prepare(points=False, conditional=False)
@@ -86,4 +87,18 @@ def test_cli_train_classifier_prints_accuracy_and_caches(env, tmp_path, monkeypa
                  "--epochs", "2", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "classifier test accuracy" in out
-    assert (tmp_path / "cache" / "wgan" / "classifiers" / "fashion-mnist-1x28x28.pt").is_file()
+    cached = tmp_path / "cache" / "wgan" / "classifiers" / f"fashion-mnist-1x28x28-{classifier.content_hash(env['ev'].train_data())}.pt"
+    assert cached.is_file() and str(cached) in out
+
+
+def test_two_sources_of_one_dataset_keep_classifiers_of_their_own(env, tmp_path, monkeypatch):
+    """Named by the data's content: training one for a second source leaves the first one's in place."""
+    first = env["ev"].classifier()
+    second_dir = write_dataset(tmp_path / "second", n_train=300, n_test=100, seed=7)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(env["root"] / "cache"))
+    ev = metrics.Evaluator(["fcd"], dataset="fashion-mnist", data_path=second_dir, note=lambda msg: None)
+    assert ev.prepare(points=False, conditional=False) == ["fcd"]
+    second = ev.classifier()
+    assert second.path != first.path and first.path.is_file() and second.path.is_file()
+    again = metrics.Evaluator(["fcd"], dataset="fashion-mnist", data_path=env["data_dir"], note=lambda msg: None)
+    assert again.classifier().path == first.path and again.classifier().fingerprint == first.fingerprint

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import shutil
 import subprocess
 import tempfile
@@ -57,8 +59,16 @@ def test_training_logs_metric_records_beside_the_losses(run_dir):
 def test_a_mismatched_classifier_stops_training_before_a_run_directory_is_made(run_dir, tmp_path, monkeypatch):
     from wgan.errors import UserError
 
+    import shutil
+
+    from wgan.data import load_dataset
+    from wgan.metrics import classifier_path, find_classifier
+
     monkeypatch.setenv("XDG_CACHE_HOME", str(run_dir.parent.parent / "cache"))  # holds the run's classifier
     other = write_dataset(tmp_path / "other", n_train=300, n_test=100, seed=3)
+    # the run's classifier where the other data's belongs (copied there by hand)
+    run_data = load_dataset("fashion-mnist", data_path=json.loads((run_dir / "config.json").read_text())["data"])
+    shutil.copy(find_classifier(run_data), classifier_path(load_dataset("fashion-mnist", data_path=other)))
     cfg = preset_config("quick", data=str(other), width=8, steps=2, eval_metrics="fcd", device="cpu",
                         tensorboard=False, runs_dir=str(tmp_path / "runs"))
     with pytest.raises(UserError, match=f"does not match the data.*--data {other}"):

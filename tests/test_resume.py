@@ -8,7 +8,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,7 +16,6 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import wgan
 from cli_helpers import TINY, finish, run_cli, snapshot, wgan_process
 from wgan import checkpoint as ckpt
 from wgan import losses
@@ -126,11 +124,15 @@ def test_sigkill_at_a_random_step_then_resume_is_bitwise_equal(tmp_path, data_di
     assert_same_run(run, reference)
 
 
-def test_sigterm_writes_a_checkpoint_exits_0_and_resumes_bitwise_equal(tmp_path, data_dir, reference, torch_flags):
-    proc, run = interrupt_at_random_step(tmp_path / "runs", data_dir, signal.SIGTERM)
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_writes_a_checkpoint_exits_128_plus_it_and_resumes_bitwise_equal(tmp_path, data_dir, reference,
+                                                                                   torch_flags, sig):
+    """SIGTERM (a scheduler) and SIGINT (Ctrl-C): the checkpoint of the step reached, exit code 143 or 130 as
+    a process killed by the signal would give (so `make demo` stops there), the stop line on its own line."""
+    proc, run = interrupt_at_random_step(tmp_path / "runs", data_dir, sig)
     code, out, err = finish(proc)
-    assert code == 0, err
-    assert "Traceback" not in err
+    assert code == 128 + sig, err
+    assert "Traceback" not in err and out.splitlines()[-1].startswith("stopped at step ")
     stopped_at = int(out.split("stopped at step ")[1].split(";")[0])
     state = ckpt.load_checkpoint(run / "checkpoints" / ckpt.checkpoint_name(stopped_at))
     assert state["step"] == stopped_at < STEPS
@@ -263,8 +265,11 @@ def test_a_second_resume_keeps_the_longer_run_length(tmp_path, data_dir):
     _train("--data", data_dir, "--runs-dir", tmp_path, "--steps", "2", "--checkpoint-every-steps", "2")
     (run,) = tmp_path.iterdir()
     assert run_cli("train", "--resume", run, "--steps", "4", "--no-progress")[0] == 0
-    code, _, err = run_cli("train", "--resume", run, "--no-progress")  # --steps 4 is remembered
-    assert code == 0, err
+    before = snapshot(run)
+    code, _, err = run_cli("train", "--resume", run, "--no-progress")  # --steps 4 is remembered: nothing to do
+    assert code == 2 and err.count("\n") == 1
+    assert f"already at step 4, the end of its --steps 4; to train it longer: wgan train --resume {run} --steps 8" in err
+    assert snapshot(run) == before, "a finished run resumed again: nothing written, not even a TensorBoard file"
     assert ckpt.checkpoint_step(ckpt.list_checkpoints(run / "checkpoints")[-1]) == 4
     code, _, err = run_cli("train", "--resume", run, "--steps", "3", "--no-progress")
     assert code == 2 and "past --steps 3" in err

@@ -10,6 +10,7 @@ leaves the last good checkpoint in place.
 
 from __future__ import annotations
 
+import io
 import json
 import pickle
 import re
@@ -22,6 +23,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 
 from wgan import rundir
+from wgan.rundir import CHECKPOINT_RE, checkpoint_name  # noqa: F401 (named through this module too)
 from wgan.config import TrainConfig, flag, validate_model
 from wgan.errors import UserError, first_line, writing
 from wgan.files import atomic_write
@@ -30,7 +32,6 @@ from wgan.models import ModelShape, build_models
 
 FORMAT = "wgan-checkpoint-1"
 GENERATOR_FORMAT = "wgan-generator-1"
-CHECKPOINT_RE = re.compile(r"^step-(\d{8,})\.pt$")
 TEMP_RE = re.compile(r"^\.step-\d+\.pt\..*\.tmp$")  # what atomic_write leaves behind when killed mid-write
 REQUIRED_KEYS = ("format", "step", "config", "shape", "generator", "critic", "opt_generator", "opt_critic",
                  "fixed_z", "fixed_labels", "rng", "elapsed_s", "pending")
@@ -38,10 +39,6 @@ REQUIRED_KEYS = ("format", "step", "config", "shape", "generator", "critic", "op
 # run that resumes it. Every other option must match.
 RESUMABLE_OPTIONS = ("steps", "device", "fast", "precision", "data", "inception_weights")
 NOT_COMPARED = RESUMABLE_OPTIONS + ("runs_dir",)  # where the run directory lives says nothing of the model
-
-
-def checkpoint_name(step: int) -> str:
-    return f"step-{step:08d}.pt"
 
 
 def checkpoint_step(path: Path) -> int:
@@ -56,7 +53,11 @@ def checkpoint_step(path: Path) -> int:
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    atomic_write(path, lambda f: torch.save(state, f))
+    """Serialised in memory first: torch's zip writer turns a full disk into a RuntimeError ("unexpected pos"),
+    an ordinary write into an OSError that says what happened (No space left on device)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write(path, lambda f: f.write(buffer.getbuffer()))
 
 
 def list_checkpoints(folder: Path) -> list[Path]:
@@ -269,8 +270,10 @@ def resume_config(point: ResumePoint, options: dict):
 
 def find_resumable_run(runs_dir: Path, config: dict) -> Path | None:
     """The newest run in `runs_dir` with the same options as `config` (run length and execution
-    options aside) and at least one checkpoint."""
+    options aside) and at least one checkpoint; dry runs are never picked."""
     for run in rundir.numbered_runs(runs_dir):
+        if run.name.endswith(rundir.DRY_RUN_SUFFIX):  # two steps to check options: never what is meant to go on
+            continue
         stored = rundir.read_config(run)
         if stored is not None and list_checkpoints(run / rundir.CHECKPOINTS) and \
                 not config_differences(stored, config):
@@ -323,23 +326,29 @@ class LoadedGenerator:
     weights: str = "raw"  # "ema": the moving average of the generator's weights; "raw": the trained ones
 
 
-def load_generator(source: Path, device: str | torch.device = "cpu", raw: bool = False) -> LoadedGenerator:
+def load_generator(source: Path, device: str | torch.device = "cpu", raw: bool = False,
+                   option: str = "--run") -> LoadedGenerator:
     """A generator ready to sample, from a run directory (its newest checkpoint, else its
     generator.safetensors), one checkpoint file, or a .safetensors file written by `wgan export`: the
-    moving average of its weights where the run kept one, the trained generator with `raw`."""
+    moving average of its weights where the run kept one, the trained generator with `raw`. `option`
+    names what the user passed it as (--run takes all three, --weights the .safetensors file alone)."""
     source = Path(source)
     run_dir = None
+    if option == "--weights" and (source.is_dir() or _is_zip(source)):
+        what = "a run directory" if source.is_dir() else "a training checkpoint"
+        raise UserError(f"--weights {source}: {what}, not an exported generator; pass it as --run {source} (or "
+                        f"export its generator: wgan export --run {source} --out G.safetensors)")
     if source.is_dir() and not list_checkpoints(source / rundir.CHECKPOINTS):
         if not (source / rundir.GENERATOR).is_file():
             raise UserError(f"{source}: no checkpoints and no {rundir.GENERATOR}: is this a wgan run directory?")
         run_dir, source = source, source / rundir.GENERATOR
-    if source.is_dir() or source.suffix == ".pt":
-        point = open_checkpoint(source, option="--run")
+    if source.is_dir() or source.suffix == ".pt" or _is_zip(source):
+        point = open_checkpoint(source, option=option)
         config, shape, origin, step = point.config, point.shape, point.checkpoint, point.step
         tensors, weights = checkpoint_generator(point.state, raw)
         run_dir = point.run_dir if rundir.is_run_dir(point.run_dir) else None
     else:
-        config, shape, tensors, step, weights = _read_generator_file(source)
+        config, shape, tensors, step, weights = _read_generator_file(source, option)
         origin = source
         if raw and weights == "ema":
             raise UserError(f"{source}: holds the moving average of the generator's weights only; the raw generator "
@@ -348,9 +357,20 @@ def load_generator(source: Path, device: str | torch.device = "cpu", raw: bool =
     return LoadedGenerator(generator, TrainConfig.from_dict(config), step, run_dir, weights)
 
 
-def _read_generator_file(path: Path) -> tuple[dict, dict, dict, int | None, str]:
+def _is_zip(path: Path) -> bool:
+    """torch.save's files are zip archives (PK...); a .safetensors file starts with its header's length."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
+
+
+def _read_generator_file(path: Path, option: str = "--weights") -> tuple[dict, dict, dict, int | None, str]:
     if not path.is_file():
-        raise UserError(f"{path}: not found; pass a run directory or a generator .safetensors file")
+        accepted = ("a generator .safetensors file written by `wgan export`" if option == "--weights" else
+                    "a run directory, one of its checkpoints or a generator .safetensors file")
+        raise UserError(f"{option} {path}: not found; pass {accepted}")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
@@ -372,19 +392,41 @@ def _read_generator_file(path: Path) -> tuple[dict, dict, dict, int | None, str]
 
 
 def _build_generator(config: dict, shape: dict, tensors: dict, device, origin: Path):
-
+    """The generator that `config` and `shape` describe, loaded with `tensors`: the description is checked,
+    and the tensors against the model it makes built on the meta device (sizes only, nothing allocated),
+    before any memory is given to it. Edited metadata or foreign tensors are one UserError naming `origin`."""
     try:
         cfg = validate_model(TrainConfig.from_dict(config))
     except UserError as exc:
         raise UserError(f"{origin}: {exc}") from None
     try:
         model_shape = ModelShape(**shape)
-    except TypeError as exc:
-        raise UserError(f"{origin}: unreadable model shape ({first_line(exc)})") from None
+        with torch.device("meta"):
+            skeleton, _ = build_models(cfg.model, model_shape)
+    except Exception as exc:  # a shape edited into nonsense raises from deep inside the layers it builds
+        raise UserError(f"{origin}: unreadable model shape ({first_line(exc)}): not a file `wgan export` wrote, "
+                        "or one edited since") from None
+    problem = _weights_problem(skeleton.state_dict(), tensors)
+    if problem:
+        raise UserError(f"{origin}: {problem}")
     generator, _ = build_models(cfg.model, model_shape)
-    try:
-        generator.load_state_dict(tensors)
-    except (RuntimeError, ValueError) as exc:
-        raise UserError(f"{origin}: weights do not match model '{cfg.model}' with its stored shape "
-                        f"({first_line(exc)})") from None
+    generator.load_state_dict(tensors)
     return generator.to(device).eval()
+
+
+def _weights_problem(expected: dict, tensors: dict) -> str | None:
+    """Why `tensors` cannot be the weights of a model whose state_dict is `expected` (shapes only), or None."""
+    missing = [k for k in expected if k not in tensors]
+    unexpected = [k for k in tensors if k not in expected]
+    wrong = [f"{k} is {tuple(tensors[k].shape)}, the model's {tuple(v.shape)}" for k, v in expected.items()
+             if k in tensors and tuple(tensors[k].shape) != tuple(v.shape)]
+    listed = lambda names: ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")  # noqa: E731
+    parts = ([f"missing {listed(missing)}"] if missing else []) + \
+            ([f"unexpected {listed(unexpected)}"] if unexpected else []) + ([listed(wrong)] if wrong else [])
+    if parts:
+        return f"weights do not match the model its config and shape describe: {'; '.join(parts)}"
+    bad = [k for k, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        return (f"weights hold NaN or infinite values ({listed(bad)}): the run diverged before this was written, or "
+                "the file is damaged; use an earlier checkpoint")
+    return None

@@ -9,14 +9,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 import typing
 from pathlib import Path
 
 # Only what imports no numerical library: `wgan --help` must answer at once. The commands import the rest.
-from wgan.config import PRESETS, TrainConfig, flag, preset_config, validate
-from wgan.errors import TrainingDiverged, UserError, report_error, writing
+from wgan import __version__
+from wgan.config import PRESETS, TrainConfig, flag, preset_config, resolve_sizes, validate
+from wgan.errors import Stopped, TrainingDiverged, UserError, os_reason, report_error, writing
 from wgan.files import user_cache_dir
 
 
@@ -73,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The whole command line; each subcommand's options are one table below. Imports neither torch nor
     numpy, so `wgan --help` answers at once."""
     parser = OneLineParser(prog="wgan", description="Wasserstein GANs: train, sample, evaluate, report.")
+    parser.add_argument("--version", action="version", version=f"wgan {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_train_parser, _sample_parser, _export_parser, _eval_parser, _report_parser, _presets_parser,
                 _bench_parser, _claims_parser, _datasets_parser):
@@ -205,6 +208,8 @@ def _datasets_parser(sub) -> None:
     add_config_option(p, "image_size", help="with --check: resize to this side, in pixels")
     add_config_option(p, "channels", help="with --check: 1 (grayscale) or 3 (RGB)")
     add_config_option(p, "skip_bad_images", help="with --check: skip unreadable/too-small images")
+    add_config_option(p, "max_image_megapixels", default=40.0,
+                      help="with --check: refuse larger images before decoding them (default: 40)")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -224,18 +229,37 @@ def cmd_train(args: argparse.Namespace) -> int:
         preset = overrides.pop("preset") or "quick"
         cfg = preset_config(preset, **overrides) if preset != "custom" else TrainConfig(
             **{k: v for k, v in overrides.items() if v is not None})
+        cfg = resolve_sizes(validate(cfg))
         if args.resume == "auto":
-            validate(cfg)
             run = checkpoint.find_resumable_run(Path(cfg.runs_dir), cfg.to_dict())
             print(f"--resume auto: resuming {run}" if run else
                   f"--resume auto: no run of these options with a checkpoint in {cfg.runs_dir}; starting a new one")
             if run is not None:
                 resume = checkpoint.open_checkpoint(run)
                 cfg = checkpoint.resume_config(resume, overrides)
-    run_dir = train(cfg, resume=resume, dry_run=args.dry_run, progress=not args.no_progress)
+    if resume is not None:
+        check_stored_data(cfg.data, resume.run_dir, given=args.data)
+    run_dir = train(absolute_paths(validate(cfg)), resume=resume, dry_run=args.dry_run, progress=not args.no_progress)
     if distributed.launched_rank() == 0:  # under torchrun, once rather than once per process
         print(f"run directory: {run_dir}")
     return 0
+
+
+def absolute_paths(cfg: TrainConfig) -> TrainConfig:
+    """--data and --inception-weights stored whole (after validate has named them as given), so that the run
+    resumes and evaluates from any folder."""
+    whole = {name: os.path.abspath(os.path.expanduser(value)) for name in ("data", "inception_weights")
+             if (value := getattr(cfg, name))}
+    return dataclasses.replace(cfg, **whole)
+
+
+def check_stored_data(data: str | None, run_dir: Path, given: str | None) -> None:
+    """A run's stored --data that no longer exists: said of the run's config, not of an option never given."""
+    if data and not given and not Path(data).expanduser().exists():
+        from wgan import rundir
+
+        raise UserError(f"{Path(run_dir) / rundir.CONFIG}: its data {data} do not exist (any more); pass --data PATH "
+                        "to say where they are now")
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -251,9 +275,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if out.suffix not in (".png", ".npz"):
         raise UserError(f"--out {out}: use a .png (grid) or .npz (array) file name")
     device = resolve_device(args.device)
-    loaded = load_generator(Path(args.run or args.weights), device, raw=args.raw_generator)
+    loaded = load_generator(Path(args.run or args.weights), device, raw=args.raw_generator,
+                            option="--run" if args.run else "--weights")
     generator, cfg = loaded.generator, loaded.config
     shape = generator.shape
+    _check_sample_count(args.num, out, shape)
     labels = None
     if shape.conditional:
         label = None if args.label is None else _class_number(args.label, cfg.dataset, shape.num_classes)
@@ -269,6 +295,24 @@ def cmd_sample(args: argparse.Namespace) -> int:
         _write_samples(out, samples, shape, args)
     print(f"wrote {args.num} samples to {out}")
     return 0
+
+
+MAX_GRID_IMAGES = 10_000  # a 100 x 100 grid: more is no longer a picture anyone looks at
+
+
+def _check_sample_count(num: int, out: Path, shape) -> None:
+    """Sample counts that cannot be held or drawn are refused before sampling, with the memory they need."""
+    import torch
+
+    from wgan.distributed import memory_bytes
+
+    need = num * (math.prod(shape.sample_shape) + 4 * shape.latent_dim)  # uint8 samples and their fp32 noise
+    memory = memory_bytes(torch.device("cpu"))
+    if need > memory / 4:
+        raise UserError(f"--num {num}: {need / 2**30:.1f} GiB of samples in memory, more than a quarter of this "
+                        f"machine's {memory / 2**30:.0f} GiB; write fewer (several files, with other --seed values)")
+    if out.suffix == ".png" and num > MAX_GRID_IMAGES:
+        raise UserError(f"--num {num}: a grid of more than {MAX_GRID_IMAGES:,} images; write them as .npz")
 
 
 def _class_number(text: str, dataset: str, num_classes: int) -> int:
@@ -352,7 +396,7 @@ def _train_classifier(args: argparse.Namespace, device) -> int:
         clf = metrics.fit_classifier(train, test, device=device, epochs=epochs, seed=args.seed, progress=True)
     except metrics.MetricUnavailable as exc:
         raise UserError(str(exc)) from None
-    path = metrics.classifier_path(train.name, clf.channels, clf.image_size)
+    path = metrics.classifier_path(train)
     metrics.save_classifier(clf, path)
     print(f"{train.name}: classifier test accuracy {clf.test_accuracy:.2%} on {len(test)} test images "
           f"(trained {epochs} epochs on {len(train)} images); cached in {path}")
@@ -366,12 +410,20 @@ def _eval_run(args: argparse.Namespace, device) -> int:
     run_dir = Path(args.run)
     loaded = load_generator(run_dir, device, raw=args.raw_generator)
     generator, cfg = loaded.generator, loaded.config
+    append = not args.no_append and loaded.run_dir is not None
+    trainer = rundir.lock_holder(loaded.run_dir) if append else None
+    if trainer is not None:  # its metrics.jsonl is the trainer's while it trains: refused before any work
+        raise UserError(f"--run {run_dir}: the run is being trained (PID {trainer or 'unknown'}) and its "
+                        "metrics.jsonl is the trainer's; pass --no-append to print the table only, or evaluate "
+                        "once training has stopped")
     shape = generator.shape
     names = args.metrics or cfg.eval_metrics or metrics.default_metric_names(points=bool(shape.point_dim),
                                                                              conditional=shape.conditional)
+    check_stored_data(cfg.data, loaded.run_dir or run_dir, given=args.data)
     ev = metrics.Evaluator(metrics.parse_metric_names(names), dataset=cfg.dataset, data_path=args.data or cfg.data,
                            image_size=cfg.image_size or None, channels=cfg.channels or None, device=device,
-                           seed=args.seed, inception_weights=args.inception_weights or cfg.inception_weights)
+                           seed=args.seed, inception_weights=args.inception_weights or cfg.inception_weights,
+                           load_options=cfg.load_options)
     if not ev.prepare(points=bool(shape.point_dim), conditional=shape.conditional):
         raise UserError(f"--metrics {names}: none of them applies to this run; see the notes above")
     samples = metrics.generate_samples(generator, args.num, device=device, seed=args.seed)
@@ -381,12 +433,17 @@ def _eval_run(args: argparse.Namespace, device) -> int:
     step, run = loaded.step, loaded.run_dir
     averaged = ", the moving average of its weights" if loaded.weights == "ema" else ""
     print(f"{run_dir} (generator at step {step}{averaged}):\n{metrics.format_table(results)}")
-    if not args.no_append and run is not None:
+    if append:
         values = metrics.flatten_results(results)
         if loaded.weights == "raw" and cfg.ema_halflife_kimg > 0:  # as training logs it beside the average's
             values = rundir.raw_generator_fields(values)
         record = {"step": step, **metrics.run_time_at(run, step), **values, "source": "wgan eval"}
-        rundir.append_record(run, record)
+        try:
+            with rundir.RunLock(run).held("append to its metrics.jsonl"):
+                rundir.append_record(run, record)
+        except OSError as exc:
+            raise UserError(f"could not append to {run / rundir.METRICS} ({os_reason(exc)}); the table above is "
+                            "the evaluation (--no-append prints it alone)") from None
         print(f"appended to {run / rundir.METRICS}")
     return 0
 
@@ -398,7 +455,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     run_dir = Path(args.run)
     if not rundir.is_run_dir(run_dir):
         raise UserError(f"--run {run_dir}: no {rundir.CONFIG} there; pass a run directory (runs/NNNNN-name)")
-    written = build_report(run_dir)
+    try:
+        written = build_report(run_dir)
+    except OSError as exc:
+        where = exc.filename or run_dir
+        raise UserError(f"--run {run_dir}: cannot write the report's files there ({where}: {os_reason(exc)}); make "
+                        "room, or copy the run to a writable folder and report on the copy") from None
     for path in written.values():
         print(f"wrote {path}")
     if "losses" not in written:  # say why, reading the log again only then
@@ -425,7 +487,8 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
     if args.check:
         data = load_dataset(args.check, split=args.split, data_path=args.data, image_size=args.image_size,
-                            channels=args.channels, skip_bad_images=args.skip_bad_images)
+                            channels=args.channels, skip_bad_images=args.skip_bad_images,
+                            max_image_megapixels=args.max_image_megapixels)
         classes = f"{data.num_classes} classes" if data.num_classes else "no labels"
         print(f"{args.check} ({args.split}): {len(data)} samples of shape {tuple(data.sample_shape)} ({data.x.dtype}), "
               f"{classes}, from {data.source}")
@@ -449,8 +512,8 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from wgan.bench import print_table, run_bench
 
-    if args.seconds <= 0:
-        raise UserError(f"--seconds {args.seconds}: must be > 0")
+    if not (math.isfinite(args.seconds) and args.seconds > 0):
+        raise UserError(f"--seconds {args.seconds}: must be a finite number > 0")
     if args.batch is not None and args.batch < 1:
         raise UserError(f"--batch {args.batch}: must be >= 1")
     results, cfg, device = run_bench(args.preset, batch_size=args.batch, seconds=args.seconds, device_name=args.device,
@@ -495,6 +558,10 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingDiverged as exc:
         report(f"training diverged: {exc}")
         return 3
+    except Stopped as exc:  # its checkpoint is written and the stop line printed; exit as the signal asks
+        # Under torchrun a worker's non-zero exit is a failure that it reports with a traceback per process:
+        # there the agreed, resumable stop exits 0 (the stop line and log.txt say what happened).
+        return 0 if int(os.environ.get("WORLD_SIZE", "1")) > 1 else 128 + exc.signum
     except KeyboardInterrupt:
         report("interrupted")
         return 130

@@ -49,6 +49,9 @@ POSITIVE = Range(lambda v: 0 < v < math.inf, "must be a finite number > 0")
 NON_NEGATIVE = Range(lambda v: 0 <= v < math.inf, "must be a finite number >= 0")
 PIXELS = Range(lambda v: isinstance(v, int) and v >= 0, "must be a whole number of pixels (0 keeps the dataset's size)")
 CHANNELS = Range(lambda v: v in (0, 1, 3), "use 1 (grayscale) or 3 (RGB)")
+SEED = Range(lambda v: isinstance(v, int) and 0 <= v <= 2**62, "must be a whole number from 0 to 2**62")
+GRID = Range(lambda v: isinstance(v, int) and 1 <= v <= 1024, "must be a whole number from 1 to 1024 (a 32 x 32 grid)")
+PATH = Range(lambda v: v is None or v.strip() != "", "an empty path; leave the option out instead")
 COUNT_OR_SAME = Range(lambda v: isinstance(v, int) and v >= 0, "must be a whole number >= 0 (0: the same as --batch-size)")
 
 
@@ -64,7 +67,7 @@ class TrainConfig:
     # Data
     dataset: str = option("fashion-mnist", "dataset name (see `wgan datasets`)")
     data: str | None = option(None, "file or folder holding the dataset, the only place searched when given (without "
-                              "it: $WGAN_DATA, the user cache, /usr/share/datasets)")
+                              "it: $WGAN_DATA, the user cache, /usr/share/datasets)", PATH)
     image_size: int = option(28, "side of the square images the model makes, in pixels", PIXELS)
     channels: int = option(1, "1 (grayscale) or 3 (RGB)", CHANNELS)
     conditional: bool = option(False, "class-conditional G and critic (label embedding)")
@@ -75,6 +78,9 @@ class TrainConfig:
                                         "(the paper's 1)", NON_NEGATIVE)
     acgan_weight_generator: float = option(0.1, "with --conditioning acgan: the generator's classification loss "
                                            "weight (the paper's 0.1)", NON_NEGATIVE)
+    max_image_megapixels: float = option(40.0, "image folders: refuse (or with --skip-bad-images skip) images that "
+                                         "decode to more megapixels than this, before decoding them (JPEGs count at "
+                                         "the size they decode to for the model)", POSITIVE)
     skip_bad_images: bool = option(False, "image folders: skip unreadable or too-small images (counted in the log) "
                                    "instead of stopping")
     # Model
@@ -129,8 +135,8 @@ class TrainConfig:
     inception_weights: str | None = option(None, "Inception-v3 weights file for fid/kid (torch-fidelity's; needed "
                                            "offline)")
     grid_samples: int = option(64, "images in each sample grid (conditional: rounded down to whole rows of one class "
-                               "per column, at least one)", COUNT)
-    seed: int = option(0, "random seed")
+                               "per column, at least one)", GRID)
+    seed: int = option(0, "random seed", SEED)
     # Execution
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     precision: str = option("tf32", "fp32, tf32 or bf16 (CUDA; the penalty stays fp32)")
@@ -153,6 +159,11 @@ class TrainConfig:
     @property
     def generator_batch_size(self) -> int:
         return self.batch_size_generator or self.batch_size
+
+    @property
+    def load_options(self) -> dict:
+        """What load_dataset needs of the run besides the dataset, its path and the model's size."""
+        return dict(skip_bad_images=self.skip_bad_images, max_image_megapixels=self.max_image_megapixels)
 
     @property
     def augmentations(self) -> list[str]:
@@ -236,6 +247,17 @@ def preset_config(name: str, **overrides) -> TrainConfig:
     return TrainConfig(**values)
 
 
+def resolve_sizes(cfg: TrainConfig) -> TrainConfig:
+    """--image-size 0 and --channels 0 (the dataset's own) as the numbers they stand for, so that config.json
+    says what the model makes (2-D point data keep 0: they have neither)."""
+    from wgan.data import DATASETS  # imports torch: here, so that `wgan --help` does not
+
+    entry = DATASETS[cfg.dataset]
+    if entry.image_size == 0:
+        return cfg
+    return dataclasses.replace(cfg, image_size=cfg.image_size or entry.image_size, channels=cfg.channels or entry.channels)
+
+
 def validate(cfg: TrainConfig) -> TrainConfig:
     """Check every option before anything runs (a dataset is loaded, a model built, a folder made);
     raise UserError naming the option and the fix."""
@@ -286,7 +308,8 @@ def validate_model(cfg: TrainConfig) -> TrainConfig:
     # --- numbers: each field's range ---------------------------------------------------------
     for f in fields(cfg):
         value, accepted = getattr(cfg, f.name), f.metadata.get("range")
-        need(accepted is None or accepted.accepts(value), f"{flag(f.name)} {value}: {accepted and accepted.refusal}")
+        shown = repr(value) if isinstance(value, str) and not value.strip() else value
+        need(accepted is None or accepted.accepts(value), f"{flag(f.name)} {shown}: {accepted and accepted.refusal}")
     need(isinstance(cfg.critic_steps_boosted, int) and (cfg.critic_steps_boosted == 0
                                                          or cfg.critic_steps_boosted > cfg.critic_steps),
          f"--critic-steps-boosted {cfg.critic_steps_boosted}: must be 0 (off) or more than --critic-steps "

@@ -89,6 +89,13 @@ def local_device(device: torch.device) -> torch.device:
     return device
 
 
+def memory_bytes(device: torch.device) -> int:
+    """The memory of `device`: the GPU's, or this machine's RAM for the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
 def resolve_device(name: str) -> torch.device:
     """--device as a torch device: auto is this process's GPU where there is one, else the CPU."""
     if name == "auto":

@@ -2,6 +2,7 @@
 
 UserError: a problem the user caused and can fix (bad option, bad file, bad checkpoint): exit code 2.
 TrainingDiverged: a loss or a parameter became NaN or infinite: exit code 3, last good checkpoint kept.
+Stopped: a signal stopped training after its checkpoint: exit code 128 + the signal's number.
 Nothing else catches them.
 """
 
@@ -19,6 +20,15 @@ class UserError(Exception):
 
 class TrainingDiverged(RuntimeError):
     """A loss, the penalty or a parameter became NaN or infinite."""
+
+
+class Stopped(Exception):
+    """SIGINT or SIGTERM stopped training; the checkpoint, the generator and the report are written. The
+    command exits with 128 + the signal's number (130 for Ctrl-C), as a process killed by it would."""
+
+    def __init__(self, signum: int, run_dir: Path):
+        super().__init__(f"stopped by signal {signum}; resume: wgan train --resume {run_dir}")
+        self.signum, self.run_dir = signum, run_dir
 
 
 def first_line(exc: BaseException, limit: int | None = 160) -> str:

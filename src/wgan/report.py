@@ -90,7 +90,7 @@ def plot_losses(records: list[dict], path: Path) -> bool:
 
 
 # Fields of a metric record that are bookkeeping, not a metric
-_NOT_METRICS = {"step", "time_s", "eval_s", "samples", "source"}
+_NOT_METRICS = set(rundir.BOOKKEEPING)
 # Direction of the better value, for the plot titles
 _LOWER_IS_BETTER = {"fcd", "fid", "kid", "w1_exact"}
 _HIGHER_IS_BETTER = {"class_coverage", "classes_covered", "cond_accuracy"}
@@ -110,39 +110,74 @@ def metric_keys(records: list[dict]) -> list[str]:
     return list(keys)
 
 
-def _metric_label(key: str, records: list[dict]) -> str:
-    counts = sorted({r.get("samples", {}).get(key) for r in records if key in r} - {None})
-    n = f" ({', '.join(f'{c:,}' for c in counts)} samples)" if counts else ""
-    better = (" - lower is better" if key in _LOWER_IS_BETTER else
-              " - higher is better" if key in _HIGHER_IS_BETTER else "")
-    return f"{key}{n}{better}"
+def metric_columns(records: list[dict]) -> list[tuple[str, int | None]]:
+    """Every (metric, sample count) logged, in order: an FCD of 1,000 samples and one of 10,000 are different
+    numbers (the smaller sample's is biased up), so each count is a column and a curve of its own."""
+    columns: dict[tuple[str, int | None], None] = {}
+    for r in metric_records(records):
+        for k in metric_keys([r]):
+            columns[(k, r.get("samples", {}).get(k))] = None
+    return list(columns)
+
+
+def _base(key: str) -> str:
+    return key.removesuffix(rundir.RAW_SUFFIX)
+
+
+def _column_label(key: str, samples: int | None) -> str:
+    n = f" ({samples:,} samples)" if samples else ""
+    return f"{key}{n}"
+
+
+def _better(key: str) -> str:
+    key = _base(key)
+    return (" - lower is better" if key in _LOWER_IS_BETTER else
+            " - higher is better" if key in _HIGHER_IS_BETTER else "")
+
+
+def _series(evals: list[dict], key: str, samples: int | None, xkey: str) -> list[tuple[float, float]]:
+    return sorted((r[xkey], r[key]) for r in evals
+                  if key in r and xkey in r and r.get("samples", {}).get(key) == samples)
 
 
 def plot_quality(records: list[dict], path: Path) -> bool:
-    """Each logged metric over generator steps (left) and over wall-clock seconds (right)."""
+    """Each logged metric over generator steps (left) and over wall-clock seconds (right): one curve per
+    sample count, the raw generator's (dashed) beside its moving average's."""
     evals = metric_records(records)
-    keys = metric_keys(records)
-    if not keys:
+    columns = metric_columns(records)
+    bases = list(dict.fromkeys(_base(k) for k, _ in columns))
+    if not bases:
         return False
     plt = pyplot()
-    fig, axes = plt.subplots(len(keys), 2, figsize=(10, 2.8 * len(keys)), squeeze=False)
-    for row, key in zip(axes, keys):
-        rs = sorted((r for r in evals if key in r), key=lambda r: r["step"])
-        for ax, xkey, xlabel in ((row[0], "step", "generator step"), (row[1], "time_s", "wall-clock seconds")):
-            pts = [(r[xkey], r[key]) for r in rs if xkey in r]
-            if pts:
+    fig, axes = plt.subplots(len(bases), 2, figsize=(10, 2.8 * len(bases)), squeeze=False)
+    for row, base in zip(axes, bases):
+        curves = [(k, n) for k, n in columns if _base(k) == base]
+        for ax, xkey, xlabel in ((row[0], "step", "generator step"), (row[1], "time_s", "training seconds")):
+            values = []
+            for i, (key, n) in enumerate(curves):
+                pts = _series(evals, key, n, xkey)
+                if not pts:
+                    continue
                 x, y = zip(*pts)
-                ax.plot(x, y, "o-", color="tab:blue", markersize=4)
+                values += y
+                raw = key.endswith(rundir.RAW_SUFFIX)
+                label = ("raw generator" if raw else "generator" if any(k.endswith(rundir.RAW_SUFFIX) for k, _ in curves)
+                         else base) + (f", {n:,} samples" if n else "")
+                ax.plot(x, y, "o--" if raw else "o-", color=f"C{i}", markersize=4, alpha=0.6 if raw else 1.0,
+                        label=label)
                 ax.annotate(f"{y[-1]:.4g}", (x[-1], y[-1]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            if values:
                 ax.margins(y=0.15)  # room for the last value's label under the title
-                if all(isinstance(v, int) for v in y):  # classes covered: no 2.5 on the axis
+                if all(isinstance(v, int) for v in values):  # classes covered: no 2.5 on the axis
                     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
             if xkey == "step":
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no step 19.25 with one evaluation
+            if len(curves) > 1:
+                ax.legend(fontsize=7, loc="best")
             ax.set_xlabel(xlabel)
-            ax.set_ylabel(key)
+            ax.set_ylabel(base)
             ax.grid(alpha=0.3)
-        row[0].set_title(_metric_label(key, evals), fontsize=10, loc="left")
+        row[0].set_title(f"{base}{_better(base)}", fontsize=10, loc="left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -201,14 +236,16 @@ def _fmt(v) -> str:
     return "" if v is None else str(v)
 
 
-def _timing_rows(records: list[dict], config: dict) -> list[list[str]]:
+def _timing_rows(run_dir: Path, records: list[dict], config: dict) -> list[list[str]]:
     train = [r for r in records if is_training_record(r)]
     evals = metric_records(records)
     rows = []
     if train:
         last = train[-1]
-        rows.append(["generator steps", f"{last['step']:,} of {config.get('steps', '?'):,}"
-                     if isinstance(config.get("steps"), int) else f"{last['step']:,}"])
+        # a run stopped between log records is at its checkpoint's step, past its last record
+        step = max(last["step"], rundir.newest_checkpoint_step(run_dir) or 0)
+        rows.append(["generator steps", f"{step:,} of {config.get('steps', '?'):,}"
+                     if isinstance(config.get("steps"), int) else f"{step:,}"])
         rows.append(["wall-clock time", f"{last.get('time_s', 0):.1f} s"])
         speeds = [r["critic_images_per_s"] for r in train if "critic_images_per_s" in r]
         if speeds:
@@ -226,21 +263,22 @@ def write_html(run_dir: Path, records: list[dict], written: dict[str, Path]) -> 
     config = rundir.read_config(run_dir) or {}
     frames = sample_frames(run_dir)
     evals = metric_records(records)
-    keys = metric_keys(records)
     title = f"wgan run {run_dir.name}"
     parts = [f"<h1>{html.escape(title)}</h1>",
              f"<p class=sub>{html.escape(str(config.get('preset', '')))} &middot; "
              f"{html.escape(str(config.get('dataset', '')))} &middot; model {html.escape(str(config.get('model', '')))}"
              f" &middot; loss {html.escape(str(config.get('loss', '')))} &middot; status: "
              f"<b>{html.escape(run_status(run_dir))}</b></p>"]
-    timing = _timing_rows(records, config)
+    timing = _timing_rows(run_dir, records, config)
     if timing:
         parts += ["<h2>Run</h2>", _table([], timing)]
+    columns = metric_columns(records)
     if evals:
-        last = {k: next((r for r in reversed(evals) if k in r), None) for k in keys}
-        parts += ["<h2>Quality</h2>",
-                  _table(["metric", "last value", "at step", "samples"],
-                         [[k, _fmt(r[k]), str(r["step"]), _fmt(r.get("samples", {}).get(k))] for k, r in last.items()])]
+        rows = []
+        for key, n in columns:
+            r = next(r for r in reversed(evals) if key in r and r.get("samples", {}).get(key) == n)
+            rows.append([f"{key}{_better(key)}", _fmt(r[key]), str(r["step"]), _fmt(n)])
+        parts += ["<h2>Quality</h2>", _table(["metric", "last value", "at step", "samples"], rows)]
     images = [(frames[-1], f"final fixed-noise samples ({frames[-1].stem})")] if frames else []
     images += [(written[k], alt) for k, alt in (("timelapse", "timelapse of the fixed-noise samples"),
                                                ("quality", "metrics over steps and wall-clock time"),
@@ -250,8 +288,9 @@ def write_html(run_dir: Path, records: list[dict], written: dict[str, Path]) -> 
         figures = "".join(_img(p, alt, run_dir) for p, alt in images)
         parts += ["<h2>Pictures</h2>", f"<div class=figs>{figures}</div>"]
     if evals:
-        header = ["step", "time (s)"] + [_metric_label(k, evals) for k in keys]
-        rows = [[str(r["step"]), _fmt(r.get("time_s"))] + [_fmt(r.get(k)) for k in keys] for r in evals]
+        header = ["step", "time (s)"] + [_column_label(k, n) for k, n in columns]
+        rows = [[str(r["step"]), _fmt(r.get("time_s"))] +
+                [_fmt(r.get(k)) if r.get("samples", {}).get(k) == n else "" for k, n in columns] for r in evals]
         parts += ["<h2>Every evaluation</h2>", _table(header, rows)]
     if config:
         parts += ["<h2>Configuration</h2>", _table(["option", "value"], [[k, _fmt(v)] for k, v in config.items()])]

@@ -11,15 +11,20 @@ metrics.jsonl through the functions here, so a file name or a log sentence is sp
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import re
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 from PIL import Image
 
+from wgan.errors import UserError, os_reason
 from wgan.files import atomic_write
 
 CONFIG = "config.json"
@@ -33,9 +38,25 @@ QUALITY_PLOT = "quality.png"
 TIMELAPSE = "timelapse.gif"
 REPORT = "report.html"
 TENSORBOARD = "tensorboard"
+LOCK = "train.lock"  # held by the process that trains the run (see RunLock)
 
 RUN_DIR_RE = re.compile(r"^(\d+)-")  # 00003-fashion-gp
+DRY_RUN_SUFFIX = "-dry-run"  # 00004-quick-dry-run: two steps to check the options, never resumed automatically
 SAMPLE_RE = "step-*.png"
+
+
+CHECKPOINT_RE = re.compile(r"^step-(\d{8,})\.pt$")
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:08d}.pt"
+
+
+def newest_checkpoint_step(run_dir: Path) -> int | None:
+    """The step of the run's newest checkpoint (by its name), or None when it has none."""
+    folder = Path(run_dir) / CHECKPOINTS
+    steps = [int(m.group(1)) for p in (folder.iterdir() if folder.is_dir() else ()) if (m := CHECKPOINT_RE.match(p.name))]
+    return max(steps, default=None)
 
 
 def sample_path(run_dir: Path, step: int) -> Path:
@@ -52,13 +73,19 @@ def sample_step(frame: Path) -> int:
 
 
 def next_run_dir(runs_dir: Path, name: str) -> Path:
-    """A new numbered folder NNNNN-name in `runs_dir`, one past the highest number there."""
+    """A new numbered folder NNNNN-name in `runs_dir`, one past the highest number there (past the next
+    one too, when another process made that first)."""
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
     numbers = [int(p.name[:5]) for p in runs_dir.iterdir() if p.is_dir() and p.name[:5].isdigit()]
-    run = runs_dir / f"{(max(numbers) + 1) if numbers else 0:05d}-{name}"
-    run.mkdir()
-    return run
+    number = (max(numbers) + 1) if numbers else 0
+    while True:
+        run = runs_dir / f"{number:05d}-{name}"
+        try:
+            run.mkdir()
+            return run
+        except FileExistsError:
+            number += 1
 
 
 def numbered_runs(runs_dir: Path) -> list[Path]:
@@ -149,18 +176,40 @@ def raw_generator_fields(fields: dict) -> dict:
     return out
 
 
+TRAINING_FIELDS = ("loss_critic", "loss_generator", "wasserstein")  # what every training record holds
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def clean_record(record) -> dict | None:
+    """`record` as the readers may trust it, or None when it is no wgan record: a whole-number step, the
+    losses of a training record, numbers where numbers belong (a hand-edited line loses its odd fields)."""
+    if not isinstance(record, dict) or not isinstance(record.get("step"), int) or isinstance(record["step"], bool):
+        return None
+    if is_training_record(record) and not all(_number(record.get(k)) for k in TRAINING_FIELDS):
+        return None
+    out = {k: v for k, v in record.items() if k in ("step", "source") or _number(v)}
+    samples = record.get("samples")
+    if isinstance(samples, dict):
+        out["samples"] = {k: n for k, n in samples.items() if isinstance(n, int) and not isinstance(n, bool)}
+    return out
+
+
 def read_records(run_dir: Path) -> list[dict]:
-    """Every readable record of metrics.jsonl (a line cut by a kill mid-write is passed over)."""
+    """Every readable record of metrics.jsonl (a line cut by a kill mid-write, or edited past reading, is
+    passed over)."""
     path = Path(run_dir) / METRICS
     if not path.exists():
         return []
     records = []
     for line in path.read_text(errors="replace").splitlines():
         try:
-            record = json.loads(line)
+            record = clean_record(json.loads(line))
         except json.JSONDecodeError:
             continue
-        if isinstance(record, dict) and isinstance(record.get("step"), int):
+        if record is not None:
             records.append(record)
     return records
 
@@ -187,6 +236,85 @@ def keep_records_until(run_dir: Path, step: int) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# One trainer per run directory
+
+
+class RunLock:
+    """An exclusive lock on a run directory for as long as one process trains it (or appends to it).
+
+    An OS file lock (flock) on RUN/train.lock, which the kernel releases when the process ends however it
+    ends, so a SIGKILL leaves no stale lock behind; the file holds the PID of the process that locked it,
+    for the message to the one that could not."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / LOCK
+        self._fd: int | None = None
+
+    def acquire(self, doing: str = "train it") -> "RunLock":
+        """Take the lock or raise UserError: another process holds it, or the folder cannot be written."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise UserError(f"{self.run_dir}: cannot write in this run directory ({os_reason(exc)}) to {doing}; "
+                            "copy the run to a writable folder and use the copy") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_pid(fd)
+            os.close(fd)
+            raise UserError(f"{self.run_dir}: being trained by another process ({_process(holder)}); one trainer per "
+                            f"run directory: wait for it to finish or stop it before you {doing}") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    @contextlib.contextmanager
+    def held(self, doing: str) -> Iterator[None]:
+        self.acquire(doing)
+        try:
+            yield
+        finally:
+            self.release()
+
+
+def lock_holder(run_dir: Path) -> int | None:
+    """The PID training `run_dir` now, or None when no process holds its lock (0: one does, PID unknown)."""
+    try:
+        fd = os.open(Path(run_dir) / LOCK, os.O_RDONLY)
+    except OSError:
+        return None  # no lock file: never trained by a locking trainer, or not a run
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # a shared lock is refused while a trainer holds it
+    except BlockingIOError:
+        return _read_pid(fd)
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def _read_pid(fd: int) -> int:
+    try:
+        text = os.pread(fd, 32, 0).decode().strip()
+    except OSError:
+        return 0
+    return int(text) if text.isdigit() else 0
+
+
+def _process(pid: int) -> str:
+    return f"PID {pid}" if pid else "PID unknown"
+
+
+# ---------------------------------------------------------------------------------------------
 # The log of a training run
 
 
@@ -208,6 +336,8 @@ class RunLog:
                 # purge_step hides events at or after it: the checkpoint's own step was logged and kept.
                 purge_step = None if resume_step is None else resume_step + 1
                 self.tb = SummaryWriter(str(self.run_dir / TENSORBOARD), purge_step=purge_step)
+                self._previous_hook = threading.excepthook
+                threading.excepthook = self._quiet_writer_thread
 
     def line(self, msg: str) -> None:
         self.text.write(time.strftime(TIMESTAMP_FORMAT) + msg + "\n")
@@ -225,10 +355,23 @@ class RunLog:
             with Image.open(path) as img:
                 self.tb.add_image("samples", np.asarray(img.convert("RGB")), step, dataformats="HWC")
 
+    def _quiet_writer_thread(self, args) -> None:
+        """TensorBoard writes its events from a thread of its own; a full disk there raises again at the next
+        write in the training loop, which says so in one line. Its thread's traceback would come first."""
+        if type(args.thread).__name__ == "_AsyncWriterThread" and isinstance(args.exc_value, OSError):
+            return
+        self._previous_hook(args)
+
     def close(self) -> None:
-        self.text.close()
-        if self.tb is not None:
-            self.tb.close()
+        try:
+            self.text.close()
+        finally:
+            if self.tb is not None:
+                tb, self.tb = self.tb, None
+                try:
+                    tb.close()
+                finally:
+                    threading.excepthook = self._previous_hook
 
 
 class NullLog:

@@ -83,15 +83,18 @@ DATASETS: dict[str, DatasetEntry] = {
 
 def load_dataset(name: str, *, split: str = "train", data_path: str | Path | None = None,
                  image_size: int | None = None, channels: int | None = None,
-                 skip_bad_images: bool = False) -> Data:
+                 skip_bad_images: bool = False, max_image_megapixels: float = LoadOptions.max_image_megapixels) -> Data:
     """Load a registered dataset, adapted to the model's image size and channels."""
     if name not in DATASETS:
         raise UserError(f"unknown dataset '{name}': choose one of {', '.join(DATASETS)} (see `wgan datasets`)")
     if split not in ("train", "test"):
         raise UserError(f"unknown split '{split}': use train or test")
+    if data_path is not None and not str(data_path).strip():  # '' would silently search the default places
+        raise UserError(f"--data {str(data_path)!r}: an empty path; leave --data out to search the default places")
     if data_path and not Path(data_path).expanduser().exists():
         raise UserError(f"--data {data_path}: no such file or folder")
-    options = LoadOptions(image_size=image_size, channels=channels, skip_bad_images=skip_bad_images)
+    options = LoadOptions(image_size=image_size, channels=channels, skip_bad_images=skip_bad_images,
+                          max_image_megapixels=max_image_megapixels)
     data = DATASETS[name].load(split, data_path, options)
     if len(data) == 0:
         raise UserError(f"{name} ({data.source}): the {split} split is empty")

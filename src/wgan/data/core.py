@@ -93,3 +93,4 @@ class LoadOptions:
     image_size: int | None = None
     channels: int | None = None
     skip_bad_images: bool = False
+    max_image_megapixels: float = 40.0  # larger images are refused, not decoded (see data/images.py)

@@ -33,10 +33,20 @@ def _is_image(p: Path) -> bool:
     return p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
 
 
-def _files_under(folder: Path) -> Iterator[Path]:
+@dataclass
+class WalkNotes:
+    """What a walk met besides files: links that lead nowhere, and whether it followed a linked folder
+    (then two class folders may reach the same images)."""
+
+    broken_links: list[Path] = field(default_factory=list)
+    followed_links: bool = False
+
+
+def _files_under(folder: Path, walk: WalkNotes | None = None) -> Iterator[Path]:
     """Every file under `folder`, dot files and dot folders left out. Symlinked subfolders are followed
     (pathlib's rglob skips them, silently dropping their images), each real folder once, so a link back
-    up the tree ends instead of looping. Sorted names, so the first image is found without a full walk."""
+    up the tree ends instead of looping. Sorted names, so the first image is found without a full walk.
+    Broken links and followed folder links are noted in `walk`."""
     seen: set[tuple[int, int]] = set()
     stack = [folder]
     while stack:
@@ -58,17 +68,21 @@ def _files_under(folder: Path) -> Iterator[Path]:
             try:
                 if entry.is_dir():
                     subdirs.append(Path(entry.path))
+                    if walk is not None and entry.is_symlink():
+                        walk.followed_links = True
                 elif entry.is_file():
                     yield Path(entry.path)
+                elif walk is not None and entry.is_symlink():  # a link to nothing (any more)
+                    walk.broken_links.append(Path(entry.path))
             except OSError:
                 continue
         stack.extend(reversed(subdirs))
 
 
-def _images_under(folder: Path, others: list[Path] | None = None) -> list[Path]:
+def _images_under(folder: Path, others: list[Path] | None = None, walk: WalkNotes | None = None) -> list[Path]:
     """The images under `folder`, sorted; files without an image suffix are added to `others`."""
     images = []
-    for p in _files_under(folder):
+    for p in _files_under(folder, walk):
         if p.suffix.lower() in IMAGE_SUFFIXES:
             images.append(p)
         elif others is not None:
@@ -107,28 +121,32 @@ def list_image_folder(root: Path, other_classes: set[str] | None = None) -> Fold
     index in a split that lacks it."""
     if not root.is_dir():
         raise UserError(f"{root}: not a folder; pass a folder of images (flat or one subfolder per class)")
-    loose, others, subdirs = [], [], []
+    loose, others, subdirs, walk = [], [], [], WalkNotes()
     for p in sorted(root.iterdir()):
         if p.name.startswith("."):
             continue
         if p.is_dir():
             subdirs.append(p)
+            walk.followed_links |= p.is_symlink()
         elif _is_image(p):
             loose.append(p)
         elif p.is_file():
             others.append(p)
+        elif p.is_symlink():
+            walk.broken_links.append(p)
     classes, empty = [], []
     for d in subdirs:
-        imgs = _images_under(d, others)
+        imgs = _images_under(d, others, walk)
         if imgs:
             classes.append((d.name, imgs))
         else:
             empty.append(d.name)
+    twice = _drop_images_reached_twice(classes) if walk.followed_links else []
     if loose and classes:
         raise UserError(f"{root}: holds both loose images ({loose[0].name}, ...) and class subfolders "
                         f"({', '.join(n for n, _ in classes[:3])}); move the loose images into a subfolder "
                         "or pass one of the subfolders as --data")
-    notes = _ignored_note(others)
+    notes = _ignored_note(others) + _link_notes(walk, twice)
     if classes:
         names = sorted(other_classes | {n for n, _ in classes}) if other_classes else [n for n, _ in classes]
         index = {n: i for i, n in enumerate(names)}
@@ -148,6 +166,36 @@ def list_image_folder(root: Path, other_classes: set[str] | None = None) -> Fold
         raise UserError(f"{root}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))}, "
                         "also in subfolders); pass the folder that holds the images")
     return FolderListing(root, loose, None, [], notes)
+
+
+def _drop_images_reached_twice(classes: list[tuple[str, list[Path]]]) -> list[Path]:
+    """Images that class folders reach twice through symbolic links are kept once, in the first class that
+    reaches them; returns the copies dropped."""
+    owner: set[str] = set()
+    dropped = []
+    for i, (name, imgs) in enumerate(classes):
+        kept = []
+        for p in imgs:
+            real = os.path.realpath(p)
+            if real in owner:
+                dropped.append(p)
+            else:
+                owner.add(real)
+                kept.append(p)
+        classes[i] = (name, kept)
+    classes[:] = [(n, imgs) for n, imgs in classes if imgs]
+    return dropped
+
+
+def _link_notes(walk: WalkNotes, twice: list[Path]) -> list[str]:
+    notes = []
+    broken = list({os.path.realpath(p): p for p in walk.broken_links}.values())  # one link reached twice: once
+    if broken:
+        notes.append(f"skipped {len(broken)} broken symbolic link(s) (first: {broken[0]} -> {os.readlink(broken[0])})")
+    if twice:
+        notes.append(f"{len(twice)} image(s) reached twice through symbolic links were counted once, in the first "
+                     f"class that reaches them (first: {twice[0]})")
+    return notes
 
 
 def _class_folder_names(folder: Path) -> set[str]:
@@ -182,7 +230,9 @@ def load_folder_images(name: str, listing: FolderListing, options: LoadOptions, 
     root = listing.root.resolve()
     # The version stands for what decoding does (EXIF orientation, white under transparency, 16-bit and
     # float scaling): images cached by a decoder that did otherwise are decoded again.
-    key = stamp("v2", root, size, channels, options.skip_bad_images, listing.labels is not None,
+    # The pixel limit decides what a skipping load keeps; without skipping, a refused image stops it uncached.
+    limit = (f"max{options.max_image_megapixels:g}MP",) if options.skip_bad_images else ()
+    key = stamp("v2", root, size, channels, options.skip_bad_images, listing.labels is not None, *limit,
                  *(f"{p.relative_to(listing.root)}|{s.st_size}|{s.st_mtime_ns}" for p, s in zip(listing.files, stats)))
     cache = decoded_cache_dir() / f"{name}-{stamp(root)[:8]}-{size}px-{channels}ch-{key}.npz"
     notes = list(extra_notes or []) + listing.notes
@@ -194,7 +244,8 @@ def load_folder_images(name: str, listing: FolderListing, options: LoadOptions, 
         notes += [str(n) for n in cached["notes"]]
     else:
         images, keep, decode_notes = decode_images(listing.files, size, channels, options.skip_bad_images,
-                                                   desc=f"decoding {listing.root.name}")
+                                                   desc=f"decoding {listing.root.name}",
+                                                   max_megapixels=options.max_image_megapixels)
         notes += decode_notes
         write_note = save_cache(cache, images=images, keep=keep, notes=np.array(decode_notes, dtype=str))
         if write_note:

@@ -97,6 +97,14 @@ def load_idx_dataset(name: str, *, split: str, data_path, torchvision_cls: str, 
                              f"flat or under {torchvision_cls}/raw/)", dirs, torchvision_cls, download, hint)
     x = read_idx(images)
     y = read_idx(labels)
+    # IDX also stores signed, 16/32-bit and float values; these datasets' images are bytes 0-255, their
+    # labels whole numbers: anything else is another file under a dataset's name, refused while loading.
+    if x.dtype != np.uint8:
+        raise UserError(f"{images}: IDX images of type {x.dtype}, where {name} stores unsigned bytes (0x08); "
+                        "pass the dataset's own image file")
+    if y.dtype.kind not in "iu":
+        raise UserError(f"{labels}: IDX labels of type {y.dtype}, where {name} stores whole numbers; pass the "
+                        "dataset's own label file")
     if x.ndim != 3 or y.ndim != 1 or x.shape[0] != y.shape[0]:
         raise UserError(f"{images}: expected N x H x W images with N labels in {labels}, got {x.shape} and {y.shape}")
     y = y.astype(np.int64) - label_offset

@@ -5,6 +5,8 @@ at once with worker threads and a progress bar."""
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +20,17 @@ from wgan.errors import UserError
 DECODE_THREADS = min(8, os.cpu_count() or 1)  # Pillow releases the GIL while decoding and resizing
 
 
+# Pillow warns, naming no file, about images past its own limit, and refuses those past twice that
+# with an error: the decoder refuses them itself (below), with the file and the option to raise.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
 @dataclass(frozen=True)
 class _Decoded:
     pixels: np.ndarray | None = None  # H x W (x C) uint8
     problem: str | None = None  # why the file was not used
     too_small: bool = False
+    too_large: bool = False
 
 
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
@@ -68,9 +76,18 @@ def _on_white(img):
     return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
 
 
-def decode_image(path: Path, image_size: int, channels: int) -> _Decoded:
+def _too_large(path: Path, size: str, max_megapixels: float) -> _Decoded:
+    return _Decoded(problem=f"{path} is {size}, over --max-image-megapixels {max_megapixels:g}: shrink it, raise the "
+                            "limit, remove it or pass --skip-bad-images", too_large=True)
+
+
+def decode_image(path: Path, image_size: int, channels: int, max_megapixels: float = 40.0) -> _Decoded:
     """Decode, turn upright by the EXIF orientation, composite transparency onto white, bring 16-bit and
-    float pixels to 0-255, centre-crop to a square (CelebA's 178x218 -> 178x178) and resize to image_size."""
+    float pixels to 0-255, centre-crop to a square (CelebA's 178x218 -> 178x178) and resize to image_size.
+
+    An image is refused, from its header and before any pixel is decoded, when it would decode to more
+    than `max_megapixels`: a 120 KB PNG can hold 10,000 x 10,000 pixels, a gigabyte once decoded. JPEGs
+    count at the reduced size they decode to for a small model (draft), so large photos pass."""
     mode = "L" if channels == 1 else "RGB"
     try:
         with Image.open(path) as img:
@@ -81,6 +98,9 @@ def decode_image(path: Path, image_size: int, channels: int) -> _Decoded:
                                 too_small=True)
             # JPEG can decode at 1/2, 1/4, 1/8 scale for free; draft never goes below the asked size.
             img.draft(mode, (image_size, image_size))
+            dw, dh = img.size
+            if dw * dh > max_megapixels * 1e6:
+                return _too_large(path, f"{w}x{h} ({dw * dh / 1e6:.0f} megapixels to decode)", max_megapixels)
             # Phones store photos sideways with an Orientation tag; without it they load turned 90 degrees.
             ImageOps.exif_transpose(img, in_place=True)
             img = _to_eight_bits(img, path)
@@ -94,21 +114,25 @@ def decode_image(path: Path, image_size: int, channels: int) -> _Decoded:
             img = img.crop((left, top, left + side, top + side))
             img = img.resize((image_size, image_size), Image.Resampling.LANCZOS)
             return _Decoded(pixels=np.asarray(img, dtype=np.uint8))
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:  # past twice Pillow's own limit: refused by Pillow at the header
+        pixels = re.search(r"\((\d+) pixels\)", str(exc))
+        return _too_large(path, f"{int(pixels.group(1)) / 1e6:.0f} megapixels" if pixels else "too large to decode",
+                          max_megapixels)
+    except (OSError, ValueError, SyntaxError) as exc:
         reason = str(exc).split("\n")[0][:120] or type(exc).__name__
         return _Decoded(problem=f"{path}: not a readable image ({reason}); remove it or pass --skip-bad-images")
 
 
 def decode_images(files: list[Path], image_size: int, channels: int, skip_bad: bool,
-                  desc: str = "decoding images") -> tuple[np.ndarray, np.ndarray, list[str]]:
+                  desc: str = "decoding images", max_megapixels: float = 40.0) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """All files as uint8 (N, C, H, W), with a keep-mask over `files` and notes on skipped files.
     Without `skip_bad` the first bad file (in file order) stops everything with its message."""
     out = np.empty((len(files), image_size, image_size, channels), dtype=np.uint8)
     keep = np.zeros(len(files), dtype=bool)
-    unreadable, small = [], []
+    unreadable, small, large = [], [], []
     pool = ThreadPoolExecutor(max_workers=DECODE_THREADS)
     try:
-        results = pool.map(lambda p: decode_image(p, image_size, channels), files)
+        results = pool.map(lambda p: decode_image(p, image_size, channels, max_megapixels), files)
         for i, result in enumerate(tqdm(results, total=len(files), desc=desc, unit=" img", disable=None,
                                         leave=False)):
             if result.problem is None:
@@ -117,7 +141,7 @@ def decode_images(files: list[Path], image_size: int, channels: int, skip_bad: b
             elif not skip_bad:
                 raise UserError(result.problem)
             else:
-                (small if result.too_small else unreadable).append(files[i])
+                (small if result.too_small else large if result.too_large else unreadable).append(files[i])
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     notes = []
@@ -125,6 +149,8 @@ def decode_images(files: list[Path], image_size: int, channels: int, skip_bad: b
         notes.append(f"skipped {len(unreadable)} unreadable file(s) (first: {unreadable[0]})")
     if small:
         notes.append(f"skipped {len(small)} image(s) smaller than {image_size}x{image_size} (first: {small[0]})")
+    if large:
+        notes.append(f"skipped {len(large)} image(s) over --max-image-megapixels {max_megapixels:g} (first: {large[0]})")
     if not keep.any():
         raise UserError(f"none of the {len(files)} images in {files[0].parent} could be used: {'; '.join(notes)}")
     return np.ascontiguousarray(out[keep].transpose(0, 3, 1, 2)), keep, notes

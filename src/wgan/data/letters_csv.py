@@ -130,6 +130,10 @@ def parse_letters_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Read the CSV in chunks with pandas' C parser: (images uint8 N x 28 x 28, labels uint8 N)."""
     if path.stat().st_size == 0 or not _has_content(path):
         raise UserError(f"{path}: the file is empty; {_CSV_LAYOUT}")
+    with open(path, "rb") as f:
+        if f.read(2) == b"\x1f\x8b":  # the gzip magic: pandas would read its bytes as one odd column
+            raise UserError(f"{path}: is gzip-compressed, not a CSV; unpack it first (gunzip -c '{path}' > letters.csv) "
+                            "and pass the unpacked file")
     parts, rows = [], 0
     try:
         with pd.read_csv(path, header=None, chunksize=CSV_CHUNK_ROWS, engine="c") as reader, \

@@ -30,10 +30,10 @@ from wgan.data import Data, load_dataset
 from wgan.errors import UserError
 from wgan.metrics.base import MetricUnavailable
 from wgan.metrics.classifier import (
-    Classifier, check_labelled, classifier_path, fit_classifier, load_classifier, save_classifier,
+    Classifier, check_labelled, classifier_path, find_classifier, fit_classifier, load_classifier, save_classifier,
     train_classifier_command)
 from wgan.metrics.distances import COVERED_SHARE, FeatureStats, class_coverage, exact_w1, frechet_distance
-from wgan.metrics.inception import InceptionScorer, import_fidelity
+from wgan.metrics.inception import InceptionScorer
 from wgan.metrics.samples import Samples, baseline_samples, generate_samples
 
 W1_POINTS = 2000  # points per side for the exact W1: the paper's toy evaluation size
@@ -44,7 +44,7 @@ __all__ = [
     "METRICS", "Metric", "MetricResult", "parse_metric_names", "default_metric_names",
     "Evaluator", "training_evaluator", "flatten_results", "format_table", "run_time_at",
     "MetricUnavailable", "Samples", "generate_samples", "baseline_samples",
-    "Classifier", "classifier_path", "fit_classifier", "load_classifier", "save_classifier",
+    "Classifier", "classifier_path", "find_classifier", "fit_classifier", "load_classifier", "save_classifier",
     "FeatureStats", "frechet_distance", "class_coverage", "exact_w1",
 ]
 
@@ -160,10 +160,13 @@ class Evaluator:
     def __init__(self, names: Sequence[str], *, dataset: str, data_path=None, image_size: int | None = None,
                  channels: int | None = None, device: torch.device | str = "cpu", seed: int = 0,
                  train_data: Data | None = None, inception_weights: str | Path | None = None,
-                 train_classifier_if_missing: bool = True, note: Callable[[str], None] = print):
+                 train_classifier_if_missing: bool = True, note: Callable[[str], None] = print,
+                 load_options: dict | None = None):
+        """`load_options`: more of load_dataset's options for both splits (skip_bad_images, max_image_megapixels)."""
         self.names = parse_metric_names(names)
         self.dataset, self.data_path = dataset, data_path
         self.image_size, self.channels = image_size, channels
+        self.load_options = load_options or {}
         self.device = torch.device(device)
         self.seed = seed
         self.inception = InceptionScorer(Path(inception_weights) if inception_weights else None, self.device,
@@ -179,13 +182,13 @@ class Evaluator:
     def train_data(self) -> Data:
         if self._train is None:
             self._train = load_dataset(self.dataset, split="train", data_path=self.data_path,
-                                       image_size=self.image_size, channels=self.channels)
+                                       image_size=self.image_size, channels=self.channels, **self.load_options)
         return self._train
 
     def test_data(self) -> Data:
         if self._test is None:
             self._test = load_dataset(self.dataset, split="test", data_path=self.data_path,
-                                      image_size=self.image_size, channels=self.channels)
+                                      image_size=self.image_size, channels=self.channels, **self.load_options)
             for data_note in self._test.notes:  # e.g. classes the test split lacks: they skew every score
                 self.note(f"metrics: test split: {data_note}")
         return self._test
@@ -194,18 +197,20 @@ class Evaluator:
         if self._classifier is None:
             train = self.train_data()
             check_labelled(train, "this metric")
-            path = classifier_path(train.name, train.sample_shape[0], train.sample_shape[1])
+            path = find_classifier(train)
             command = train_classifier_command(self.dataset, self.data_path, self.image_size, self.channels)
-            if path.exists():
+            if path is not None:
                 self._classifier = load_classifier(path, train, command)
             elif self.train_classifier_if_missing:
+                path = classifier_path(train)
                 self.note(f"metrics: no classifier cached for {train.name}; training one on its {len(train)} training "
-                          f"images (once; about a minute on a CPU) -> {path}")
+                          f"images (once; a few minutes on a CPU) -> {path}")
                 self._classifier = fit_classifier(train, self.test_data(), device=self.device, seed=self.seed)
                 save_classifier(self._classifier, path)
                 self.note(f"metrics: classifier test accuracy {self._classifier.test_accuracy:.2%}")
             else:
-                raise UserError(f"no classifier cached for {train.name} ({path}); train it first: {command}")
+                raise UserError(f"no classifier cached for {train.name} ({classifier_path(train)}); train it first: "
+                                f"{command}")
         return self._classifier
 
     def test_stats(self) -> FeatureStats:
@@ -236,7 +241,7 @@ class Evaluator:
             if metric.needs_classifier:
                 self.test_stats()
             if metric.needs_inception:
-                import_fidelity()
+                self.inception.network()  # its weights load (or download) now, not at the first evaluation
         except MetricUnavailable as exc:
             return str(exc)
         return None
@@ -245,11 +250,13 @@ class Evaluator:
         """Keep the metrics that apply (building the classifier and test features now, so that errors
         show before any training); note each one dropped. Returns the names kept."""
         kept = []
+        self.dropped: dict[str, str] = {}
         for name in self.names:
             reason = self.unavailable_reason(name, points=points, conditional=conditional)
             if reason is None:
                 kept.append(name)
             else:
+                self.dropped[name] = reason
                 self.note(f"metrics: {name} skipped: {reason}")
         self.names = kept
         classified = [n for n in kept if METRICS[n].needs_classifier]
@@ -334,8 +341,15 @@ def training_evaluator(cfg, data: Data, shape, device: torch.device,
         return None
     ev = Evaluator(names, dataset=cfg.dataset, data_path=cfg.data, image_size=cfg.image_size or None,
                    channels=cfg.channels or None, device=device, seed=cfg.seed, train_data=data,
-                   inception_weights=cfg.inception_weights, note=note)
-    if not ev.prepare(points=bool(shape.point_dim), conditional=shape.conditional):
+                   inception_weights=cfg.inception_weights, note=note, load_options=cfg.load_options)
+    kept = ev.prepare(points=bool(shape.point_dim), conditional=shape.conditional)
+    # Inception metrics asked for but without their network (offline, no weights file): refused now, not
+    # logged as skipped at every evaluation of a run trained for them.
+    unreachable = {n: why for n, why in ev.dropped.items() if METRICS[n].needs_inception}
+    if unreachable:
+        name, why = next(iter(unreachable.items()))
+        raise UserError(f"--eval-metrics {cfg.eval_metrics}: {name} cannot be computed: {why}")
+    if not kept:
         return None
 
     def evaluate(generator: nn.Module) -> dict:

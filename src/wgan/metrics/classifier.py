@@ -77,8 +77,44 @@ class Classifier:
         return torch.cat(feats).numpy(), torch.cat(preds).numpy()
 
 
-def classifier_path(dataset: str, channels: int, image_size: int) -> Path:
-    return user_cache_dir() / "classifiers" / f"{dataset}-{channels}x{image_size}x{image_size}.pt"
+# Classifiers shipped with the package, trained as `wgan eval --train-classifier` trains them (see the README
+# beside them): found like a cached one, for exactly the data they were trained on.
+SHIPPED_DIR = Path(__file__).parent / "weights"
+
+
+def content_hash(data: Data) -> str:
+    """A hash of every byte of the images and labels: two sources of one dataset (two letters CSVs) get
+    classifiers of their own."""
+    h = hashlib.sha256(f"{tuple(data.x.shape)}:{data.x.dtype}".encode())
+    h.update(data.x.cpu().contiguous().numpy().tobytes())
+    if data.y is not None:
+        h.update(data.y.cpu().numpy().astype(np.int64).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _file_name(data: Data, with_hash: bool = True) -> str:
+    c, s = data.sample_shape[0], data.sample_shape[1]
+    return f"{data.name}-{c}x{s}x{s}" + (f"-{content_hash(data)}" if with_hash else "") + ".pt"
+
+
+def classifier_path(data: Data) -> Path:
+    """Where the classifier of exactly these data is cached: named by their content, so it is never reused
+    for other data and training one for other data never replaces it."""
+    return user_cache_dir() / "classifiers" / _file_name(data)
+
+
+def find_classifier(data: Data) -> Path | None:
+    """The classifier of these data: cached, shipped with the package, or cached under the name it had before
+    caches were named by content (used only if it was trained on these very data); None when there is none."""
+    for path in (classifier_path(data), SHIPPED_DIR / _file_name(data)):
+        if path.is_file():
+            return path
+    legacy = user_cache_dir() / "classifiers" / _file_name(data, with_hash=False)
+    try:
+        state = torch.load(legacy, map_location="cpu", weights_only=True)
+    except Exception:  # absent, damaged, or not ours: as good as no classifier
+        return None
+    return legacy if isinstance(state, dict) and state.get("fingerprint") == data_fingerprint(data) else None
 
 
 def data_fingerprint(data: Data) -> str:

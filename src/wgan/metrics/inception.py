@@ -76,15 +76,30 @@ class InceptionScorer:
         # torch-fidelity moves its network and batches with .cuda(), which means the current CUDA device:
         # make that ours (cuda:1 with --device cuda:1 or under torchrun), not cuda:0.
         with torch.cuda.device(self.device) if cuda else nullcontext():
-            if self._network is None:
-                weights = {"feature_extractor_weights_path": str(self.weights)} if self.weights else {}
-                self._network = fidelity.utils.create_feature_extractor(
-                    "inception-v3-compat", [INCEPTION_FEATURE], cuda=cuda, verbose=False, **weights)
+            self.network()
             # save_cpu_ram: no DataLoader worker processes; the images are in memory already, and workers
             # only compete with the network for the cores.
             return fidelity.utils.extract_featuresdict_from_input_id_cached(
                 slot, self._network, **{f"input{slot}": _UInt8RGB(x)}, cuda=cuda, verbose=False,
                 save_cpu_ram=True, **cache)
+
+    def network(self) -> nn.Module:
+        """torch-fidelity's Inception-v3 with its weights (the file given, else torch-fidelity's download),
+        built once; MetricUnavailable when torch-fidelity or the weights cannot be had."""
+        if self._network is None:
+            fidelity = import_fidelity()
+            cuda = self.device.type == "cuda"
+            weights = {"feature_extractor_weights_path": str(self.weights)} if self.weights else {}
+            try:
+                with torch.cuda.device(self.device) if cuda else nullcontext():
+                    self._network = fidelity.utils.create_feature_extractor(
+                        "inception-v3-compat", [INCEPTION_FEATURE], cuda=cuda, verbose=False, **weights)
+            except Exception as exc:  # no network to download the weights, or a file of another network
+                hint = ("is it torch-fidelity's weights-inception-2015-12-05 file?" if self.weights else
+                        "offline, pass --inception-weights FILE (torch-fidelity's weights-inception-2015-12-05 file)")
+                raise MetricUnavailable(f"torch-fidelity could not load Inception-v3 ({str(exc).strip()[:160]}); "
+                                        f"{hint}") from None
+        return self._network
 
     def test_cache_name(self) -> str:
         """Names the test split's cached Inception features by every byte of the split and of the weights,

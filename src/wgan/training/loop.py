@@ -26,7 +26,7 @@ from wgan import checkpoint as ckpt
 from wgan import distributed, report, rundir
 from wgan.config import TrainConfig, flag, validate
 from wgan.data import to_uint8_images
-from wgan.errors import TrainingDiverged, UserError, os_reason, writing
+from wgan.errors import Stopped, TrainingDiverged, UserError, os_reason, writing
 from wgan.metrics import training_evaluator
 from wgan.rundir import NullLog, RunLog
 from wgan.training.fast import describe_step, make_step
@@ -46,8 +46,11 @@ def train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None = None, dr
     validate(cfg)
     with distributed.process_group(distributed.resolve_device(cfg.device)):
         run = TrainingRun.start(cfg, resume, dry_run=dry_run, progress=progress)
-        run.loop()
-        return run.finish()
+        try:
+            run.loop()
+            return run.finish()
+        finally:
+            run.release()
 
 
 def due(step: int, every: int) -> bool:
@@ -158,25 +161,34 @@ def check_processes_agree(cfg: TrainConfig, resume: ckpt.ResumePoint | None) -> 
                              "start every process with the same options")
 
 
-def open_run_dir(cfg: TrainConfig, resume: ckpt.ResumePoint | None) -> tuple[Path, list[Path]]:
-    """The run directory: the resumed one, tidied (stale temporary files removed, checkpoints newer than
-    the one resumed from set aside), or a new numbered one. Rank 0 makes it; every process gets its path.
-    Returns it and the checkpoints set aside."""
+def open_run_dir(cfg: TrainConfig, resume: ckpt.ResumePoint | None,
+                 dry_run: bool) -> tuple[Path, list[Path], rundir.RunLock | None]:
+    """The run directory, locked for this trainer (rank 0) before anything in it is written: the resumed
+    one, tidied (stale temporary files removed, checkpoints newer than the one resumed from set aside), or
+    a new numbered one (NNNNN-name-dry-run for a dry run). Every process gets its path. Returns it, the
+    checkpoints set aside, and the lock."""
     main = distributed.is_main()
     if resume is not None:
-        superseded = []
+        superseded, lock = [], None
         if main:  # only now that the checkpoint has loaded does anything in the run directory change
-            ckpt.remove_stale_temp_files(resume.run_dir / rundir.CHECKPOINTS)
-            superseded = ckpt.set_aside_newer(resume.run_dir / rundir.CHECKPOINTS, resume.step)
-            rundir.write_config(cfg.to_dict(), resume.run_dir)  # the run length may have changed
-        return resume.run_dir, superseded
-    run_dir = None
+            lock = rundir.RunLock(resume.run_dir).acquire("resume it")
+            try:
+                ckpt.remove_stale_temp_files(resume.run_dir / rundir.CHECKPOINTS)
+                superseded = ckpt.set_aside_newer(resume.run_dir / rundir.CHECKPOINTS, resume.step)
+                rundir.write_config(cfg.to_dict(), resume.run_dir)  # the run length may have changed
+            except OSError as exc:
+                lock.release()
+                raise UserError(f"--resume {resume.run_dir}: cannot write in the run directory ({os_reason(exc)}); "
+                                "copy the run to a writable folder and resume the copy") from None
+        return resume.run_dir, superseded, lock
+    run_dir, lock = None, None
     if main:
         name = cfg.preset if cfg.preset != "custom" else f"{cfg.dataset}-{cfg.loss}"
         with writing("--runs-dir", cfg.runs_dir):
-            run_dir = rundir.next_run_dir(Path(cfg.runs_dir), name)
+            run_dir = rundir.next_run_dir(Path(cfg.runs_dir), name + (rundir.DRY_RUN_SUFFIX if dry_run else ""))
+            lock = rundir.RunLock(run_dir).acquire()
             rundir.write_config(cfg.to_dict(), run_dir)
-    return Path(distributed.broadcast_object(None if run_dir is None else str(run_dir))), []
+    return Path(distributed.broadcast_object(None if run_dir is None else str(run_dir))), [], lock
 
 
 # ---------------------------------------------------------------------------------------------
@@ -196,9 +208,10 @@ class TrainingRun:
         self.log: RunLog | NullLog = NullLog()
         self.step_fn = None
         self.interval = Interval()
-        self.started = time.perf_counter()  # training time is counted from here, minus what came before
+        self.started = time.perf_counter()  # training time is counted from here, less evaluations, plus what came before
         self.stopped_by: int | None = None
         self.bar = None
+        self.lock: rundir.RunLock | None = None
 
     @classmethod
     def start(cls, cfg: TrainConfig, resume, *, dry_run: bool, progress: bool) -> "TrainingRun":
@@ -211,6 +224,9 @@ class TrainingRun:
         problem = None if resume is None else resume_problem(cfg, resume, total_steps)
         if problem:
             raise UserError(problem)
+        if resume is not None and resume.step == total_steps:  # nothing to train: write nothing either
+            raise UserError(f"{resume.run_dir}: already at step {resume.step}, the end of its --steps {total_steps}; "
+                            f"to train it longer: wgan train --resume {resume.run_dir} --steps {2 * total_steps}")
         state = TrainState.build(cfg, fast=fast)
         notes = Notes(distributed.is_main())
         # The metrics' shared parts (the classifier, the test split) are built before the run directory, so a
@@ -221,13 +237,26 @@ class TrainingRun:
             evaluator = training_evaluator(cfg, state.data, state.shape, device, note=notes.say)
         if resume is not None:
             state.load_state_dict(resume.state, resume.checkpoint)
-        run_dir, superseded = open_run_dir(cfg, resume)
+        run_dir, superseded, lock = open_run_dir(cfg, resume, dry_run)
         run = cls(cfg, state, run_dir, total_steps=total_steps, fast=fast, dry_run=dry_run, progress=progress,
                   evaluator=evaluator, last_good=None if resume is None else resume.checkpoint)
-        run.open_log(resume, superseded, notes)
-        if state.step == 0 and cfg.sample_every_steps and run.main:
-            run.sample(0)
+        run.lock = lock
+        try:
+            run.open_log(resume, superseded, notes)
+            if state.step == 0 and cfg.sample_every_steps and run.main:
+                run.sample(0)
+        except OSError as exc:  # a full disk before the first step: the same one line as during the run
+            run.release()
+            raise run.write_failed(exc) from None
+        except BaseException:
+            run.release()
+            raise
         return run
+
+    def release(self) -> None:
+        """The run directory's lock (the process's end releases it too)."""
+        if self.lock is not None:
+            self.lock.release()
 
     def open_log(self, resume: ckpt.ResumePoint | None, superseded: list[Path], notes: Notes) -> None:
         """log.txt's opening lines: what trains where, and everything said so far; then the step."""
@@ -355,7 +384,9 @@ class TrainingRun:
             record["eval_s"] = round(record["eval_s"] + raw_seconds, 3)
             record["samples"] = {**record.get("samples", {}), **raw_samples}
         self.log.record({"step": at, "time_s": round(self.training_seconds(t_eval), 3), **record})
-        self.interval.started += time.perf_counter() - t_eval  # evaluation time is not training throughput
+        spent = time.perf_counter() - t_eval  # evaluating is neither training time nor training throughput
+        self.started += spent
+        self.interval.started += spent
 
     def checkpoint(self) -> None:
         """Everything that shapes the rest of the run, with the interval under way; rank 0 writes it."""
@@ -383,8 +414,9 @@ class TrainingRun:
         self.checkpoint()
         self.stopped_by = signum
         self.log.line(f"{rundir.STOPPED_BY_SIGNAL} {signum} at step {step}; checkpoint written")
-        if self.main:
-            print(f"stopped at step {step}; checkpoint written. Resume: wgan train --resume {self.run_dir}")
+        if self.main:  # above the progress bar, on a line of its own
+            self.bar.write(f"stopped at step {step}; checkpoint written. Resume: wgan train --resume {self.run_dir}",
+                           file=sys.stdout)
 
     def kept(self) -> str:
         """Which checkpoint survives a run that stops on an error."""
@@ -409,8 +441,11 @@ class TrainingRun:
         return UserError(message)
 
     def finish(self) -> Path:
-        """The trained generator on its own, the last log line and the report (rank 0)."""
+        """The trained generator on its own, the last log line and the report (rank 0). Raises Stopped, after
+        all that, when a signal stopped the run."""
         if not self.main:
+            if self.stopped_by is not None:
+                raise Stopped(self.stopped_by, self.run_dir)
             return self.run_dir
         state, run_dir = self.state, self.run_dir
         try:
@@ -420,11 +455,17 @@ class TrainingRun:
                             f"the checkpoint {self.last_good} is intact: make room, then "
                             f"wgan export --run {run_dir} --out {run_dir / rundir.GENERATOR}") from None
         agreed = f"; parameters identical on all {self.world} processes" if self.world > 1 else ""
-        self.log.line(f"{'stopped at step' if self.stopped_by else rundir.FINISHED} {state.step} "
-                      f"({state.elapsed_s:.1f} s of training){agreed}")
-        self.log.close()
         try:
+            self.log.line(f"{'stopped at step' if self.stopped_by else rundir.FINISHED} {state.step} "
+                          f"({state.elapsed_s:.1f} s of training){agreed}")
+            self.log.close()
             report.build_report(run_dir)
+        except OSError as exc:  # the trained generator is written: say what was not, and how to make it
+            where = f" {exc.filename}" if exc.filename else ""
+            raise UserError(f"could not write{where} after step {state.step} ({os_reason(exc)}); {run_dir / rundir.GENERATOR}"
+                            f" and the checkpoint are written: make room, then wgan report --run {run_dir}") from None
         except Exception as exc:  # a plot must never cost the user a trained model
             print(f"report: could not build the report ({exc}); run `wgan report --run {run_dir}`")
+        if self.stopped_by is not None:
+            raise Stopped(self.stopped_by, run_dir)
         return run_dir

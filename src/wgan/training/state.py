@@ -91,6 +91,20 @@ def grid_columns(shape: ModelShape, n: int) -> int:
     return shape.num_classes if shape.conditional else max(1, int(math.sqrt(n)))
 
 
+def check_batch_sizes(cfg: TrainConfig, data: Data, device: torch.device) -> None:
+    """Batches the data or the machine cannot hold are refused at once, with the size to use, rather than
+    failing in an allocation (or swapping for minutes) after the run directory is made."""
+    if cfg.batch_size > len(data):
+        raise UserError(f"--batch-size {cfg.batch_size}: more than the {len(data):,} samples of {cfg.dataset} "
+                        f"({data.source}); use at most {len(data)}")
+    memory = distributed.memory_bytes(device)
+    per_sample = 4 * (math.prod(data.sample_shape) + cfg.latent_dim)  # one sample and its noise, in fp32
+    for name, n in (("--batch-size", cfg.batch_size), ("--batch-size-generator", cfg.generator_batch_size)):
+        if n * per_sample > memory / 4:
+            raise UserError(f"{name} {n}: one batch's samples alone take {n * per_sample / 2**30:.1f} GiB, more than "
+                            f"a quarter of the {memory / 2**30:.0f} GiB of {device}; use a smaller batch")
+
+
 # ---------------------------------------------------------------------------------------------
 # The state
 
@@ -129,12 +143,13 @@ class TrainState:
         set_precision(cfg.precision, cfg.deterministic)
         if data is None:
             data = load_dataset(cfg.dataset, split="train", data_path=cfg.data, image_size=cfg.image_size or None,
-                                channels=cfg.channels or None, skip_bad_images=cfg.skip_bad_images)
+                                channels=cfg.channels or None, **cfg.load_options)
         if cfg.conditional and data.y is None:
             raise UserError(f"--conditional needs a labelled dataset; {cfg.dataset} ({data.source}) has no classes")
         if cfg.conditional and data.num_classes < 2:
             raise UserError(f"--conditional: {cfg.dataset} ({data.source}) has only one class; conditional "
                             "training needs at least 2 (or drop --conditional)")
+        check_batch_sizes(cfg, data, device)  # before anything of that size is allocated
         data = data.to(device)
         shape = model_shape(cfg, data)
         generator, critic = build_models(cfg.model, shape)
