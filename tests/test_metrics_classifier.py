@@ -102,3 +102,22 @@ def test_two_sources_of_one_dataset_keep_classifiers_of_their_own(env, tmp_path,
     assert second.path != first.path and first.path.is_file() and second.path.is_file()
     again = metrics.Evaluator(["fcd"], dataset="fashion-mnist", data_path=env["data_dir"], note=lambda msg: None)
     assert again.classifier().path == first.path and again.classifier().fingerprint == first.fingerprint
+
+
+def test_a_shipped_classifier_is_found_for_exactly_its_data(env, tmp_path, monkeypatch):
+    """A classifier in the package's weights folder, named by its data's content, spares the training."""
+    trained = env["ev"].classifier()
+    data = env["ev"].train_data()
+    shipped = tmp_path / "weights"
+    shipped.mkdir()
+    import shutil
+
+    shutil.copy(trained.path, shipped / classifier.classifier_path(data).name)
+    monkeypatch.setattr(classifier, "SHIPPED_DIR", shipped)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty cache"))
+    notes: list[str] = []
+    ev = metrics.Evaluator(["fcd"], dataset="fashion-mnist", data_path=env["data_dir"], note=notes.append)
+    assert ev.prepare(points=False, conditional=False) == ["fcd"]
+    assert ev.classifier().path.parent == shipped and not any("training one" in n for n in notes)
+    other = write_dataset(tmp_path / "other", n_train=300, n_test=100, seed=11)
+    assert classifier.find_classifier(load_dataset("fashion-mnist", data_path=other)) is None
