@@ -293,6 +293,8 @@ TRAIN_ERRORS = [
     (["--model", "resnet64"], "--image-size 64"),  # quick's 28 pixels
     (["--model", "resnet32", "--image-size", "64"], "--image-size 32"),
     (["--conditioning", "projection"], "--conditioning projection: model 'dcgan28' takes input"),
+    (["--generator-norm", "layer"], "--generator-norm layer: choose none or batch"),
+    (["--generator-norm", "batch", "--model", "mlp"], "--generator-norm batch: for --model dcgan28 only"),
     (["--model", "mlp", "--loss", "clip", "--critic-norm", "batch"], "--critic-norm batch"),
     (["--critic-steps-boosted", "5"], "--critic-steps-boosted 5"),  # not more than --critic-steps 5
     (["--boost-every-steps", "-1"], "--boost-every-steps -1"),

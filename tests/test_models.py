@@ -220,3 +220,11 @@ def test_the_resnets_train_end_to_end(model, size, channels, conditioning, tmp_p
     assert state.critic.classifies == (conditioning == "acgan")
     z = torch.randn(3, 8)
     assert state.sampled_generator()(z, torch.tensor([0, 1, 2])).shape == (3, channels, size, size)
+
+
+def test_dcgan28_takes_dcgans_batch_norm_in_its_generator_on_request():
+    plain, _ = _models("dcgan28", _shape("dcgan28"))
+    normed, _ = _models("dcgan28", _shape("dcgan28", generator_norm="batch"))
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in plain.modules())
+    assert sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in normed.modules()) == 3
+    assert normed(torch.randn(4, LATENT)).shape == plain(torch.randn(4, LATENT)).shape == (4, 1, 28, 28)

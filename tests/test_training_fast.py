@@ -56,6 +56,7 @@ CASES = {
     "gp-augment-ema-decay": dict(loss="gp", augment="color,translation,cutout", ema_halflife_kimg=0.01,
                                  lr_decay="linear", steps=5, batch_size_generator=12),
     "sn-augment": dict(loss="sn", augment="translation"),
+    "gp-dcgan28-batchnorm-generator": dict(loss="gp", generator_norm="batch"),
     # the ResNets: conditional batch norm in G (grouped), the AC-GAN loss, a projection head over a batch-norm critic
     "gp-resnet32-28px-acgan": dict(loss="gp", model="resnet32", conditional=True),
     "clip-resnet32-projection-batchnorm": dict(loss="clip", optimizer="rmsprop", model="resnet32", image_size=32,

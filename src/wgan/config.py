@@ -89,6 +89,8 @@ class TrainConfig:
     latent_dim: int = option(128, "size of the noise vector z", COUNT)
     width: int = option(64, "base channel count (conv) or hidden units (mlp)", COUNT)
     critic_norm: str = option("none", "normalisation in the critic: none, layer, batch (batch is refused with a penalty)")
+    generator_norm: str = option("none", "dcgan28's generator: none (the WGAN-GP paper's MNIST model) or batch "
+                                 "(DCGAN's batch norm; the other models' generators have theirs built in)")
     # Objective
     loss: str = option("gp", "clip (WGAN), gp (WGAN-GP) or lp (one-sided penalty)")
     clip_value: float = option(0.01, "weight clipping bound c", POSITIVE)
@@ -280,55 +282,73 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     return cfg
 
 
+def _need(ok: bool, msg: str) -> None:
+    if not ok:
+        raise UserError(msg)
+
+
 def validate_model(cfg: TrainConfig) -> TrainConfig:
     """The options that decide what is trained: names, numbers, and the model's fit to its data and loss.
     Also what a stored config (a checkpoint's, an exported generator's) must pass before a model is built."""
+    _check_names(cfg)
+    _check_numbers(cfg)
+    _check_model_fit(cfg)
+    return cfg
+
+
+def _check_names(cfg: TrainConfig) -> None:
     # The registries import torch: here, not at the top, so that `wgan --help` does not.
     from wgan.data import DATASETS
     from wgan.models import CRITIC_NORMS, MODELS
 
-    def need(ok: bool, msg: str) -> None:
-        if not ok:
-            raise UserError(msg)
-
-    # --- names -----------------------------------------------------------------------------
-    need(cfg.dataset in DATASETS, f"--dataset {cfg.dataset}: unknown dataset; choose one of {', '.join(DATASETS)}")
-    need(cfg.model in MODELS, f"--model {cfg.model}: unknown model; choose one of {', '.join(MODELS)}")
-    need(cfg.loss in LOSSES, f"--loss {cfg.loss}: unknown loss; choose one of {', '.join(LOSSES)}")
-    need(cfg.optimizer in OPTIMIZERS, f"--optimizer {cfg.optimizer}: choose one of {', '.join(OPTIMIZERS)}")
-    need(cfg.precision in PRECISIONS, f"--precision {cfg.precision}: choose one of {', '.join(PRECISIONS)}")
-    need(cfg.critic_norm in CRITIC_NORMS, f"--critic-norm {cfg.critic_norm}: choose one of {', '.join(CRITIC_NORMS)}")
-    need(cfg.lr_decay in LR_DECAYS, f"--lr-decay {cfg.lr_decay}: choose one of {', '.join(LR_DECAYS)}")
+    _need(cfg.dataset in DATASETS, f"--dataset {cfg.dataset}: unknown dataset; choose one of {', '.join(DATASETS)}")
+    _need(cfg.model in MODELS, f"--model {cfg.model}: unknown model; choose one of {', '.join(MODELS)}")
+    _need(cfg.loss in LOSSES, f"--loss {cfg.loss}: unknown loss; choose one of {', '.join(LOSSES)}")
+    _need(cfg.optimizer in OPTIMIZERS, f"--optimizer {cfg.optimizer}: choose one of {', '.join(OPTIMIZERS)}")
+    _need(cfg.precision in PRECISIONS, f"--precision {cfg.precision}: choose one of {', '.join(PRECISIONS)}")
+    _need(cfg.critic_norm in CRITIC_NORMS,
+          f"--critic-norm {cfg.critic_norm}: choose one of {', '.join(CRITIC_NORMS)}")
+    _need(cfg.generator_norm in ("none", "batch"), f"--generator-norm {cfg.generator_norm}: choose none or batch")
+    _need(cfg.lr_decay in LR_DECAYS, f"--lr-decay {cfg.lr_decay}: choose one of {', '.join(LR_DECAYS)}")
     unknown = [a for a in cfg.augmentations if a not in AUGMENTATIONS]
-    need(not unknown, f"--augment {cfg.augment}: unknown augmentation {', '.join(unknown)}; choose from "
-         f"{', '.join(AUGMENTATIONS)} (comma-separated)")
-    if cfg.device not in ("auto", "cpu") and not re.fullmatch(r"cuda(:\d+)?", cfg.device):
-        raise UserError(f"--device {cfg.device}: use auto, cpu, cuda or cuda:N")
+    _need(not unknown, f"--augment {cfg.augment}: unknown augmentation {', '.join(unknown)}; choose from "
+          f"{', '.join(AUGMENTATIONS)} (comma-separated)")
+    _need(cfg.device in ("auto", "cpu") or re.fullmatch(r"cuda(:\d+)?", cfg.device) is not None,
+          f"--device {cfg.device}: use auto, cpu, cuda or cuda:N")
 
-    # --- numbers: each field's range ---------------------------------------------------------
+
+def _check_numbers(cfg: TrainConfig) -> None:
+    """Each field's range, and the one rule between two numbers."""
     for f in fields(cfg):
         value, accepted = getattr(cfg, f.name), f.metadata.get("range")
         shown = repr(value) if isinstance(value, str) and not value.strip() else value
-        need(accepted is None or accepted.accepts(value), f"{flag(f.name)} {shown}: {accepted and accepted.refusal}")
-    need(isinstance(cfg.critic_steps_boosted, int) and (cfg.critic_steps_boosted == 0
-                                                         or cfg.critic_steps_boosted > cfg.critic_steps),
-         f"--critic-steps-boosted {cfg.critic_steps_boosted}: must be 0 (off) or more than --critic-steps "
-         f"({cfg.critic_steps}); the WGAN reference code uses 100")
+        _need(accepted is None or accepted.accepts(value), f"{flag(f.name)} {shown}: {accepted and accepted.refusal}")
+    _need(isinstance(cfg.critic_steps_boosted, int) and (cfg.critic_steps_boosted == 0
+                                                          or cfg.critic_steps_boosted > cfg.critic_steps),
+          f"--critic-steps-boosted {cfg.critic_steps_boosted}: must be 0 (off) or more than --critic-steps "
+          f"({cfg.critic_steps}); the WGAN reference code uses 100")
 
-    # --- the model and its data --------------------------------------------------------------
-    # Refused here, not when the model is built, so a large dataset is not loaded first.
+
+def _check_model_fit(cfg: TrainConfig) -> None:
+    """The model against its data, normalisation, conditioning and loss: refused here, not when the model
+    is built, so a large dataset is not loaded first."""
+    from wgan.data import DATASETS
+    from wgan.models import MODELS
+
     points = DATASETS[cfg.dataset].image_size == 0
-    need(not points or cfg.model == "mlp", f"--model {cfg.model}: model '{cfg.model}' makes images; 2-D point data "
-         f"({cfg.dataset}) needs --model mlp")
+    _need(not points or cfg.model == "mlp", f"--model {cfg.model}: model '{cfg.model}' makes images; 2-D point data "
+          f"({cfg.dataset}) needs --model mlp")
     fixed_sizes = MODELS[cfg.model].image_sizes or ()
     size = cfg.image_size or DATASETS[cfg.dataset].image_size  # 0: the dataset's own size
     if not points and fixed_sizes and size not in fixed_sizes:
         made = fixed_sizes[0]
         raise UserError(f"--image-size {cfg.image_size}: model '{cfg.model}' makes {made}x{made} images; "
                         f"pass --image-size {made} or choose another model")
+    _need(cfg.generator_norm == "none" or cfg.model == "dcgan28",
+          f"--generator-norm {cfg.generator_norm}: for --model dcgan28 only (model '{cfg.model}' has its own)")
     allowed = MODELS[cfg.model].conditionings
-    need(cfg.conditioning == "auto" or cfg.conditioning in allowed,
-         f"--conditioning {cfg.conditioning}: model '{cfg.model}' takes {', '.join(allowed)} (or auto)")
+    _need(cfg.conditioning == "auto" or cfg.conditioning in allowed,
+          f"--conditioning {cfg.conditioning}: model '{cfg.model}' takes {', '.join(allowed)} (or auto)")
     if cfg.critic_norm == "batch" and cfg.loss == "sn":
         raise UserError("--loss sn with --critic-norm batch: spectral normalisation bounds each layer's Lipschitz "
                         "constant, batch norm rescales by the batch's statistics and undoes it; use --critic-norm none "
@@ -336,7 +356,5 @@ def validate_model(cfg: TrainConfig) -> TrainConfig:
     if cfg.critic_norm == "batch" and cfg.uses_penalty:
         raise UserError(f"--critic-norm batch with --loss {cfg.loss}: batch norm couples the samples of a batch, "
                         "which the gradient penalty forbids; use --critic-norm layer or none")
-    need(cfg.critic_norm != "batch" or cfg.model != "mlp",
-         "--critic-norm batch: the mlp critic supports none or layer; use --critic-norm layer")
-
-    return cfg
+    _need(cfg.critic_norm != "batch" or cfg.model != "mlp",
+          "--critic-norm batch: the mlp critic supports none or layer; use --critic-norm layer")

@@ -25,6 +25,7 @@ class ModelShape:
     # How a conditional critic sees the label: "input" (an input plane or features), "acgan" (an auxiliary
     # classifier head, the WGAN-GP paper's CIFAR-10 ResNet) or "projection" (Miyato & Koyama 2018).
     conditioning: str = "input"
+    generator_norm: str = "none"  # dcgan28 only: "batch" adds batch norm to its generator
 
     @property
     def conditional(self) -> bool:

@@ -42,14 +42,22 @@ class _FlatLabelConcat(nn.Module):
         return torch.cat([x.flatten(1), self.embed(labels).to(x.dtype)], dim=1)
 
 
+def _generator_norm(kind: str, channels: int, flat: bool = False) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm1d(channels) if flat else nn.BatchNorm2d(channels)
+    return nn.Identity()
+
+
 def build_dcgan28(shape: ModelShape) -> tuple[Generator, Critic]:
-    """The WGAN-GP paper's MNIST model (28x28): no batch norm in G, 5x5 stride-2 convs in the critic."""
-    d = shape.width
+    """The WGAN-GP paper's MNIST model (28x28): no batch norm in G (--generator-norm batch adds DCGAN's),
+    5x5 stride-2 convs in the critic."""
+    d, norm = shape.width, shape.generator_norm
     extra = cond_dim(shape)
     g = nn.Sequential(
-        nn.Linear(shape.latent_dim + extra, 4 * 4 * 4 * d), nn.ReLU(True), Reshape(4 * d, 4, 4),
-        nn.ConvTranspose2d(4 * d, 2 * d, 4, 2, 1), Crop(7), nn.ReLU(True),  # 8 -> 7
-        nn.ConvTranspose2d(2 * d, d, 4, 2, 1), nn.ReLU(True),  # 14
+        nn.Linear(shape.latent_dim + extra, 4 * 4 * 4 * d), _generator_norm(norm, 4 * 4 * 4 * d, flat=True),
+        nn.ReLU(True), Reshape(4 * d, 4, 4),
+        nn.ConvTranspose2d(4 * d, 2 * d, 4, 2, 1), Crop(7), _generator_norm(norm, 2 * d), nn.ReLU(True),  # 8 -> 7
+        nn.ConvTranspose2d(2 * d, d, 4, 2, 1), _generator_norm(norm, d), nn.ReLU(True),  # 14
         nn.ConvTranspose2d(d, shape.channels, 4, 2, 1), nn.Tanh(),  # 28
     )
     in_ch, cond = conv_critic_input(shape)

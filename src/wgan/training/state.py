@@ -51,7 +51,7 @@ def set_precision(precision: str, deterministic: bool) -> None:
 def model_shape(cfg: TrainConfig, data: Data) -> ModelShape:
     classes = data.num_classes if cfg.conditional else 0
     common = dict(latent_dim=cfg.latent_dim, width=cfg.width, num_classes=classes, critic_norm=cfg.critic_norm,
-                  conditioning=cfg.critic_conditioning if classes else "input")
+                  conditioning=cfg.critic_conditioning if classes else "input", generator_norm=cfg.generator_norm)
     if data.is_points:
         return ModelShape(point_dim=data.sample_shape[0], channels=0, image_size=0, **common)
     c, h, _ = data.sample_shape
