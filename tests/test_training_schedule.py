@@ -53,3 +53,32 @@ def test_a_run_decays_both_learning_rates_and_a_resumed_run_continues_the_decay(
     code, _, err = run_cli("train", "--resume", run / rundir.CHECKPOINTS / ckpt.checkpoint_name(2), "--steps", "8")
     assert code == 0, err
     assert lrs(4) == pytest.approx((lr_at(2e-4, 4, 8),) * 2) and lrs(8) == (0.0, 0.0)
+
+
+def test_a_time_budget_ends_the_run_as_its_last_step_would_and_evaluations_follow_the_clock(tmp_path, fashion_idx_dir,
+                                                                                            monkeypatch):
+    """--max-train-seconds: the run stops where the losses are read once that much training time has passed,
+    with the last step's grid, evaluation, checkpoint and generator; --eval-every-seconds: evaluations at
+    every such stretch of training time (theirs not counted)."""
+    from wgan.training import loop
+
+    def quick_evaluator(*args, **kwargs):
+        return lambda generator: {"fake_score": 1.0, "eval_s": 0.0}
+
+    monkeypatch.setattr(loop, "training_evaluator", quick_evaluator)
+    runs = tmp_path / "runs"
+    code, _, err = run_cli("train", *TINY, "--data", fashion_idx_dir, "--runs-dir", runs, "--steps", "1000000",
+                           "--max-train-seconds", "3", "--eval-metrics", "class-coverage", "--eval-every-seconds", "1",
+                           "--checkpoint-every-steps", "0")
+    assert code == 0, err
+    (run,) = runs.iterdir()
+    records = rundir.read_records(run)
+    train = [r for r in records if rundir.is_training_record(r)]
+    evals = [r for r in records if "fake_score" in r]
+    last = train[-1]["step"]
+    assert 3 <= train[-1]["time_s"] < 4 and last < 1000000
+    assert rundir.newest_checkpoint_step(run) == last and (run / rundir.GENERATOR).is_file()
+    assert rundir.run_status(run) == "finished"
+    assert 3 <= len(evals) <= 5 and evals[-1]["step"] == last  # about one a second, and the last step's
+    code, _, err = run_cli("train", "--resume", run, "--no-progress")
+    assert code == 2 and "already trained" in err and "--max-train-seconds" in err

@@ -37,7 +37,7 @@ REQUIRED_KEYS = ("format", "step", "config", "shape", "generator", "critic", "op
                  "fixed_z", "fixed_labels", "rng", "elapsed_s", "pending")
 # How long and where a run trains, not what it trains: these may differ between a checkpoint and the
 # run that resumes it. Every other option must match.
-RESUMABLE_OPTIONS = ("steps", "device", "fast", "precision", "data", "inception_weights")
+RESUMABLE_OPTIONS = ("steps", "max_train_seconds", "device", "fast", "precision", "data", "inception_weights")
 NOT_COMPARED = RESUMABLE_OPTIONS + ("runs_dir",)  # where the run directory lives says nothing of the model
 
 

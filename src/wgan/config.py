@@ -116,6 +116,9 @@ class TrainConfig:
     boost_every_steps: int = option(500, "with --critic-steps-boosted: and every this many-th generator step (0 = only "
                                     "the first ones)", EVERY)
     steps: int = option(20000, "generator updates to train for", COUNT)
+    max_train_seconds: float = option(0.0, "stop (as at the last step: log, grid, metrics, checkpoint) once this many "
+                                      "seconds of training have passed, evaluations not counted (0: --steps alone)",
+                                      NON_NEGATIVE)
     lr_decay: str = option("none", "learning-rate schedule of both optimisers: none, or linear (to 0 at --steps, as the "
                            "WGAN-GP paper's CIFAR-10 code)")
     # The generator that is sampled and evaluated: an exponential moving average of the trained one.
@@ -132,6 +135,8 @@ class TrainConfig:
     checkpoint_every_steps: int = option(1000, "write a checkpoint every N steps (0: only at the end)", EVERY)
     keep_checkpoints: int = option(3, "how many checkpoints to keep", COUNT)
     eval_every_steps: int = option(0, "compute --eval-metrics every N steps (0: at the end only)", EVERY)
+    eval_every_seconds: float = option(0.0, "also compute --eval-metrics every this many seconds of training (0: off): "
+                                       "curves of quality against time", NON_NEGATIVE)
     eval_metrics: str = option("", "comma-separated metrics to log during training (see `wgan eval --help`)")
     eval_num_samples: int = option(10000, "samples per metric evaluation", COUNT)
     inception_weights: str | None = option(None, "Inception-v3 weights file for fid/kid (torch-fidelity's; needed "

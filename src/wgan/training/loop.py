@@ -208,6 +208,7 @@ class TrainingRun:
         self.log: RunLog | NullLog = NullLog()
         self.step_fn = None
         self.interval = Interval()
+        self.next_evaluation_s = math.inf  # --eval-every-seconds: the training time of the next evaluation
         self.started = time.perf_counter()  # training time is counted from here, less evaluations, plus what came before
         self.stopped_by: int | None = None
         self.bar = None
@@ -237,6 +238,9 @@ class TrainingRun:
             evaluator = training_evaluator(cfg, state.data, state.shape, device, note=notes.say)
         if resume is not None:
             state.load_state_dict(resume.state, resume.checkpoint)
+            if cfg.max_train_seconds and state.elapsed_s >= cfg.max_train_seconds:
+                raise UserError(f"{resume.run_dir}: already trained {state.elapsed_s:.0f} s of its --max-train-seconds "
+                                f"{cfg.max_train_seconds:g}; to train it longer, pass a larger --max-train-seconds")
         run_dir, superseded, lock = open_run_dir(cfg, resume, dry_run)
         run = cls(cfg, state, run_dir, total_steps=total_steps, fast=fast, dry_run=dry_run, progress=progress,
                   evaluator=evaluator, last_good=None if resume is None else resume.checkpoint)
@@ -298,14 +302,16 @@ class TrainingRun:
                             unit="it", dynamic_ncols=True, mininterval=0.1 if sys.stderr.isatty() else 60)
             try:
                 self.continue_interval()
-                while state.step < self.total_steps and stop.signum is None:
+                done = state.step >= self.total_steps
+                while not done and stop.signum is None:
                     # Update the critic `critic_steps` times (more on boosted steps), then the generator once.
                     extra = generator_iteration(self.step_fn, cfg, state.step)
                     state.step += 1
                     self.interval.steps += 1
                     self.interval.extra_critic_images += extra * cfg.batch_size
                     self.bar.update(1)
-                    at, last = state.step, state.step == self.total_steps
+                    at = state.step
+                    last = at == self.total_steps or self.out_of_time(at)
                     checkpoint_due = due(at, cfg.checkpoint_every_steps)
                     # Read the losses back and log them. Checkpoint steps always read them: a resumed run then
                     # starts with empty sums, as this one goes on, and no checkpoint follows an unchecked interval.
@@ -316,11 +322,12 @@ class TrainingRun:
                     if self.main and cfg.sample_every_steps and (due(at, cfg.sample_every_steps) or last):
                         self.sample(at)
                     # Evaluate the generator.
-                    if self.evaluator and (last or due(at, cfg.eval_every_steps)):
+                    if self.evaluator and (last or due(at, cfg.eval_every_steps) or self.evaluation_time()):
                         self.evaluate(at)
                     # Write a checkpoint.
                     if checkpoint_due or last:
                         self.checkpoint()
+                    done = last
                 if stop.signum is not None:
                     self.stop_on_signal(stop.signum)
                 state.elapsed_s = self.training_seconds()
@@ -335,6 +342,8 @@ class TrainingRun:
         """Start the clocks; a resumed run continues its training time and the interval its checkpoint cut."""
         now = time.perf_counter()
         self.started = now - self.state.elapsed_s
+        every = self.cfg.eval_every_seconds
+        self.next_evaluation_s = (self.state.elapsed_s // every + 1) * every if every else math.inf
         self.interval = Interval(started=now)
         pending = self.state.pending
         if pending is not None:
@@ -343,6 +352,21 @@ class TrainingRun:
 
     def training_seconds(self, now: float | None = None) -> float:
         return (time.perf_counter() if now is None else now) - self.started
+
+    def out_of_time(self, step: int) -> bool:
+        """--max-train-seconds reached: looked at where the losses are read, where N processes agree anyway."""
+        limit = self.cfg.max_train_seconds
+        if not limit or not due(step, self.cfg.log_every_steps):
+            return False
+        return bool(distributed.max_over_ranks(int(self.training_seconds() >= limit)))
+
+    def evaluation_time(self) -> bool:
+        """--eval-every-seconds: whether another such stretch of training time has passed (rank 0 evaluates)."""
+        every = self.cfg.eval_every_seconds
+        if not every or self.training_seconds() < self.next_evaluation_s:
+            return False
+        self.next_evaluation_s = (self.training_seconds() // every + 1) * every
+        return True
 
     # --- the chores -------------------------------------------------------------------------
     def log_losses(self) -> None:
