@@ -170,15 +170,22 @@ GPU_CASES = {
     "gp": dict(loss="gp"),
     "clip-dcgan32-batchnorm": dict(loss="clip", optimizer="rmsprop", model="dcgan32", image_size=32, channels=3,
                                    critic_norm="batch"),
+    # the moving average and the decayed learning rates updated inside the graph (a host sync there fails
+    # the capture), DiffAugment's draws, a generator batch of its own
+    "gp-ema-decay-augment": dict(loss="gp", ema_halflife_kimg=0.01, lr_decay="linear", steps=10,
+                                 augment="color,translation,cutout", batch_size_generator=24),
+    "gp-resnet32-acgan": dict(loss="gp", model="resnet32", conditional=True, width=8),
+    "sn": dict(loss="sn"),
 }
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("case", GPU_CASES)
 def test_cuda_graph_step_matches_eager_on_gpu(case):
     """The fused step in NCHW and eager against the fused step as training runs it on a GPU:
     channels_last and captured in a CUDA graph (batch norm's grouped calls included)."""
-    from wgan.training.fast import use_channels_last
+    from wgan.training.fast import make_step
 
     cfg = TrainConfig(**{**dict(dataset="fashion-mnist", width=16, batch_size=16, critic_steps=2, device="cuda",
                                 precision="fp32", tensorboard=False), **GPU_CASES[case]})
@@ -187,15 +194,27 @@ def test_cuda_graph_step_matches_eager_on_gpu(case):
     for graph in (False, True):
         state = TrainState.build(cfg, fast=True, data=data)
         if graph:
-            use_channels_last(state)
-        step = FusedWganStep(cfg, state.generator, state.critic, state.opt_g, state.opt_c,
-                             state.data, state.device)
-        step = CudaGraphStep(step) if graph else step
+            step, note = make_step(state, fast=True)  # channels_last, the schedule on the device, the graph
+            assert isinstance(step, CudaGraphStep), note
+        else:
+            schedule = None
+            if cfg.lr_decay == "linear":
+                schedule = LinearDecay([(state.opt_g, cfg.lr_generator), (state.opt_c, cfg.lr_critic)], cfg.steps,
+                                       0, on_device=False)
+            step = FusedWganStep(cfg, state.generator, state.critic, state.opt_g, state.opt_c, state.data,
+                                 state.device, ema=state.ema, schedule=schedule)
         for _ in range(6):
             step()
         assert not graph or step.graph is not None, step.failed
         results.append((state, step.read_and_reset(6)))
     (eager, s1), (graphed, s2) = results
+    if eager.ema is not None:  # the average moved inside the graph as it did eagerly
+        assert float(graphed.ema.images) == float(eager.ema.images) == 6 * cfg.generator_batch_size
+        for (name, p), q in zip(eager.ema.module.state_dict().items(), graphed.ema.module.state_dict().values()):
+            assert torch.allclose(p.float(), q.float(), rtol=1e-3, atol=1e-4), f"ema {name}"
+    if cfg.lr_decay == "linear":
+        lr = float(graphed.opt_c.param_groups[0]["lr"])
+        assert lr == pytest.approx(cfg.lr_critic * (1 - 6 / cfg.steps), rel=1e-6)
     # fp32 on the GPU, not float64: the fast path's fused capturable optimisers and cuDNN's autotuned
     # kernels are what is under test, and the two runs may pick different convolution algorithms, so
     # they agree to fp32 rounding amplified over 6 iterations of 2 critic steps. 1e-3 of a loss of

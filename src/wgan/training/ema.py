@@ -42,7 +42,11 @@ class GeneratorEMA:
     @torch.no_grad()
     def update(self) -> None:
         weight = (1.0 - self.beta()).to(self._targets[0].dtype)
-        torch._foreach_lerp_(self._targets, self._sources, weight)
+        # G_ema + w (G - G_ema), lerp's formula: _foreach_lerp_ takes its weight only as a host scalar,
+        # which would read the device tensor back (a sync the CUDA graph cannot capture).
+        step = torch._foreach_sub(self._sources, self._targets)
+        torch._foreach_mul_(step, weight)
+        torch._foreach_add_(self._targets, step)
         if self._target_buffers:
             torch._foreach_copy_(self._target_buffers, self._source_buffers)
         self.images.add_(self.images_per_step)
