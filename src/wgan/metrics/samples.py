@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from wgan.data import Data, to_uint8_images
+from wgan.latents import draw_latents
 
 
 @dataclass
@@ -30,13 +31,15 @@ class Samples:
 
 @torch.no_grad()
 def generate_samples(generator: nn.Module, num: int, *, device: torch.device | str, seed: int = 0,
-                     batch_size: int = 500, labels: torch.Tensor | None = None) -> Samples:
+                     batch_size: int = 500, labels: torch.Tensor | None = None,
+                     truncation: float | None = None) -> Samples:
     """`num` samples from `generator` in eval mode (restored afterwards). The same seed gives the same
     noise, so successive evaluations during training differ only by the generator. Conditional
-    generators are asked for `labels` (CPU, one per sample), by default every class equally often."""
+    generators are asked for `labels` (CPU, one per sample), by default every class equally often.
+    `truncation` draws the noise within [-truncation, truncation] (wgan.latents)."""
     shape = generator.shape
     gen = torch.Generator().manual_seed(seed)
-    z = torch.randn(num, shape.latent_dim, generator=gen)
+    z = draw_latents(num, shape.latent_dim, generator=gen, truncation=truncation)
     if labels is None and shape.conditional:
         labels = torch.arange(num) % shape.num_classes
     was_training = generator.training
