@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The demo's quality on this CPU: the old `quick` settings against today's `quick`, at equal training
+# time, and today's with and without its generator average (EMA off = the same run's raw generator, so the
+# comparison costs no second run and shares every random draw). FCD and class coverage on 10,000 samples.
+#   bash benchmarks/quality_cpu.sh DATA_DIR [SECONDS]      (from a source checkout; SECONDS default 300)
+set -u
+DATA=${1:?usage: quality_cpu.sh DATA_DIR [SECONDS]}
+SECONDS_OF_TRAINING=${2:-300}
+NUM=${NUM:-10000}
+PY=${PYTHON:-python3}
+export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
+RUNS=$(mktemp -d)
+# The quick preset as it was before the demo was retuned (5 critic steps, batch 64, no average).
+OLD=(--critic-steps 5 --batch-size 64 --lr-critic 2e-4 --lr-generator 2e-4 --adam-beta1 0.5 --adam-beta2 0.9
+     --generator-norm none --ema-halflife-kimg 0 --width 32)
+train() {  # name, options...
+  local name=$1; shift
+  $PY -m wgan train --preset quick --data "$DATA" --steps 1000000 --max-train-seconds "$SECONDS_OF_TRAINING" \
+    --eval-metrics "" --runs-dir "$RUNS/$name" --no-progress --no-tensorboard "$@" 2>&1 | grep -v -i warn | tail -1
+}
+score() {  # run dir, label, eval options...
+  local run=$1 label=$2; shift 2
+  local steps; steps=$(ls "$run"/checkpoints | tail -1)
+  echo "-- $label ($steps)"
+  $PY -m wgan eval --run "$run" --metrics fcd,class-coverage --num "$NUM" --no-append "$@" 2>&1 | grep -v -i warn \
+    | grep -E "fcd|class" | head -4
+}
+train old "${OLD[@]}"
+train new
+score "$RUNS"/old/* "old quick"
+score "$RUNS"/new/* "new quick, EMA generator"
+score "$RUNS"/new/* "new quick, raw generator (EMA off)" --raw-generator
+echo "runs: $RUNS"
