@@ -281,7 +281,8 @@ SAMPLE_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("argv, needles", [(e[0], e[1:]) for e in SAMPLE_ERRORS], ids=[" ".join(e[0]) for e in SAMPLE_ERRORS])
+@pytest.mark.parametrize("argv, needles", [(e[0], e[1:]) for e in SAMPLE_ERRORS],
+                         ids=[" ".join(e[0]) for e in SAMPLE_ERRORS])
 def test_sample_refuses_bad_walk_and_truncation_options_with_one_line(quick_run, tmp_path, capsys, monkeypatch,
                                                                          argv, needles):
     from wgan import animation
@@ -298,7 +299,8 @@ def test_sample_refuses_bad_walk_and_truncation_options_with_one_line(quick_run,
 @pytest.mark.parametrize("walk", [[], ["--walk", "2"]])
 def test_an_unknown_class_name_lists_the_classes(conditional_dry_run, tmp_path, capsys, walk):
     out = tmp_path / ("w.gif" if walk else "x.npz")
-    rc, _, err = run_cli(capsys, "sample", "--run", str(conditional_dry_run), "--label", "Hat", *walk, "--out", str(out))
+    rc, _, err = run_cli(capsys, "sample", "--run", str(conditional_dry_run), "--label", "Hat", *walk,
+                         "--out", str(out))
     assert_one_line_error(rc, err, "--label Hat: not a class of this generator; its classes are T-shirt/top, Trouser",
                           "Ankle boot (a name in any case, or a number 0-9)")
     assert not out.exists()

@@ -14,7 +14,7 @@ from PIL import Image
 
 from wgan import animation
 from wgan.models import ModelShape, build_models
-from wgan.walks import PARALLEL_SINE, Walk, draw_walk_points, grid_frames, render_walk, slerp, walk_layout, walk_path
+from wgan.walks import PARALLEL_SINE, draw_walk_points, grid_frames, render_walk, slerp, walk_layout, walk_path
 
 
 def random_pairs(n: int, dim: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

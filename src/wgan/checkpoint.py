@@ -401,7 +401,8 @@ def _is_zip(path: Path) -> bool:
         return False
 
 
-def _read_generator_file(path: Path, option: str = "--weights") -> tuple[dict, dict, dict, int | None, str, list | None]:
+def _read_generator_file(path: Path, option: str = "--weights") -> tuple[dict, dict, dict, int | None, str,
+                                                                         list | None]:
     if not path.is_file():
         accepted = ("a generator .safetensors file written by `wgan export`" if option == "--weights" else
                     "a run directory, one of its checkpoints or a generator .safetensors file")

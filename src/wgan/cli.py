@@ -372,8 +372,9 @@ def check_sampling_options(args: argparse.Namespace) -> None:
 
     args.frames = DEFAULT_WALK_FRAMES if args.frames is None else args.frames
     args.frame_ms = DEFAULT_FRAME_MS if args.frame_ms is None else args.frame_ms
-    for name, value, least in (("--walk", args.walk, 2), ("--frames", args.frames, 1), ("--frame-ms", args.frame_ms, 10),
-                               ("--num", args.num, 1)):
+    least_values = (("--walk", args.walk, 2), ("--frames", args.frames, 1), ("--frame-ms", args.frame_ms, 10),
+                    ("--num", args.num, 1))
+    for name, value, least in least_values:
         if value is not None and value < least:
             why = " (a walk loops through at least 2 points)" if name == "--walk" else ""
             raise UserError(f"{name} {value}: must be >= {least}{why}")
