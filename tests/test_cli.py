@@ -199,15 +199,111 @@ def test_conditional_sample_without_a_label_cycles_the_classes(conditional_dry_r
     assert_one_line_error(rc, err, "--label 10", "0-9")
     rc, _, err = run_cli(capsys, "sample", "--run", str(conditional_dry_run), "--num", "2", "--label", "A",
                          "--out", str(tmp_path / "bad.npz"))
-    assert_one_line_error(rc, err, "--label A: give a class number 0-9")
+    assert_one_line_error(rc, err, "--label A: not a class of this generator; its classes are T-shirt/top, Trouser")
     assert not (tmp_path / "bad.npz").exists()
 
 
 def test_a_letter_names_its_class_for_the_letter_datasets():
+    from wgan.data import dataset_class_names
+
     for dataset in ("letters-csv", "emnist-letters"):
-        assert [cli._class_number(t, dataset, 26) for t in ("A", "b", "Z", "7")] == [0, 1, 25, 7]
-    with pytest.raises(UserError, match="--label AB: give a class number 0-25 or a letter A-Z"):
-        cli._class_number("AB", "letters-csv", 26)
+        names = dataset_class_names(dataset, 26)
+        assert [cli._class_number(t, names) for t in ("A", "b", "Z", "7")] == [0, 1, 25, 7]
+    with pytest.raises(UserError, match="--label AB: not a class of this generator; its classes are A, B, C"):
+        cli._class_number("AB", dataset_class_names("letters-csv", 26))
+
+
+def test_conditional_sample_by_class_name(conditional_dry_run, tmp_path, capsys):
+    for label in ("Sneaker", "sneaker", "7"):
+        out = tmp_path / f"{label}.npz"
+        rc, _, err = run_cli(capsys, "sample", "--run", str(conditional_dry_run), "--num", "3", "--label", label,
+                             "--out", str(out))
+        assert rc == 0, err
+        with np.load(out) as f:
+            assert f["labels"].tolist() == [7, 7, 7]
+    with np.load(tmp_path / "Sneaker.npz") as a, np.load(tmp_path / "7.npz") as b:
+        assert np.array_equal(a["images"], b["images"])
+
+
+def test_truncated_samples_are_repeatable_and_differ_from_untruncated_ones(quick_run, tmp_path, capsys):
+    def sample(name: str, *extra: str) -> np.ndarray:
+        rc, _, err = run_cli(capsys, "sample", "--run", str(quick_run), "--num", "4", "--out", str(tmp_path / name),
+                             *extra)
+        assert rc == 0, err
+        with np.load(tmp_path / name) as f:
+            return f["images"]
+
+    a, b, c = sample("a.npz", "--truncation", "0.5"), sample("b.npz", "--truncation", "0.5"), sample("c.npz")
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_sample_walk_writes_a_gif_of_every_frame(quick_run, tmp_path, capsys):
+    out = tmp_path / "walk.gif"
+    rc, stdout, err = run_cli(capsys, "sample", "--run", str(quick_run), "--walk", "3", "--frames", "2", "--num", "4",
+                              "--out", str(out))
+    assert rc == 0, err
+    assert f"wrote a latent walk to {out}: 6 frames (3 points x 2), 4 walks" in stdout
+    with Image.open(out) as gif:
+        assert gif.format == "GIF" and gif.n_frames == 6 and gif.size == (2 * 30 + 2, 2 * 30 + 2)
+        assert gif.info["loop"] == 0 and gif.info["duration"] == 80
+
+
+def test_a_conditional_walk_is_one_row_per_walk_and_one_column_per_class(conditional_dry_run, tmp_path, capsys):
+    out = tmp_path / "walk.gif"
+    rc, stdout, err = run_cli(capsys, "sample", "--run", str(conditional_dry_run), "--walk", "2", "--frames", "2",
+                              "--num", "2", "--out", str(out), "--frame-ms", "120")
+    assert rc == 0, err
+    assert "2 walks, each in every class" in stdout
+    with Image.open(out) as gif:
+        assert gif.n_frames == 4 and gif.size == (10 * 30 + 2, 2 * 30 + 2) and gif.info["duration"] == 120
+    rc, _, err = run_cli(capsys, "sample", "--run", str(conditional_dry_run), "--walk", "2", "--frames", "2",
+                         "--label", "bag", "--num", "4", "--out", str(tmp_path / "bags.gif"))
+    assert rc == 0, err
+    with Image.open(tmp_path / "bags.gif") as gif:
+        assert gif.size == (2 * 30 + 2, 2 * 30 + 2), "one class: the walks in a square grid"
+
+
+SAMPLE_ERRORS = [
+    (["--truncation", "0"], "--truncation 0.0: must be a number > 0"),
+    (["--truncation", "-1"], "--truncation -1.0"),
+    (["--truncation", "nan"], "--truncation nan"),
+    (["--walk", "1"], "--walk 1: must be >= 2 (a walk loops through at least 2 points)"),
+    (["--walk", "3", "--frames", "0"], "--frames 0: must be >= 1"),
+    (["--walk", "3", "--frame-ms", "0"], "--frame-ms 0: must be >= 10"),
+    (["--walk", "3", "--num", "0"], "--num 0: must be >= 1"),
+    (["--walk", "3", "--truncation", "0"], "--truncation 0.0"),
+    (["--walk", "3", "--out", "walk.avi"], "--out", "walk.avi: an animation is a .gif or .mp4 file; name it so"),
+    (["--walk", "3", "--out", "walk.png"], "walk.png: an animation is a .gif or .mp4 file"),
+    (["--walk", "3", "--out", "walk.mp4"], "needs imageio's ffmpeg plugin", "pip install imageio[ffmpeg]", ".gif"),
+    (["--out", "walk.gif"], "walk.gif: an animation is a latent walk; add --walk N"),
+    (["--frames", "4"], "--frames: only for a latent walk; add --walk N"),
+    (["--walk", "2", "--label", "3"], "--label: this generator is not class-conditional"),
+]
+
+
+@pytest.mark.parametrize("argv, needles", [(e[0], e[1:]) for e in SAMPLE_ERRORS],
+                         ids=[" ".join(e[0]) for e in SAMPLE_ERRORS])
+def test_sample_refuses_bad_walk_and_truncation_options_with_one_line(quick_run, tmp_path, capsys, monkeypatch,
+                                                                         argv, needles):
+    from wgan import animation
+
+    monkeypatch.setattr(animation, "_mp4_plugin_missing", lambda: True)  # as here, where imageio-ffmpeg is absent
+    out_dir = tmp_path / "out"
+    out = [] if "--out" in argv else ["--out", str(out_dir / "walk.gif" if "--walk" in argv else out_dir / "x.npz")]
+    argv = [str(out_dir / a) if a.startswith("walk.") else a for a in argv]
+    rc, _, err = run_cli(capsys, "sample", "--run", str(quick_run), *argv, *out)
+    assert_one_line_error(rc, err, *needles)
+    assert not out_dir.exists(), "nothing written"
+
+
+@pytest.mark.parametrize("walk", [[], ["--walk", "2"]])
+def test_an_unknown_class_name_lists_the_classes(conditional_dry_run, tmp_path, capsys, walk):
+    out = tmp_path / ("w.gif" if walk else "x.npz")
+    rc, _, err = run_cli(capsys, "sample", "--run", str(conditional_dry_run), "--label", "Hat", *walk,
+                         "--out", str(out))
+    assert_one_line_error(rc, err, "--label Hat: not a class of this generator; its classes are T-shirt/top, Trouser",
+                          "Ankle boot (a name in any case, or a number 0-9)")
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("num, out, needle", [("0", "x.npz", "--num 0"), ("4", "x.jpg", ".png")])

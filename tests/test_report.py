@@ -77,14 +77,15 @@ def test_a_mismatched_classifier_stops_training_before_a_run_directory_is_made(r
 
 
 def test_report_has_every_picture_and_the_metric_table(run_dir):
-    for name in ("losses.png", "quality.png", "timelapse.gif", "report.html"):
+    for name in ("losses.png", "quality.png", "timelapse.gif", "walk.gif", "report.html"):
         assert (run_dir / name).is_file(), name
     frames = rundir.sample_frames(run_dir)
     assert [f.name for f in frames] == [f"step-{s:08d}.png" for s in range(0, STEPS + 1, 2)]
     with Image.open(run_dir / "timelapse.gif") as gif:
         assert gif.n_frames == len(frames)
     page = (run_dir / "report.html").read_text()
-    assert page.count('src="data:image/png;base64,') == 3 and page.count('src="data:image/gif;base64,') == 1
+    assert page.count('src="data:image/png;base64,') == 3
+    assert page.count('src="data:image/gif;base64,') == 2, "the timelapse and the latent walk"
     assert "fcd (200 samples)" in page and "class_coverage" in page
     assert "finished" in page and "generator steps" in page and f"{STEPS} of {STEPS}" in page
     assert "<td>lr_critic</td>" in page  # the config table
@@ -127,7 +128,7 @@ def test_wgan_report_rebuilds_a_killed_run(run_dir, tmp_path, capsys):
         f.write('{"step": 7, "time_s": 1.0, "loss_cri')  # a line cut by the kill
     assert main(["report", "--run", str(run)]) == 0
     assert "report.html" in capsys.readouterr().out
-    for name in ("losses.png", "quality.png", "timelapse.gif", "report.html"):
+    for name in ("losses.png", "quality.png", "timelapse.gif", "walk.gif", "report.html"):
         assert (run / name).is_file(), name
     assert "in progress, or killed" in (run / "report.html").read_text()
 

@@ -15,7 +15,7 @@ import json
 import pickle
 import re
 import zipfile
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -24,7 +24,9 @@ from safetensors.torch import save as safetensors_bytes
 
 from wgan import rundir
 from wgan.rundir import CHECKPOINT_RE, checkpoint_name  # noqa: F401 (named through this module too)
+from wgan.classes import class_names_problem
 from wgan.config import TrainConfig, flag, validate_model
+from wgan.data import dataset_class_names
 from wgan.errors import UserError, first_line, writing
 from wgan.files import atomic_write
 from wgan.models import ModelShape, build_models
@@ -286,11 +288,14 @@ def find_resumable_run(runs_dir: Path, config: dict) -> Path | None:
 
 
 def save_generator(path: Path, generator_state: dict, config: dict, shape: dict, step: int,
-                   weights: str = "raw") -> None:
-    """`weights`: "ema" for the moving average of the generator's weights, "raw" for the trained ones."""
+                   weights: str = "raw", class_names: list[str] | None = None) -> None:
+    """`weights`: "ema" for the moving average of the generator's weights, "raw" for the trained ones.
+    `class_names`: what a conditional generator's classes are called."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in generator_state.items()}
     meta = {"format": GENERATOR_FORMAT, "config": json.dumps(config), "shape": json.dumps(shape), "step": str(step),
             "weights": weights}
+    if class_names is not None:
+        meta["class_names"] = json.dumps(list(class_names))
     blob = safetensors_bytes(tensors, metadata=meta)
     atomic_write(path, lambda f: f.write(blob))
 
@@ -312,9 +317,24 @@ def export_run(run: Path, out: Path, raw: bool = False) -> tuple[ResumePoint, st
     point = open_checkpoint(run, option="--run")
     tensors, weights = checkpoint_generator(point.state, raw)
     _build_generator(point.config, point.shape, tensors, "cpu", point.checkpoint)  # refuse a mismatch
+    names = stored_class_names(point.state.get("class_names"), point.config, point.shape, point.checkpoint)
     with writing("--out", out):
-        save_generator(out, tensors, point.config, point.shape, point.step, weights)
+        save_generator(out, tensors, point.config, point.shape, point.step, weights, class_names=names)
     return point, weights
+
+
+def stored_class_names(stored, config: dict, shape: dict, origin: Path) -> list[str]:
+    """The class names a checkpoint or an exported generator holds. Files written before they were kept name
+    the classes as their dataset does, or by number."""
+    num_classes = int(shape.get("num_classes", 0) or 0)
+    if num_classes <= 0:
+        return []
+    if stored is None:
+        return dataset_class_names(str(config.get("dataset", "")), num_classes)
+    problem = class_names_problem(stored, num_classes)
+    if problem:
+        raise UserError(f"{origin}: unreadable class names ({problem}): not a file wgan wrote, or one edited since")
+    return list(stored)
 
 
 @dataclass
@@ -324,6 +344,7 @@ class LoadedGenerator:
     step: int | None  # the training step it was saved at; None for an exported file that does not say
     run_dir: Path | None  # the run it belongs to; None for a file outside a run directory
     weights: str = "raw"  # "ema": the moving average of the generator's weights; "raw": the trained ones
+    class_names: list[str] = field(default_factory=list)  # a conditional generator's, one per class
 
 
 def load_generator(source: Path, device: str | torch.device = "cpu", raw: bool = False,
@@ -347,14 +368,28 @@ def load_generator(source: Path, device: str | torch.device = "cpu", raw: bool =
         config, shape, origin, step = point.config, point.shape, point.checkpoint, point.step
         tensors, weights = checkpoint_generator(point.state, raw)
         run_dir = point.run_dir if rundir.is_run_dir(point.run_dir) else None
+        stored_names = point.state.get("class_names")
     else:
-        config, shape, tensors, step, weights = _read_generator_file(source, option)
+        config, shape, tensors, step, weights, stored_names = _read_generator_file(source, option)
         origin = source
         if raw and weights == "ema":
             raise UserError(f"{source}: holds the moving average of the generator's weights only; the raw generator "
                             "is in its run's checkpoints: pass --run RUN/checkpoints/step-NNNNNNNN.pt --raw-generator")
-    generator = _build_generator(config, shape, tensors, device, origin)
-    return LoadedGenerator(generator, TrainConfig.from_dict(config), step, run_dir, weights)
+    generator = _build_generator(config, shape, tensors, device, origin)  # checks the shape, too
+    names = stored_class_names(stored_names, config, shape, origin)
+    return LoadedGenerator(generator, TrainConfig.from_dict(config), step, run_dir, weights, names)
+
+
+def _metadata_class_names(path: Path, meta: dict):
+    """The class names in an exported generator's metadata (None: written before they were kept)."""
+    text = meta.get("class_names")
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise UserError(f"{path}: unreadable class names in its metadata: not a file `wgan export` wrote, or "
+                        "one edited since") from None
 
 
 def _is_zip(path: Path) -> bool:
@@ -366,7 +401,8 @@ def _is_zip(path: Path) -> bool:
         return False
 
 
-def _read_generator_file(path: Path, option: str = "--weights") -> tuple[dict, dict, dict, int | None, str]:
+def _read_generator_file(path: Path, option: str = "--weights") -> tuple[dict, dict, dict, int | None, str,
+                                                                         list | None]:
     if not path.is_file():
         accepted = ("a generator .safetensors file written by `wgan export`" if option == "--weights" else
                     "a run directory, one of its checkpoints or a generator .safetensors file")
@@ -388,7 +424,8 @@ def _read_generator_file(path: Path, option: str = "--weights") -> tuple[dict, d
                         "write it with `wgan export`") from None
     step = meta.get("step")
     weights = "ema" if meta.get("weights") == "ema" else "raw"  # files written before averaging hold the raw ones
-    return config, shape, tensors, int(step) if step is not None and step.isdigit() else None, weights
+    return (config, shape, tensors, int(step) if step is not None and step.isdigit() else None, weights,
+            _metadata_class_names(path, meta))
 
 
 def _build_generator(config: dict, shape: dict, tensors: dict, device, origin: Path):

@@ -18,7 +18,7 @@ from pathlib import Path
 # Only what imports no numerical library: `wgan --help` must answer at once. The commands import the rest.
 from wgan import __version__
 from wgan.config import PRESETS, TrainConfig, flag, preset_config, resolve_sizes, validate
-from wgan.errors import Stopped, TrainingDiverged, UserError, os_reason, report_error, writing
+from wgan.errors import Stopped, TrainingDiverged, UserError, first_line, os_reason, report_error, writing
 from wgan.files import user_cache_dir
 
 
@@ -108,15 +108,39 @@ def _sample_parser(sub) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--run", metavar="DIR|FILE", help="run directory (its newest checkpoint) or one checkpoint")
     src.add_argument("--weights", metavar="FILE", help="generator .safetensors from `wgan export`")
-    p.add_argument("--num", type=int, default=64, help="number of samples")
+    p.add_argument("--num", type=int, default=None,
+                   help=f"number of samples (default: {DEFAULT_SAMPLES}); with --walk: number of walks (default: "
+                        f"{DEFAULT_WALKS}; conditional models: {DEFAULT_WALK_ROWS} rows of every class)")
     p.add_argument("--label", default=None,
-                   help="class number (conditional models), or for letters the letter itself (A-Z); default: all "
+                   help="conditional models: the class, by name in any case (Sneaker, A) or number; default: all "
                         "classes, one per column")
     p.add_argument("--out", required=True, help="output: .png (grid of images) or .npz (uint8 N x C x H x W; "
-                   "2-D point models: .npz of the points)")
+                   "2-D point models: .npz of the points); with --walk: .gif or .mp4")
     add_config_option(p, "seed", default=0, help="seed of the noise (same seed, same samples; default: 0)")
     add_config_option(p, "device", default="auto")
     _raw_generator_option(p)
+    _sampling_options(p)
+
+
+DEFAULT_SAMPLES = 64
+DEFAULT_WALKS = 16  # a 4 x 4 grid of walks
+DEFAULT_WALK_ROWS = 4  # a conditional generator's walks: each row one walk, shown in every class
+DEFAULT_WALK_FRAMES = 16
+DEFAULT_FRAME_MS = 80
+
+
+def _sampling_options(p: argparse.ArgumentParser) -> None:
+    """The truncation trick and latent walks, for `wgan sample`."""
+    p.add_argument("--truncation", type=float, default=None, metavar="PSI",
+                   help="draw every noise coordinate within [-PSI, PSI] (resampled, not clamped): less variety, "
+                        "more typical samples (e.g. 0.7; default: no truncation)")
+    p.add_argument("--walk", type=int, default=None, metavar="N",
+                   help="write a latent walk instead of samples: a loop through N fixed noise points (N >= 2) by "
+                        "spherical interpolation, --num walks side by side; --out .gif or .mp4")
+    p.add_argument("--frames", type=int, default=None, metavar="F",
+                   help=f"with --walk: frames between neighbouring points (default: {DEFAULT_WALK_FRAMES})")
+    p.add_argument("--frame-ms", type=int, default=None,
+                   help=f"with --walk: milliseconds each frame is shown (default: {DEFAULT_FRAME_MS})")
 
 
 def _export_parser(sub) -> None:
@@ -269,6 +293,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from wgan.distributed import resolve_device
     from wgan.metrics import generate_samples
 
+    check_sampling_options(args)
+    if args.walk is not None:
+        return sample_walk(args)
+    args.num = DEFAULT_SAMPLES if args.num is None else args.num
     if args.num < 1:
         raise UserError(f"--num {args.num}: must be >= 1")
     out = Path(args.out)
@@ -277,12 +305,12 @@ def cmd_sample(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     loaded = load_generator(Path(args.run or args.weights), device, raw=args.raw_generator,
                             option="--run" if args.run else "--weights")
-    generator, cfg = loaded.generator, loaded.config
+    generator = loaded.generator
     shape = generator.shape
     _check_sample_count(args.num, out, shape)
     labels = None
     if shape.conditional:
-        label = None if args.label is None else _class_number(args.label, cfg.dataset, shape.num_classes)
+        label = None if args.label is None else _class_number(args.label, loaded.class_names)
         labels = torch.full((args.num,), label) if label is not None else None  # None: every class in turn
     elif args.label is not None:
         raise UserError("--label: this generator is not class-conditional")
@@ -290,7 +318,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise UserError("--out: point data (toy 2-D) can only be written as .npz")
     with writing("--out", out):  # before the sampling, which can take minutes
         out.parent.mkdir(parents=True, exist_ok=True)
-    samples = generate_samples(generator, args.num, device=device, seed=args.seed, batch_size=1024, labels=labels)
+    samples = generate_samples(generator, args.num, device=device, seed=args.seed, batch_size=1024, labels=labels,
+                               truncation=args.truncation)
     with writing("--out", out):
         _write_samples(out, samples, shape, args)
     print(f"wrote {args.num} samples to {out}")
@@ -315,19 +344,91 @@ def _check_sample_count(num: int, out: Path, shape) -> None:
         raise UserError(f"--num {num}: a grid of more than {MAX_GRID_IMAGES:,} images; write them as .npz")
 
 
-def _class_number(text: str, dataset: str, num_classes: int) -> int:
-    """--label as a class number; for the letter datasets a letter names its class (A = 0, ..., Z = 25)."""
-    letters = dataset in ("letters-csv", "emnist-letters")
-    if letters and len(text) == 1 and text.isalpha() and text.isascii():
-        return ord(text.upper()) - ord("A")
+def _class_number(text: str, class_names: list[str]) -> int:
+    """--label as a class number: a class name in any case (Sneaker, a), or the class number itself."""
+    from wgan.classes import class_index
+
     try:
-        number = int(text)
-    except ValueError:
-        raise UserError(f"--label {text}: give a class number 0-{num_classes - 1}"
-                        f"{' or a letter A-Z' if letters else ''}") from None
-    if not 0 <= number < num_classes:
-        raise UserError(f"--label {text}: this model has classes 0-{num_classes - 1}")
-    return number
+        return class_index(text, class_names)
+    except ValueError as exc:
+        raise UserError(f"--label {text}: {exc}") from None
+
+
+def check_sampling_options(args: argparse.Namespace) -> None:
+    """--truncation and the walk's options, before any generator is loaded or anything is written."""
+    if args.truncation is not None and not args.truncation > 0:  # NaN too
+        raise UserError(f"--truncation {args.truncation}: must be a number > 0 (noise coordinates are kept within "
+                        "[-PSI, PSI]; e.g. 0.7)")
+    out = Path(args.out)
+    if args.walk is None:
+        given = [f for f, v in (("--frames", args.frames), ("--frame-ms", args.frame_ms)) if v is not None]
+        if given:
+            raise UserError(f"{given[0]}: only for a latent walk; add --walk N (its number of points)")
+        if out.suffix.lower() in (".gif", ".mp4"):
+            raise UserError(f"--out {out}: an animation is a latent walk; add --walk N (its number of points), or "
+                            "write samples as .png or .npz")
+        return
+    from wgan.animation import animation_problem
+
+    args.frames = DEFAULT_WALK_FRAMES if args.frames is None else args.frames
+    args.frame_ms = DEFAULT_FRAME_MS if args.frame_ms is None else args.frame_ms
+    least_values = (("--walk", args.walk, 2), ("--frames", args.frames, 1), ("--frame-ms", args.frame_ms, 10),
+                    ("--num", args.num, 1))
+    for name, value, least in least_values:
+        if value is not None and value < least:
+            why = " (a walk loops through at least 2 points)" if name == "--walk" else ""
+            raise UserError(f"{name} {value}: must be >= {least}{why}")
+    problem = animation_problem(out)
+    if problem:
+        raise UserError(f"--out {out}: {problem}")
+
+
+def sample_walk(args: argparse.Namespace) -> int:
+    """`wgan sample --walk N`: a GIF or MP4 of latent walks (wgan.walks), checked by check_sampling_options."""
+    from wgan.animation import write_animation
+    from wgan.checkpoint import load_generator
+    from wgan.distributed import resolve_device
+    from wgan.walks import grid_frames, render_walk
+
+    device = resolve_device(args.device)
+    out = Path(args.out)
+    loaded = load_generator(Path(args.run or args.weights), device, raw=args.raw_generator,
+                            option="--run" if args.run else "--weights")
+    shape = loaded.generator.shape
+    if shape.point_dim:
+        raise UserError("--walk: this generator makes 2-D points; a latent walk is a sequence of images")
+    if args.label is not None and not shape.conditional:
+        raise UserError("--label: this generator is not class-conditional")
+    label = None if args.label is None else _class_number(args.label, loaded.class_names)
+    every_class = shape.conditional and label is None
+    num = args.num or (DEFAULT_WALK_ROWS if every_class else DEFAULT_WALKS)
+    images = args.walk * args.frames * num * (shape.num_classes if every_class else 1)
+    _check_walk_size(images, shape)
+    with writing("--out", out):  # before the rendering, which can take minutes
+        out.parent.mkdir(parents=True, exist_ok=True)
+    walk = render_walk(loaded.generator, num_walks=num, num_points=args.walk, frames_per_segment=args.frames,
+                       seed=args.seed, truncation=args.truncation, label=label, device=device)
+    try:
+        with writing("--out", out):
+            write_animation(out, grid_frames(walk).numpy(), args.frame_ms)
+    except RuntimeError as exc:  # ffmpeg's own failures reach us as RuntimeErrors from imageio
+        raise UserError(f"--out {out}: could not write the walk ({first_line(exc)}); try a .gif") from None
+    rows = f"{num} walks, each in every class" if every_class else f"{num} walk{'s' * (num > 1)}"
+    print(f"wrote a latent walk to {out}: {walk.num_frames} frames ({args.walk} points x {args.frames}), {rows}")
+    return 0
+
+
+def _check_walk_size(images: int, shape) -> None:
+    """A walk whose frames cannot be held is refused before rendering, with what it needs."""
+    import torch
+
+    from wgan.distributed import memory_bytes
+
+    need = images * math.prod(shape.sample_shape) * 4  # the images, and their grids in RGB (uint8)
+    memory = memory_bytes(torch.device("cpu"))
+    if need > memory / 4:
+        raise UserError(f"--walk/--frames/--num: {images:,} images, {need / 2**30:.1f} GiB in memory, more than a "
+                        f"quarter of this machine's {memory / 2**30:.0f} GiB; use fewer points, frames or walks")
 
 
 def _write_samples(out: Path, samples, shape, args: argparse.Namespace) -> None:
@@ -455,8 +556,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     run_dir = Path(args.run)
     if not rundir.is_run_dir(run_dir):
         raise UserError(f"--run {run_dir}: no {rundir.CONFIG} there; pass a run directory (runs/NNNNN-name)")
+    notes: list[str] = []
     try:
-        written = build_report(run_dir)
+        written = build_report(run_dir, notes)
     except OSError as exc:
         where = exc.filename or run_dir
         raise UserError(f"--run {run_dir}: cannot write the report's files there ({where}: {os_reason(exc)}); make "
@@ -465,6 +567,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
     if "losses" not in written:  # say why, reading the log again only then
         print(f"note: {missing_losses_note(run_dir, rundir.read_records(run_dir))}")
+    for note in notes:
+        print(f"note: {note}")
     return 0
 
 

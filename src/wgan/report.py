@@ -10,9 +10,12 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageDraw, ImageFont
 
-from wgan import rundir
+from wgan import checkpoint, rundir
+from wgan.animation import write_animation
+from wgan.errors import UserError
 from wgan.files import atomic_write, pyplot
 from wgan.rundir import is_training_record, run_status, sample_frames
+from wgan.walks import grid_frames, render_walk
 
 
 def missing_losses_note(run_dir: Path, records: list[dict]) -> str:
@@ -209,6 +212,43 @@ def make_timelapse(frames: list[Path], path: Path, frame_ms: int = 250, last_fra
     return True
 
 
+# The report's latent walk: small, so that building a report stays a matter of seconds on a CPU.
+REPORT_WALK_POINTS = 4
+REPORT_WALK_FRAMES = 8  # between neighbouring points
+REPORT_WALKS = 4  # a 2 x 2 grid; a conditional generator's one walk is shown in every class instead
+REPORT_WALK_FRAME_MS = 100
+
+
+def walk_source(run_dir: Path) -> Path | None:
+    """What the run's generator is loaded from (its newest checkpoint, else its generator.safetensors)."""
+    found = checkpoint.list_checkpoints(run_dir / rundir.CHECKPOINTS)
+    if found:
+        return found[-1]
+    return run_dir / rundir.GENERATOR if (run_dir / rundir.GENERATOR).is_file() else None
+
+
+def make_walk(run_dir: Path, path: Path, notes: list[str]) -> bool:
+    """walk.gif: a latent walk of the run's newest generator (its moving average where the run keeps one, as
+    `wgan sample` does), made again only when the generator is newer than the GIF. Runs without a
+    generator yet, and 2-D point models, have none; a generator that cannot be loaded is a note."""
+    source = walk_source(run_dir)
+    if source is None:
+        return False
+    if path.is_file() and path.stat().st_mtime_ns >= source.stat().st_mtime_ns:
+        return True
+    try:
+        generator = checkpoint.load_generator(run_dir, "cpu").generator
+    except UserError as exc:
+        notes.append(f"no {rundir.WALK}: {exc}")
+        return False
+    if generator.shape.point_dim:
+        return False
+    walk = render_walk(generator, num_walks=1 if generator.shape.conditional else REPORT_WALKS,
+                       num_points=REPORT_WALK_POINTS, frames_per_segment=REPORT_WALK_FRAMES, seed=0)
+    write_animation(path, grid_frames(walk).numpy(), REPORT_WALK_FRAME_MS)
+    return True
+
+
 # ---------------------------------------------------------------------------------------------
 # report.html: one page, images inlined, opens from disk with no server
 
@@ -284,6 +324,9 @@ def write_html(run_dir: Path, records: list[dict], written: dict[str, Path]) -> 
                                                ("quality", "metrics over steps and wall-clock time"),
                                                ("losses", "losses, Wasserstein estimate and penalty"))
                if k in written]
+    if "walk" in written:
+        images.append((written["walk"], f"latent walk: {REPORT_WALK_POINTS} fixed noise points, spherical "
+                                        f"interpolation, {REPORT_WALK_FRAMES} frames between each, looping"))
     if images:
         figures = "".join(_img(p, alt, run_dir) for p, alt in images)
         parts += ["<h2>Pictures</h2>", f"<div class=figs>{figures}</div>"]
@@ -307,9 +350,10 @@ def write_html(run_dir: Path, records: list[dict], written: dict[str, Path]) -> 
     return path
 
 
-def build_report(run_dir: Path) -> dict[str, Path]:
-    """Rebuild losses.png, quality.png, timelapse.gif and report.html from the run directory, at any time
-    (also while the run trains, or after it was killed); returns what was written."""
+def build_report(run_dir: Path, notes: list[str] | None = None) -> dict[str, Path]:
+    """Rebuild losses.png, quality.png, timelapse.gif, walk.gif and report.html from the run directory, at any
+    time (also while the run trains, or after it was killed); returns what was written. What could not be
+    made, and why, is appended to `notes`."""
     run_dir = Path(run_dir)
     written = {}
     records = rundir.read_records(run_dir)
@@ -319,5 +363,7 @@ def build_report(run_dir: Path) -> dict[str, Path]:
         written["quality"] = run_dir / rundir.QUALITY_PLOT
     if make_timelapse(sample_frames(run_dir), run_dir / rundir.TIMELAPSE):
         written["timelapse"] = run_dir / rundir.TIMELAPSE
+    if make_walk(run_dir, run_dir / rundir.WALK, [] if notes is None else notes):
+        written["walk"] = run_dir / rundir.WALK
     written["html"] = write_html(run_dir, records, written)
     return written

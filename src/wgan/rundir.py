@@ -36,6 +36,7 @@ GENERATOR = "generator.safetensors"
 LOSSES_PLOT = "losses.png"
 QUALITY_PLOT = "quality.png"
 TIMELAPSE = "timelapse.gif"
+WALK = "walk.gif"  # a short latent walk of the newest generator, made by the report
 REPORT = "report.html"
 TENSORBOARD = "tensorboard"
 LOCK = "train.lock"  # held by the process that trains the run (see RunLock)

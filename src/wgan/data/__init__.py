@@ -24,18 +24,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from wgan.data.cifar import load_cifar10
+from wgan.classes import names_or_numbers
+from wgan.data.cifar import CIFAR10_CLASSES, load_cifar10
 from wgan.data.core import Data, LoadOptions, adapt_images, to_model_space, to_uint8_images
 from wgan.data.folders import FOLDER_DEFAULT_CHANNELS, FOLDER_DEFAULT_SIZE, load_celeba, load_image_folder
-from wgan.data.idx import load_emnist_letters, load_fashion_mnist, load_mnist
+from wgan.data.idx import (FASHION_CLASSES, LETTER_CLASSES, MNIST_CLASSES, load_emnist_letters, load_fashion_mnist,
+                           load_mnist)
 from wgan.data.letters_csv import LETTERS_CSV_NAMES, load_letters_csv
-from wgan.data.toy import (eight_gaussians_centres, sample_8gaussians, sample_25gaussians, swiss_roll, toy_loader,
+from wgan.data.toy import (centre_names, eight_gaussians_centres, sample_8gaussians, sample_25gaussians, swiss_roll, toy_loader,
                            twenty_five_gaussians_centres)
 from wgan.errors import UserError
 
 # The package's public face; the formats' own names are imported from their modules.
-__all__ = ["DATASETS", "Data", "DatasetEntry", "LoadOptions", "adapt_images", "load_dataset", "to_model_space",
-           "to_uint8_images"]
+__all__ = ["DATASETS", "Data", "DatasetEntry", "LoadOptions", "adapt_images", "dataset_class_names", "load_dataset",
+           "to_model_space", "to_uint8_images"]
 
 
 @dataclass(frozen=True)
@@ -46,21 +48,24 @@ class DatasetEntry:
     num_classes: int  # 0: no labels, -1: as many as the folder's class subfolders
     description: str
     files: str = ""  # what it looks for, for `wgan datasets`
+    class_names: tuple[str, ...] = ()  # one per class; a folder's are its subfolders', known once it is loaded
 
 
 DATASETS: dict[str, DatasetEntry] = {
     "mnist": DatasetEntry(load_mnist, 28, 1, 10, "MNIST digits, 60k train / 10k test (IDX files)",
-                          "train-images-idx3-ubyte[.gz] & co. (also .idx3-ubyte, MNIST/raw/); torchvision download"),
+                          "train-images-idx3-ubyte[.gz] & co. (also .idx3-ubyte, MNIST/raw/); torchvision download",
+                          class_names=tuple(MNIST_CLASSES)),
     "fashion-mnist": DatasetEntry(load_fashion_mnist, 28, 1, 10, "Fashion-MNIST, 60k train / 10k test (IDX files)",
                                   "train-images-idx3-ubyte[.gz] & co. (also .idx3-ubyte, FashionMNIST/raw/); "
-                                  "torchvision download"),
+                                  "torchvision download", class_names=tuple(FASHION_CLASSES)),
     "emnist-letters": DatasetEntry(load_emnist_letters, 28, 1, 26,
                                    "EMNIST letters A-Z, 124.8k train / 20.8k test (labels 1-26 -> 0-25, upright)",
                                    "emnist-letters-train-images-idx3-ubyte[.gz] & co. (also EMNIST/raw/); "
-                                   "torchvision download"),
+                                   "torchvision download", class_names=tuple(LETTER_CLASSES)),
     "letters-csv": DatasetEntry(load_letters_csv, 28, 1, 26,
                                 "Kaggle A-Z handwritten letters CSV, 372k rows (a seeded 10% is the test split)",
-                                f"{LETTERS_CSV_NAMES[0]} (or --data FILE.csv); cached as .npz after the first read"),
+                                f"{LETTERS_CSV_NAMES[0]} (or --data FILE.csv); cached as .npz after the first read",
+                                class_names=tuple(LETTER_CLASSES)),
     "celeba": DatasetEntry(load_celeba, 64, 3, 0, "CelebA aligned faces: centre 178x178 crop, resized to the model",
                            "img_align_celeba/ (+ list_eval_partition.txt|csv), or --data FOLDER of faces; "
                            "torchvision download"),
@@ -68,17 +73,27 @@ DATASETS: dict[str, DatasetEntry] = {
                                  "any folder of images, flat or one subfolder per class (classes = labels)",
                                  "--data FOLDER (train/ and test/ subfolders are the splits if present)"),
     "cifar10": DatasetEntry(load_cifar10, 32, 3, 10, "CIFAR-10, 50k train / 10k test, 32x32 RGB",
-                            "cifar-10-batches-py/ (torchvision's python version); torchvision download"),
+                            "cifar-10-batches-py/ (torchvision's python version); torchvision download",
+                            class_names=tuple(CIFAR10_CLASSES)),
     "toy-8gaussians": DatasetEntry(toy_loader("toy-8gaussians", sample_8gaussians, eight_gaussians_centres), 0, 0,
                                    8, "the WGAN-GP paper's 8 Gaussians (scale 2, std 0.02, / 1.414)",
-                                   "generated, seeded (100k train / 20k test points)"),
+                                   "generated, seeded (100k train / 20k test points)",
+                                   class_names=tuple(centre_names(eight_gaussians_centres))),
     "toy-25gaussians": DatasetEntry(toy_loader("toy-25gaussians", sample_25gaussians, twenty_five_gaussians_centres),
                                     0, 0, 25, "the WGAN-GP paper's 25 Gaussians (5x5 grid, std 0.05, / 2.828)",
-                                    "generated, seeded (100k train / 20k test points)"),
+                                    "generated, seeded (100k train / 20k test points)",
+                                    class_names=tuple(centre_names(twenty_five_gaussians_centres))),
     "toy-swissroll": DatasetEntry(toy_loader("toy-swissroll", lambda n, rng: (swiss_roll(n, rng), None), None),
                                   0, 0, 0, "the WGAN-GP paper's Swiss roll (noise 0.25, columns x and z, / 7.5)",
                                   "generated, seeded (100k train / 20k test points)"),
 }
+
+
+def dataset_class_names(name: str, num_classes: int) -> list[str]:
+    """The names of a dataset's classes as the registry knows them (a model of `num_classes` classes made from
+    it); the class numbers where it does not (image folders) or the count differs."""
+    entry = DATASETS.get(name)
+    return names_or_numbers(entry.class_names if entry else (), num_classes)
 
 
 def load_dataset(name: str, *, split: str = "train", data_path: str | Path | None = None,

@@ -12,6 +12,10 @@ from wgan.data.search import candidate_dirs, download_root, not_there, refuse_fi
 from wgan.errors import UserError, first_line
 
 
+# The order of its batches.meta, which the loader reads; the registry names them without loading anything.
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
 def load_cifar10(split: str, data_path, options: LoadOptions = LoadOptions()) -> Data:
     import torchvision  # here, not at the top: seconds to import, needed only for CIFAR-10
 

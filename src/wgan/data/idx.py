@@ -121,11 +121,12 @@ def load_idx_dataset(name: str, *, split: str, data_path, torchvision_cls: str, 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                    "Ankle boot"]
 LETTER_CLASSES = list(string.ascii_uppercase)
+MNIST_CLASSES = [str(i) for i in range(10)]
 
 
 def load_mnist(split: str, data_path, options: LoadOptions = LoadOptions()) -> Data:
     return load_idx_dataset("mnist", split=split, data_path=data_path, torchvision_cls="MNIST",
-                            class_names=[str(i) for i in range(10)])
+                            class_names=MNIST_CLASSES)
 
 
 def load_fashion_mnist(split: str, data_path, options: LoadOptions = LoadOptions()) -> Data:

@@ -46,6 +46,11 @@ def swiss_roll(n: int, rng: np.random.Generator, noise: float = 0.25) -> np.ndar
     return xyz[[0, 2]].T / 7.5
 
 
+def centre_names(centres: Callable[[], np.ndarray]) -> list[str]:
+    """A mixture's class names: its components' centres."""
+    return [f"({cx:.2f}, {cy:.2f})" for cx, cy in centres()]
+
+
 def toy_loader(name: str, make: Callable[[int, np.random.Generator], tuple[np.ndarray, np.ndarray | None]],
                centres: Callable[[], np.ndarray] | None):
     def load(split: str, data_path, options: LoadOptions = LoadOptions()) -> Data:
@@ -55,7 +60,7 @@ def toy_loader(name: str, make: Callable[[int, np.random.Generator], tuple[np.nd
         if mode is None:
             return Data(name, x, source=f"generated (seed {TOY_SEEDS[split]})")
         # The mixture component is a natural label: it lets metrics count covered modes.
-        names = [f"({cx:.2f}, {cy:.2f})" for cx, cy in centres()]
+        names = centre_names(centres)
         return Data(name, x, torch.from_numpy(mode.astype(np.int64)), len(names), names,
                     source=f"generated (seed {TOY_SEEDS[split]})")
 

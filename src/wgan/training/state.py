@@ -20,6 +20,7 @@ from torch import nn
 
 from wgan import checkpoint as ckpt
 from wgan import distributed
+from wgan.classes import names_or_numbers
 from wgan.config import TrainConfig, validate
 from wgan.data import Data, load_dataset
 from wgan.errors import TrainingDiverged, UserError, first_line
@@ -185,6 +186,7 @@ class TrainState:
             "fixed_labels": None if self.fixed_labels is None else self.fixed_labels.cpu(),
             "rng": rng,
             "ema": None if self.ema is None else self.ema.state_dict(),
+            "class_names": self.class_names,
         }
         if distributed.world_size() > 1:
             # Every process's own streams, so a resume with as many processes continues each of them.
@@ -217,6 +219,12 @@ class TrainState:
             self.ema.restart_from(self.generator, images=step * self.ema.images_per_step)
             self.notes.append(f"{source} holds no moving average of the generator: it starts from the generator "
                               f"at step {step}")
+
+    @property
+    def class_names(self) -> list[str]:
+        """What the generator's classes are called (the dataset's names; a folder's subfolders), so that a
+        sampler can ask for "Sneaker"; an unconditional generator has none."""
+        return names_or_numbers(self.data.class_names, self.shape.num_classes) if self.shape.conditional else []
 
     # --- samples ----------------------------------------------------------------------------
     def sampled_generator(self, raw: bool = False) -> Generator:
@@ -280,4 +288,4 @@ def export_generator(state: TrainState, path: Path) -> None:
     """generator.safetensors: the sampled generator's weights (the moving average where the run keeps one)
     with the config and shape in its metadata."""
     ckpt.save_generator(path, state.sampled_generator().state_dict(), state.cfg.to_dict(), state.shape.__dict__,
-                        state.step, weights="raw" if state.ema is None else "ema")
+                        state.step, weights="raw" if state.ema is None else "ema", class_names=state.class_names)

@@ -1,0 +1,180 @@
+"""The Python API: wgan.load_generator and TrainedGenerator.sample / .walk, on tiny runs trained here.
+
+The API samples through the code `wgan sample` uses, so their images are compared bit for bit; the
+truncated draws are compared against the generator called directly on wgan.latents' draws.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import wgan
+from cli_helpers import TINY, run_cli
+from wgan import checkpoint as ckpt
+from wgan.data import to_uint8_images
+from wgan.data.idx import FASHION_CLASSES
+from wgan.latents import draw_latents
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def train_tiny(runs: Path, data: Path, *extra: str) -> Path:
+    code, _, err = run_cli("train", *TINY, "--data", data, "--runs-dir", runs, "--steps", "2", *extra)
+    assert code == 0, err
+    (run,) = runs.iterdir()
+    return run
+
+
+@pytest.fixture(scope="module")
+def conditional_run(tmp_path_factory, fashion_idx_dir_module) -> Path:
+    return train_tiny(tmp_path_factory.mktemp("runs-cond"), fashion_idx_dir_module, "--conditional")
+
+
+@pytest.fixture(scope="module")
+def plain_run(tmp_path_factory, fashion_idx_dir_module) -> Path:
+    return train_tiny(tmp_path_factory.mktemp("runs"), fashion_idx_dir_module)
+
+
+def test_load_generator_is_imported_lazily_so_the_package_imports_no_torch():
+    code = ("import sys, wgan; before = 'torch' in sys.modules; f = wgan.load_generator; "
+            "print(before, 'torch' in sys.modules, 'load_generator' in dir(wgan), f.__module__)")
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "True", "True", "wgan.api"]
+    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+        wgan.nothing_here  # noqa: B018
+
+
+def test_what_a_loaded_generator_says_about_itself(conditional_run, plain_run):
+    g = wgan.load_generator(conditional_run)
+    assert g.classes == tuple(FASHION_CLASSES) and g.conditional
+    assert g.latent_dim == 16 and g.image_shape == (1, 28, 28) and g.device == torch.device("cpu")
+    assert g.weights == "ema" and g.step == 2 and g.config.conditional
+    assert g.to("cpu") is g and "10 classes" in repr(g)
+    plain = wgan.load_generator(plain_run)
+    assert plain.classes == () and not plain.conditional
+
+
+def test_sample_is_uint8_images_on_the_generators_device_the_same_for_the_same_seed(plain_run):
+    g = wgan.load_generator(plain_run)
+    images = g.sample(6, seed=3)
+    assert images.shape == (6, 1, 28, 28) and images.dtype == torch.uint8 and images.device == g.device
+    assert torch.equal(images, g.sample(6, seed=3)) and not torch.equal(images, g.sample(6, seed=4))
+    assert images.float().std() > 0
+    assert g.sample(2).shape == (2, 1, 28, 28), "no seed: fresh noise"
+
+
+def test_truncated_samples_are_the_generator_on_truncated_draws(plain_run):
+    g = wgan.load_generator(plain_run)
+    z = draw_latents(5, g.latent_dim, generator=torch.Generator().manual_seed(1), truncation=0.5)
+    with torch.no_grad():
+        direct = to_uint8_images(g.module(z, None))
+    assert torch.equal(g.sample(5, truncation=0.5, seed=1), direct)
+    assert not torch.equal(g.sample(5, seed=1), direct), "truncation changes the noise"
+
+
+def test_labels_by_name_number_or_one_per_sample(conditional_run):
+    g = wgan.load_generator(conditional_run)
+    sneakers = g.sample(4, labels="Sneaker", seed=0)
+    assert torch.equal(sneakers, g.sample(4, labels="sneaker", seed=0))
+    assert torch.equal(sneakers, g.sample(4, labels=7, seed=0))
+    assert not torch.equal(sneakers, g.sample(4, labels="Bag", seed=0)), "the label reaches the generator"
+    mixed = g.sample(3, labels=["Bag", 7, "coat"], seed=0)
+    z = draw_latents(3, g.latent_dim, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        direct = to_uint8_images(g.module(z, torch.tensor([8, 7, 4])))
+    assert torch.equal(mixed, direct)
+    every = g.sample(12, seed=0)  # None: every class in turn
+    assert torch.equal(every, g.sample(12, labels=[i % 10 for i in range(12)], seed=0))
+    assert g.class_index("ankle boot") == 9
+
+
+def test_the_api_and_wgan_sample_make_the_same_images(conditional_run, tmp_path):
+    out = tmp_path / "s.npz"
+    code, _, err = run_cli("sample", "--run", conditional_run, "--num", "5", "--label", "sneaker", "--truncation",
+                           "0.8", "--seed", "2", "--out", out, "--device", "cpu")
+    assert code == 0, err
+    with np.load(out) as f:
+        cli_images, cli_labels = f["images"], f["labels"]
+    api = wgan.load_generator(conditional_run).sample(5, labels="Sneaker", truncation=0.8, seed=2)
+    assert np.array_equal(api.numpy(), cli_images) and cli_labels.tolist() == [7] * 5
+
+
+def test_a_run_its_checkpoint_and_its_export_load_the_same_generator(conditional_run, tmp_path):
+    newest = ckpt.list_checkpoints(conditional_run / "checkpoints")[-1]
+    exported = tmp_path / "G.safetensors"
+    code, _, err = run_cli("export", "--run", conditional_run, "--out", exported)
+    assert code == 0, err
+    samples = [wgan.load_generator(s).sample(4, labels="Bag", seed=1)
+               for s in (conditional_run, newest, exported, conditional_run / "generator.safetensors")]
+    assert all(torch.equal(samples[0], s) for s in samples[1:])
+    assert wgan.load_generator(exported).classes == tuple(FASHION_CLASSES)
+    raw = wgan.load_generator(conditional_run, raw_generator=True)
+    ema = wgan.load_generator(conditional_run)
+    assert raw.weights == "raw" and ema.weights == "ema"
+    # After two steps their images round to the same bytes; their weights differ.
+    assert any(not torch.equal(p, q) for p, q in zip(raw.module.parameters(), ema.module.parameters()))
+
+
+def test_walk_frames(conditional_run, plain_run):
+    frames = wgan.load_generator(conditional_run).walk(num_points=3, frames=2, num_walks=2)
+    assert frames.shape == (6, 20, 1, 28, 28) and frames.dtype == torch.uint8  # 2 walks x 10 classes
+    one_class = wgan.load_generator(conditional_run).walk(num_points=2, frames=3, num_walks=4, label="Bag")
+    assert one_class.shape == (6, 4, 1, 28, 28)
+    plain = wgan.load_generator(plain_run)
+    frames = plain.walk(num_points=2, frames=2, num_walks=3, seed=5)
+    assert frames.shape == (4, 3, 1, 28, 28)
+    assert torch.equal(frames[0], plain.walk(num_points=2, frames=2, num_walks=3, seed=5)[0])
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    (dict(truncation=0), "truncation=0: must be a number > 0"),
+    (dict(truncation=-0.5), "truncation=-0.5"),
+    (dict(truncation=math.nan), "truncation=nan"),
+    (dict(labels="Hat"), "label 'Hat': not a class of this generator; its classes are T-shirt/top, Trouser"),
+    (dict(labels=10), "no class number 10"),
+    (dict(labels=["Bag"]), "1 labels for 4 samples"),
+    (dict(num=0), "num=0"),
+    (dict(seed=-1), "seed=-1"),
+])
+def test_bad_arguments_are_a_clear_value_error(conditional_run, kwargs, needle):
+    g = wgan.load_generator(conditional_run)
+    with pytest.raises(ValueError) as info:
+        g.sample(**{"num": 4, **kwargs})
+    assert needle in str(info.value)
+
+
+def test_labels_for_an_unconditional_generator_are_an_error(plain_run):
+    with pytest.raises(ValueError, match="not class-conditional"):
+        wgan.load_generator(plain_run).sample(2, labels="Bag")
+    with pytest.raises(ValueError, match="at least 2 points"):
+        wgan.load_generator(plain_run).walk(num_points=1)
+    with pytest.raises(ValueError, match="frames=0"):
+        wgan.load_generator(plain_run).walk(frames=0)
+
+
+def test_what_cannot_be_loaded_is_a_value_error_naming_it(tmp_path):
+    with pytest.raises(ValueError, match=str(tmp_path / "nothing")):
+        wgan.load_generator(tmp_path / "nothing")
+    bad = tmp_path / "G.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match="not a readable safetensors file"):
+        wgan.load_generator(bad)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_generator_moved_to_the_gpu_samples_there_the_same_images(plain_run):
+    g = wgan.load_generator(plain_run)
+    on_cpu = g.sample(8, seed=0, truncation=0.7)
+    on_gpu = g.to("cuda").sample(8, seed=0, truncation=0.7)
+    assert on_gpu.device.type == "cuda" and g.device.type == "cuda"
+    assert (on_gpu.cpu().int() - on_cpu.int()).abs().max() <= 1  # other kernels, rounding at most one level
