@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -396,6 +397,8 @@ TRAIN_ERRORS = [
     (["--boost-every-steps", "-1"], "--boost-every-steps -1"),
     (["--eval-metrics", "fcd,bogus"], "--eval-metrics fcd,bogus"),
     (["--eval-metrics", "fcd", "--eval-num-samples", "1"], "--eval-num-samples 1"),
+    (["--eval-metrics", "fcd,prc", "--eval-num-samples", "3"], "--eval-num-samples 3: prc needs at least 4 samples"),
+    (["--eval-metrics", "dc", "--eval-num-samples", "5"], "--eval-num-samples 5: dc needs at least 6 samples"),
     (["--eval-metrics", "fid", "--inception-weights", "missing.pth"], "--inception-weights missing.pth"),
     (["--critic-steps", "x"], "--critic-steps"),  # argparse's own refusals are one line too
     (["--no-such-option"], "--no-such-option"),
@@ -467,3 +470,88 @@ def test_the_parser_imports_neither_torch_nor_numpy():
     env = dict(os.environ, PYTHONPATH=str(SRC))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# --- wgan eval: nearest neighbours, the truncation sweep, and their refusals -------------------------
+
+EVAL_ERRORS = [
+    (["--neighbours", "0"], "--neighbours 0: the number of samples to show"),
+    (["--neighbours", "-3"], "--neighbours -3: the number of samples to show"),
+    (["--neighbours", "16", "--num", "8"], "--neighbours 16: more than the --num 8 samples"),
+    (["--neighbours", "4", "--neighbours-space", "colour"], "--neighbours-space colour: choose classifier or pixel"),
+    (["--neighbours", "4", "--data", "/nonexistent/fashion"], "--data /nonexistent/fashion: no such file or folder"),
+    (["--truncation-sweep", "0.5,0"], "--truncation-sweep 0.5,0: 0 is not a truncation"),
+    (["--truncation-sweep", "0.5,-1,none"], "--truncation-sweep 0.5,-1,none: -1 is not a truncation"),
+    (["--truncation-sweep", "half"], "--truncation-sweep half: half is not a truncation"),
+    (["--truncation-sweep", "0.5,nan"], "nan is not a truncation"),
+    (["--truncation-sweep", "--num", "3"], "--num 3: prc needs at least 4 samples"),
+    (["--metrics", "prc", "--num", "3"], "--num 3: prc needs at least 4 samples"),
+    (["--metrics", "fcd,dc", "--num", "5"], "--num 5: dc needs at least 6 samples"),
+]
+
+
+@pytest.mark.parametrize("argv, needle", EVAL_ERRORS, ids=[" ".join(a) for a, _ in EVAL_ERRORS])
+def test_eval_refuses_bad_analysis_options_with_one_line_and_writes_nothing(quick_run, capsys, argv, needle):
+    from cli_helpers import snapshot
+
+    before = snapshot(quick_run)
+    rc, _, err = run_cli(capsys, "eval", "--run", str(quick_run), "--device", "cpu", *argv)
+    assert_one_line_error(rc, err, needle)
+    assert snapshot(quick_run) == before
+
+
+def test_neighbours_of_data_gone_from_disk_or_never_on_it_are_refused(tmp_path, capsys, fashion_idx_dir,
+                                                                      monkeypatch):
+    from cli_helpers import snapshot
+
+    assert cli.main(["train", "--dry-run", "--data", str(fashion_idx_dir), "--runs-dir", str(tmp_path / "runs"),
+                     "--no-tensorboard", *TINY]) == 0
+    run = only_run_dir(tmp_path / "runs")
+    shutil.rmtree(fashion_idx_dir)
+    capsys.readouterr()
+    before = snapshot(run)
+    rc, _, err = run_cli(capsys, "eval", "--run", str(run), "--neighbours", "4", "--device", "cpu")
+    assert_one_line_error(rc, err, f"its data {fashion_idx_dir} do not exist", "--data PATH")
+    assert snapshot(run) == before
+
+    # a toy run (its generator as loading one gives it; the data are drawn, never on disk)
+    from wgan import checkpoint
+    from wgan.models import ModelShape, build_models
+
+    toy_cfg = preset_config("toy-8gaussians", width=8)
+    shape = ModelShape(latent_dim=toy_cfg.latent_dim, point_dim=2, channels=0, image_size=0)
+    generator = build_models(toy_cfg.model, shape)[0]
+    monkeypatch.setattr(checkpoint, "load_generator", lambda *a, **k: checkpoint.LoadedGenerator(
+        generator, toy_cfg, 2, run))
+    before = snapshot(run)
+    rc, _, err = run_cli(capsys, "eval", "--run", str(run), "--neighbours", "4", "--device", "cpu")
+    assert_one_line_error(rc, err, "--neighbours: toy-8gaussians is drawn at random, not read from disk")
+    assert snapshot(run) == before
+
+
+def test_analysis_options_need_a_run(capsys):
+    rc, _, err = run_cli(capsys, "eval", "--baselines", "--dataset", "fashion-mnist", "--neighbours", "4")
+    assert_one_line_error(rc, err, "--neighbours needs --run DIR")
+
+
+def test_eval_neighbours_and_truncation_sweep_write_their_files_and_the_report_shows_them(quick_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(quick_run, run)
+    rc, out, err = run_cli(capsys, "eval", "--run", str(run), "--neighbours", "4", "--num", "20", "--truncation-sweep",
+                           "0.5,none", "--device", "cpu")
+    assert rc == 0, err
+    assert "memorisation" in out and "median distance to the nearest training image" in out
+    table = out[out.index("truncation sweep"):].splitlines()[1:4]
+    assert table[0].split() == ["psi", "fcd", "class_coverage", "precision", "recall"]
+    assert [row.split()[0] for row in table[1:]] == ["0.5", "none"]
+    for name in ("neighbours-classifier.png", "neighbour-distances-classifier.png", "neighbours-classifier.json",
+                 "truncation.png", "truncation.json"):
+        assert (run / name).is_file() and f"wrote {run / name}" in out, name
+    record = json.loads((run / "neighbours-classifier.json").read_text())
+    assert record["samples"] == 20 and record["held_out"] == 20 and record["step"] == 20
+    with Image.open(run / "neighbours-classifier.png") as picture:
+        assert picture.size == (32 + 6 + 92, 4 * 30 + 2), "4 samples, each beside 3 training images"
+    page = (run / "report.html").read_text()
+    assert "Nearest training images" in page and record["verdict"].split(":")[0] in page
+    assert "Truncation sweep" in page and page.count('src="data:image/png;base64,') >= 3
+    assert "wgan eval" not in (run / "metrics.jsonl").read_text(), "the analyses leave metrics.jsonl alone"

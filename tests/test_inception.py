@@ -132,3 +132,21 @@ def test_a_missing_weights_file_is_refused_before_anything_is_written(env, tmp_p
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--inception-weights" in err[0] and "file not found" in err[0]
     assert not runs.exists()  # refused before a run directory was made
+
+
+def test_precision_recall_in_inception_features_are_named_apart_and_share_one_pass(env, forward_calls):
+    ev = metrics.Evaluator(["fid", "prc-inception", "dc-inception", "fcd"], dataset="fashion-mnist",
+                           data_path=env["data_dir"], inception_weights=env["weights"], note=print)
+    assert ev.prepare(points=False, conditional=False) == ["fid", "prc-inception", "dc-inception", "fcd"]
+    ev.evaluate(metrics.Samples(ev.test_data().x[:4].clone()))  # the test split's features, once per evaluator
+    forward_calls.clear()
+    results = ev.evaluate(metrics.Samples(ev.test_data().x.clone()))
+    assert forward_calls == [6], "the samples went through Inception-v3 once, for FID and the k-NN metrics"
+    values = metrics.flatten_results(results)
+    assert values["precision_inception"] == values["recall_inception"] == values["coverage_inception"] == 1.0
+    assert "precision" not in values, "the classifier's precision is another metric (prc)"
+    assert results["prc-inception"].samples == 6 and "Inception-v3" in results["prc-inception"].reference
+    # the same numbers as the k-NN maths on the features torch-fidelity gave
+    feats = ev.inception_features(metrics.Samples(ev.test_data().x.clone()))[1]["2048"].double()
+    expected = metrics.manifold_scores(feats[ev.test_subset(6)], feats, 3)
+    assert values["precision_inception"] == pytest.approx(expected["precision"], abs=1e-6)

@@ -155,6 +155,64 @@ def test_unknown_metric_is_one_clear_error():
 
 
 # ---------------------------------------------------------------------------------------------
+# Precision/recall, density/coverage in the classifier's features
+
+
+def _manifold_values(ev, x) -> dict:
+    samples = metrics.Samples(x)
+    out = {}
+    for name in ("prc", "dc"):
+        result = metrics.METRICS[name].compute(ev, samples)
+        out.update(result.values, samples=result.samples)
+    return out
+
+
+def test_prc_and_dc_on_the_test_split_itself_are_one(env):
+    ev = env["ev"]
+    values = _manifold_values(ev, ev.test_data().x.clone())
+    assert values["precision"] == values["recall"] == values["coverage"] == 1.0
+    assert 0.9 < values["density"] < 1.5
+    assert values["samples"] == len(ev.test_data())
+
+
+def test_prc_and_dc_equal_the_definitions_on_an_equal_sized_part_of_the_test_split(env):
+    """The registry's values are manifold_scores of the classifier's features of the samples against as many
+    test images, drawn once per evaluator: checked against the formulas in NumPy."""
+    from test_metrics_manifold import brute_force
+
+    ev = env["ev"]
+    train = metrics.baseline_samples(ev.train_data(), 150, seed=1)
+    samples = next(iter(train.values()))
+    values = _manifold_values(ev, samples.x)
+    real = ev.test_features()[ev.test_subset(150)]
+    fake, _ = ev.classify(samples)
+    for k, keys in ((3, ("precision", "recall")), (5, ("density", "coverage"))):
+        expected = brute_force(real, fake, k)
+        for key in keys:
+            assert values[key] == pytest.approx(expected[key], rel=1e-12), key
+    assert values["samples"] == 150
+    assert ev.test_subset(150).tolist() == ev.test_subset(150).tolist(), "the same real set every evaluation"
+
+
+def test_one_class_is_precise_but_recalls_little_and_noise_is_imprecise(env):
+    ev = env["ev"]
+    test = ev.test_data()
+    one = _manifold_values(ev, test.x[test.y == 3])
+    noise = _manifold_values(ev, torch.randint(0, 256, (300, 1, 28, 28), dtype=torch.uint8,
+                                                generator=torch.Generator().manual_seed(0)))
+    assert one["precision"] > 0.8 and one["recall"] < 0.25 and one["coverage"] < 0.25
+    assert noise["precision"] < 0.1 and noise["density"] < 0.1
+
+
+@pytest.mark.parametrize("name, k", [("prc", 3), ("dc", 5)])
+def test_k_nn_metrics_refuse_fewer_than_k_plus_one_samples(name, k):
+    metrics.check_sample_count([name, "fcd"], k + 1, "--num")
+    with pytest.raises(UserError, match=f"--num {k}: {name} needs at least {k + 1} samples"):
+        metrics.check_sample_count(["fcd", name], k, "--num")
+    metrics.check_sample_count(["fcd", "class-coverage"], 2, "--num")  # no k-NN metric: 2 will do
+
+
+# ---------------------------------------------------------------------------------------------
 # The command line
 
 
@@ -163,9 +221,17 @@ def test_cli_baselines_put_the_train_split_below_noise(env, monkeypatch, capsys)
     assert main(["eval", "--baselines", "--dataset", "fashion-mnist", "--data", str(env["data_dir"]),
                  "--num", "400", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    fcds = [float(line.split()[1]) for line in out.splitlines() if line.startswith("fcd ")]
-    assert len(fcds) == 2 and fcds[0] < fcds[1]
-    assert "400" in out
+    def column(name):
+        return [float(line.split()[1]) for line in out.splitlines() if line.startswith(name + " ")]
+
+    # the train split, noise, one class: FCD lowest for the train split, highest for noise
+    fcds = column("fcd")
+    assert len(fcds) == 3 and fcds[0] < fcds[2] < fcds[1]
+    precision, recall, coverage = column("precision"), column("recall"), column("coverage")
+    assert len(precision) == len(recall) == len(coverage) == 3
+    assert precision[0] > 0.5 and recall[0] > 0.5 and precision[1] < 0.1, "the train split is near, noise far"
+    assert recall[2] < recall[0] / 2 and coverage[2] < coverage[0] / 2, "one class reaches a tenth of the test split"
+    assert "400" in out and "one class (" in out and ": 120 training images) vs test split" in out
 
 
 @pytest.mark.parametrize("argv, message", [

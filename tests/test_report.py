@@ -32,7 +32,7 @@ def run_dir(tmp_path_factory):
         mp.setenv("XDG_CACHE_HOME", str(root / "cache"))
         cfg = preset_config("quick", data=str(data_dir), width=8, latent_dim=16, batch_size=16, critic_steps=2,
                             steps=STEPS, sample_every_steps=2, log_every_steps=2, checkpoint_every_steps=3,
-                            eval_every_steps=3, eval_metrics="fcd,class-coverage", eval_num_samples=200,
+                            eval_every_steps=3, eval_metrics="fcd,class-coverage,prc,dc", eval_num_samples=200,
                             device="cpu", tensorboard=False, runs_dir=str(root / "runs"))
         run = train(cfg, progress=False)
         yield run
@@ -45,11 +45,15 @@ def test_training_logs_metric_records_beside_the_losses(run_dir):
     for r in evals:
         assert "loss_critic" not in r
         # the generator's moving average (sampled by default) and, beside it, the raw generator
-        assert r["samples"] == {k + raw: 200 for raw in ("", "_raw") for k in ("fcd", "class_coverage", "classes_covered")}
+        assert r["samples"] == {k + raw: 200 for raw in ("", "_raw") for k in ("fcd", "class_coverage", "classes_covered",
+                                                                             "precision", "recall", "density", "coverage")}
         for raw in ("", "_raw"):
             assert r["fcd" + raw] > 0 and 0 <= r["class_coverage" + raw] <= 1 and 1 <= r["classes_covered" + raw] <= 10
             assert isinstance(r["classes_covered" + raw], int)
         assert r["fcd"] != r["fcd_raw"]
+        for key in ("precision", "recall", "coverage"):
+            assert 0 <= r[key] <= 1 and 0 <= r[key + "_raw"] <= 1
+        assert r["density"] >= 0
         assert r["time_s"] > 0 and r["eval_s"] > 0
     # losses every 2 steps, and at each checkpoint (every 3)
     assert [r["step"] for r in records if "loss_critic" in r] == [2, 3, 4, 6]
@@ -87,6 +91,7 @@ def test_report_has_every_picture_and_the_metric_table(run_dir):
     assert page.count('src="data:image/png;base64,') == 3
     assert page.count('src="data:image/gif;base64,') == 2, "the timelapse and the latent walk"
     assert "fcd (200 samples)" in page and "class_coverage" in page
+    assert "precision - higher is better" in page and "density - about 1 for real images" in page
     assert "finished" in page and "generator steps" in page and f"{STEPS} of {STEPS}" in page
     assert "<td>lr_critic</td>" in page  # the config table
 
@@ -206,3 +211,15 @@ def test_report_html_renders_its_images_in_a_headless_browser(run_dir, tmp_path)
 
     # matplotlib's blue and red only appear if the plots were decoded and drawn; the page's own CSS is grey
     assert share_near((31, 119, 180)) > 1e-4 and share_near((214, 39, 40)) > 1e-4
+
+
+def test_a_damaged_analysis_record_leaves_its_section_out(run_dir, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    (run / rundir.TRUNCATION_RECORD).write_text('{"rows": [{"truncation": 0.5, "fc')  # cut mid-write
+    files = rundir.neighbour_files("pixel")
+    (run / files["record"]).write_text(json.dumps({"verdict": "no sign of memorisation: ...", "step": 6}))
+    _frame(run / files["picture"], 200)
+    page = (run / report.build_report(run)["html"]).read_text()
+    assert "Truncation sweep" not in page
+    assert "Nearest training images (pixel space)" in page and "no sign of memorisation" in page

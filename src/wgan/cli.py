@@ -164,7 +164,8 @@ def _eval_parser(sub) -> None:
                       help="score --num training images and --num uniform-noise images against the test split: "
                            "the floor and the ceiling that put a run's numbers in context")
     p.add_argument("--metrics", default=None, help="comma-separated, from: fcd, class-coverage, cond-accuracy, "
-                   "w1-exact, fid, kid (default for --run: the run's --eval-metrics, else the ones that apply)")
+                   "prc, dc, w1-exact, fid, kid, prc-inception, dc-inception (default for --run: the run's "
+                   "--eval-metrics, else the ones that apply)")
     p.add_argument("--num", type=int, default=10000, help="generated samples per metric (default: 10000)")
     add_config_option(p, "dataset", help="with --train-classifier / --baselines: dataset name")
     add_config_option(p, "data", help="where the dataset's files are (default: the run's)")
@@ -177,6 +178,7 @@ def _eval_parser(sub) -> None:
     add_config_option(p, "device", default="auto")
     p.add_argument("--no-append", action="store_true", help="with --run: print only, leave metrics.jsonl alone")
     _raw_generator_option(p)
+    _eval_analysis_options(p)
 
 
 def _report_parser(sub) -> None:
@@ -463,6 +465,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.num < 2:
         raise UserError(f"--num {args.num}: must be >= 2")
+    if _analysis_asked(args):
+        return _eval_analysis(args)
     device = resolve_device(args.device)
     if args.run:
         return _eval_run(args, device)
@@ -476,6 +480,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                            inception_weights=args.inception_weights)
     points = ev.train_data().is_points
     ev.names = ev.names or metrics.default_metric_names(points=points, conditional=False)
+    metrics.check_sample_count(ev.names, args.num, "--num")
     if not ev.prepare(points=points, conditional=False):
         raise UserError(f"--metrics {args.metrics}: none of them applies to {args.dataset}; see the notes above")
     for title, samples in metrics.baseline_samples(ev.train_data(), args.num, seed=args.seed).items():
@@ -521,6 +526,7 @@ def _eval_run(args: argparse.Namespace, device) -> int:
     names = args.metrics or cfg.eval_metrics or metrics.default_metric_names(points=bool(shape.point_dim),
                                                                              conditional=shape.conditional)
     check_stored_data(cfg.data, loaded.run_dir or run_dir, given=args.data)
+    metrics.check_sample_count(metrics.parse_metric_names(names), args.num, "--num")
     ev = metrics.Evaluator(metrics.parse_metric_names(names), dataset=cfg.dataset, data_path=args.data or cfg.data,
                            image_size=cfg.image_size or None, channels=cfg.channels or None, device=device,
                            seed=args.seed, inception_weights=args.inception_weights or cfg.inception_weights,
@@ -546,6 +552,135 @@ def _eval_run(args: argparse.Namespace, device) -> int:
             raise UserError(f"could not append to {run / rundir.METRICS} ({os_reason(exc)}); the table above is "
                             "the evaluation (--no-append prints it alone)") from None
         print(f"appended to {run / rundir.METRICS}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# wgan eval --neighbours / --truncation-sweep: what a run's samples are near, and what truncation does
+
+TRUNCATION_SWEEP_DEFAULT = "0.25,0.5,0.75,1.0,1.5,2.0,none"
+MAX_NEIGHBOUR_ROWS = 256  # samples in the neighbours picture: more is no longer a picture anyone looks at
+
+
+def _eval_analysis_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--neighbours", type=int, default=None, metavar="N",
+                        help="with --run: a picture (neighbours-SPACE.png in the run) of N generated samples, each "
+                             "beside its 3 nearest training images; a plot of the distances of --num samples and as "
+                             "many held-out test images to their nearest training image, and a verdict on "
+                             "memorisation (neighbours-SPACE.json)")
+    parser.add_argument("--neighbours-space", default="classifier", metavar="SPACE",
+                        help="where --neighbours measures distance: classifier (the domain classifier's features) "
+                             "or pixel (default: classifier)")
+    parser.add_argument("--truncation-sweep", nargs="?", const=TRUNCATION_SWEEP_DEFAULT, default=None,
+                        metavar="PSI,...",
+                        help="with --run: FCD, class coverage, precision and recall of --num samples at each "
+                             f"truncation psi (numbers > 0, or none), a table and truncation.png in the run "
+                             f"(default list: {TRUNCATION_SWEEP_DEFAULT})")
+
+
+def _analysis_asked(args: argparse.Namespace) -> bool:
+    asked = args.neighbours is not None or args.truncation_sweep is not None
+    if asked and not args.run:
+        raise UserError(f"{'--neighbours' if args.neighbours is not None else '--truncation-sweep'} needs --run DIR")
+    return asked
+
+
+def parse_truncations(text: str) -> list[float | None]:
+    """--truncation-sweep's list: numbers > 0 (latents within [-psi, psi]) or none (no truncation)."""
+    values: list[float | None] = []
+    for item in (t.strip() for t in text.split(",")):
+        try:
+            psi = None if item.lower() == "none" else float(item)
+        except ValueError:
+            psi = math.nan
+        if psi is not None and not (math.isfinite(psi) and psi > 0):
+            raise UserError(f"--truncation-sweep {text}: {item or 'an empty item'} is not a truncation; give numbers "
+                            "> 0 (latents kept within [-psi, psi]) or none, comma-separated")
+        values.append(psi)
+    return list(dict.fromkeys(values))
+
+
+def _check_neighbours_options(args: argparse.Namespace) -> None:
+    if args.neighbours is None:
+        return
+    if not 1 <= args.neighbours <= MAX_NEIGHBOUR_ROWS:
+        raise UserError(f"--neighbours {args.neighbours}: the number of samples to show, 1-{MAX_NEIGHBOUR_ROWS}")
+    if args.neighbours > args.num:
+        raise UserError(f"--neighbours {args.neighbours}: more than the --num {args.num} samples drawn")
+    from wgan.metrics.neighbours import SPACES
+
+    if args.neighbours_space not in SPACES:
+        raise UserError(f"--neighbours-space {args.neighbours_space}: choose {' or '.join(SPACES)}")
+
+
+def _eval_analysis(args: argparse.Namespace) -> int:
+    """Everything checked and loaded (data, classifier) before the first sample is drawn or file written."""
+    from wgan import metrics
+    from wgan.checkpoint import load_generator
+    from wgan.distributed import resolve_device
+    from wgan.metrics.truncation import SWEEP_METRICS
+
+    truncations = None if args.truncation_sweep is None else parse_truncations(args.truncation_sweep)
+    _check_neighbours_options(args)
+    if truncations:
+        metrics.check_sample_count(SWEEP_METRICS, args.num, "--num")
+    device = resolve_device(args.device)
+    loaded = load_generator(Path(args.run), device, raw=args.raw_generator)
+    if loaded.run_dir is None:
+        raise UserError(f"--run {args.run}: not in a run directory, where the pictures go; pass the run's folder")
+    cfg, shape = loaded.config, loaded.generator.shape
+    if args.neighbours is not None and shape.point_dim:
+        raise UserError(f"--neighbours: {cfg.dataset} is drawn at random, not read from disk: it has no training "
+                        "images to be near; nearest neighbours are for image datasets")
+    check_stored_data(cfg.data, loaded.run_dir, given=args.data)
+    ev = metrics.Evaluator(list(SWEEP_METRICS) if truncations else [], dataset=cfg.dataset,
+                           data_path=args.data or cfg.data, image_size=cfg.image_size or None,
+                           channels=cfg.channels or None, device=device, seed=args.seed,
+                           load_options=cfg.load_options)
+    ev.train_data(), ev.test_data()  # a dataset missing from disk stops here, before anything is drawn
+    if truncations and not ev.prepare(points=bool(shape.point_dim), conditional=shape.conditional):
+        raise UserError("--truncation-sweep: none of its metrics applies to this run; see the notes above")
+    if args.neighbours is not None:
+        from wgan.metrics.neighbours import prepare_space
+
+        prepare_space(ev, args.neighbours_space)  # the classifier, trained now if none is cached
+    if args.neighbours is not None:
+        _eval_neighbours(args, ev, loaded, device)
+    if truncations:
+        _eval_truncation_sweep(args, ev, loaded, truncations, device)
+    return _rebuild_report(loaded.run_dir)
+
+
+def _eval_neighbours(args: argparse.Namespace, ev, loaded, device) -> None:
+    from wgan import metrics
+    from wgan.metrics.neighbours import find_neighbours, write_neighbours
+
+    samples = metrics.generate_samples(loaded.generator, args.num, device=device, seed=args.seed)
+    found = find_neighbours(ev, samples, space=args.neighbours_space, shown=args.neighbours)
+    files = write_neighbours(loaded.run_dir, found, loaded.step)
+    print(f"{args.run} (generator at step {loaded.step}), nearest training images in {args.neighbours_space} space, "
+          f"{found.check.samples} samples, {found.check.held_out} held-out test images:\n{found.check.verdict}")
+    for path in files.values():
+        print(f"wrote {path}")
+
+
+def _eval_truncation_sweep(args: argparse.Namespace, ev, loaded, truncations, device) -> None:
+    from wgan.metrics.truncation import format_sweep, sweep, write_sweep
+
+    rows = sweep(loaded.generator, ev, truncations, num=args.num, device=device, seed=args.seed)
+    print(f"{args.run} (generator at step {loaded.step}), truncation sweep, {args.num} samples per psi, against "
+          f"the {ev.test_description()}:\n{format_sweep(rows)}")
+    for path in write_sweep(loaded.run_dir, rows, num=args.num, step=loaded.step).values():
+        print(f"wrote {path}")
+
+
+def _rebuild_report(run_dir: Path) -> int:
+    from wgan.report import build_report
+
+    try:
+        print(f"wrote {build_report(run_dir)['html']}")
+    except OSError as exc:
+        raise UserError(f"--run {run_dir}: cannot write its report ({os_reason(exc)})") from None
     return 0
 
 

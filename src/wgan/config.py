@@ -268,7 +268,7 @@ def resolve_sizes(cfg: TrainConfig) -> TrainConfig:
 def validate(cfg: TrainConfig) -> TrainConfig:
     """Check every option before anything runs (a dataset is loaded, a model built, a folder made);
     raise UserError naming the option and the fix."""
-    from wgan.metrics import parse_metric_names  # imports torch: here, so that `wgan --help` does not
+    from wgan.metrics import check_sample_count, parse_metric_names  # imports torch: here, not for `wgan --help`
 
     validate_model(cfg)
     blocker = file_in_the_way(Path(cfg.runs_dir))
@@ -281,6 +281,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if metric_names and cfg.eval_num_samples < 2:
         raise UserError(f"--eval-num-samples {cfg.eval_num_samples}: a distribution needs at least 2 samples "
                         "(10000 is usual)")
+    check_sample_count(metric_names, cfg.eval_num_samples, "--eval-num-samples")
     if cfg.inception_weights and not Path(cfg.inception_weights).is_file():
         raise UserError(f"--inception-weights {cfg.inception_weights}: file not found; pass torch-fidelity's "
                         "Inception-v3 weights file (weights-inception-2015-12-05-6726825d.pth)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 from pathlib import Path
 
 import numpy as np
@@ -96,7 +97,9 @@ def plot_losses(records: list[dict], path: Path) -> bool:
 _NOT_METRICS = set(rundir.BOOKKEEPING)
 # Direction of the better value, for the plot titles
 _LOWER_IS_BETTER = {"fcd", "fid", "kid", "w1_exact"}
-_HIGHER_IS_BETTER = {"class_coverage", "classes_covered", "cond_accuracy"}
+_HIGHER_IS_BETTER = {"class_coverage", "classes_covered", "cond_accuracy", "precision", "recall", "coverage",
+                     "precision_inception", "recall_inception", "coverage_inception"}
+_ONE_IS_REAL = {"density", "density_inception"}  # 1: samples as crowded among real images as real images are
 
 
 def metric_records(records: list[dict]) -> list[dict]:
@@ -135,7 +138,8 @@ def _column_label(key: str, samples: int | None) -> str:
 def _better(key: str) -> str:
     key = _base(key)
     return (" - lower is better" if key in _LOWER_IS_BETTER else
-            " - higher is better" if key in _HIGHER_IS_BETTER else "")
+            " - higher is better" if key in _HIGHER_IS_BETTER else
+            " - about 1 for real images" if key in _ONE_IS_REAL else "")
 
 
 def _series(evals: list[dict], key: str, samples: int | None, xkey: str) -> list[tuple[float, float]]:
@@ -330,6 +334,7 @@ def write_html(run_dir: Path, records: list[dict], written: dict[str, Path]) -> 
     if images:
         figures = "".join(_img(p, alt, run_dir) for p, alt in images)
         parts += ["<h2>Pictures</h2>", f"<div class=figs>{figures}</div>"]
+    parts += _neighbour_parts(run_dir) + _truncation_parts(run_dir)
     if evals:
         header = ["step", "time (s)"] + [_column_label(k, n) for k, n in columns]
         rows = [[str(r["step"]), _fmt(r.get("time_s"))] +
@@ -348,6 +353,55 @@ def write_html(run_dir: Path, records: list[dict], written: dict[str, Path]) -> 
     # written beside and renamed over, so a browser reloading mid-build never sees half a page
     atomic_write(path, lambda f: f.write(page.encode("utf-8")))
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# What `wgan eval --neighbours` and `--truncation-sweep` left in the run directory
+
+
+def _read_json(path: Path) -> dict | None:
+    """A record written by `wgan eval`, or None when absent or unreadable (a report never fails on one)."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+_SPACE_NAMES = {"classifier": "the domain classifier's features", "pixel": "pixel space"}
+
+
+def _neighbour_parts(run_dir: Path) -> list[str]:
+    parts = []
+    for space, description in _SPACE_NAMES.items():
+        files = {k: run_dir / name for k, name in rundir.neighbour_files(space).items()}
+        record = _read_json(files["record"])
+        if record is None or not files["picture"].is_file():
+            continue
+        figures = [(files["picture"], f"generated samples (left) and their nearest "
+                                       f"training images in {description}, step {record.get('step')}")]
+        if files["distances"].is_file():
+            figures.append((files["distances"], "distance to the nearest training image: generated vs held-out"))
+        parts += [f"<h2>Nearest training images ({html.escape(description)})</h2>",
+                  f"<p><b>{html.escape(str(record.get('verdict', '')))}</b></p>",
+                  "<div class=figs>" + "".join(_img(p, alt, run_dir) for p, alt in figures) + "</div>"]
+    return parts
+
+
+def _truncation_parts(run_dir: Path) -> list[str]:
+    record = _read_json(run_dir / rundir.TRUNCATION_RECORD)
+    plot = run_dir / rundir.TRUNCATION_PLOT
+    if record is None or not isinstance(record.get("rows"), list):
+        return []
+    columns = ["fcd", "class_coverage", "precision", "recall"]
+    rows = [["none" if r.get("truncation") is None else _fmt(r.get("truncation"))] + [_fmt(r.get(c)) for c in columns]
+            for r in record["rows"] if isinstance(r, dict)]
+    parts = ["<h2>Truncation sweep</h2>",
+             f"<p class=sub>{_fmt(record.get('samples'))} samples per psi, generator at step "
+             f"{_fmt(record.get('step'))}</p>", _table(["psi"] + columns, rows)]
+    if plot.is_file():
+        parts.append(f"<div class=figs>{_img(plot, 'precision, recall, class coverage and FCD against psi', run_dir)}</div>")
+    return parts
 
 
 def build_report(run_dir: Path, notes: list[str] | None = None) -> dict[str, Path]:

@@ -41,6 +41,17 @@ REPORT = "report.html"
 TENSORBOARD = "tensorboard"
 LOCK = "train.lock"  # held by the process that trains the run (see RunLock)
 
+# What `wgan eval --neighbours` and `--truncation-sweep` leave beside the run's own files (the report shows them)
+TRUNCATION_PLOT = "truncation.png"
+TRUNCATION_RECORD = "truncation.json"
+
+
+def neighbour_files(space: str) -> dict[str, str]:
+    """The files of a nearest-neighbour check in one feature space (classifier or pixel): each space its own."""
+    return {"picture": f"neighbours-{space}.png", "distances": f"neighbour-distances-{space}.png",
+            "record": f"neighbours-{space}.json"}
+
+
 RUN_DIR_RE = re.compile(r"^(\d+)-")  # 00003-fashion-gp
 DRY_RUN_SUFFIX = "-dry-run"  # 00004-quick-dry-run: two steps to check the options, never resumed automatically
 SAMPLE_RE = "step-*.png"

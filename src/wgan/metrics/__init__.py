@@ -4,14 +4,17 @@ Inception networks see 28x28 grayscale clothes through the eyes of ImageNet, and
 weights can be downloaded everywhere, so the main number here is the FCD: FID's Frechet distance,
 computed in the penultimate features of a small CNN trained on the dataset's own training split,
 between generated samples and the real test split. The same classifier gives class coverage (mode
-collapse in one number) and, for conditional models, the accuracy on the requested labels. 2-D toy
+collapse in one number) and, for conditional models, the accuracy on the requested labels. Precision
+and recall (k = 3) and density and coverage (k = 5) compare k-nearest-neighbour manifolds of the same
+features (or of Inception's) with those of an equal-sized random part of the test split. 2-D toy
 data get the exact Wasserstein-1 distance (POT). Inception FID/KID come through torch-fidelity when
 it is installed and its weights are at hand.
 
 Every metric is an entry in METRICS; an Evaluator prepares what they share (the classifier, the test
 split's features) once, then scores any number of generators or sample sets. Both are here; the parts
 they are built from have a module each: classifier (the domain classifier and its cache), distances
-(the maths), inception (torch-fidelity) and samples (what is scored).
+(the maths), manifold (k-nearest-neighbour maths), inception (torch-fidelity) and samples (what is scored).
+Built on this package: neighbours (the memorisation check) and truncation (the truncation sweep).
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from wgan.metrics.classifier import (
     Classifier, check_labelled, classifier_path, find_classifier, fit_classifier, load_classifier, save_classifier,
     train_classifier_command)
 from wgan.metrics.distances import COVERED_SHARE, FeatureStats, class_coverage, exact_w1, frechet_distance
-from wgan.metrics.inception import InceptionScorer
+from wgan.metrics.inception import INCEPTION_FEATURE, InceptionScorer
+from wgan.metrics.manifold import DC_K, PRC_K, manifold_scores, min_samples
 from wgan.metrics.samples import Samples, baseline_samples, generate_samples
 
 W1_POINTS = 2000  # points per side for the exact W1: the paper's toy evaluation size
@@ -45,7 +49,7 @@ __all__ = [
     "Evaluator", "training_evaluator", "flatten_results", "format_table", "run_time_at",
     "MetricUnavailable", "Samples", "generate_samples", "baseline_samples",
     "Classifier", "classifier_path", "find_classifier", "fit_classifier", "load_classifier", "save_classifier",
-    "FeatureStats", "frechet_distance", "class_coverage", "exact_w1",
+    "FeatureStats", "frechet_distance", "class_coverage", "exact_w1", "check_sample_count", "manifold_scores",
 ]
 
 
@@ -68,6 +72,7 @@ class Metric:
     needs_classifier: bool = False
     needs_inception: bool = False
     conditional_only: bool = False
+    nearest_k: int = 0  # k of a k-nearest-neighbour metric (which needs k + 1 samples per set); 0: none
 
 
 def _fcd(ev: "Evaluator", s: Samples) -> MetricResult:
@@ -106,7 +111,7 @@ def _inception(ev: "Evaluator", s: Samples) -> MetricResult:
     """FID and KID come from one torch-fidelity pass; a failure is remembered too, so it is not retried."""
     if "inception" not in s.cache:
         try:
-            values = ev.inception.scores(s.x)
+            values = ev.inception.scores(s.x, ev.inception_features(s))
             reference = f"{ev.dataset} test split ({len(ev.test_data())} images), Inception-v3 (torch-fidelity)"
             s.cache["inception"] = MetricResult(values, len(s), reference)
         except MetricUnavailable as exc:
@@ -124,6 +129,45 @@ def _pick(keys: tuple[str, ...]) -> Callable[["Evaluator", Samples], MetricResul
     return compute
 
 
+# ---------------------------------------------------------------------------------------------
+# Precision/recall and density/coverage: k-NN manifolds in one feature space or another
+
+
+def _classifier_features(ev: "Evaluator", s: Samples) -> tuple[np.ndarray, np.ndarray]:
+    return ev.classify(s)[0], ev.test_features()
+
+
+def _inception_features(ev: "Evaluator", s: Samples) -> tuple[np.ndarray, np.ndarray]:
+    samples, test = ev.inception_features(s)
+    return samples[INCEPTION_FEATURE].numpy(), test[INCEPTION_FEATURE].numpy()
+
+
+# feature space -> ((sample features, test-split features), the suffix of its logged names, its description)
+FEATURE_SPACES: dict[str, tuple[Callable, str, str]] = {
+    "classifier": (_classifier_features, "", "the domain classifier's features"),
+    "inception": (_inception_features, "_inception", "Inception-v3 pool features (torch-fidelity)"),
+}
+
+
+def _manifold(space: str, k: int, keys: tuple[str, str]) -> Callable[["Evaluator", Samples], MetricResult]:
+    """A metric from manifold_scores: `keys` of it, with k-NN balls of radius the k-th neighbour distance,
+    against as many test-split images as there are samples (the estimates assume equal-sized sets)."""
+    features, suffix, description = FEATURE_SPACES[space]
+
+    def compute(ev: "Evaluator", s: Samples) -> MetricResult:
+        fake, test = features(ev, s)
+        n = min(len(fake), len(test))
+        if n < min_samples(k):
+            raise MetricUnavailable(f"{'/'.join(keys)} need at least {min_samples(k)} samples and as many test "
+                                    f"images (k = {k}); got {len(fake)} and {len(test)}")
+        real = test[ev.test_subset(n)]
+        scores = manifold_scores(ev.as_tensor(real), ev.as_tensor(fake[:n]), k)
+        return MetricResult({key + suffix: scores[key] for key in keys}, n,
+                            f"{n} images of the {ev.dataset} test split, k = {k}, {description}")
+
+    return compute
+
+
 METRICS: dict[str, Metric] = {
     "fcd": Metric(_fcd, "Frechet distance to the test split in the domain classifier's features (lower is better)",
                   needs_classifier=True),
@@ -135,7 +179,29 @@ METRICS: dict[str, Metric] = {
                        "points (POT)", points=True),
     "fid": Metric(_pick(("fid",)), "Inception FID through torch-fidelity (needs its weights)", needs_inception=True),
     "kid": Metric(_pick(("kid",)), "Inception KID through torch-fidelity (needs its weights)", needs_inception=True),
+    "prc": Metric(_manifold("classifier", PRC_K, ("precision", "recall")),
+                  f"precision and recall (Kynkaanniemi et al. 2019, k = {PRC_K}) against as many test images, in the "
+                  "domain classifier's features (higher is better)", needs_classifier=True, nearest_k=PRC_K),
+    "dc": Metric(_manifold("classifier", DC_K, ("density", "coverage")),
+                 f"density and coverage (Naeem et al. 2020, k = {DC_K}) against as many test images, in the domain "
+                 "classifier's features", needs_classifier=True, nearest_k=DC_K),
+    "prc-inception": Metric(_manifold("inception", PRC_K, ("precision", "recall")),
+                            "precision and recall in Inception features (needs its weights); logs "
+                            "precision_inception, recall_inception", needs_inception=True, nearest_k=PRC_K),
+    "dc-inception": Metric(_manifold("inception", DC_K, ("density", "coverage")),
+                           "density and coverage in Inception features (needs its weights); logs density_inception, "
+                           "coverage_inception", needs_inception=True, nearest_k=DC_K),
 }
+
+
+def check_sample_count(names: Sequence[str], num: int, option: str) -> None:
+    """k-NN metrics draw a ball around each sample out to its k-th nearest neighbour: fewer than k + 1 samples
+    have none, so such a count is refused before any work."""
+    for name in names:
+        k = METRICS[name].nearest_k
+        if k and num < min_samples(k):
+            raise UserError(f"{option} {num}: {name} needs at least {min_samples(k)} samples (k = {k} nearest "
+                            "neighbours of each, besides itself); pass more")
 
 
 def parse_metric_names(text: str | Sequence[str]) -> list[str]:
@@ -177,6 +243,8 @@ class Evaluator:
         self._test: Data | None = None
         self._classifier: Classifier | None = None
         self._test_stats: FeatureStats | None = None
+        self._test_features: np.ndarray | None = None
+        self._test_subsets: dict[int, np.ndarray] = {}
 
     # --- shared resources, built once ------------------------------------------------------
     def train_data(self) -> Data:
@@ -215,9 +283,39 @@ class Evaluator:
 
     def test_stats(self) -> FeatureStats:
         if self._test_stats is None:
-            feats, _ = self.classifier().run(self.test_data().x, self.device)
-            self._test_stats = FeatureStats.of(feats)
+            self._test_stats = FeatureStats.of(self.test_features())
         return self._test_stats
+
+    def test_features(self) -> np.ndarray:
+        """The classifier's features of the test split (float64, one row per image)."""
+        if self._test_features is None:
+            self._test_features, _ = self.classifier().run(self.test_data().x, self.device)
+        return self._test_features
+
+    def test_subset(self, n: int) -> np.ndarray:
+        """Indices of n test images drawn without replacement, the same for every evaluation of this
+        evaluator (so that successive evaluations during training differ only by the generator)."""
+        if n not in self._test_subsets:
+            gen = torch.Generator().manual_seed(self.seed + 2)
+            self._test_subsets[n] = torch.randperm(len(self.test_data()), generator=gen)[:n].numpy()
+        return self._test_subsets[n]
+
+    def as_tensor(self, features: np.ndarray) -> torch.Tensor:
+        """Features on the evaluator's device, in float64 where it has it (MPS has not)."""
+        dtype = torch.float32 if self.device.type == "mps" else torch.float64
+        return torch.from_numpy(np.ascontiguousarray(features)).to(self.device, dtype)
+
+    def inception_features(self, s: Samples) -> tuple[dict, dict]:
+        """torch-fidelity's feature dicts of the samples and of the test split, computed once per sample set
+        for FID, KID and the k-NN metrics; a failure is remembered too, so it is not retried."""
+        if "inception_features" not in s.cache:
+            try:
+                s.cache["inception_features"] = self.inception.features(s.x)
+            except MetricUnavailable as exc:
+                s.cache["inception_features"] = exc
+        if isinstance(s.cache["inception_features"], MetricUnavailable):
+            raise s.cache["inception_features"]
+        return s.cache["inception_features"]
 
     def test_description(self) -> str:
         return (f"{self.dataset} test split ({len(self.test_data())} images), classifier test accuracy "
@@ -313,7 +411,7 @@ def format_table(results: dict[str, MetricResult]) -> str:
 def default_metric_names(*, points: bool, conditional: bool) -> list[str]:
     if points:
         return ["w1-exact"]
-    return ["fcd", "class-coverage"] + (["cond-accuracy"] if conditional else [])
+    return ["fcd", "class-coverage", "prc", "dc"] + (["cond-accuracy"] if conditional else [])
 
 
 def run_time_at(run_dir: Path, step: int | None) -> dict:

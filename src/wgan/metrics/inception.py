@@ -38,7 +38,7 @@ class InceptionScorer:
         self._network: nn.Module | None = None
         self._test_features: dict[str, torch.Tensor] | None = None
 
-    def scores(self, x: torch.Tensor) -> dict[str, float]:
+    def scores(self, x: torch.Tensor, features: tuple[dict, dict] | None = None) -> dict[str, float]:
         """FID and KID in the 2048 pool features of torch-fidelity's Inception-v3 (the TF-FID network).
 
         torch-fidelity extracts the features and computes KID. FID is this package's frechet_distance on those
@@ -49,20 +49,31 @@ class InceptionScorer:
         """
         fidelity = import_fidelity()
         real = self.test_data()
+        samples, test = features or self.features(x)
+        try:
+            kid = fidelity.metric_kid.kid_featuresdict_to_metric(
+                samples, test, INCEPTION_FEATURE, kid_subset_size=min(1000, len(x), len(real)),
+                verbose=False)[fidelity.KEY_METRIC_KID_MEAN]
+        except Exception as exc:  # weights of another network
+            raise self._unavailable("compute Inception metrics", exc) from None
+        fid = frechet_distance(*(FeatureStats.of(f[INCEPTION_FEATURE].numpy()) for f in (samples, test)))
+        return {"fid": fid, "kid": float(kid)}
+
+    def features(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """(the Inception features of x, those of the test split) as torch-fidelity's feature dicts; what FID,
+        KID and precision/recall in Inception features share."""
+        fidelity = import_fidelity()
         try:
             if self._test_features is None:  # kept for the evaluations to come, and on disk for other runs
-                self._test_features = self._features(fidelity, 2, real.x)
-            features = {1: self._features(fidelity, 1, x), 2: self._test_features}
-            kid = fidelity.metric_kid.kid_featuresdict_to_metric(
-                features[1], features[2], INCEPTION_FEATURE, kid_subset_size=min(1000, len(x), len(real)),
-                verbose=False)[fidelity.KEY_METRIC_KID_MEAN]
+                self._test_features = self._features(fidelity, 2, self.test_data().x)
+            return self._features(fidelity, 1, x), self._test_features
         except Exception as exc:  # weights not downloadable offline, or weights of another network
-            hint = ("is it torch-fidelity's weights-inception-2015-12-05 file?" if self.weights else
-                    "offline, pass --inception-weights FILE (torch-fidelity's weights-inception-2015-12-05 file)")
-            raise MetricUnavailable(f"torch-fidelity could not compute Inception metrics "
-                                    f"({str(exc).strip()[:160]}); {hint}") from None
-        fid = frechet_distance(*(FeatureStats.of(features[i][INCEPTION_FEATURE].numpy()) for i in (1, 2)))
-        return {"fid": fid, "kid": float(kid)}
+            raise self._unavailable("compute Inception metrics", exc) from None
+
+    def _unavailable(self, what: str, exc: Exception) -> MetricUnavailable:
+        hint = ("is it torch-fidelity's weights-inception-2015-12-05 file?" if self.weights else
+                "offline, pass --inception-weights FILE (torch-fidelity's weights-inception-2015-12-05 file)")
+        return MetricUnavailable(f"torch-fidelity could not {what} ({str(exc).strip()[:160]}); {hint}")
 
     def _features(self, fidelity, slot: int, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Slot 1: the samples, computed every time. Slot 2: the test split, computed once and cached, since
@@ -95,10 +106,7 @@ class InceptionScorer:
                     self._network = fidelity.utils.create_feature_extractor(
                         "inception-v3-compat", [INCEPTION_FEATURE], cuda=cuda, verbose=False, **weights)
             except Exception as exc:  # no network to download the weights, or a file of another network
-                hint = ("is it torch-fidelity's weights-inception-2015-12-05 file?" if self.weights else
-                        "offline, pass --inception-weights FILE (torch-fidelity's weights-inception-2015-12-05 file)")
-                raise MetricUnavailable(f"torch-fidelity could not load Inception-v3 ({str(exc).strip()[:160]}); "
-                                        f"{hint}") from None
+                raise self._unavailable("load Inception-v3", exc) from None
         return self._network
 
     def test_cache_name(self) -> str:

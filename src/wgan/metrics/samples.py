@@ -1,5 +1,6 @@
 """What is scored: a generator's samples, or any set of images / points, such as the baselines that
-bracket every score (the real training split below, uniform noise above)."""
+bracket every score (the real training split below, uniform noise above, one class for a collapsed
+generator)."""
 
 from __future__ import annotations
 
@@ -57,8 +58,9 @@ def generate_samples(generator: nn.Module, num: int, *, device: torch.device | s
 
 
 def baseline_samples(train: Data, num: int, *, seed: int = 0) -> dict[str, Samples]:
-    """Two reference sample sets: `num` real training samples (what a perfect generator would score: the
-    floor) and `num` uniform noise samples over the data's range (what no generator should score)."""
+    """Reference sample sets: `num` real training samples (what a perfect generator would score: the
+    floor), `num` uniform noise samples over the data's range (what no generator should score), and for
+    labelled data up to `num` training images of one class (a generator collapsed onto one mode)."""
     gen = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(train), generator=gen)[:num]
     real = train.x[idx.to(train.x.device)].cpu()
@@ -67,5 +69,21 @@ def baseline_samples(train: Data, num: int, *, seed: int = 0) -> dict[str, Sampl
         noise = lo + (hi - lo) * torch.rand(num, train.x.shape[1], generator=gen)
     else:
         noise = torch.randint(0, 256, (num, *train.sample_shape), generator=gen, dtype=torch.uint8)
-    return {f"{train.name} train split ({len(real)} samples) vs test split": Samples(real),
+    sets = {f"{train.name} train split ({len(real)} samples) vs test split": Samples(real),
             f"uniform noise ({num} samples) vs test split": Samples(noise)}
+    if train.y is not None:
+        sets.update(one_class_samples(train, num, seed=seed))
+    return sets
+
+
+def one_class_samples(train: Data, num: int, *, seed: int = 0, label: int = 0) -> dict[str, Samples]:
+    """Up to `num` training images of class `label`, drawn without replacement (duplicates would shrink the
+    nearest-neighbour balls of the k-NN metrics to nothing): one mode, perfectly drawn."""
+    members = (train.y.cpu() == label).nonzero().flatten()
+    if len(members) < 2:  # the class is absent from these data: no such baseline
+        return {}
+    gen = torch.Generator().manual_seed(seed + 1)
+    picked = members[torch.randperm(len(members), generator=gen)[:num]]
+    name = train.class_names[label] if label < len(train.class_names) else f"class {label}"
+    return {f"one class ({name}: {len(picked)} training images) vs test split":
+            Samples(train.x[picked.to(train.x.device)].cpu())}
