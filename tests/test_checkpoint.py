@@ -329,3 +329,23 @@ def test_an_option_newer_than_the_checkpoint_compares_as_its_default():
     older = {k: v for k, v in current.items() if k != "critic_steps_boosted"}
     assert config_differences(older, current) == []
     assert config_differences(older, {**current, "critic_steps_boosted": 100}) == ["critic_steps_boosted 0 vs 100"]
+
+
+def test_a_toy_run_loads_and_samples_points(tmp_path):
+    """The 2-D MLP is built on the meta device to check a weights file before loading it: its layer sizes
+    must not need real tensors."""
+    code, _, err = run_cli("train", "--preset", "toy-8gaussians", "--width", "8", "--steps", "3",
+                           "--eval-metrics", "", "--sample-every-steps", "0", "--no-tensorboard", "--device", "cpu",
+                           "--no-progress", "--runs-dir", tmp_path / "runs")
+    assert code == 0, err
+    (run,) = (tmp_path / "runs").iterdir()
+    weights = tmp_path / "G.safetensors"
+    assert run_cli("export", "--run", run, "--out", weights)[0] == 0
+    outs = []
+    for source in (["--run", run], ["--weights", weights]):
+        out = tmp_path / f"{source[0][2:]}.npz"
+        code, _, err = run_cli("sample", *source, "--num", "5", "--seed", "1", "--out", out)
+        assert code == 0, err
+        outs.append(np.load(out))
+    a, b = (next(iter(o.values())) for o in outs)
+    assert a.shape == (5, 2) and np.array_equal(a, b)

@@ -3,14 +3,17 @@ pixels (Radford et al.), with DCGAN's initialisation."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 from wgan.models.core import Critic, Crop, Generator, ModelShape, Reshape, cond_dim, conv_critic_input, critic_norm
 
+
 def build_mlp(shape: ModelShape) -> tuple[Generator, Critic]:
     """The WGAN-GP paper's toy model: three hidden ReLU layers of `width` units (512 in the paper)."""
-    out_dim = int(torch.tensor(shape.sample_shape).prod())
+    out_dim = math.prod(shape.sample_shape)
     h = shape.width
     extra = cond_dim(shape)
     g_layers: list[nn.Module] = [
