@@ -31,7 +31,7 @@ data-fashion-mnist: install
 	  $(BIN)/wgan datasets --check fashion-mnist $(DATA_OPT); }
 
 demo: data-fashion-mnist
-	$(BIN)/wgan train --preset quick $(DATA_OPT)
+	$(BIN)/wgan train --preset quick --eval-metrics fcd,class-coverage $(DATA_OPT)
 	@echo "Open the newest folder in runs/: samples/, losses.png, timelapse.gif, report.html"
 
 test: install

@@ -10,9 +10,10 @@ NUM=${NUM:-10000}
 PY=${PYTHON:-python3}
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
 RUNS=$(mktemp -d)
-# The quick preset as it was before the demo was retuned (5 critic steps, batch 64, no average).
-OLD=(--critic-steps 5 --batch-size 64 --lr-critic 2e-4 --lr-generator 2e-4 --adam-beta1 0.5 --adam-beta2 0.9
-     --generator-norm none --ema-halflife-kimg 0 --width 32)
+# The quick preset as it was before the demo was retuned (unconditional, 5 critic steps of 64 images, no
+# batch norm, no average).
+OLD=(--no-conditional --critic-steps 5 --batch-size 64 --lr-critic 2e-4 --lr-generator 2e-4 --adam-beta1 0.5 --adam-beta2 0.9
+     --generator-norm none --ema-halflife-kimg 0 --width 32 --sample-every-steps 100 --checkpoint-every-steps 250)
 train() {  # name, options...
   local name=$1; shift
   $PY -m wgan train --preset quick --data "$DATA" --steps 1000000 --max-train-seconds "$SECONDS_OF_TRAINING" \

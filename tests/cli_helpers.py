@@ -13,8 +13,9 @@ from pathlib import Path
 import wgan
 from wgan.cli import main
 
-# The smallest quick-preset run that still goes through every part of the loop.
-TINY = ["--preset", "quick", "--width", "8", "--latent-dim", "16", "--batch-size", "8", "--critic-steps", "1",
+# The smallest quick-preset run that still goes through every part of the loop; unconditional unless a test
+# adds --conditional (the preset itself is conditional).
+TINY = ["--preset", "quick", "--no-conditional", "--width", "8", "--latent-dim", "16", "--batch-size", "8", "--critic-steps", "1",
         "--log-every-steps", "1", "--sample-every-steps", "0", "--no-tensorboard", "--device", "cpu",
         "--no-progress"]
 

@@ -30,7 +30,7 @@ def test_every_preset_with_a_registered_dataset_validates(name):
     assert validate(cfg) is cfg and cfg.preset == name
 
 
-@pytest.mark.parametrize("name", sorted(PRESETS))
+@pytest.mark.parametrize("name", sorted(set(PRESETS) - {"quick"}))
 def test_presets_keep_the_papers_hyper_parameters(name):
     cfg = preset_config(name)
     assert cfg.critic_steps == 5 and cfg.model in MODELS
@@ -43,8 +43,17 @@ def test_presets_keep_the_papers_hyper_parameters(name):
     else:
         assert cfg.optimizer == "adam" and (cfg.adam_beta1, cfg.adam_beta2) == (0.5, 0.9)
         assert cfg.critic_norm != "batch", "no batch norm in a penalised critic"
-        if name != "quick" and not name.startswith("toy-"):
+        if not name.startswith("toy-"):
             assert (cfg.lr_critic, cfg.gp_weight, cfg.batch_size) == (1e-4, 10.0, 64)
+
+
+def test_the_quick_preset_is_the_measured_cpu_demo():
+    """Not a paper's setting but the one measured best on a 2-core CPU in five minutes (docs/levers.md)."""
+    c = preset_config("quick")
+    assert (c.loss, c.gp_weight, c.critic_norm, c.model, c.width, c.conditional) == \
+        ("gp", 10.0, "none", "dcgan28", 32, True)
+    assert (c.critic_steps, c.batch_size, c.generator_norm, c.lr_critic, c.lr_generator) == (2, 32, "batch", 2e-4, 2e-4)
+    assert (c.adam_beta1, c.adam_beta2, c.max_train_seconds, c.steps) == (0.5, 0.9, 300.0, 2500)
 
 
 def test_the_cifar10_resnet_presets_are_the_papers_code_exactly():

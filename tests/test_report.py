@@ -60,6 +60,13 @@ def test_training_logs_metric_records_beside_the_losses(run_dir):
     assert "training one" in (run_dir / "log.txt").read_text()
 
 
+def test_the_run_ends_by_saying_its_last_quality(run_dir):
+    last = [r for r in rundir.read_records(run_dir) if "fcd" in r][-1]
+    line = [t for t in (run_dir / "log.txt").read_text().splitlines() if "quality at step" in t][-1]
+    assert f"quality at step {STEPS}: fcd {last['fcd']:.4g} (raw generator {last['fcd_raw']:.4g})" in line
+    assert f"class_coverage {last['class_coverage']:.4g}" in line and line.endswith("(200 samples)")
+
+
 def test_a_mismatched_classifier_stops_training_before_a_run_directory_is_made(run_dir, tmp_path, monkeypatch):
     from wgan.errors import UserError
 

@@ -78,3 +78,11 @@ def test_run_status_reads_sentences_not_words_anywhere_in_a_line(tmp_path):
         f.write("2026-01-01 10:00:02 stopped: could not write /runs/x at step 4 (No space left on device); ...\n")
     assert rundir.run_status(tmp_path) == "stopped: a write failed (resumable)"
     assert rundir.run_status(tmp_path / "missing") == "unknown (no log.txt)"
+
+
+def test_quality_summary_puts_an_evaluation_in_one_line():
+    fields = {"fcd": 257.83, "class_coverage": 0.97712, "classes_covered": 10, "eval_s": 18.5, "fcd_raw": 242.61,
+              "samples": {"fcd": 10000, "class_coverage": 10000, "fcd_raw": 10000}}
+    assert rundir.quality_summary(fields) == ("fcd 257.8 (raw generator 242.6) | class_coverage 0.9771 | "
+                                              "classes_covered 10 (10000 samples)")
+    assert rundir.quality_summary({"fcd": 1.5}) == "fcd 1.5"

@@ -188,6 +188,19 @@ def raw_generator_fields(fields: dict) -> dict:
     return out
 
 
+def quality_summary(fields: dict) -> str:
+    """An evaluation record in one line: `fcd 257.8 | class_coverage 0.977 (10000 samples)`, the raw generator's
+    numbers in brackets beside the average's where both were measured."""
+    parts = []
+    for k, v in fields.items():
+        if k in BOOKKEEPING or k.endswith(RAW_SUFFIX) or not _number(v):
+            continue
+        raw = fields.get(k + RAW_SUFFIX)
+        parts.append(f"{k} {v:.4g}" + (f" (raw generator {raw:.4g})" if _number(raw) else ""))
+    counts = sorted(set(fields.get("samples", {}).values()))
+    return " | ".join(parts) + (f" ({', '.join(map(str, counts))} samples)" if counts else "")
+
+
 TRAINING_FIELDS = ("loss_critic", "loss_generator", "wasserstein")  # what every training record holds
 
 

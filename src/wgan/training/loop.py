@@ -28,7 +28,7 @@ from wgan.config import TrainConfig, flag, validate
 from wgan.data import to_uint8_images
 from wgan.errors import Stopped, TrainingDiverged, UserError, os_reason, writing
 from wgan.metrics import training_evaluator
-from wgan.rundir import NullLog, RunLog
+from wgan.rundir import NullLog, RunLog, quality_summary
 from wgan.training.fast import describe_step, make_step
 from wgan.training.samples import save_grid, save_points_figure
 from wgan.training.state import TrainState, check_finite_parameters, export_generator, grid_columns
@@ -213,6 +213,7 @@ class TrainingRun:
         self.stopped_by: int | None = None
         self.bar = None
         self.lock: rundir.RunLock | None = None
+        self.last_quality: tuple[int, dict] | None = None  # the newest evaluation, said again at the end
 
     @classmethod
     def start(cls, cfg: TrainConfig, resume, *, dry_run: bool, progress: bool) -> "TrainingRun":
@@ -408,6 +409,7 @@ class TrainingRun:
             record["eval_s"] = round(record["eval_s"] + raw_seconds, 3)
             record["samples"] = {**record.get("samples", {}), **raw_samples}
         self.log.record({"step": at, "time_s": round(self.training_seconds(t_eval), 3), **record})
+        self.last_quality = (at, record)
         spent = time.perf_counter() - t_eval  # evaluating is neither training time nor training throughput
         self.started += spent
         self.interval.started += spent
@@ -482,6 +484,11 @@ class TrainingRun:
         try:
             self.log.line(f"{'stopped at step' if self.stopped_by else rundir.FINISHED} {state.step} "
                           f"({state.elapsed_s:.1f} s of training){agreed}")
+            if self.last_quality is not None:  # the run's last word is how good it got
+                at, record = self.last_quality
+                summary = f"quality at step {at}: {quality_summary(record)}"
+                self.log.line(summary)
+                print(summary)
             self.log.close()
             report.build_report(run_dir)
         except OSError as exc:  # the trained generator is written: say what was not, and how to make it
