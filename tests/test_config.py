@@ -52,7 +52,8 @@ def test_the_quick_preset_is_the_measured_cpu_demo():
     c = preset_config("quick")
     assert (c.loss, c.gp_weight, c.critic_norm, c.model, c.width, c.conditional) == \
         ("gp", 10.0, "none", "dcgan28", 32, True)
-    assert (c.critic_steps, c.batch_size, c.generator_norm, c.lr_critic, c.lr_generator) == (2, 32, "batch", 2e-4, 2e-4)
+    assert (c.critic_steps, c.batch_size, c.generator_norm, c.lr_critic, c.lr_generator) == (2, 32, "batch", 8e-4, 8e-4)
+    assert c.ema_halflife_kimg == 2.0
     assert (c.adam_beta1, c.adam_beta2, c.max_train_seconds, c.steps) == (0.5, 0.9, 300.0, 2500)
 
 
