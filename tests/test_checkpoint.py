@@ -17,6 +17,7 @@ import torch
 
 from cli_helpers import TINY, run_cli, snapshot
 from wgan import checkpoint as ckpt
+from wgan import rundir
 from wgan.errors import UserError
 
 
@@ -74,7 +75,7 @@ def test_checkpoint_holds_everything_needed_to_resume(trained):
 
 def test_prune_keeps_the_newest_by_step_not_by_name(tmp_path):
     for step in (5, 100, 99_999_999, 100_000_000):
-        (tmp_path / ckpt.checkpoint_name(step)).write_bytes(b"x")
+        (tmp_path / rundir.checkpoint_name(step)).write_bytes(b"x")
     ckpt.prune_checkpoints(tmp_path, keep=2)
     assert [ckpt.checkpoint_step(p) for p in ckpt.list_checkpoints(tmp_path)] == [99_999_999, 100_000_000]
 
@@ -137,7 +138,7 @@ def test_resuming_from_the_offered_checkpoint_finishes_the_run_and_keeps_the_bad
     damaged = bad.read_bytes()
     code, _, err = run_cli("train", "--resume", good, "--no-progress")
     assert code == 0, err
-    assert ckpt.load_checkpoint(run / "checkpoints" / ckpt.checkpoint_name(4))["step"] == 4
+    assert ckpt.load_checkpoint(run / "checkpoints" / rundir.checkpoint_name(4))["step"] == 4
     assert (run / "checkpoints" / (bad.name + ".superseded")).read_bytes() == damaged  # set aside, not deleted
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]  # records past the resumed step were replaced, none duplicated
@@ -187,7 +188,7 @@ def test_the_payload_is_live_when_loaded_unsafely(tmp_path, payload_cls):
 @pytest.mark.parametrize("payload_cls", [_ShellPayload, _ExecPayload])
 def test_malicious_checkpoint_is_refused_and_never_executed(run, tmp_path, payload_cls):
     marker = tmp_path / "pwned"
-    evil = run / "checkpoints" / ckpt.checkpoint_name(6)
+    evil = run / "checkpoints" / rundir.checkpoint_name(6)
     _malicious_checkpoint(evil, payload_cls(marker))
     (run / "generator.safetensors").unlink()  # so `sample --run` has to read the checkpoint
     before = snapshot(run)
@@ -218,14 +219,14 @@ def wide_run(tmp_path_factory, data_dir) -> Path:
 
 
 def test_checkpoint_of_another_config_is_refused(run, wide_run):
-    foreign = run / "checkpoints" / ckpt.checkpoint_name(6)
+    foreign = run / "checkpoints" / rundir.checkpoint_name(6)
     shutil.copy(newest(wide_run), foreign)
     before = snapshot(run)
     code, _, err = run_cli("train", "--resume", run, "--no-progress")
     line = one_line(err)
     assert code == 2
     assert str(foreign) in line and "another model/config" in line and "width 16 vs 8" in line
-    assert f"--resume {run / 'checkpoints' / ckpt.checkpoint_name(4)}" in line
+    assert f"--resume {run / 'checkpoints' / rundir.checkpoint_name(4)}" in line
     assert snapshot(run) == before
 
 
@@ -234,7 +235,7 @@ def test_weights_that_do_not_fit_their_stated_model_are_refused(run, wide_run):
     state = ckpt.load_checkpoint(newest(wide_run))
     narrow = ckpt.load_checkpoint(newest(run))
     state["config"], state["shape"] = narrow["config"], narrow["shape"]
-    forged = run / "checkpoints" / ckpt.checkpoint_name(6)
+    forged = run / "checkpoints" / rundir.checkpoint_name(6)
     ckpt.save_checkpoint(forged, state)
     before = snapshot(run)
     code, _, err = run_cli("train", "--resume", run, "--no-progress")

@@ -74,7 +74,7 @@ def test_a_run_samples_exports_and_checkpoints_the_average(tmp_path, fashion_idx
                            "--ema-halflife-kimg", "0.01", "--checkpoint-every-steps", "2")
     assert code == 0, err
     (run,) = runs.iterdir()
-    state = ckpt.load_checkpoint(run / rundir.CHECKPOINTS / ckpt.checkpoint_name(4))
+    state = ckpt.load_checkpoint(run / rundir.CHECKPOINTS / rundir.checkpoint_name(4))
     assert state["ema"]["images"] == 4 * 8  # 4 generator steps of TINY's batch of 8
     assert not all(torch.equal(state["ema"]["generator"][k], state["generator"][k]) for k in state["generator"])
     loaded = ckpt.load_generator(run / rundir.GENERATOR)
@@ -93,7 +93,7 @@ def test_a_checkpoint_without_an_average_resumes_and_starts_one(tmp_path, fashio
     code, _, err = run_cli("train", *TINY, "--data", fashion_idx_dir, "--runs-dir", runs, "--steps", "2")
     assert code == 0, err
     (run,) = runs.iterdir()
-    path = run / rundir.CHECKPOINTS / ckpt.checkpoint_name(2)
+    path = run / rundir.CHECKPOINTS / rundir.checkpoint_name(2)
     state = ckpt.load_checkpoint(path)
     del state["ema"]  # as written before the average existed
     ckpt.save_checkpoint(path, state)
@@ -101,7 +101,7 @@ def test_a_checkpoint_without_an_average_resumes_and_starts_one(tmp_path, fashio
     assert code == 0, err
     assert "holds no moving average of the generator: it starts from the generator at step 2" in \
         (run / rundir.LOG).read_text()
-    assert ckpt.load_checkpoint(run / rundir.CHECKPOINTS / ckpt.checkpoint_name(3))["ema"]["images"] == 3 * 8
+    assert ckpt.load_checkpoint(run / rundir.CHECKPOINTS / rundir.checkpoint_name(3))["ema"]["images"] == 3 * 8
 
 
 def test_halflife_zero_turns_the_average_off(tmp_path, fashion_idx_dir):
@@ -110,5 +110,5 @@ def test_halflife_zero_turns_the_average_off(tmp_path, fashion_idx_dir):
                            "--ema-halflife-kimg", "0")
     assert code == 0, err
     (run,) = runs.iterdir()
-    state = ckpt.load_checkpoint(run / rundir.CHECKPOINTS / ckpt.checkpoint_name(2))
+    state = ckpt.load_checkpoint(run / rundir.CHECKPOINTS / rundir.checkpoint_name(2))
     assert state["ema"] is None and ckpt.load_generator(run).weights == "raw"

@@ -38,19 +38,20 @@ def test_the_schedule_sets_every_group_for_the_next_iteration(on_device):
 def test_a_run_decays_both_learning_rates_and_a_resumed_run_continues_the_decay(tmp_path, fashion_idx_dir):
     runs = tmp_path / "runs"
     code, _, err = run_cli("train", *TINY, "--data", fashion_idx_dir, "--runs-dir", runs, "--steps", "4",
-                           "--lr-decay", "linear", "--checkpoint-every-steps", "1", "--keep-checkpoints", "5")
+                           "--lr-decay", "linear", "--checkpoint-every-steps", "1", "--keep-checkpoints", "5",
+                           "--lr-critic", "2e-4", "--lr-generator", "2e-4")
     assert code == 0, err
     (run,) = runs.iterdir()
 
     def lrs(step: int) -> tuple[float, float]:
-        state = ckpt.load_checkpoint(run / rundir.CHECKPOINTS / ckpt.checkpoint_name(step))
+        state = ckpt.load_checkpoint(run / rundir.CHECKPOINTS / rundir.checkpoint_name(step))
         return tuple(float(state[k]["param_groups"][0]["lr"]) for k in ("opt_generator", "opt_critic"))
 
-    # after k generator iterations the optimisers hold iteration k's rates (quick: 2e-4 both)
+    # after k generator iterations the optimisers hold iteration k's rates (2e-4 both)
     for k in (1, 2, 3, 4):
         assert lrs(k) == pytest.approx((lr_at(2e-4, k, 4),) * 2), k
     # from the checkpoint of step 2, with --steps raised to 8: the rest decays over the new length
-    code, _, err = run_cli("train", "--resume", run / rundir.CHECKPOINTS / ckpt.checkpoint_name(2), "--steps", "8")
+    code, _, err = run_cli("train", "--resume", run / rundir.CHECKPOINTS / rundir.checkpoint_name(2), "--steps", "8")
     assert code == 0, err
     assert lrs(4) == pytest.approx((lr_at(2e-4, 4, 8),) * 2) and lrs(8) == (0.0, 0.0)
 

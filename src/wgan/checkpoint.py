@@ -23,7 +23,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 
 from wgan import rundir
-from wgan.rundir import CHECKPOINT_RE, checkpoint_name  # noqa: F401 (named through this module too)
+from wgan.rundir import CHECKPOINT_RE
 from wgan.classes import class_names_problem
 from wgan.config import TrainConfig, flag, validate_model
 from wgan.data import dataset_class_names

@@ -424,7 +424,7 @@ class TrainingRun:
         state.elapsed_s = self.training_seconds()
         state.pending = {"steps": self.interval.steps, "sums": self.step_fn.sums.detach().cpu().clone(),
                          "seconds": self.interval.seconds()}
-        path = self.run_dir / rundir.CHECKPOINTS / ckpt.checkpoint_name(state.step)
+        path = self.run_dir / rundir.CHECKPOINTS / rundir.checkpoint_name(state.step)
         contents = state.state_dict()  # on every process: it gathers their random states
         if self.main:  # rank 0's batch-norm running statistics are the ones saved (each process keeps its own)
             ckpt.save_checkpoint(path, contents)
