@@ -43,3 +43,11 @@ def wgan_process(*argv) -> subprocess.Popen:
 def finish(proc: subprocess.Popen, timeout_s: float = 120) -> tuple[int, str, str]:
     out, err = proc.communicate(timeout=timeout_s)
     return proc.returncode, out, err
+
+
+def train_tiny(runs, data, *extra) -> Path:
+    """A TINY run of 2 steps (unless `extra` says otherwise) in `runs`: its run directory."""
+    code, _, err = run_cli("train", *TINY, "--data", data, "--runs-dir", runs, "--steps", "2", *extra)
+    assert code == 0, err
+    (run,) = Path(runs).iterdir()
+    return run

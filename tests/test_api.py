@@ -17,20 +17,13 @@ import pytest
 import torch
 
 import wgan
-from cli_helpers import TINY, run_cli
+from cli_helpers import run_cli, train_tiny
 from wgan import checkpoint as ckpt
 from wgan.data import to_uint8_images
 from wgan.data.idx import FASHION_CLASSES
 from wgan.latents import draw_latents
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-
-
-def train_tiny(runs: Path, data: Path, *extra: str) -> Path:
-    code, _, err = run_cli("train", *TINY, "--data", data, "--runs-dir", runs, "--steps", "2", *extra)
-    assert code == 0, err
-    (run,) = runs.iterdir()
-    return run
 
 
 @pytest.fixture(scope="module")

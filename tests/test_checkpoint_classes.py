@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from cli_helpers import TINY, run_cli
+from cli_helpers import TINY, run_cli, train_tiny
 from wgan import checkpoint as ckpt
 from wgan.data.idx import FASHION_CLASSES
 from wgan.errors import UserError
@@ -19,12 +19,7 @@ from wgan.errors import UserError
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, fashion_idx_dir_module) -> Path:
-    runs = tmp_path_factory.mktemp("runs")
-    code, _, err = run_cli("train", *TINY, "--conditional", "--data", fashion_idx_dir_module, "--runs-dir", runs,
-                           "--steps", "2")
-    assert code == 0, err
-    (run,) = runs.iterdir()
-    return run
+    return train_tiny(tmp_path_factory.mktemp("runs"), fashion_idx_dir_module, "--conditional")
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from cli_helpers import TINY, finish, run_cli, snapshot, wgan_process
 from wgan import checkpoint as ckpt
-from wgan import losses
+from wgan import losses, rundir
 
 
 STEPS = 40
@@ -87,7 +87,7 @@ def assert_same_run(run: Path, ref: Path) -> None:
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), f"generator {k} differs"
-    last = ckpt.checkpoint_name(STEPS)
+    last = rundir.checkpoint_name(STEPS)
     sa, sb = ckpt.load_checkpoint(run / "checkpoints" / last), ckpt.load_checkpoint(ref / "checkpoints" / last)
     for part in ("generator", "critic"):
         for k in sb[part]:
@@ -134,7 +134,7 @@ def test_a_signal_writes_a_checkpoint_exits_128_plus_it_and_resumes_bitwise_equa
     assert code == 128 + sig, err
     assert "Traceback" not in err and out.splitlines()[-1].startswith("stopped at step ")
     stopped_at = int(out.split("stopped at step ")[1].split(";")[0])
-    state = ckpt.load_checkpoint(run / "checkpoints" / ckpt.checkpoint_name(stopped_at))
+    state = ckpt.load_checkpoint(run / "checkpoints" / rundir.checkpoint_name(stopped_at))
     assert state["step"] == stopped_at < STEPS
     assert f"--resume {run}" in out
     code, _, err = run_cli("train", "--resume", run, "--no-progress")
@@ -176,9 +176,9 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, dat
     lines = err.strip().splitlines()
     assert code == 3 and len(lines) == 1 and "Traceback" not in err
     (run,) = tmp_path.iterdir()
-    good = run / "checkpoints" / ckpt.checkpoint_name(4)
+    good = run / "checkpoints" / rundir.checkpoint_name(4)
     assert "loss_generator became nan at step 5" in lines[0] and str(good) in lines[0]
-    assert [p.name for p in ckpt.list_checkpoints(run / "checkpoints")] == [ckpt.checkpoint_name(s) for s in (2, 4)]
+    assert [p.name for p in ckpt.list_checkpoints(run / "checkpoints")] == [rundir.checkpoint_name(s) for s in (2, 4)]
     state = ckpt.load_checkpoint(good)
     assert state["step"] == 4
     assert all(torch.isfinite(v).all() for part in ("generator", "critic") for v in state[part].values())
@@ -221,9 +221,9 @@ def test_a_full_disk_mid_run_is_one_line_keeps_the_last_checkpoint_and_the_run_r
                            "--checkpoint-every-steps", "2")
     lines = err.strip().splitlines()
     (run,) = tmp_path.iterdir()
-    good = run / "checkpoints" / ckpt.checkpoint_name(2)
+    good = run / "checkpoints" / rundir.checkpoint_name(2)
     assert code == 2 and len(lines) == 1 and "Traceback" not in err
-    assert "No space left on device" in lines[0] and ckpt.checkpoint_name(4) in lines[0]
+    assert "No space left on device" in lines[0] and rundir.checkpoint_name(4) in lines[0]
     assert f"{good} is intact" in lines[0] and f"wgan train --resume {run}" in lines[0]
     assert [p.name for p in ckpt.list_checkpoints(run / "checkpoints")] == [good.name]
     assert "stopped: could not write" in (run / "log.txt").read_text()
@@ -253,7 +253,7 @@ def test_resume_auto_continues_the_newest_run_of_the_same_options(tmp_path, data
     assert code == 0, err
     assert f"resuming {older}" in out
     assert len(list(runs.iterdir())) == 2  # no new run directory
-    assert ckpt.load_checkpoint(older / "checkpoints" / ckpt.checkpoint_name(4))["step"] == 4
+    assert ckpt.load_checkpoint(older / "checkpoints" / rundir.checkpoint_name(4))["step"] == 4
     assert json.loads((older / "config.json").read_text())["steps"] == 4
     # Nothing of these options yet: a new run starts.
     code, out, err = run_cli("train", *TINY, *same, "--steps", "2", "--seed", "8", "--resume", "auto")
