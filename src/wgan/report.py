@@ -179,7 +179,7 @@ def plot_quality(records: list[dict], path: Path) -> bool:
                     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
             if xkey == "step":
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no step 19.25 with one evaluation
-            if len(curves) > 1:
+            if len(curves) > 1 and ax.get_legend_handles_labels()[0]:  # an axis with no points has nothing to name
                 ax.legend(fontsize=7, loc="best")
             ax.set_xlabel(xlabel)
             ax.set_ylabel(base)
