@@ -37,7 +37,7 @@ from wgan.metrics.classifier import (
     train_classifier_command)
 from wgan.metrics.distances import COVERED_SHARE, FeatureStats, class_coverage, exact_w1, frechet_distance
 from wgan.metrics.inception import INCEPTION_FEATURE, InceptionScorer
-from wgan.metrics.manifold import DC_K, PRC_K, manifold_scores, min_samples
+from wgan.metrics.manifold import DC_K, PRC_K, kth_neighbour_radii, manifold_scores, min_samples
 from wgan.metrics.samples import Samples, baseline_samples, generate_samples
 
 W1_POINTS = 2000  # points per side for the exact W1: the paper's toy evaluation size
@@ -160,8 +160,8 @@ def _manifold(space: str, k: int, keys: tuple[str, str]) -> Callable[["Evaluator
         if n < min_samples(k):
             raise MetricUnavailable(f"{'/'.join(keys)} need at least {min_samples(k)} samples and as many test "
                                     f"images (k = {k}); got {len(fake)} and {len(test)}")
-        real = test[ev.test_subset(n)]
-        scores = manifold_scores(ev.as_tensor(real), ev.as_tensor(fake[:n]), k)
+        real = ev.as_tensor(test[ev.test_subset(n)])
+        scores = manifold_scores(real, ev.as_tensor(fake[:n]), k, real_radii=ev.real_radii(space, k, real))
         return MetricResult({key + suffix: scores[key] for key in keys}, n,
                             f"{n} images of the {ev.dataset} test split, k = {k}, {description}")
 
@@ -245,6 +245,7 @@ class Evaluator:
         self._test_stats: FeatureStats | None = None
         self._test_features: np.ndarray | None = None
         self._test_subsets: dict[int, np.ndarray] = {}
+        self._real_radii: dict[tuple, torch.Tensor] = {}
 
     # --- shared resources, built once ------------------------------------------------------
     def train_data(self) -> Data:
@@ -299,6 +300,14 @@ class Evaluator:
             gen = torch.Generator().manual_seed(self.seed + 2)
             self._test_subsets[n] = torch.randperm(len(self.test_data()), generator=gen)[:n].numpy()
         return self._test_subsets[n]
+
+    def real_radii(self, space: str, k: int, real: torch.Tensor) -> torch.Tensor:
+        """The k-NN radii of the fixed test subset `real` in feature space `space`: drawn once per evaluator,
+        not at every evaluation of a training run (they are half the cost of the k-NN metrics)."""
+        key = (space, k, len(real))
+        if key not in self._real_radii:
+            self._real_radii[key] = kth_neighbour_radii(real, k)
+        return self._real_radii[key]
 
     def as_tensor(self, features: np.ndarray) -> torch.Tensor:
         """Features on the evaluator's device, in float64 where it has it (MPS has not)."""

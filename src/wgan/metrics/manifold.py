@@ -75,11 +75,13 @@ def kth_neighbour_radii(x: torch.Tensor, k: int, budget: int = BLOCK_DISTANCES) 
     return nearest_neighbours(x, x, k + 1, budget)[0][:, k]
 
 
-def manifold_scores(real: torch.Tensor, fake: torch.Tensor, k: int,
-                    budget: int = BLOCK_DISTANCES) -> dict[str, float]:
+def manifold_scores(real: torch.Tensor, fake: torch.Tensor, k: int, budget: int = BLOCK_DISTANCES,
+                    real_radii: torch.Tensor | None = None) -> dict[str, float]:
     """precision, recall, density and coverage of `fake` against `real` (features, one row per sample), with
-    k-NN balls: one pass over the real-to-generated distances, a block of real rows at a time."""
-    real_radii = kth_neighbour_radii(real, k, budget)
+    k-NN balls: one pass over the real-to-generated distances, a block of real rows at a time. `real_radii`
+    (kth_neighbour_radii(real, k)) may be given, so a fixed real set's balls are drawn once for many calls."""
+    if real_radii is None:
+        real_radii = kth_neighbour_radii(real, k, budget)
     fake_radii = kth_neighbour_radii(fake, k, budget)
     balls_around_fake = torch.zeros(len(fake), dtype=torch.long, device=fake.device)
     recalled = covered = 0
