@@ -39,9 +39,14 @@ def write_gif(path: Path, frames: np.ndarray, frame_ms: int) -> None:
     palette search); colour ones get a palette each. Identical neighbouring frames are merged by the GIF
     writer into one frame of their summed duration, which plays the same."""
     grey = bool(np.all(frames == frames[..., :1]))
-    images = [_gif_frame(f, grey) for f in frames]
+    save_gif(path, [_gif_frame(f, grey) for f in frames], frame_ms)
+
+
+def save_gif(path: Path, images: list, durations_ms: int | list[int]) -> None:
+    """Pillow images as a GIF that loops forever, each shown its duration (one for all, or one each),
+    written whole to memory first and then atomically."""
     buffer = io.BytesIO()
-    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=frame_ms, loop=0,
+    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=durations_ms, loop=0,
                    optimize=False, disposal=1)
     atomic_write(path, lambda f: f.write(buffer.getbuffer()))
 

@@ -12,7 +12,7 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageDraw, ImageFont
 
 from wgan import checkpoint, rundir
-from wgan.animation import write_animation
+from wgan.animation import save_gif, write_animation
 from wgan.errors import UserError
 from wgan.files import atomic_write, pyplot
 from wgan.rundir import is_training_record, run_status, sample_frames
@@ -211,8 +211,7 @@ def make_timelapse(frames: list[Path], path: Path, frame_ms: int = 250, last_fra
         canvas.paste(img, (0, 20))
         images.append(canvas.quantize(colors=255))
     durations = [frame_ms] * (len(images) - 1) + [last_frame_ms]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=durations, loop=0, optimize=False,
-                   disposal=1)
+    save_gif(path, images, durations)
     return True
 
 
