@@ -1,6 +1,7 @@
 """The exception types the CLI turns into one line and an exit code.
 
-UserError: a problem the user caused and can fix (bad option, bad file, bad checkpoint): exit code 2.
+UserError: a problem the user caused and can fix (bad option, bad file, bad checkpoint): exit code 2; a
+    ValueError, which is what the Python API raises.
 TrainingDiverged: a loss or a parameter became NaN or infinite: exit code 3, last good checkpoint kept.
 Stopped: a signal stopped training after its checkpoint: exit code 128 + the signal's number.
 Nothing else catches them.
@@ -14,8 +15,9 @@ from pathlib import Path
 from typing import Iterator
 
 
-class UserError(Exception):
-    """A problem the user caused: the message names the thing and what to do."""
+class UserError(ValueError):
+    """A problem the user caused: the message names the thing and what to do. A ValueError, so that a
+    caller of the Python API catches it as one; the command line prints it as one line and exits 2."""
 
 
 class TrainingDiverged(RuntimeError):
