@@ -125,8 +125,8 @@ def test_the_scores_reference_is_stated_and_a_weak_one_flagged(env, monkeypatch)
                "test accuracy" in n for n in env["notes"])
     assert any("the test split has only 600 images" in n for n in env["notes"])
     assert not any("right on only" in n for n in env["notes"])  # the synthetic classes are easy
-    monkeypatch.setattr(metrics, "WEAK_CLASSIFIER_ACCURACY", 1.01)
-    monkeypatch.setattr(metrics, "SMALL_TEST_SPLIT", 600)
+    monkeypatch.setattr(metrics.evaluator, "WEAK_CLASSIFIER_ACCURACY", 1.01)
+    monkeypatch.setattr(metrics.evaluator, "SMALL_TEST_SPLIT", 600)
     ev = metrics.Evaluator(["fcd"], dataset="fashion-mnist", data_path=env["data_dir"], note=(notes := []).append)
     assert ev.prepare(points=False, conditional=False) == ["fcd"]
     assert [n for n in notes if "warning" in n] == [
