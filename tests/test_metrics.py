@@ -12,6 +12,7 @@ from torchvision.transforms.functional import gaussian_blur
 
 from synth_idx import NUM_CLASSES
 from wgan import metrics
+from wgan.metrics import evaluator
 from wgan.cli import main
 from wgan.data import DATASETS, Data, DatasetEntry
 from wgan.errors import UserError
@@ -125,8 +126,8 @@ def test_the_scores_reference_is_stated_and_a_weak_one_flagged(env, monkeypatch)
                "test accuracy" in n for n in env["notes"])
     assert any("the test split has only 600 images" in n for n in env["notes"])
     assert not any("right on only" in n for n in env["notes"])  # the synthetic classes are easy
-    monkeypatch.setattr(metrics.evaluator, "WEAK_CLASSIFIER_ACCURACY", 1.01)
-    monkeypatch.setattr(metrics.evaluator, "SMALL_TEST_SPLIT", 600)
+    monkeypatch.setattr(evaluator, "WEAK_CLASSIFIER_ACCURACY", 1.01)
+    monkeypatch.setattr(evaluator, "SMALL_TEST_SPLIT", 600)
     ev = metrics.Evaluator(["fcd"], dataset="fashion-mnist", data_path=env["data_dir"], note=(notes := []).append)
     assert ev.prepare(points=False, conditional=False) == ["fcd"]
     assert [n for n in notes if "warning" in n] == [

@@ -18,9 +18,21 @@ module each: classifier (the domain classifier and its cache), distances (the ma
 package: neighbours (the memorisation check) and truncation (the truncation sweep).
 """
 
-from wgan.metrics.evaluator import (  # noqa: F401
-    METRICS, SMALL_TEST_SPLIT, W1_POINTS, WEAK_CLASSIFIER_ACCURACY, Classifier, Evaluator, FeatureStats, Metric,
-    MetricResult, MetricUnavailable, Samples, __all__, baseline_samples, check_sample_count, class_coverage,
-    classifier_path, default_metric_names, exact_w1, find_classifier, fit_classifier, flatten_results, format_table,
-    frechet_distance, generate_samples, load_classifier, manifold_scores, parse_metric_names, run_time_at,
-    save_classifier, training_evaluator)
+from wgan.metrics.base import MetricUnavailable
+from wgan.metrics.classifier import (
+    Classifier, classifier_path, find_classifier, fit_classifier, load_classifier, save_classifier)
+from wgan.metrics.distances import FeatureStats, class_coverage, exact_w1, frechet_distance
+from wgan.metrics.evaluator import SMALL_TEST_SPLIT, WEAK_CLASSIFIER_ACCURACY, Evaluator, training_evaluator
+from wgan.metrics.manifold import manifold_scores
+from wgan.metrics.registry import (
+    METRICS, W1_POINTS, Metric, MetricResult, check_sample_count, default_metric_names, parse_metric_names)
+from wgan.metrics.results import flatten_results, format_table, run_time_at
+from wgan.metrics.samples import Samples, baseline_samples, generate_samples
+
+__all__ = [
+    "METRICS", "Metric", "MetricResult", "parse_metric_names", "default_metric_names",
+    "Evaluator", "training_evaluator", "flatten_results", "format_table", "run_time_at",
+    "MetricUnavailable", "Samples", "generate_samples", "baseline_samples",
+    "Classifier", "classifier_path", "find_classifier", "fit_classifier", "load_classifier", "save_classifier",
+    "FeatureStats", "frechet_distance", "class_coverage", "exact_w1", "check_sample_count", "manifold_scores",
+]

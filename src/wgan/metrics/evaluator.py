@@ -1,26 +1,10 @@
-"""How good is a generator, in numbers that mean something on MNIST-like data.
-
-Inception networks see 28x28 grayscale clothes through the eyes of ImageNet, and no Inception
-weights can be downloaded everywhere, so the main number here is the FCD: FID's Frechet distance,
-computed in the penultimate features of a small CNN trained on the dataset's own training split,
-between generated samples and the real test split. The same classifier gives class coverage (mode
-collapse in one number) and, for conditional models, the accuracy on the requested labels. Precision
-and recall (k = 3) and density and coverage (k = 5) compare k-nearest-neighbour manifolds of the same
-features (or of Inception's) with those of an equal-sized random part of the test split. 2-D toy
-data get the exact Wasserstein-1 distance (POT). Inception FID/KID come through torch-fidelity when
-it is installed and its weights are at hand.
-
-Every metric is an entry in METRICS; an Evaluator prepares what they share (the classifier, the test
-split's features) once, then scores any number of generators or sample sets. Both are here; the parts
-they are built from have a module each: classifier (the domain classifier and its cache), distances
-(the maths), manifold (k-nearest-neighbour maths), inception (torch-fidelity) and samples (what is scored).
-Built on this package: neighbours (the memorisation check) and truncation (the truncation sweep).
-"""
+"""The Evaluator: scores sample sets with the named metrics against one dataset's test split, building
+what they share (the classifier, the test split's features, its k-NN radii) once; and the training
+loop's hook built on it."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -28,192 +12,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from wgan import rundir
 from wgan.data import Data, load_dataset
 from wgan.errors import UserError
 from wgan.metrics.base import MetricUnavailable
 from wgan.metrics.classifier import (
     Classifier, check_labelled, classifier_path, find_classifier, fit_classifier, load_classifier, save_classifier,
     train_classifier_command)
-from wgan.metrics.distances import COVERED_SHARE, FeatureStats, class_coverage, exact_w1, frechet_distance
-from wgan.metrics.inception import INCEPTION_FEATURE, InceptionScorer
-from wgan.metrics.manifold import DC_K, PRC_K, kth_neighbour_radii, manifold_scores, min_samples
-from wgan.metrics.samples import Samples, baseline_samples, generate_samples
+from wgan.metrics.distances import FeatureStats
+from wgan.metrics.inception import InceptionScorer
+from wgan.metrics.manifold import kth_neighbour_radii
+from wgan.metrics.registry import METRICS, MetricResult, parse_metric_names
+from wgan.metrics.results import flatten_results
+from wgan.metrics.samples import Samples, generate_samples
 
-W1_POINTS = 2000  # points per side for the exact W1: the paper's toy evaluation size
 WEAK_CLASSIFIER_ACCURACY = 0.5  # below this, classifier-based scores are flagged (Fashion-MNIST's: 91%)
 SMALL_TEST_SPLIT = 1000  # below this many test images, Frechet distances are flagged as noisy
-
-__all__ = [
-    "METRICS", "Metric", "MetricResult", "parse_metric_names", "default_metric_names",
-    "Evaluator", "training_evaluator", "flatten_results", "format_table", "run_time_at",
-    "MetricUnavailable", "Samples", "generate_samples", "baseline_samples",
-    "Classifier", "classifier_path", "find_classifier", "fit_classifier", "load_classifier", "save_classifier",
-    "FeatureStats", "frechet_distance", "class_coverage", "exact_w1", "check_sample_count", "manifold_scores",
-]
-
-
-# ---------------------------------------------------------------------------------------------
-# The registry
-
-
-@dataclass(frozen=True)
-class MetricResult:
-    values: dict[str, float]  # what gets logged, e.g. {"fcd": 23.4}
-    samples: int  # generated samples behind the values
-    reference: str  # what they were compared with
-
-
-@dataclass(frozen=True)
-class Metric:
-    compute: Callable[["Evaluator", Samples], MetricResult]
-    description: str
-    points: bool = False  # True: for 2-D point data; False: for images
-    needs_classifier: bool = False
-    needs_inception: bool = False
-    conditional_only: bool = False
-    nearest_k: int = 0  # k of a k-nearest-neighbour metric (which needs k + 1 samples per set); 0: none
-
-
-def _fcd(ev: "Evaluator", s: Samples) -> MetricResult:
-    feats, _ = ev.classify(s)
-    real = ev.test_stats()
-    return MetricResult({"fcd": frechet_distance(FeatureStats.of(feats), real)}, len(s), ev.test_description())
-
-
-def _class_coverage(ev: "Evaluator", s: Samples) -> MetricResult:
-    _, preds = ev.classify(s)
-    entropy, covered = class_coverage(preds, ev.classifier().num_classes)
-    return MetricResult({"class_coverage": entropy, "classes_covered": covered}, len(s),
-                        f"{ev.classifier().num_classes} classes, covered = at least {COVERED_SHARE:.0%} of samples")
-
-
-def _cond_accuracy(ev: "Evaluator", s: Samples) -> MetricResult:
-    if s.requested_labels is None:
-        raise MetricUnavailable("cond-accuracy needs a class-conditional generator")
-    _, preds = ev.classify(s)
-    acc = float((preds == s.requested_labels.numpy()).mean())
-    real_acc = ev.classifier().test_accuracy
-    return MetricResult({"cond_accuracy": acc}, len(s),
-                        f"requested labels; the classifier scores {real_acc:.1%} on real test images")
-
-
-def _w1_exact(ev: "Evaluator", s: Samples) -> MetricResult:
-    real = ev.test_data().x
-    gen = torch.Generator().manual_seed(ev.seed + 1)
-    n = min(W1_POINTS, len(s), len(real))
-    fake = s.x[torch.randperm(len(s), generator=gen)[:n]].numpy()
-    real = real[torch.randperm(len(real), generator=gen)[:n].to(real.device)].float().cpu().numpy()
-    return MetricResult({"w1_exact": exact_w1(fake, real)}, n, f"{n} real points, POT ot.emd2, euclidean")
-
-
-def _inception(ev: "Evaluator", s: Samples) -> MetricResult:
-    """FID and KID come from one torch-fidelity pass; a failure is remembered too, so it is not retried."""
-    if "inception" not in s.cache:
-        try:
-            values = ev.inception.scores(s.x, ev.inception_features(s))
-            reference = f"{ev.dataset} test split ({len(ev.test_data())} images), Inception-v3 (torch-fidelity)"
-            s.cache["inception"] = MetricResult(values, len(s), reference)
-        except MetricUnavailable as exc:
-            s.cache["inception"] = exc
-    if isinstance(s.cache["inception"], MetricUnavailable):
-        raise s.cache["inception"]
-    return s.cache["inception"]
-
-
-def _pick(keys: tuple[str, ...]) -> Callable[["Evaluator", Samples], MetricResult]:
-    def compute(ev: "Evaluator", s: Samples) -> MetricResult:
-        r = _inception(ev, s)
-        return MetricResult({k: r.values[k] for k in keys}, r.samples, r.reference)
-
-    return compute
-
-
-# ---------------------------------------------------------------------------------------------
-# Precision/recall and density/coverage: k-NN manifolds in one feature space or another
-
-
-def _classifier_features(ev: "Evaluator", s: Samples) -> tuple[np.ndarray, np.ndarray]:
-    return ev.classify(s)[0], ev.test_features()
-
-
-def _inception_features(ev: "Evaluator", s: Samples) -> tuple[np.ndarray, np.ndarray]:
-    samples, test = ev.inception_features(s)
-    return samples[INCEPTION_FEATURE].numpy(), test[INCEPTION_FEATURE].numpy()
-
-
-# feature space -> ((sample features, test-split features), the suffix of its logged names, its description)
-FEATURE_SPACES: dict[str, tuple[Callable, str, str]] = {
-    "classifier": (_classifier_features, "", "the domain classifier's features"),
-    "inception": (_inception_features, "_inception", "Inception-v3 pool features (torch-fidelity)"),
-}
-
-
-def _manifold(space: str, k: int, keys: tuple[str, str]) -> Callable[["Evaluator", Samples], MetricResult]:
-    """A metric from manifold_scores: `keys` of it, with k-NN balls of radius the k-th neighbour distance,
-    against as many test-split images as there are samples (the estimates assume equal-sized sets)."""
-    features, suffix, description = FEATURE_SPACES[space]
-
-    def compute(ev: "Evaluator", s: Samples) -> MetricResult:
-        fake, test = features(ev, s)
-        n = min(len(fake), len(test))
-        if n < min_samples(k):
-            raise MetricUnavailable(f"{'/'.join(keys)} need at least {min_samples(k)} samples and as many test "
-                                    f"images (k = {k}); got {len(fake)} and {len(test)}")
-        real = ev.as_tensor(test[ev.test_subset(n)])
-        scores = manifold_scores(real, ev.as_tensor(fake[:n]), k, real_radii=ev.real_radii(space, k, real))
-        return MetricResult({key + suffix: scores[key] for key in keys}, n,
-                            f"{n} images of the {ev.dataset} test split, k = {k}, {description}")
-
-    return compute
-
-
-METRICS: dict[str, Metric] = {
-    "fcd": Metric(_fcd, "Frechet distance to the test split in the domain classifier's features (lower is better)",
-                  needs_classifier=True),
-    "class-coverage": Metric(_class_coverage, "entropy of the predicted-class histogram, 1.0 = all classes equally "
-                             "often; and classes with >= 2% of samples", needs_classifier=True),
-    "cond-accuracy": Metric(_cond_accuracy, "classifier accuracy against the labels a conditional generator was "
-                            "asked for", needs_classifier=True, conditional_only=True),
-    "w1-exact": Metric(_w1_exact, f"exact Wasserstein-1 between {W1_POINTS} generated and {W1_POINTS} real 2-D "
-                       "points (POT)", points=True),
-    "fid": Metric(_pick(("fid",)), "Inception FID through torch-fidelity (needs its weights)", needs_inception=True),
-    "kid": Metric(_pick(("kid",)), "Inception KID through torch-fidelity (needs its weights)", needs_inception=True),
-    "prc": Metric(_manifold("classifier", PRC_K, ("precision", "recall")),
-                  f"precision and recall (Kynkaanniemi et al. 2019, k = {PRC_K}) against as many test images, in the "
-                  "domain classifier's features (higher is better)", needs_classifier=True, nearest_k=PRC_K),
-    "dc": Metric(_manifold("classifier", DC_K, ("density", "coverage")),
-                 f"density and coverage (Naeem et al. 2020, k = {DC_K}) against as many test images, in the domain "
-                 "classifier's features", needs_classifier=True, nearest_k=DC_K),
-    "prc-inception": Metric(_manifold("inception", PRC_K, ("precision", "recall")),
-                            "precision and recall in Inception features (needs its weights); logs "
-                            "precision_inception, recall_inception", needs_inception=True, nearest_k=PRC_K),
-    "dc-inception": Metric(_manifold("inception", DC_K, ("density", "coverage")),
-                           "density and coverage in Inception features (needs its weights); logs density_inception, "
-                           "coverage_inception", needs_inception=True, nearest_k=DC_K),
-}
-
-
-def check_sample_count(names: Sequence[str], num: int, option: str) -> None:
-    """k-NN metrics draw a ball around each sample out to its k-th nearest neighbour: fewer than k + 1 samples
-    have none, so such a count is refused before any work."""
-    for name in names:
-        k = METRICS[name].nearest_k
-        if k and num < min_samples(k):
-            raise UserError(f"{option} {num}: {name} needs at least {min_samples(k)} samples (k = {k} nearest "
-                            "neighbours of each, besides itself); pass more")
-
-
-def parse_metric_names(text: str | Sequence[str]) -> list[str]:
-    names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
-    unknown = [n for n in names if n not in METRICS]
-    if unknown:
-        raise UserError(f"unknown metric(s) {', '.join(unknown)}: choose from {', '.join(METRICS)}")
-    return list(dict.fromkeys(names))
-
-
-# ---------------------------------------------------------------------------------------------
-# The evaluator
 
 
 class Evaluator:
@@ -389,46 +202,6 @@ class Evaluator:
             except MetricUnavailable as exc:
                 self.note(f"metrics: {name} skipped: {exc}")
         return results
-
-
-# ---------------------------------------------------------------------------------------------
-# What the command line and metrics.jsonl need
-
-
-def flatten_results(results: dict[str, MetricResult]) -> dict:
-    """Metric results as one metrics.jsonl record: the values, and the sample count behind each."""
-    record: dict = {}
-    counts: dict[str, int] = {}
-    for r in results.values():
-        for k, v in r.values.items():
-            record[k] = v if isinstance(v, int) else round(float(v), 6)
-            counts[k] = r.samples
-    if counts:
-        record["samples"] = counts
-    return record
-
-
-def format_table(results: dict[str, MetricResult]) -> str:
-    rows = [("metric", "value", "samples", "compared with")]
-    for r in results.values():
-        for k, v in r.values.items():
-            rows.append((k, f"{v:.4g}" if isinstance(v, float) else str(v), str(r.samples), r.reference))
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    return "\n".join(f"{a:<{widths[0]}}  {b:>{widths[1]}}  {c:>{widths[2]}}  {d}" for a, b, c, d in rows)
-
-
-def default_metric_names(*, points: bool, conditional: bool) -> list[str]:
-    if points:
-        return ["w1-exact"]
-    return ["fcd", "class-coverage", "prc", "dc"] + (["cond-accuracy"] if conditional else [])
-
-
-def run_time_at(run_dir: Path, step: int | None) -> dict:
-    """{"time_s": training seconds when the run reached `step`} from its log, or {} when unknown: an
-    evaluation made after training then sits at the right place on the wall-clock axis."""
-    times = [r["time_s"] for r in rundir.read_records(run_dir)
-             if rundir.is_training_record(r) and "time_s" in r and step is not None and r["step"] <= step]
-    return {"time_s": times[-1]} if times else {}
 
 
 # ---------------------------------------------------------------------------------------------

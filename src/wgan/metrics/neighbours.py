@@ -22,7 +22,9 @@ import torch
 from wgan import rundir
 from wgan.errors import UserError
 from wgan.files import atomic_write, pyplot
-from wgan.metrics import Evaluator, MetricUnavailable, Samples
+from wgan.metrics.base import MetricUnavailable
+from wgan.metrics.evaluator import Evaluator
+from wgan.metrics.samples import Samples
 from wgan.metrics.manifold import median, nearest_neighbours, percentile_share
 
 NEIGHBOURS_SHOWN = 3  # training images beside each sample in the picture

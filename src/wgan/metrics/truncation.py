@@ -17,7 +17,9 @@ from torch import nn
 
 from wgan import rundir
 from wgan.files import atomic_write, pyplot
-from wgan.metrics import Evaluator, flatten_results, generate_samples
+from wgan.metrics.evaluator import Evaluator
+from wgan.metrics.results import flatten_results
+from wgan.metrics.samples import generate_samples
 
 SWEEP_METRICS = ("fcd", "class-coverage", "prc")
 COLUMNS = ("fcd", "class_coverage", "precision", "recall")
