@@ -132,7 +132,7 @@ def test_walk_frames(conditional_run, plain_run):
     (dict(truncation=0), "truncation=0: must be a number > 0"),
     (dict(truncation=-0.5), "truncation=-0.5"),
     (dict(truncation=math.nan), "truncation=nan"),
-    (dict(labels="Hat"), "label 'Hat': not a class of this generator; its classes are T-shirt/top, Trouser"),
+    (dict(labels="Hat"), "labels='Hat': not a class of this generator; its classes are T-shirt/top, Trouser"),
     (dict(labels=10), "no class number 10"),
     (dict(labels=["Bag"]), "1 labels for 4 samples"),
     (dict(num=0), "num=0"),

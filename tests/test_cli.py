@@ -206,12 +206,13 @@ def test_conditional_sample_without_a_label_cycles_the_classes(conditional_dry_r
 
 def test_a_letter_names_its_class_for_the_letter_datasets():
     from wgan.data import dataset_class_names
+    from wgan.sample_rules import label_index
 
     for dataset in ("letters-csv", "emnist-letters"):
         names = dataset_class_names(dataset, 26)
-        assert [cli._class_number(t, names) for t in ("A", "b", "Z", "7")] == [0, 1, 25, 7]
+        assert [label_index(t, names, "--label") for t in ("A", "b", "Z", "7")] == [0, 1, 25, 7]
     with pytest.raises(UserError, match="--label AB: not a class of this generator; its classes are A, B, C"):
-        cli._class_number("AB", dataset_class_names("letters-csv", 26))
+        label_index("AB", dataset_class_names("letters-csv", 26), "--label")
 
 
 def test_conditional_sample_by_class_name(conditional_dry_run, tmp_path, capsys):

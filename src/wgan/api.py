@@ -17,10 +17,8 @@ from pathlib import Path
 
 import torch
 
-from wgan import checkpoint
-from wgan.classes import class_index, class_indices
-from wgan.errors import UserError
-from wgan.metrics.samples import generate_samples
+from wgan import checkpoint, sampling
+from wgan.sample_rules import DEFAULT_FRAME_MS, DEFAULT_SAMPLES, DEFAULT_WALK_FRAMES, MAX_SEED, label_index
 from wgan.walks import render_walk
 
 
@@ -29,11 +27,7 @@ def load_generator(source: str | Path, device: str | torch.device = "cpu",
     """The generator of `source`: a run directory (its newest checkpoint, else its generator.safetensors),
     a checkpoint file of a run, or a .safetensors file written by `wgan export`. The moving average of its
     weights where the run kept one, as `wgan sample` does; the trained weights with `raw_generator=True`."""
-    try:
-        return TrainedGenerator(checkpoint.load_generator(Path(source), device, raw=raw_generator,
-                                                          option="load_generator"))
-    except UserError as exc:
-        raise ValueError(str(exc)) from None
+    return TrainedGenerator(checkpoint.load_generator(Path(source), device, raw=raw_generator, option="load_generator"))
 
 
 class TrainedGenerator:
@@ -79,12 +73,9 @@ class TrainedGenerator:
         labels: for a conditional generator, a class name (any case) or number for all samples, or a list of
         one per sample; None: every class in turn. truncation: each noise coordinate within
         [-truncation, truncation] (resampled, not clamped). seed: the same seed gives the same samples."""
-        _check_count(num, "num")
-        _check_truncation(truncation)
-        label_tensor = self._labels(labels, num)
-        seed = random.SystemRandom().randrange(2**62) if seed is None else _check_seed(seed)
-        samples = generate_samples(self.module, num, device=self.device, seed=seed, batch_size=batch_size,
-                                   labels=label_tensor, truncation=truncation)
+        seed = random.SystemRandom().randrange(MAX_SEED) if seed is None else seed
+        samples = sampling.draw_samples(self.module, self.classes, num, labels=labels, truncation=truncation,
+                                        seed=seed, device=self.device, batch_size=batch_size)
         return samples.x.to(self.device)
 
     def walk(self, num_points: int = 4, frames: int = 8, num_walks: int = 1, label=None,
@@ -93,49 +84,27 @@ class TrainedGenerator:
         `num_points` fixed noise points, `frames` frames between neighbours (T = num_points * frames). A
         conditional generator shows each walk in every class (K = num_walks * classes, walk by walk), or in
         the one class `label` names."""
-        if len(self.image_shape) != 3:
-            raise ValueError("a latent walk is a sequence of images; this generator makes points")
-        if not (isinstance(num_points, int) and num_points >= 2):
-            raise ValueError(f"num_points={num_points!r}: a walk needs at least 2 points")
-        _check_count(frames, "frames")
-        _check_count(num_walks, "num_walks")
-        _check_truncation(truncation)
-        index = None if label is None else self._labels(label, 1)[0].item()
-        walk = render_walk(self.module, num_walks=num_walks, num_points=num_points, frames_per_segment=frames,
-                           seed=_check_seed(seed), truncation=truncation, label=index, device=self.device)
-        return walk.frames.to(self.device)
+        plan = sampling.plan_walk(self.module, self.classes, num_points=num_points, frames=frames,
+                                  num_walks=num_walks, label=label, truncation=truncation, seed=seed)
+        return render_walk(self.module, device=self.device, **plan).frames.to(self.device)
 
-    def _labels(self, labels, num: int) -> torch.Tensor | None:
-        if not self.conditional:
-            if labels is not None:
-                raise ValueError("labels: this generator is not class-conditional; leave labels out")
-            return None
-        if labels is None:
-            return None  # generate_samples asks for every class in turn
-        return torch.tensor(class_indices(labels, self.classes, num), dtype=torch.int64)
+    def save_samples(self, path: str | Path, num: int = DEFAULT_SAMPLES, labels=None, truncation: float | None = None,
+                     seed: int = 0) -> Path:
+        """`num` samples written to `path` as `wgan sample` writes them: a .png grid, or a .npz array (uint8
+        images and their labels; points for point data). The same seed gives the same file."""
+        return sampling.write_samples(self.module, self.classes, Path(path), num, label=labels,
+                                      truncation=truncation, seed=seed, device=self.device)
+
+    def save_walk(self, path: str | Path, num_points: int = 4, frames: int = DEFAULT_WALK_FRAMES,
+                  num_walks: int | None = None, label=None, truncation: float | None = None, seed: int = 0,
+                  frame_ms: int = DEFAULT_FRAME_MS) -> Path:
+        """The walks of `walk` as a .gif or .mp4 at `path`, as `wgan sample --walk` writes them; `num_walks`
+        None: a 4 x 4 grid, or 4 rows of every class of a conditional generator."""
+        sampling.write_walk(self.module, self.classes, Path(path), num_points=num_points, frames=frames,
+                            num_walks=num_walks, label=label, truncation=truncation, seed=seed, frame_ms=frame_ms,
+                            device=self.device)
+        return Path(path)
 
     def class_index(self, label) -> int:
         """The number of the class `label` names (a name in any case, or a number)."""
-        try:
-            return class_index(label, self.classes)
-        except ValueError as exc:
-            raise ValueError(f"label {label!r}: {exc}") from None
-
-
-def _check_count(value, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}={value!r}: must be a whole number >= 1")
-
-
-def _check_truncation(truncation) -> None:
-    if truncation is None:
-        return
-    if isinstance(truncation, bool) or not isinstance(truncation, (int, float)) or not truncation > 0:  # NaN too
-        raise ValueError(f"truncation={truncation!r}: must be a number > 0 (each noise coordinate is kept within "
-                         "[-truncation, truncation]; None draws without truncation)")
-
-
-def _check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-        raise ValueError(f"seed={seed!r}: must be a whole number from 0 to 2**63 - 1")
-    return seed
+        return label_index(label, self.classes, "label")

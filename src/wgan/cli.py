@@ -18,8 +18,9 @@ from pathlib import Path
 # Only what imports no numerical library: `wgan --help` must answer at once. The commands import the rest.
 from wgan import __version__
 from wgan.config import PRESETS, TrainConfig, flag, preset_config, resolve_sizes, validate
-from wgan.errors import Stopped, TrainingDiverged, UserError, first_line, os_reason, report_error, writing
+from wgan.errors import Stopped, TrainingDiverged, UserError, os_reason, report_error
 from wgan.files import user_cache_dir
+from wgan.sample_rules import DEFAULT_FRAME_MS, DEFAULT_SAMPLES, DEFAULT_WALK_FRAMES, DEFAULT_WALK_ROWS, DEFAULT_WALKS
 
 
 def _field_type(f: dataclasses.Field) -> type:
@@ -120,13 +121,6 @@ def _sample_parser(sub) -> None:
     add_config_option(p, "device", default="auto")
     _raw_generator_option(p)
     _sampling_options(p)
-
-
-DEFAULT_SAMPLES = 64
-DEFAULT_WALKS = 16  # a 4 x 4 grid of walks
-DEFAULT_WALK_ROWS = 4  # a conditional generator's walks: each row one walk, shown in every class
-DEFAULT_WALK_FRAMES = 16
-DEFAULT_FRAME_MS = 80
 
 
 def _sampling_options(p: argparse.ArgumentParser) -> None:
@@ -289,165 +283,12 @@ def check_stored_data(data: str | None, run_dir: Path, given: str | None) -> Non
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    import torch
+    from wgan.sampling import sample_file
 
-    from wgan.checkpoint import load_generator
-    from wgan.distributed import resolve_device
-    from wgan.metrics import generate_samples
-
-    check_sampling_options(args)
-    if args.walk is not None:
-        return sample_walk(args)
-    args.num = DEFAULT_SAMPLES if args.num is None else args.num
-    if args.num < 1:
-        raise UserError(f"--num {args.num}: must be >= 1")
-    out = Path(args.out)
-    if out.suffix not in (".png", ".npz"):
-        raise UserError(f"--out {out}: use a .png (grid) or .npz (array) file name")
-    device = resolve_device(args.device)
-    loaded = load_generator(Path(args.run or args.weights), device, raw=args.raw_generator,
-                            option="--run" if args.run else "--weights")
-    generator = loaded.generator
-    shape = generator.shape
-    _check_sample_count(args.num, out, shape)
-    labels = None
-    if shape.conditional:
-        label = None if args.label is None else _class_number(args.label, loaded.class_names)
-        labels = torch.full((args.num,), label) if label is not None else None  # None: every class in turn
-    elif args.label is not None:
-        raise UserError("--label: this generator is not class-conditional")
-    if shape.point_dim and out.suffix != ".npz":
-        raise UserError("--out: point data (toy 2-D) can only be written as .npz")
-    with writing("--out", out):  # before the sampling, which can take minutes
-        out.parent.mkdir(parents=True, exist_ok=True)
-    samples = generate_samples(generator, args.num, device=device, seed=args.seed, batch_size=1024, labels=labels,
-                               truncation=args.truncation)
-    with writing("--out", out):
-        _write_samples(out, samples, shape, args)
-    print(f"wrote {args.num} samples to {out}")
+    print(sample_file(Path(args.run or args.weights), Path(args.out), walk=args.walk, num=args.num, label=args.label,
+                      truncation=args.truncation, seed=args.seed, frames=args.frames, frame_ms=args.frame_ms,
+                      device=args.device, raw=args.raw_generator, option="--run" if args.run else "--weights"))
     return 0
-
-
-MAX_GRID_IMAGES = 10_000  # a 100 x 100 grid: more is no longer a picture anyone looks at
-
-
-def _check_sample_count(num: int, out: Path, shape) -> None:
-    """Sample counts that cannot be held or drawn are refused before sampling, with the memory they need."""
-    import torch
-
-    from wgan.distributed import memory_bytes
-
-    need = num * (math.prod(shape.sample_shape) + 4 * shape.latent_dim)  # uint8 samples and their fp32 noise
-    memory = memory_bytes(torch.device("cpu"))
-    if need > memory / 4:
-        raise UserError(f"--num {num}: {need / 2**30:.1f} GiB of samples in memory, more than a quarter of this "
-                        f"machine's {memory / 2**30:.0f} GiB; write fewer (several files, with other --seed values)")
-    if out.suffix == ".png" and num > MAX_GRID_IMAGES:
-        raise UserError(f"--num {num}: a grid of more than {MAX_GRID_IMAGES:,} images; write them as .npz")
-
-
-def _class_number(text: str, class_names: list[str]) -> int:
-    """--label as a class number: a class name in any case (Sneaker, a), or the class number itself."""
-    from wgan.classes import class_index
-
-    try:
-        return class_index(text, class_names)
-    except ValueError as exc:
-        raise UserError(f"--label {text}: {exc}") from None
-
-
-def check_sampling_options(args: argparse.Namespace) -> None:
-    """--truncation and the walk's options, before any generator is loaded or anything is written."""
-    if args.truncation is not None and not args.truncation > 0:  # NaN too
-        raise UserError(f"--truncation {args.truncation}: must be a number > 0 (noise coordinates are kept within "
-                        "[-PSI, PSI]; e.g. 0.7)")
-    out = Path(args.out)
-    if args.walk is None:
-        given = [f for f, v in (("--frames", args.frames), ("--frame-ms", args.frame_ms)) if v is not None]
-        if given:
-            raise UserError(f"{given[0]}: only for a latent walk; add --walk N (its number of points)")
-        if out.suffix.lower() in (".gif", ".mp4"):
-            raise UserError(f"--out {out}: an animation is a latent walk; add --walk N (its number of points), or "
-                            "write samples as .png or .npz")
-        return
-    from wgan.animation import animation_problem
-
-    args.frames = DEFAULT_WALK_FRAMES if args.frames is None else args.frames
-    args.frame_ms = DEFAULT_FRAME_MS if args.frame_ms is None else args.frame_ms
-    least_values = (("--walk", args.walk, 2), ("--frames", args.frames, 1), ("--frame-ms", args.frame_ms, 10),
-                    ("--num", args.num, 1))
-    for name, value, least in least_values:
-        if value is not None and value < least:
-            why = " (a walk loops through at least 2 points)" if name == "--walk" else ""
-            raise UserError(f"{name} {value}: must be >= {least}{why}")
-    problem = animation_problem(out)
-    if problem:
-        raise UserError(f"--out {out}: {problem}")
-
-
-def sample_walk(args: argparse.Namespace) -> int:
-    """`wgan sample --walk N`: a GIF or MP4 of latent walks (wgan.walks), checked by check_sampling_options."""
-    from wgan.animation import write_animation
-    from wgan.checkpoint import load_generator
-    from wgan.distributed import resolve_device
-    from wgan.walks import grid_frames, render_walk
-
-    device = resolve_device(args.device)
-    out = Path(args.out)
-    loaded = load_generator(Path(args.run or args.weights), device, raw=args.raw_generator,
-                            option="--run" if args.run else "--weights")
-    shape = loaded.generator.shape
-    if shape.point_dim:
-        raise UserError("--walk: this generator makes 2-D points; a latent walk is a sequence of images")
-    if args.label is not None and not shape.conditional:
-        raise UserError("--label: this generator is not class-conditional")
-    label = None if args.label is None else _class_number(args.label, loaded.class_names)
-    every_class = shape.conditional and label is None
-    num = args.num or (DEFAULT_WALK_ROWS if every_class else DEFAULT_WALKS)
-    images = args.walk * args.frames * num * (shape.num_classes if every_class else 1)
-    _check_walk_size(images, shape)
-    with writing("--out", out):  # before the rendering, which can take minutes
-        out.parent.mkdir(parents=True, exist_ok=True)
-    walk = render_walk(loaded.generator, num_walks=num, num_points=args.walk, frames_per_segment=args.frames,
-                       seed=args.seed, truncation=args.truncation, label=label, device=device)
-    try:
-        with writing("--out", out):
-            write_animation(out, grid_frames(walk).numpy(), args.frame_ms)
-    except RuntimeError as exc:  # ffmpeg's own failures reach us as RuntimeErrors from imageio
-        raise UserError(f"--out {out}: could not write the walk ({first_line(exc)}); try a .gif") from None
-    rows = f"{num} walks, each in every class" if every_class else f"{num} walk{'s' * (num > 1)}"
-    print(f"wrote a latent walk to {out}: {walk.num_frames} frames ({args.walk} points x {args.frames}), {rows}")
-    return 0
-
-
-def _check_walk_size(images: int, shape) -> None:
-    """A walk whose frames cannot be held is refused before rendering, with what it needs."""
-    import torch
-
-    from wgan.distributed import memory_bytes
-
-    need = images * math.prod(shape.sample_shape) * 4  # the images, and their grids in RGB (uint8)
-    memory = memory_bytes(torch.device("cpu"))
-    if need > memory / 4:
-        raise UserError(f"--walk/--frames/--num: {images:,} images, {need / 2**30:.1f} GiB in memory, more than a "
-                        f"quarter of this machine's {memory / 2**30:.0f} GiB; use fewer points, frames or walks")
-
-
-def _write_samples(out: Path, samples, shape, args: argparse.Namespace) -> None:
-    import numpy as np
-
-    if shape.point_dim:
-        np.savez_compressed(out, points=samples.x.numpy())
-    elif out.suffix == ".npz":
-        arrays = {"images": samples.x.numpy()}
-        if samples.requested_labels is not None:
-            arrays["labels"] = samples.requested_labels.numpy()
-        np.savez_compressed(out, **arrays)
-    else:
-        from wgan.training.samples import save_grid
-
-        nrow = shape.num_classes if shape.conditional and args.label is None else max(1, int(args.num ** 0.5))
-        save_grid(out, samples.x, nrow=nrow)
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -39,6 +39,12 @@ def first_line(exc: BaseException, limit: int | None = 160) -> str:
     return (text.splitlines()[0] if text else type(exc).__name__)[:limit]
 
 
+def named(name: str, value) -> str:
+    """A value as a message names it where the user gave it: `--num 0` for a command-line option, `num=0` for
+    a Python argument; so that one rule says the same thing to both."""
+    return f"{name} {value}" if name.startswith("--") else f"{name}={value!r}"
+
+
 @contextlib.contextmanager
 def writing(option: str, path) -> Iterator[None]:
     """An OSError while writing where the user said (--out, --runs-dir) becomes one line naming the option,
