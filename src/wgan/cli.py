@@ -17,8 +17,8 @@ from pathlib import Path
 
 # Only what imports no numerical library: `wgan --help` must answer at once. The commands import the rest.
 from wgan import __version__
-from wgan.config import PRESETS, TrainConfig, flag, preset_config, resolve_sizes, validate
-from wgan.errors import Stopped, TrainingDiverged, UserError, os_reason, report_error
+from wgan.config import PRESETS, TrainConfig, flag, preset_config
+from wgan.errors import Stopped, TrainingDiverged, UserError, report_error
 from wgan.files import user_cache_dir
 from wgan.sample_rules import DEFAULT_FRAME_MS, DEFAULT_SAMPLES, DEFAULT_WALK_FRAMES, DEFAULT_WALK_ROWS, DEFAULT_WALKS
 
@@ -233,53 +233,14 @@ def _datasets_parser(sub) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from wgan import checkpoint, distributed
-    from wgan.training import train
+    from wgan.distributed import launched_rank
+    from wgan.launch import start_training
 
-    if args.resume and args.dry_run:
-        # A dry run trains 2 steps of a new run; in a resumed run it would write into the user's run directory.
-        raise UserError(f"--dry-run with --resume {args.resume}: a dry run starts a new run of 2 steps; drop "
-                        "--dry-run to resume, or drop --resume to check the options on a new run")
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
-    resume = None
-    if args.resume and args.resume != "auto":
-        resume = checkpoint.open_checkpoint(Path(args.resume))
-        cfg = checkpoint.resume_config(resume, overrides)
-    else:
-        preset = overrides.pop("preset") or "quick"
-        cfg = preset_config(preset, **overrides) if preset != "custom" else TrainConfig(
-            **{k: v for k, v in overrides.items() if v is not None})
-        cfg = resolve_sizes(validate(cfg))
-        if args.resume == "auto":
-            run = checkpoint.find_resumable_run(Path(cfg.runs_dir), cfg.to_dict())
-            print(f"--resume auto: resuming {run}" if run else
-                  f"--resume auto: no run of these options with a checkpoint in {cfg.runs_dir}; starting a new one")
-            if run is not None:
-                resume = checkpoint.open_checkpoint(run)
-                cfg = checkpoint.resume_config(resume, overrides)
-    if resume is not None:
-        check_stored_data(cfg.data, resume.run_dir, given=args.data)
-    run_dir = train(absolute_paths(validate(cfg)), resume=resume, dry_run=args.dry_run, progress=not args.no_progress)
-    if distributed.launched_rank() == 0:  # under torchrun, once rather than once per process
+    options = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    run_dir = start_training(options, resume=args.resume, dry_run=args.dry_run, progress=not args.no_progress)
+    if launched_rank() == 0:  # under torchrun, once rather than once per process
         print(f"run directory: {run_dir}")
     return 0
-
-
-def absolute_paths(cfg: TrainConfig) -> TrainConfig:
-    """--data and --inception-weights stored whole (after validate has named them as given), so that the run
-    resumes and evaluates from any folder."""
-    whole = {name: os.path.abspath(os.path.expanduser(value)) for name in ("data", "inception_weights")
-             if (value := getattr(cfg, name))}
-    return dataclasses.replace(cfg, **whole)
-
-
-def check_stored_data(data: str | None, run_dir: Path, given: str | None) -> None:
-    """A run's stored --data that no longer exists: said of the run's config, not of an option never given."""
-    if data and not given and not Path(data).expanduser().exists():
-        from wgan import rundir
-
-        raise UserError(f"{Path(run_dir) / rundir.CONFIG}: its data {data} do not exist (any more); pass --data PATH "
-                        "to say where they are now")
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -301,106 +262,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from wgan import metrics
-    from wgan.distributed import resolve_device
+    from wgan.evaluation import EvalRequest, evaluate_command
 
-    if args.num < 2:
-        raise UserError(f"--num {args.num}: must be >= 2")
-    if _analysis_asked(args):
-        return _eval_analysis(args)
-    device = resolve_device(args.device)
-    if args.run:
-        return _eval_run(args, device)
-    if not args.dataset:
-        flag = "--train-classifier" if args.train_classifier else "--baselines"
-        raise UserError(f"{flag} needs --dataset NAME (see `wgan datasets`)")
-    if args.train_classifier:
-        return _train_classifier(args, device)
-    ev = metrics.Evaluator(args.metrics or [], dataset=args.dataset, data_path=args.data, image_size=args.image_size,
-                           channels=args.channels, device=device, seed=args.seed,
-                           inception_weights=args.inception_weights)
-    points = ev.train_data().is_points
-    ev.names = ev.names or metrics.default_metric_names(points=points, conditional=False)
-    metrics.check_sample_count(ev.names, args.num, "--num")
-    if not ev.prepare(points=points, conditional=False):
-        raise UserError(f"--metrics {args.metrics}: none of them applies to {args.dataset}; see the notes above")
-    for title, samples in metrics.baseline_samples(ev.train_data(), args.num, seed=args.seed).items():
-        print(f"\n{title}:\n{metrics.format_table(ev.evaluate(samples))}")
+    fields = {f.name for f in dataclasses.fields(EvalRequest)} - {"say"}
+    evaluate_command(EvalRequest(**{name: getattr(args, name) for name in fields}))
     return 0
 
-
-def _train_classifier(args: argparse.Namespace, device) -> int:
-    from wgan import metrics
-    from wgan.data import load_dataset
-
-    epochs = 3 if args.epochs is None else args.epochs
-    if epochs < 1:
-        raise UserError(f"--epochs {epochs}: must be >= 1")
-    load = dict(data_path=args.data, image_size=args.image_size, channels=args.channels)
-    train = load_dataset(args.dataset, split="train", **load)
-    test = load_dataset(args.dataset, split="test", **load)
-    try:
-        clf = metrics.fit_classifier(train, test, device=device, epochs=epochs, seed=args.seed, progress=True)
-    except metrics.MetricUnavailable as exc:
-        raise UserError(str(exc)) from None
-    path = metrics.classifier_path(train)
-    metrics.save_classifier(clf, path)
-    print(f"{train.name}: classifier test accuracy {clf.test_accuracy:.2%} on {len(test)} test images "
-          f"(trained {epochs} epochs on {len(train)} images); cached in {path}")
-    return 0
-
-
-def _eval_run(args: argparse.Namespace, device) -> int:
-    from wgan import metrics, rundir
-    from wgan.checkpoint import load_generator
-
-    run_dir = Path(args.run)
-    loaded = load_generator(run_dir, device, raw=args.raw_generator)
-    generator, cfg = loaded.generator, loaded.config
-    append = not args.no_append and loaded.run_dir is not None
-    trainer = rundir.lock_holder(loaded.run_dir) if append else None
-    if trainer is not None:  # its metrics.jsonl is the trainer's while it trains: refused before any work
-        raise UserError(f"--run {run_dir}: the run is being trained (PID {trainer or 'unknown'}) and its "
-                        "metrics.jsonl is the trainer's; pass --no-append to print the table only, or evaluate "
-                        "once training has stopped")
-    shape = generator.shape
-    names = args.metrics or cfg.eval_metrics or metrics.default_metric_names(points=bool(shape.point_dim),
-                                                                             conditional=shape.conditional)
-    check_stored_data(cfg.data, loaded.run_dir or run_dir, given=args.data)
-    metrics.check_sample_count(metrics.parse_metric_names(names), args.num, "--num")
-    ev = metrics.Evaluator(metrics.parse_metric_names(names), dataset=cfg.dataset, data_path=args.data or cfg.data,
-                           image_size=cfg.image_size or None, channels=cfg.channels or None, device=device,
-                           seed=args.seed, inception_weights=args.inception_weights or cfg.inception_weights,
-                           load_options=cfg.load_options)
-    if not ev.prepare(points=bool(shape.point_dim), conditional=shape.conditional):
-        raise UserError(f"--metrics {names}: none of them applies to this run; see the notes above")
-    samples = metrics.generate_samples(generator, args.num, device=device, seed=args.seed)
-    results = ev.evaluate(samples)
-    if not results:
-        raise UserError("no metric could be computed; see the notes above")
-    step, run = loaded.step, loaded.run_dir
-    averaged = ", the moving average of its weights" if loaded.weights == "ema" else ""
-    print(f"{run_dir} (generator at step {step}{averaged}):\n{metrics.format_table(results)}")
-    if append:
-        values = metrics.flatten_results(results)
-        if loaded.weights == "raw" and cfg.ema_halflife_kimg > 0:  # as training logs it beside the average's
-            values = rundir.raw_generator_fields(values)
-        record = {"step": step, **metrics.run_time_at(run, step), **values, "source": "wgan eval"}
-        try:
-            with rundir.RunLock(run).held("append to its metrics.jsonl"):
-                rundir.append_record(run, record)
-        except OSError as exc:
-            raise UserError(f"could not append to {run / rundir.METRICS} ({os_reason(exc)}); the table above is "
-                            "the evaluation (--no-append prints it alone)") from None
-        print(f"appended to {run / rundir.METRICS}")
-    return 0
-
-
-# ---------------------------------------------------------------------------------------------
-# wgan eval --neighbours / --truncation-sweep: what a run's samples are near, and what truncation does
 
 TRUNCATION_SWEEP_DEFAULT = "0.25,0.5,0.75,1.0,1.5,2.0,none"
-MAX_NEIGHBOUR_ROWS = 256  # samples in the neighbours picture: more is no longer a picture anyone looks at
 
 
 def _eval_analysis_options(parser: argparse.ArgumentParser) -> None:
@@ -419,132 +288,10 @@ def _eval_analysis_options(parser: argparse.ArgumentParser) -> None:
                              f"(default list: {TRUNCATION_SWEEP_DEFAULT})")
 
 
-def _analysis_asked(args: argparse.Namespace) -> bool:
-    asked = args.neighbours is not None or args.truncation_sweep is not None
-    if asked and not args.run:
-        raise UserError(f"{'--neighbours' if args.neighbours is not None else '--truncation-sweep'} needs --run DIR")
-    return asked
-
-
-def parse_truncations(text: str) -> list[float | None]:
-    """--truncation-sweep's list: numbers > 0 (latents within [-psi, psi]) or none (no truncation)."""
-    values: list[float | None] = []
-    for item in (t.strip() for t in text.split(",")):
-        try:
-            psi = None if item.lower() == "none" else float(item)
-        except ValueError:
-            psi = math.nan
-        if psi is not None and not (math.isfinite(psi) and psi > 0):
-            raise UserError(f"--truncation-sweep {text}: {item or 'an empty item'} is not a truncation; give numbers "
-                            "> 0 (latents kept within [-psi, psi]) or none, comma-separated")
-        values.append(psi)
-    return list(dict.fromkeys(values))
-
-
-def _check_neighbours_options(args: argparse.Namespace) -> None:
-    if args.neighbours is None:
-        return
-    if not 1 <= args.neighbours <= MAX_NEIGHBOUR_ROWS:
-        raise UserError(f"--neighbours {args.neighbours}: the number of samples to show, 1-{MAX_NEIGHBOUR_ROWS}")
-    if args.neighbours > args.num:
-        raise UserError(f"--neighbours {args.neighbours}: more than the --num {args.num} samples drawn")
-    from wgan.metrics.neighbours import SPACES
-
-    if args.neighbours_space not in SPACES:
-        raise UserError(f"--neighbours-space {args.neighbours_space}: choose {' or '.join(SPACES)}")
-
-
-def _eval_analysis(args: argparse.Namespace) -> int:
-    """Everything checked and loaded (data, classifier) before the first sample is drawn or file written."""
-    from wgan import metrics
-    from wgan.checkpoint import load_generator
-    from wgan.distributed import resolve_device
-    from wgan.metrics.truncation import SWEEP_METRICS
-
-    truncations = None if args.truncation_sweep is None else parse_truncations(args.truncation_sweep)
-    _check_neighbours_options(args)
-    if truncations:
-        metrics.check_sample_count(SWEEP_METRICS, args.num, "--num")
-    device = resolve_device(args.device)
-    loaded = load_generator(Path(args.run), device, raw=args.raw_generator)
-    if loaded.run_dir is None:
-        raise UserError(f"--run {args.run}: not in a run directory, where the pictures go; pass the run's folder")
-    cfg, shape = loaded.config, loaded.generator.shape
-    if args.neighbours is not None and shape.point_dim:
-        raise UserError(f"--neighbours: {cfg.dataset} is drawn at random, not read from disk: it has no training "
-                        "images to be near; nearest neighbours are for image datasets")
-    check_stored_data(cfg.data, loaded.run_dir, given=args.data)
-    ev = metrics.Evaluator(list(SWEEP_METRICS) if truncations else [], dataset=cfg.dataset,
-                           data_path=args.data or cfg.data, image_size=cfg.image_size or None,
-                           channels=cfg.channels or None, device=device, seed=args.seed,
-                           load_options=cfg.load_options)
-    ev.train_data(), ev.test_data()  # a dataset missing from disk stops here, before anything is drawn
-    if truncations and not ev.prepare(points=bool(shape.point_dim), conditional=shape.conditional):
-        raise UserError("--truncation-sweep: none of its metrics applies to this run; see the notes above")
-    if args.neighbours is not None:
-        from wgan.metrics.neighbours import prepare_space
-
-        prepare_space(ev, args.neighbours_space)  # the classifier, trained now if none is cached
-    if args.neighbours is not None:
-        _eval_neighbours(args, ev, loaded, device)
-    if truncations:
-        _eval_truncation_sweep(args, ev, loaded, truncations, device)
-    return _rebuild_report(loaded.run_dir)
-
-
-def _eval_neighbours(args: argparse.Namespace, ev, loaded, device) -> None:
-    from wgan import metrics
-    from wgan.metrics.neighbours import find_neighbours, write_neighbours
-
-    samples = metrics.generate_samples(loaded.generator, args.num, device=device, seed=args.seed)
-    found = find_neighbours(ev, samples, space=args.neighbours_space, shown=args.neighbours)
-    files = write_neighbours(loaded.run_dir, found, loaded.step)
-    print(f"{args.run} (generator at step {loaded.step}), nearest training images in {args.neighbours_space} space, "
-          f"{found.check.samples} samples, {found.check.held_out} held-out test images:\n{found.check.verdict}")
-    for path in files.values():
-        print(f"wrote {path}")
-
-
-def _eval_truncation_sweep(args: argparse.Namespace, ev, loaded, truncations, device) -> None:
-    from wgan.metrics.truncation import format_sweep, sweep, write_sweep
-
-    rows = sweep(loaded.generator, ev, truncations, num=args.num, device=device, seed=args.seed)
-    print(f"{args.run} (generator at step {loaded.step}), truncation sweep, {args.num} samples per psi, against "
-          f"the {ev.test_description()}:\n{format_sweep(rows)}")
-    for path in write_sweep(loaded.run_dir, rows, num=args.num, step=loaded.step).values():
-        print(f"wrote {path}")
-
-
-def _rebuild_report(run_dir: Path) -> int:
-    from wgan.report import build_report
-
-    try:
-        print(f"wrote {build_report(run_dir)['html']}")
-    except OSError as exc:
-        raise UserError(f"--run {run_dir}: cannot write its report ({os_reason(exc)})") from None
-    return 0
-
-
 def cmd_report(args: argparse.Namespace) -> int:
-    from wgan import rundir
-    from wgan.report import build_report, missing_losses_note
+    from wgan.report import report_run
 
-    run_dir = Path(args.run)
-    if not rundir.is_run_dir(run_dir):
-        raise UserError(f"--run {run_dir}: no {rundir.CONFIG} there; pass a run directory (runs/NNNNN-name)")
-    notes: list[str] = []
-    try:
-        written = build_report(run_dir, notes)
-    except OSError as exc:
-        where = exc.filename or run_dir
-        raise UserError(f"--run {run_dir}: cannot write the report's files there ({where}: {os_reason(exc)}); make "
-                        "room, or copy the run to a writable folder and report on the copy") from None
-    for path in written.values():
-        print(f"wrote {path}")
-    if "losses" not in written:  # say why, reading the log again only then
-        print(f"note: {missing_losses_note(run_dir, rundir.read_records(run_dir))}")
-    for note in notes:
-        print(f"note: {note}")
+    report_run(Path(args.run))
     return 0
 
 

@@ -6,6 +6,7 @@ import base64
 import html
 import json
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from matplotlib.ticker import MaxNLocator
@@ -13,7 +14,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from wgan import checkpoint, rundir
 from wgan.animation import save_gif, write_animation
-from wgan.errors import UserError
+from wgan.errors import UserError, os_reason
 from wgan.files import atomic_write, pyplot
 from wgan.rundir import is_training_record, run_status, sample_frames
 from wgan.walks import grid_frames, render_walk
@@ -419,4 +420,24 @@ def build_report(run_dir: Path, notes: list[str] | None = None) -> dict[str, Pat
     if make_walk(run_dir, run_dir / rundir.WALK, [] if notes is None else notes):
         written["walk"] = run_dir / rundir.WALK
     written["html"] = write_html(run_dir, records, written)
+    return written
+
+
+def report_run(run_dir: Path, say: Callable[[str], None] = print) -> dict[str, Path]:
+    """`wgan report`: build_report for a run directory, each file written and each note said; returns the
+    files written."""
+    run_dir = rundir.check_run_dir(Path(run_dir))
+    notes: list[str] = []
+    try:
+        written = build_report(run_dir, notes)
+    except OSError as exc:
+        where = exc.filename or run_dir
+        raise UserError(f"--run {run_dir}: cannot write the report's files there ({where}: {os_reason(exc)}); make "
+                        "room, or copy the run to a writable folder and report on the copy") from None
+    for path in written.values():
+        say(f"wrote {path}")
+    if "losses" not in written:  # say why, reading the log again only then
+        say(f"note: {missing_losses_note(run_dir, rundir.read_records(run_dir))}")
+    for note in notes:
+        say(f"note: {note}")
     return written

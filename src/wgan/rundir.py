@@ -131,6 +131,20 @@ def is_run_dir(path: Path) -> bool:
     return (Path(path) / CONFIG).is_file()
 
 
+def check_run_dir(path: Path, option: str = "--run") -> Path:
+    """`path` as a run directory, or a UserError saying what one is."""
+    if not is_run_dir(path):
+        raise UserError(f"{option} {path}: no {CONFIG} there; pass a run directory (runs/NNNNN-name)")
+    return Path(path)
+
+
+def check_stored_data(data: str | None, run_dir: Path, given: str | None) -> None:
+    """A run's stored --data that no longer exists: said of the run's config, not of an option never given."""
+    if data and not given and not Path(data).expanduser().exists():
+        raise UserError(f"{Path(run_dir) / CONFIG}: its data {data} do not exist (any more); pass --data PATH "
+                        "to say where they are now")
+
+
 # ---------------------------------------------------------------------------------------------
 # log.txt: each line starts with a timestamp, then one of these sentences where the run's course
 # changes. The trainer writes them and run_status reads them: one spelling for both.

@@ -1,0 +1,72 @@
+"""A training run from the options a user gave: the preset and the options over it, validated into one
+TrainConfig, or a run to resume (a run directory, one of its checkpoints, or `auto`: the newest run of the
+same options); then the loop. `wgan train` and wgan.train / wgan.resume both start runs here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Callable
+
+from wgan import checkpoint, rundir
+from wgan.config import TrainConfig, preset_config, resolve_sizes, validate
+from wgan.errors import UserError
+from wgan.training import train
+
+
+def start_training(options: dict, *, resume: str | Path | None = None, dry_run: bool = False, progress: bool = True,
+                   note: Callable[[str], None] = print) -> Path:
+    """Train as `options` say (TrainConfig field -> value; None: the preset's) and return the run directory.
+    `resume`: a run directory or checkpoint to continue (only its resumable options may change), or "auto"."""
+    if resume and dry_run:
+        # A dry run trains 2 steps of a new run; in a resumed run it would write into the user's run directory.
+        raise UserError(f"--dry-run with --resume {resume}: a dry run starts a new run of 2 steps; drop "
+                        "--dry-run to resume, or drop --resume to check the options on a new run")
+    options = {f.name: options.get(f.name) for f in dataclasses.fields(TrainConfig)} | options
+    point = None
+    if resume and str(resume) != "auto":
+        point = checkpoint.open_checkpoint(Path(resume))
+        cfg = checkpoint.resume_config(point, options)
+    else:
+        cfg = new_config(options)
+        if resume is not None:
+            point, cfg = _resume_auto(cfg, options, note)
+    if point is not None:
+        rundir.check_stored_data(cfg.data, point.run_dir, given=options.get("data"))
+    return train(absolute_paths(validate(cfg)), resume=point, dry_run=dry_run, progress=progress)
+
+
+def new_config(options: dict) -> TrainConfig:
+    """The config of a new run: the preset's settings (quick by default; custom: TrainConfig's defaults) with
+    the options given over them, validated, the dataset's image size and channels filled in."""
+    options = dict(options)
+    preset = options.pop("preset", None) or "quick"
+    if preset == "custom":
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        bad = sorted(set(options) - known)
+        if bad:
+            raise UserError(f"unknown option(s) {bad}")
+        cfg = TrainConfig(preset="custom", **{k: v for k, v in options.items() if v is not None})
+    else:
+        cfg = preset_config(preset, **options)
+    return resolve_sizes(validate(cfg))
+
+
+def _resume_auto(cfg: TrainConfig, options: dict, note: Callable[[str], None]):
+    run = checkpoint.find_resumable_run(Path(cfg.runs_dir), cfg.to_dict())
+    note(f"--resume auto: resuming {run}" if run else
+         f"--resume auto: no run of these options with a checkpoint in {cfg.runs_dir}; starting a new one")
+    if run is None:
+        return None, cfg
+    point = checkpoint.open_checkpoint(run)
+    return point, checkpoint.resume_config(point, options)
+
+
+def absolute_paths(cfg: TrainConfig) -> TrainConfig:
+    """--data and --inception-weights stored whole (after validate has named them as given), so that the run
+    resumes and evaluates from any folder."""
+    whole = {name: os.path.abspath(os.path.expanduser(value)) for name in ("data", "inception_weights")
+             if (value := getattr(cfg, name))}
+    return dataclasses.replace(cfg, **whole)
