@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from synth_idx import write_dataset
-from wgan import report, rundir
+from wgan import rundir, run_report
 from wgan.cli import main
 from wgan.config import preset_config
 from wgan.training import train
@@ -166,7 +166,7 @@ def test_timelapse_has_one_frame_per_grid_in_order_and_loops(tmp_path):
         frames.append(tmp_path / f"step-{step:08d}.png")
         _frame(frames[-1], 128)  # identical grids still give their own frame: the step number differs
     out = tmp_path / "t.gif"
-    assert report.make_timelapse(frames, out)
+    assert run_report.make_timelapse(frames, out)
     with Image.open(out) as gif:
         assert gif.n_frames == 5 and gif.info.get("loop") == 0
         durations = []
@@ -174,7 +174,7 @@ def test_timelapse_has_one_frame_per_grid_in_order_and_loops(tmp_path):
             gif.seek(i)
             durations.append(gif.info["duration"])
     assert durations[:-1] == [250] * 4 and durations[-1] > 250
-    assert not report.make_timelapse([], tmp_path / "none.gif")
+    assert not run_report.make_timelapse([], tmp_path / "none.gif")
 
 
 def test_quality_plot_shows_only_metrics(tmp_path):
@@ -182,21 +182,21 @@ def test_quality_plot_shows_only_metrics(tmp_path):
                 "penalty": 0.1},
                {"step": 10, "time_s": 1.2, "fcd": 50.0, "class_coverage": 0.8, "samples": {"fcd": 100}, "eval_s": 0.3},
                {"step": 20, "time_s": 2.5, "fcd": 30.0, "class_coverage": 0.9, "samples": {"fcd": 100}, "eval_s": 0.3}]
-    assert report.metric_keys(records) == ["fcd", "class_coverage"]
-    assert report.plot_quality(records, tmp_path / "q.png")
+    assert run_report.metric_keys(records) == ["fcd", "class_coverage"]
+    assert run_report.plot_quality(records, tmp_path / "q.png")
     with Image.open(tmp_path / "q.png") as img:
         assert img.height > img.width * 0.4  # two metric rows
-    assert not report.plot_quality(records[:1], tmp_path / "none.png")
+    assert not run_report.plot_quality(records[:1], tmp_path / "none.png")
 
 
 def test_losses_plot_gives_the_penalty_its_own_panel(tmp_path):
     base = [{"step": s, "loss_critic": -s / 10, "loss_generator": s / 20, "wasserstein": 1 / (s + 1)}
             for s in range(1, 40)]
     with_penalty = [dict(r, penalty=0.05) for r in base]
-    assert report.plot_losses(base, tmp_path / "a.png") and report.plot_losses(with_penalty, tmp_path / "b.png")
+    assert run_report.plot_losses(base, tmp_path / "a.png") and run_report.plot_losses(with_penalty, tmp_path / "b.png")
     with Image.open(tmp_path / "a.png") as a, Image.open(tmp_path / "b.png") as b:
         assert b.height > a.height * 1.3
-    assert not report.plot_losses([{"step": 1, "fcd": 3.0}], tmp_path / "c.png")
+    assert not run_report.plot_losses([{"step": 1, "fcd": 3.0}], tmp_path / "c.png")
 
 
 def _chromium() -> str | None:
@@ -227,6 +227,6 @@ def test_a_damaged_analysis_record_leaves_its_section_out(run_dir, tmp_path):
     files = rundir.neighbour_files("pixel")
     (run / files["record"]).write_text(json.dumps({"verdict": "no sign of memorisation: ...", "step": 6}))
     _frame(run / files["picture"], 200)
-    page = (run / report.build_report(run)["html"]).read_text()
+    page = (run / run_report.build_report(run)["html"]).read_text()
     assert "Truncation sweep" not in page
     assert "Nearest training images (pixel space)" in page and "no sign of memorisation" in page

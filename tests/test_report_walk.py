@@ -13,7 +13,7 @@ from PIL import Image
 
 from cli_helpers import TINY, run_cli
 from wgan import checkpoint as ckpt
-from wgan import report, rundir
+from wgan import rundir, run_report
 
 
 def train(runs: Path, *argv) -> Path:
@@ -29,7 +29,7 @@ def plain_run(tmp_path_factory, fashion_idx_dir_module) -> Path:
 
 
 def test_a_finished_run_has_a_walk_in_its_report(plain_run):
-    frames = report.REPORT_WALK_POINTS * report.REPORT_WALK_FRAMES
+    frames = run_report.REPORT_WALK_POINTS * run_report.REPORT_WALK_FRAMES
     with Image.open(plain_run / rundir.WALK) as gif:
         assert gif.format == "GIF" and gif.n_frames == frames and gif.size == (2 * 30 + 2, 2 * 30 + 2)  # 2 x 2 walks
     page = (plain_run / rundir.REPORT).read_text()
@@ -47,10 +47,10 @@ def test_the_walk_is_made_again_only_when_the_generator_is_newer(plain_run, tmp_
     run = Path(shutil.copytree(plain_run, tmp_path / plain_run.name))
     walk = run / rundir.WALK
     os.utime(walk, ns=(1, 1))  # older than every checkpoint: made again
-    report.build_report(run)
+    run_report.build_report(run)
     made = walk.stat().st_mtime_ns
     assert made > 1
-    report.build_report(run)
+    run_report.build_report(run)
     assert walk.stat().st_mtime_ns == made, "up to date: left as it is"
 
 
@@ -71,4 +71,4 @@ def test_a_run_of_points_has_no_walk(tmp_path):
                 "1", "--steps", "1", "--sample-every-steps", "0", "--no-tensorboard", "--device", "cpu",
                 "--no-progress")
     assert (run / rundir.REPORT).is_file() and not (run / rundir.WALK).exists()
-    assert "walk" not in report.build_report(run)
+    assert "walk" not in run_report.build_report(run)

@@ -289,7 +289,7 @@ def _eval_analysis_options(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from wgan.report import report_run
+    from wgan.run_report import report_run
 
     report_run(Path(args.run))
     return 0

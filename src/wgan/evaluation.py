@@ -17,7 +17,7 @@ from wgan.distributed import resolve_device
 from wgan.errors import UserError, os_reason
 from wgan.metrics.neighbours import SPACES, find_neighbours, prepare_space, write_neighbours
 from wgan.metrics.truncation import SWEEP_METRICS, format_sweep, sweep, write_sweep
-from wgan.report import build_report
+from wgan.run_report import build_report
 
 MAX_NEIGHBOUR_ROWS = 256  # samples in the neighbours picture: more is no longer a picture anyone looks at
 

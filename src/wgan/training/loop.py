@@ -23,7 +23,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from wgan import checkpoint as ckpt
-from wgan import distributed, report, rundir
+from wgan import distributed, rundir, run_report
 from wgan.config import TrainConfig, flag, validate
 from wgan.data import to_uint8_images
 from wgan.errors import Stopped, TrainingDiverged, UserError, os_reason, writing
@@ -490,7 +490,7 @@ class TrainingRun:
                 self.log.line(summary)
                 print(summary)
             self.log.close()
-            report.build_report(run_dir)
+            run_report.build_report(run_dir)
         except OSError as exc:  # the trained generator is written: say what was not, and how to make it
             where = f" {exc.filename}" if exc.filename else ""
             raise UserError(f"could not write{where} after step {state.step} ({os_reason(exc)}); {run_dir / rundir.GENERATOR}"
