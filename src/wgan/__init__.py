@@ -3,7 +3,9 @@
 __version__ = "0.1.0"
 
 # The Python API, imported on first use: `wgan --help` and the command line's parser import no torch.
-_LAZY = {"load_generator": "wgan.api", "TrainedGenerator": "wgan.api"}
+_LAZY = {name: "wgan.api" for name in ("train", "resume", "evaluate", "report", "load_generator", "Run",
+                                       "TrainedGenerator")}
+_LAZY["UserError"] = "wgan.errors"
 
 
 def __getattr__(name: str):

@@ -1,25 +1,115 @@
-"""The Python API: a trained generator to sample from, loaded from a run directory, one of its checkpoints
-or an exported .safetensors file.
+"""The Python API: the whole life of a run, from a notebook or a script (docs/python-api.md).
 
     import wgan
-    g = wgan.load_generator("runs/00003-fashion-gp")
+    run = wgan.train(preset="fashion-gp", steps=2000)           # what `wgan train` does; returns a Run
+    run.metrics_frame()                                          # metrics.jsonl as a pandas DataFrame
+    g = run.generator()                                          # or wgan.load_generator("runs/00003-fashion-gp")
     images = g.sample(64, labels="Sneaker", truncation=0.8, seed=0)   # uint8 (64, 1, 28, 28) on g.device
+    wgan.evaluate(run, metrics=["fcd", "prc"], num=10000)        # {"fcd": ..., "precision": ..., ...}
+    wgan.report(run)                                             # losses.png, quality.png, report.html
 
-Loading goes through the checkpoint module's verified, weights-only loads (nothing in a file is executed),
-and sampling through the same code as `wgan sample`, so the same seed gives the same images as
-`wgan sample --seed`. Every problem is a ValueError whose message says what to change.
+Each function goes through the code its `wgan` command runs: the same validated config and loop, the
+checkpoint module's verified, weights-only loads (nothing in a file is executed), the same sampling, so
+the same seed gives the same images as `wgan sample --seed`. Every problem is a ValueError (wgan's
+UserError) whose message says what to change; option names in messages are the command line's.
 """
 
 from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Callable
 
 import torch
 
-from wgan import checkpoint, sampling
-from wgan.sample_rules import DEFAULT_FRAME_MS, DEFAULT_SAMPLES, DEFAULT_WALK_FRAMES, MAX_SEED, label_index
+from wgan import checkpoint, launch, rundir, sampling
+from wgan.errors import UserError, writing
+from wgan.evaluation import EvalRequest, evaluate_run
+from wgan.run_report import report_run
+from wgan.sample_rules import (
+    DEFAULT_FRAME_MS, DEFAULT_SAMPLES, DEFAULT_WALK_FRAMES, MAX_SEED, check_export_suffix, label_index)
 from wgan.walks import render_walk
+
+
+def train(preset: str = "quick", data: str | Path | None = None, steps: int | None = None, *, progress: bool = True,
+          dry_run: bool = False, **options) -> "Run":
+    """Train a new run, as `wgan train --preset PRESET --data DATA --steps STEPS ...` does: `options` are
+    TrainConfig's fields (lr_critic=1e-4, conditional=False, runs_dir="runs", ...) over the preset's.
+    progress=False: no progress bar and nothing printed."""
+    options = dict(options, preset=preset, data=None if data is None else str(data), steps=steps)
+    return Run(launch.start_training(options, dry_run=dry_run, progress=progress, note=_say(progress)))
+
+
+def resume(run: "str | Path | Run", steps: int | None = None, *, progress: bool = True, **options) -> "Run":
+    """Continue a run (its directory, one of its checkpoint files, or a Run) from its checkpoint, exactly
+    where it stopped, as `wgan train --resume` does; `steps` the new total. Only steps, device, fast,
+    precision, data and inception_weights may change."""
+    options = dict(options, steps=steps)
+    return Run(launch.start_training(options, resume=Path(_run_path(run)), progress=progress, note=_say(progress)))
+
+
+def evaluate(source: "str | Path | Run | TrainedGenerator", metrics: list[str] | str | None = None,
+             num: int = 10000, *, seed: int = 0, device: str = "auto", data: str | Path | None = None,
+             append: bool = False, progress: bool = True) -> dict:
+    """The metrics (default: the run's --eval-metrics, else those that apply) of `num` samples of a run's
+    generator or of a loaded one, as `wgan eval --run` computes them: {"fcd": 23.4, ..., "samples": {...}}.
+    append=True also appends them to the run's metrics.jsonl, as `wgan eval` does."""
+    req = EvalRequest(metrics=metrics, num=num, seed=seed, device=device, no_append=not append,
+                      data=None if data is None else str(data), say=_say(progress))
+    sampling.check_count(num, "num", 2)
+    if isinstance(source, TrainedGenerator):
+        return evaluate_run(req, source.device, loaded=source.loaded)
+    from wgan.distributed import resolve_device
+
+    req.run = str(_run_path(source))
+    return evaluate_run(req, resolve_device(device))
+
+
+def report(run: "str | Path | Run", *, progress: bool = True) -> dict[str, Path]:
+    """Rebuild losses.png, quality.png, timelapse.gif, walk.gif and report.html of a run (also one still
+    training), as `wgan report` does; returns the files written, by kind ("losses", "html", ...)."""
+    return report_run(Path(_run_path(run)), say=_say(progress))
+
+
+def _say(progress: bool) -> Callable[[str], None]:
+    return print if progress else (lambda text: None)
+
+
+def _run_path(run) -> Path:
+    return run.dir if isinstance(run, Run) else Path(run)
+
+
+class Run:
+    """A run directory: its config, its metrics.jsonl records, its generator."""
+
+    def __init__(self, run_dir: str | Path):
+        self.dir = rundir.check_run_dir(Path(run_dir), "run")
+
+    @property
+    def config(self):
+        """The TrainConfig the run was trained with (config.json)."""
+        from wgan.config import TrainConfig
+
+        stored = rundir.read_config(self.dir)
+        if stored is None:
+            raise UserError(f"{self.dir / rundir.CONFIG}: unreadable; not a run directory wgan wrote")
+        return TrainConfig.from_dict(stored)
+
+    def metrics(self) -> list[dict]:
+        """metrics.jsonl's records, oldest first: training records (step, losses, ...) and evaluations."""
+        return rundir.read_records(self.dir)
+
+    def metrics_frame(self):
+        """metrics.jsonl as a pandas DataFrame, one row per record (needs pandas)."""
+        import pandas
+
+        return pandas.DataFrame.from_records(self.metrics())
+
+    def generator(self, device: str | torch.device = "cpu", raw_generator: bool = False) -> "TrainedGenerator":
+        return load_generator(self.dir, device, raw_generator=raw_generator)
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.dir)!r})"
 
 
 def load_generator(source: str | Path, device: str | torch.device = "cpu",
@@ -39,6 +129,7 @@ class TrainedGenerator:
         self.step = loaded.step  # the training step it was saved at (None: the file does not say)
         self.weights = loaded.weights  # "ema": the moving average of its weights; "raw": the trained ones
         self.classes: tuple[str, ...] = tuple(loaded.class_names)  # () for an unconditional generator
+        self.loaded = loaded  # where it came from (run_dir), for evaluate
 
     @property
     def latent_dim(self) -> int:
@@ -104,6 +195,18 @@ class TrainedGenerator:
                             num_walks=num_walks, label=label, truncation=truncation, seed=seed, frame_ms=frame_ms,
                             device=self.device)
         return Path(path)
+
+    def export(self, path: str | Path) -> Path:
+        """These weights as one .safetensors file (the config in its metadata), as `wgan export` writes them;
+        load_generator(path) and `wgan sample --weights` read it."""
+        path = Path(path)
+        check_export_suffix(path, "path")
+        with writing("path", path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            checkpoint.save_generator(path, self.module.state_dict(), self.config.to_dict(),
+                                      dict(self.module.shape.__dict__), self.step, self.weights,
+                                      class_names=list(self.classes) or None)
+        return path
 
     def class_index(self, label) -> int:
         """The number of the class `label` names (a name in any case, or a number)."""

@@ -30,6 +30,7 @@ from wgan.data import dataset_class_names
 from wgan.errors import UserError, first_line, writing
 from wgan.files import atomic_write
 from wgan.models import ModelShape, build_models
+from wgan.sample_rules import check_export_suffix
 
 
 FORMAT = "wgan-checkpoint-1"
@@ -312,8 +313,7 @@ def export_run(run: Path, out: Path, raw: bool = False) -> tuple[ResumePoint, st
     """Write the generator of `run` (a run directory's newest checkpoint, or one checkpoint file) to `out`;
     returns the checkpoint and which weights were written."""
     out = Path(out)
-    if out.suffix != ".safetensors":
-        raise UserError(f"--out {out}: the exported generator is a .safetensors file; name it so")
+    check_export_suffix(out, "--out")
     point = open_checkpoint(run, option="--run")
     tensors, weights = checkpoint_generator(point.state, raw)
     _build_generator(point.config, point.shape, tensors, "cpu", point.checkpoint)  # refuse a mismatch

@@ -125,6 +125,11 @@ def check_samples_file(out: Path, num: int, shape, names: Names) -> None:
         raise UserError(f"{names.out}: point data (toy 2-D) can only be written as .npz")
 
 
+def check_export_suffix(out: Path, name: str) -> None:
+    if Path(out).suffix != ".safetensors":
+        raise UserError(f"{named(name, out)}: the exported generator is a .safetensors file; name it so")
+
+
 def check_not_animation(out: Path, names: Names) -> None:
     if out.suffix.lower() in (".gif", ".mp4"):
         raise UserError(f"{named(names.out, out)}: an animation is a latent walk; add {names.walk} N (its number "
