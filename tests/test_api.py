@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -171,3 +172,68 @@ def test_a_generator_moved_to_the_gpu_samples_there_the_same_images(plain_run):
     on_gpu = g.to("cuda").sample(8, seed=0, truncation=0.7)
     assert on_gpu.device.type == "cuda" and g.device.type == "cuda"
     assert (on_gpu.cpu().int() - on_cpu.int()).abs().max() <= 1  # other kernels, rounding at most one level
+
+
+# --- one rule, one message: the command line's error line and the API's ValueError ----------------
+
+HUGE = 10**12  # samples, or walk points, no machine holds
+
+
+def _rules(run: Path, out: Path):
+    """(the `wgan` arguments that break a rule, the API call that breaks it): each rule once."""
+    return [
+        (["sample", "--num", "0"], lambda g: g.sample(0)),
+        (["sample", "--truncation", "0"], lambda g: g.sample(2, truncation=0.0)),
+        (["sample", "--seed", "-1"], lambda g: g.sample(2, seed=-1)),
+        (["sample", "--label", "Hat"], lambda g: g.sample(2, labels="Hat")),
+        (["sample", "--label", "10"], lambda g: g.sample(2, labels="10")),
+        (["sample", "--num", str(HUGE)], lambda g: g.sample(HUGE)),
+        (["sample", "--num", "10001", "--out", out / "x.png"], lambda g: g.save_samples(out / "x.png", 10001)),
+        (["sample", "--out", out / "x.jpg"], lambda g: g.save_samples(out / "x.jpg", 4)),
+        (["sample", "--walk", "1", "--out", out / "w.gif"], lambda g: g.walk(num_points=1)),
+        (["sample", "--walk", "2", "--frames", "0", "--out", out / "w.gif"], lambda g: g.walk(frames=0)),
+        (["sample", "--walk", "2", "--frame-ms", "5", "--out", out / "w.gif"],
+         lambda g: g.save_walk(out / "w.gif", frame_ms=5)),
+        (["sample", "--walk", "2", "--out", out / "w.avi"], lambda g: g.save_walk(out / "w.avi")),
+        (["sample", "--walk", str(HUGE), "--frames", "2", "--num", "1", "--out", out / "w.gif"],
+         lambda g: g.walk(num_points=HUGE, frames=2, num_walks=1)),
+        (["export", "--out", out / "G.pt"], lambda g: g.export(out / "G.pt")),
+    ]
+
+
+def _tail(message: str) -> str:
+    """A message without the name of the value it is about (`--num 0` or `num=0`)."""
+    return message.split(": ", 1)[1]
+
+
+def test_each_rule_says_the_same_to_the_command_line_and_to_python(conditional_run, tmp_path):
+    g = wgan.load_generator(conditional_run)
+    for argv, call in _rules(conditional_run, tmp_path / "out"):
+        out = [] if "--out" in argv else ["--out", tmp_path / "out" / "x.npz"]
+        code, _, err = run_cli(*argv, "--run", conditional_run, *out)
+        (line,) = err.strip().splitlines()
+        assert code == 2 and line.startswith(f"wgan {argv[0]}: error: "), (argv, err)
+        with pytest.raises(ValueError) as info:
+            call(g)
+        assert isinstance(info.value, wgan.UserError)
+        cli_message = line.removeprefix(f"wgan {argv[0]}: error: ")
+        assert _tail(cli_message) == _tail(str(info.value)), argv
+        assert not (tmp_path / "out").exists(), f"{argv}: nothing written"
+
+
+def test_labels_for_a_generator_without_classes_say_the_same(plain_run, tmp_path):
+    code, _, err = run_cli("sample", "--run", plain_run, "--label", "3", "--out", tmp_path / "x.npz")
+    with pytest.raises(ValueError) as info:
+        wgan.load_generator(plain_run).sample(2, labels=3)
+    assert code == 2 and err.strip() == "wgan sample: error: --label: this generator is not class-conditional"
+    assert str(info.value) == "labels: this generator is not class-conditional"
+
+
+def test_stored_data_gone_from_disk_say_the_same(fashion_idx_dir, tmp_path):
+    run = train_tiny(tmp_path / "runs", fashion_idx_dir)
+    shutil.rmtree(fashion_idx_dir)
+    code, _, err = run_cli("eval", "--run", run, "--num", "16", "--device", "cpu")
+    with pytest.raises(ValueError) as info:
+        wgan.evaluate(run, num=16, device="cpu", progress=False)
+    assert code == 2 and err.strip() == f"wgan eval: error: {info.value}"
+    assert f"its data {fashion_idx_dir} do not exist" in str(info.value)
