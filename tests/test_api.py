@@ -18,11 +18,12 @@ import pytest
 import torch
 
 import wgan
-from cli_helpers import run_cli, train_tiny
+from cli_helpers import TINY, run_cli, train_tiny
 from wgan import checkpoint as ckpt
 from wgan.data import to_uint8_images
 from wgan.data.idx import FASHION_CLASSES
 from wgan.latents import draw_latents
+from wgan.training.step import STAT_NAMES
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -237,3 +238,105 @@ def test_stored_data_gone_from_disk_say_the_same(fashion_idx_dir, tmp_path):
         wgan.evaluate(run, num=16, device="cpu", progress=False)
     assert code == 2 and err.strip() == f"wgan eval: error: {info.value}"
     assert f"its data {fashion_idx_dir} do not exist" in str(info.value)
+
+
+# --- the whole life of a run: train, resume, evaluate, report, export ---------------------------
+
+TINY_OPTIONS = dict(conditional=False, width=8, latent_dim=16, batch_size=8, critic_steps=1, log_every_steps=1,
+                    sample_every_steps=0, tensorboard=False, device="cpu")
+
+
+@pytest.fixture
+def quiet_cache(tmp_path, monkeypatch):
+    monkeypatch.delenv("WGAN_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+def test_train_is_wgan_train_and_resume_continues_it(fashion_idx_dir, tmp_path, quiet_cache, capsys):
+    run = wgan.train(preset="quick", data=fashion_idx_dir, steps=2, runs_dir=tmp_path / "runs", progress=False,
+                     **TINY_OPTIONS)
+    assert capsys.readouterr().out == "", "progress=False prints nothing"
+    code, _, err = run_cli("train", *TINY, "--data", fashion_idx_dir, "--runs-dir", tmp_path / "cli",
+                           "--steps", "2")
+    assert code == 0, err
+    cli_run = wgan.Run(next((tmp_path / "cli").iterdir()))
+    assert {**run.config.to_dict(), "runs_dir": "-"} == {**cli_run.config.to_dict(), "runs_dir": "-"}
+    assert [r["step"] for r in run.metrics()] == [1, 2]
+    losses = [{k: v for k, v in r.items() if k in STAT_NAMES} for r in run.metrics()]
+    assert losses == [{k: v for k, v in r.items() if k in STAT_NAMES} for r in cli_run.metrics()], \
+        "the same config and loop: the same losses"
+    frame = run.metrics_frame()
+    assert list(frame["step"]) == [1, 2] and "wasserstein" in frame.columns
+    longer = wgan.resume(run, steps=4, progress=False)
+    assert longer.dir == run.dir and [r["step"] for r in longer.metrics()] == [1, 2, 3, 4]
+    assert longer.generator().step == 4
+
+
+def test_train_refuses_bad_options_with_the_command_lines_message(fashion_idx_dir, tmp_path):
+    with pytest.raises(ValueError, match="--critic-steps 0: must be a whole number >= 1"):
+        wgan.train(data=fashion_idx_dir, steps=2, runs_dir=tmp_path / "runs", critic_steps=0, progress=False)
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['critic_stepz'\]"):
+        wgan.train(data=fashion_idx_dir, runs_dir=tmp_path / "runs", critic_stepz=1, progress=False)
+    assert not (tmp_path / "runs").exists()
+    with pytest.raises(ValueError, match="no checkpoints in"):
+        wgan.resume(tmp_path, steps=3)
+    with pytest.raises(ValueError, match="no config.json there"):
+        wgan.Run(tmp_path)
+
+
+def test_evaluate_a_run_or_a_generator_and_report(plain_run, tmp_path, quiet_cache):
+    run = tmp_path / "run"
+    shutil.copytree(plain_run, run)
+    before = (run / "metrics.jsonl").read_text()
+    scores = wgan.evaluate(run, metrics=["fcd", "class-coverage"], num=16, device="cpu", progress=False)
+    assert set(scores) == {"fcd", "class_coverage", "classes_covered", "samples"} and scores["samples"]["fcd"] == 16
+    assert (run / "metrics.jsonl").read_text() == before, "append=False leaves metrics.jsonl alone"
+    again = wgan.evaluate(wgan.load_generator(run), metrics="fcd,class-coverage", num=16, progress=False)
+    assert again == scores, "the same seed: the same samples, the same scores"
+    wgan.evaluate(wgan.Run(run), metrics=["fcd"], num=16, device="cpu", append=True, progress=False)
+    assert wgan.Run(run).metrics()[-1]["source"] == "wgan eval"
+    with pytest.raises(ValueError, match="num=1: must be >= 2"):
+        wgan.evaluate(run, num=1)
+    files = wgan.report(run, progress=False)
+    assert files["html"] == run / "report.html" and files["html"].is_file()
+
+
+def test_export_and_save_write_what_the_commands_write(conditional_run, tmp_path):
+    g = wgan.load_generator(conditional_run)
+    ours = g.export(tmp_path / "ours" / "G.safetensors")
+    code, _, err = run_cli("export", "--run", conditional_run, "--out", tmp_path / "theirs.safetensors")
+    assert code == 0, err
+    a, b = wgan.load_generator(ours), wgan.load_generator(tmp_path / "theirs.safetensors")
+    assert a.classes == b.classes and a.step == b.step == 2 and a.weights == b.weights == "ema"
+    assert all(torch.equal(p, q) for p, q in zip(a.module.state_dict().values(), b.module.state_dict().values()))
+    g.save_samples(tmp_path / "api.npz", 6, labels="Bag", truncation=0.7, seed=3)
+    code, _, err = run_cli("sample", "--run", conditional_run, "--num", "6", "--label", "bag", "--truncation", "0.7",
+                           "--seed", "3", "--out", tmp_path / "cli.npz")
+    assert code == 0, err
+    with np.load(tmp_path / "api.npz") as x, np.load(tmp_path / "cli.npz") as y:
+        assert np.array_equal(x["images"], y["images"]) and np.array_equal(x["labels"], y["labels"])
+    g.save_walk(tmp_path / "api.gif", num_points=2, frames=2, num_walks=2)
+    code, _, err = run_cli("sample", "--run", conditional_run, "--walk", "2", "--frames", "2", "--num", "2",
+                           "--out", tmp_path / "cli.gif")
+    assert code == 0, err
+    assert (tmp_path / "api.gif").read_bytes() == (tmp_path / "cli.gif").read_bytes()
+
+
+def test_the_python_api_page_runs(fashion_idx_dir, tmp_path, monkeypatch, quiet_cache):
+    """docs/python-api.md's example, on the tiny data and a few steps: the code a reader copies works."""
+    page = (Path(__file__).resolve().parents[1] / "docs" / "python-api.md").read_text()
+    code = page.split("```python\n", 1)[1].split("```", 1)[0]
+    tiny = {
+        'data="data/fashion-mnist", steps=2000,': "data=DATA, steps=2, progress=False, **TINY,",
+        "steps=3000)": "steps=3, progress=False)",
+        "num=10000)": "num=16, device='cpu', progress=False)",
+        "wgan.report(run)": "wgan.report(run, progress=False)",
+    }
+    for text, small in tiny.items():
+        assert text in code, f"the example no longer holds {text!r}: update this test"
+        code = code.replace(text, small)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "docs/python-api.md", "exec"), {"DATA": fashion_idx_dir,
+                                                       "TINY": dict(TINY_OPTIONS, conditional=True)})
+    assert (tmp_path / "sneakers.png").is_file() and (tmp_path / "walk.gif").is_file()
+    assert (tmp_path / "generator.safetensors").is_file() and wgan.Run(next((tmp_path / "runs").iterdir())).dir

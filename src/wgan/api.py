@@ -16,6 +16,7 @@ UserError) whose message says what to change; option names in messages are the c
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 from typing import Callable
@@ -36,7 +37,7 @@ def train(preset: str = "quick", data: str | Path | None = None, steps: int | No
     """Train a new run, as `wgan train --preset PRESET --data DATA --steps STEPS ...` does: `options` are
     TrainConfig's fields (lr_critic=1e-4, conditional=False, runs_dir="runs", ...) over the preset's.
     progress=False: no progress bar and nothing printed."""
-    options = dict(options, preset=preset, data=None if data is None else str(data), steps=steps)
+    options = _plain(dict(options, preset=preset, data=data, steps=steps))
     return Run(launch.start_training(options, dry_run=dry_run, progress=progress, note=_say(progress)))
 
 
@@ -44,7 +45,7 @@ def resume(run: "str | Path | Run", steps: int | None = None, *, progress: bool 
     """Continue a run (its directory, one of its checkpoint files, or a Run) from its checkpoint, exactly
     where it stopped, as `wgan train --resume` does; `steps` the new total. Only steps, device, fast,
     precision, data and inception_weights may change."""
-    options = dict(options, steps=steps)
+    options = _plain(dict(options, steps=steps))
     return Run(launch.start_training(options, resume=Path(_run_path(run)), progress=progress, note=_say(progress)))
 
 
@@ -69,6 +70,11 @@ def report(run: "str | Path | Run", *, progress: bool = True) -> dict[str, Path]
     """Rebuild losses.png, quality.png, timelapse.gif, walk.gif and report.html of a run (also one still
     training), as `wgan report` does; returns the files written, by kind ("losses", "html", ...)."""
     return report_run(Path(_run_path(run)), say=_say(progress))
+
+
+def _plain(options: dict) -> dict:
+    """Paths as the strings a config holds (runs_dir=Path("runs") is runs_dir="runs")."""
+    return {name: os.fspath(value) if isinstance(value, os.PathLike) else value for name, value in options.items()}
 
 
 def _say(progress: bool) -> Callable[[str], None]:
