@@ -66,6 +66,10 @@ def time_step(step, seconds: float, device: torch.device, warmup_steps: int) -> 
 
 def run_bench(preset: str, *, batch_size: int | None, seconds: float, device_name: str, precision: str | None,
               data_path: str | None = None) -> list[dict]:
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise UserError(f"--seconds {seconds}: must be a finite number > 0")
+    if batch_size is not None and batch_size < 1:
+        raise UserError(f"--batch {batch_size}: must be >= 1")
     overrides = dict(batch_size=batch_size, device=device_name, data=data_path)
     if precision:
         overrides["precision"] = precision

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
 import sys
 import typing
@@ -17,9 +16,8 @@ from pathlib import Path
 
 # Only what imports no numerical library: `wgan --help` must answer at once. The commands import the rest.
 from wgan import __version__
-from wgan.config import PRESETS, TrainConfig, flag, preset_config
+from wgan.config import TrainConfig, flag, preset_config
 from wgan.errors import Stopped, TrainingDiverged, UserError, report_error
-from wgan.files import user_cache_dir
 from wgan.sample_rules import DEFAULT_FRAME_MS, DEFAULT_SAMPLES, DEFAULT_WALK_FRAMES, DEFAULT_WALK_ROWS, DEFAULT_WALKS
 
 
@@ -296,53 +294,24 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    wide = max(map(len, PRESETS))
-    print(f"{'preset':<{wide}} {'dataset':<15} {'model':<8} {'loss':<5} {'optimizer':<9} {'lr (C/G)':<15} "
-          f"{'n_critic':<8} {'batch':<6} {'steps':<7} description")
-    for name, (description, _) in PRESETS.items():
-        c = preset_config(name)
-        reg = f"c={c.clip_value}" if c.loss == "clip" else f"lambda={c.gp_weight}"
-        lr = f"{c.lr_critic:g}/{c.lr_generator:g}"
-        print(f"{name:<{wide}} {c.dataset:<15} {c.model:<8} {c.loss:<5} {c.optimizer:<9} "
-              f"{lr:<15} {c.critic_steps:<8} {c.batch_size:<6} {c.steps:<7} "
-              f"{description} ({reg}{', conditional' if c.conditional else ''})")
+    from wgan.listings import presets_table
+
+    print(presets_table())
     return 0
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
-    from wgan.data import DATASETS, load_dataset
+    from wgan.listings import check_dataset, datasets_table
 
-    if args.check:
-        data = load_dataset(args.check, split=args.split, data_path=args.data, image_size=args.image_size,
-                            channels=args.channels, skip_bad_images=args.skip_bad_images,
-                            max_image_megapixels=args.max_image_megapixels)
-        classes = f"{data.num_classes} classes" if data.num_classes else "no labels"
-        print(f"{args.check} ({args.split}): {len(data)} samples of shape {tuple(data.sample_shape)} ({data.x.dtype}), "
-              f"{classes}, from {data.source}")
-        for note in data.notes:
-            print(f"  note: {note}")
-        return 0
-    print(f"{'dataset':<16} {'shape':<12} {'classes':<8} description")
-    for name, entry in DATASETS.items():
-        shape = f"{entry.channels}x{entry.image_size}x{entry.image_size}" if entry.image_size else "2-D points"
-        classes = "folders" if entry.num_classes < 0 else (entry.num_classes or "-")
-        print(f"{name:<16} {shape:<12} {classes:<8} {entry.description}")
-        if entry.files:
-            print(f"{'':<16} {'':<12} {'':<8} files: {entry.files}")
-    print("\nFiles are looked for in --data PATH alone when it is given, else in $WGAN_DATA[/NAME], "
-          f"{user_cache_dir() / 'NAME'}, /usr/share/datasets/NAME; then torchvision downloads them (network; "
-          "not with $WGAN_OFFLINE) into --data PATH or the user cache.\nImage datasets are resized to the model's --image-size and converted "
-          "to its --channels (grayscale <-> RGB).")
+    print(check_dataset(args.check, split=args.split, data_path=args.data, image_size=args.image_size,
+                        channels=args.channels, skip_bad_images=args.skip_bad_images,
+                        max_image_megapixels=args.max_image_megapixels) if args.check else datasets_table())
     return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from wgan.bench import print_table, run_bench
 
-    if not (math.isfinite(args.seconds) and args.seconds > 0):
-        raise UserError(f"--seconds {args.seconds}: must be a finite number > 0")
-    if args.batch is not None and args.batch < 1:
-        raise UserError(f"--batch {args.batch}: must be >= 1")
     results, cfg, device = run_bench(args.preset, batch_size=args.batch, seconds=args.seconds, device_name=args.device,
                                      precision=args.precision, data_path=args.data)
     print_table(results, cfg, device)
