@@ -28,7 +28,7 @@ from wgan.errors import UserError, writing
 from wgan.evaluation import EvalRequest, evaluate_run
 from wgan.run_report import report_run
 from wgan.sample_rules import (
-    DEFAULT_FRAME_MS, DEFAULT_SAMPLES, DEFAULT_WALK_FRAMES, MAX_SEED, check_export_suffix, label_index)
+    DEFAULT_FRAME_MS, DEFAULT_SAMPLES, DEFAULT_WALK_FRAMES, check_export_suffix, label_index)
 from wgan.walks import render_walk
 
 
@@ -170,7 +170,7 @@ class TrainedGenerator:
         labels: for a conditional generator, a class name (any case) or number for all samples, or a list of
         one per sample; None: every class in turn. truncation: each noise coordinate within
         [-truncation, truncation] (resampled, not clamped). seed: the same seed gives the same samples."""
-        seed = random.SystemRandom().randrange(MAX_SEED) if seed is None else seed
+        seed = random.SystemRandom().randrange(2**62) if seed is None else seed
         samples = sampling.draw_samples(self.module, self.classes, num, labels=labels, truncation=truncation,
                                         seed=seed, device=self.device, batch_size=batch_size)
         return samples.x.to(self.device)

@@ -1,4 +1,6 @@
-"""The `wgan` command: parse, build a validated config, call one function.
+"""The `wgan` command, a thin door into the library: each command parses its options, calls one library
+function (the same the Python API calls, wgan.api) and prints its result. The rules on the options live
+in the library, which raises UserError; here each becomes one line.
 
 Every problem the user can cause ends as one line on stderr and exit code 2; a run whose losses
 became NaN or infinite ends as one line and exit code 3.
@@ -173,6 +175,25 @@ def _eval_parser(sub) -> None:
     _eval_analysis_options(p)
 
 
+TRUNCATION_SWEEP_DEFAULT = "0.25,0.5,0.75,1.0,1.5,2.0,none"
+
+
+def _eval_analysis_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--neighbours", type=int, default=None, metavar="N",
+                        help="with --run: a picture (neighbours-SPACE.png in the run) of N generated samples, each "
+                             "beside its 3 nearest training images; a plot of the distances of --num samples and as "
+                             "many held-out test images to their nearest training image, and a verdict on "
+                             "memorisation (neighbours-SPACE.json)")
+    parser.add_argument("--neighbours-space", default="classifier", metavar="SPACE",
+                        help="where --neighbours measures distance: classifier (the domain classifier's features) "
+                             "or pixel (default: classifier)")
+    parser.add_argument("--truncation-sweep", nargs="?", const=TRUNCATION_SWEEP_DEFAULT, default=None,
+                        metavar="PSI,...",
+                        help="with --run: FCD, class coverage, precision and recall of --num samples at each "
+                             f"truncation psi (numbers > 0, or none), a table and truncation.png in the run "
+                             f"(default list: {TRUNCATION_SWEEP_DEFAULT})")
+
+
 def _report_parser(sub) -> None:
     p = sub.add_parser("report", help="rebuild losses.png, quality.png, timelapse.gif and report.html of a run")
     p.add_argument("--run", metavar="DIR", required=True, help="run directory (also one still training or killed)")
@@ -267,25 +288,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-TRUNCATION_SWEEP_DEFAULT = "0.25,0.5,0.75,1.0,1.5,2.0,none"
-
-
-def _eval_analysis_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--neighbours", type=int, default=None, metavar="N",
-                        help="with --run: a picture (neighbours-SPACE.png in the run) of N generated samples, each "
-                             "beside its 3 nearest training images; a plot of the distances of --num samples and as "
-                             "many held-out test images to their nearest training image, and a verdict on "
-                             "memorisation (neighbours-SPACE.json)")
-    parser.add_argument("--neighbours-space", default="classifier", metavar="SPACE",
-                        help="where --neighbours measures distance: classifier (the domain classifier's features) "
-                             "or pixel (default: classifier)")
-    parser.add_argument("--truncation-sweep", nargs="?", const=TRUNCATION_SWEEP_DEFAULT, default=None,
-                        metavar="PSI,...",
-                        help="with --run: FCD, class coverage, precision and recall of --num samples at each "
-                             f"truncation psi (numbers > 0, or none), a table and truncation.png in the run "
-                             f"(default list: {TRUNCATION_SWEEP_DEFAULT})")
-
-
 def cmd_report(args: argparse.Namespace) -> int:
     from wgan.run_report import report_run
 
@@ -335,9 +337,8 @@ def cmd_claims(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "claims": cmd_claims, "bench": cmd_bench, "sample": cmd_sample, "export": cmd_export, "eval": cmd_eval,
-            "report": cmd_report, "presets": cmd_presets,
-            "datasets": cmd_datasets}
+COMMANDS = {"train": cmd_train, "claims": cmd_claims, "bench": cmd_bench, "sample": cmd_sample, "export": cmd_export,
+            "eval": cmd_eval, "report": cmd_report, "presets": cmd_presets, "datasets": cmd_datasets}
 
 
 def main(argv: list[str] | None = None) -> int:

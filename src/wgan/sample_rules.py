@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wgan.classes import class_index, class_indices
+from wgan.config import SEED
 from wgan.errors import UserError, named
 
 MAX_GRID_IMAGES = 10_000  # a 100 x 100 grid: more is no longer a picture anyone looks at
-MAX_SEED = 2**62  # the largest seed a run's config takes (config.SEED)
 SAMPLE_SUFFIXES = (".png", ".npz")
 DEFAULT_SAMPLES = 64
 DEFAULT_WALKS = 16  # a 4 x 4 grid of walks
@@ -71,9 +71,9 @@ def check_truncation(psi, name: str) -> float | None:
 
 
 def check_seed(seed, name: str) -> int:
-    """A seed as a run's config takes it: the same seed, the same noise."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise UserError(f"{named(name, seed)}: must be a whole number from 0 to 2**62")
+    """A seed as a run's config takes it (config.SEED): the same seed, the same noise."""
+    if isinstance(seed, bool) or not SEED.accepts(seed):
+        raise UserError(f"{named(name, seed)}: {SEED.refusal}")
     return seed
 
 
