@@ -28,7 +28,7 @@ from wgan.errors import UserError, writing
 from wgan.evaluation import EvalRequest, evaluate_run
 from wgan.run_report import report_run
 from wgan.sample_rules import (
-    DEFAULT_FRAME_MS, DEFAULT_SAMPLES, DEFAULT_WALK_FRAMES, check_export_suffix, label_index)
+    DEFAULT_FRAME_MS, DEFAULT_SAMPLES, DEFAULT_WALK_FRAMES, check_count, check_export_suffix, label_index)
 from wgan.walks import render_walk
 
 
@@ -57,7 +57,7 @@ def evaluate(source: "str | Path | Run | TrainedGenerator", metrics: list[str] |
     append=True also appends them to the run's metrics.jsonl, as `wgan eval` does."""
     req = EvalRequest(metrics=metrics, num=num, seed=seed, device=device, no_append=not append,
                       data=None if data is None else str(data), say=_say(progress))
-    sampling.check_count(num, "num", 2)
+    check_count(num, "num", 2)
     if isinstance(source, TrainedGenerator):
         return evaluate_run(req, source.device, loaded=source.loaded)
     from wgan.distributed import resolve_device

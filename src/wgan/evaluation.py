@@ -102,8 +102,8 @@ def train_classifier(req: EvalRequest, device) -> None:
 def evaluate_run(req: EvalRequest, device, loaded: LoadedGenerator | None = None) -> dict:
     """The metrics of the generator of run `req.run` (or of `loaded`), printed as a table and, unless
     `req.no_append`, appended to the run's metrics.jsonl; returns them as that record's fields."""
-    run_dir = Path(req.run) if req.run else loaded.run_dir
-    loaded = loaded or checkpoint.load_generator(run_dir, device, raw=req.raw_generator)
+    loaded = loaded or checkpoint.load_generator(Path(req.run), device, raw=req.raw_generator)
+    run_dir = Path(req.run) if req.run else loaded.run_dir or Path(rundir.GENERATOR)  # what the table names
     generator, cfg = loaded.generator, loaded.config
     append = not req.no_append and loaded.run_dir is not None
     trainer = rundir.lock_holder(loaded.run_dir) if append else None
