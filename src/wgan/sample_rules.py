@@ -161,3 +161,25 @@ def check_walk_size(images: int, shape, names: Names, memory: int) -> None:
         sizes = "/".join(dict.fromkeys((names.walk, names.frames, names.num_walks)))
         raise UserError(f"{sizes}: {images:,} images, {need / 2**30:.1f} GiB in memory, more than a quarter of this "
                         f"machine's {memory / 2**30:.0f} GiB; use fewer points, frames or walks")
+
+
+def check_sample_options(out: Path, *, walk: int | None, num: int | None, truncation, seed, frames: int | None,
+                         frame_ms: int | None, names: Names = OPTIONS) -> tuple[int | None, int | None, int | None]:
+    """`wgan sample`'s options together, before any generator is loaded: samples (walk None) or a walk of
+    `walk` points; returns num, frames and frame_ms with their defaults filled in (num None for a walk:
+    the generator decides)."""
+    check_truncation(truncation, names.truncation)
+    check_seed(seed, names.seed)
+    if walk is None:
+        given = [n for n, v in ((names.frames, frames), (names.frame_ms, frame_ms)) if v is not None]
+        if given:
+            raise UserError(f"{given[0]}: only for a latent walk; add {names.walk} N (its number of points)")
+        check_not_animation(out, names)
+        num = check_count(DEFAULT_SAMPLES if num is None else num, names.num)
+        check_samples_suffix(out, names)
+        return num, None, None
+    frames = DEFAULT_WALK_FRAMES if frames is None else frames
+    frame_ms = DEFAULT_FRAME_MS if frame_ms is None else frame_ms
+    check_walk_options(walk, frames, frame_ms, num, names)
+    check_animation_file(out, names)
+    return num, frames, frame_ms

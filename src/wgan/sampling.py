@@ -11,13 +11,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from wgan import checkpoint
 from wgan.animation import write_animation
-from wgan.distributed import memory_bytes
+from wgan.distributed import memory_bytes, resolve_device
 from wgan.errors import UserError, first_line, named, writing
 from wgan.metrics.samples import Samples, generate_samples
 from wgan.sample_rules import (
-    ARGUMENTS, DEFAULT_FRAME_MS, DEFAULT_SAMPLES, DEFAULT_WALK_FRAMES, DEFAULT_WALK_ROWS, DEFAULT_WALKS, OPTIONS,
-    Names, check_animation_file, check_count, check_not_animation, check_sample_memory, check_samples_file,
+    ARGUMENTS, DEFAULT_FRAME_MS, DEFAULT_WALK_FRAMES, DEFAULT_WALK_ROWS, DEFAULT_WALKS, OPTIONS, Names,
+    check_animation_file, check_count, check_sample_memory, check_sample_options, check_samples_file,
     check_samples_suffix, check_seed, check_truncation, check_walk_options, check_walk_size, label_index,
     sample_labels)
 from wgan.walks import Walk, grid_frames, render_walk
@@ -36,14 +37,21 @@ def labels_tensor(labels, class_names, num: int, name: str) -> torch.Tensor | No
 # Drawing and writing
 
 
-def draw_samples(generator: nn.Module, class_names, num: int, *, labels=None, truncation=None, seed: int = 0,
-                 device, batch_size: int = 500, names: Names = ARGUMENTS) -> Samples:
-    """`num` samples, every rule checked first (a conditional generator without labels: every class in turn)."""
+def check_draw(generator: nn.Module, class_names, num: int, labels, truncation, seed,
+               names: Names) -> torch.Tensor | None:
+    """Every rule on drawing `num` samples; the label of each (None: every class in turn)."""
     check_count(num, names.num)
     check_truncation(truncation, names.truncation)
     check_seed(seed, names.seed)
     label_tensor = labels_tensor(labels, class_names, num, names.label)
     check_sample_memory(num, generator.shape, names.num, cpu_memory())
+    return label_tensor
+
+
+def draw_samples(generator: nn.Module, class_names, num: int, *, labels=None, truncation=None, seed: int = 0,
+                 device, batch_size: int = 500, names: Names = ARGUMENTS) -> Samples:
+    """`num` samples, every rule checked first (a conditional generator without labels: every class in turn)."""
+    label_tensor = check_draw(generator, class_names, num, labels, truncation, seed, names)
     return generate_samples(generator, num, device=device, seed=seed, batch_size=batch_size, labels=label_tensor,
                             truncation=truncation)
 
@@ -57,7 +65,7 @@ def write_samples(generator: nn.Module, class_names, out: Path, num: int, *, lab
     check_samples_suffix(out, names)
     check_sample_memory(num, shape, names.num, cpu_memory())
     check_samples_file(out, num, shape, names)
-    labels_tensor(label, class_names, num, names.label)  # refused before the folder is made
+    check_draw(generator, class_names, num, label, truncation, seed, names)  # all refused before the folder is made
     with writing(names.out, out):  # before the sampling, which can take minutes
         out.parent.mkdir(parents=True, exist_ok=True)
     samples = draw_samples(generator, class_names, num, labels=label, truncation=truncation, seed=seed,
@@ -133,27 +141,11 @@ def sample_file(source: Path, out: Path, *, walk: int | None = None, num: int | 
                 device: str = "auto", raw: bool = False, option: str = "--run", names: Names = OPTIONS) -> str:
     """Samples (walk None) or latent walks of the generator at `source` written to `out`; what was written,
     in a line. The options are checked before the generator is loaded, and it before anything is written."""
-    from wgan.checkpoint import load_generator
-    from wgan.distributed import resolve_device
-
     out = Path(out)
-    check_truncation(truncation, names.truncation)
-    check_seed(seed, names.seed)
-    if walk is None:
-        given = [n for n, v in ((names.frames, frames), (names.frame_ms, frame_ms)) if v is not None]
-        if given:
-            raise UserError(f"{given[0]}: only for a latent walk; add {names.walk} N (its number of points)")
-        check_not_animation(out, names)
-        num = DEFAULT_SAMPLES if num is None else num
-        check_count(num, names.num)
-        check_samples_suffix(out, names)
-    else:
-        frames = DEFAULT_WALK_FRAMES if frames is None else frames
-        frame_ms = DEFAULT_FRAME_MS if frame_ms is None else frame_ms
-        check_walk_options(walk, frames, frame_ms, num, names)
-        check_animation_file(out, names)
+    num, frames, frame_ms = check_sample_options(out, walk=walk, num=num, truncation=truncation, seed=seed,
+                                                 frames=frames, frame_ms=frame_ms, names=names)
     device = resolve_device(device)
-    loaded = load_generator(Path(source), device, raw=raw, option=option)
+    loaded = checkpoint.load_generator(Path(source), device, raw=raw, option=option)
     if walk is None:
         write_samples(loaded.generator, loaded.class_names, out, num, label=label, truncation=truncation, seed=seed,
                       device=device, names=names)
