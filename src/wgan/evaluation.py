@@ -106,11 +106,8 @@ def evaluate_run(req: EvalRequest, device, loaded: LoadedGenerator | None = None
     run_dir = Path(req.run) if req.run else loaded.run_dir or Path(rundir.GENERATOR)  # what the table names
     generator, cfg = loaded.generator, loaded.config
     append = not req.no_append and loaded.run_dir is not None
-    trainer = rundir.lock_holder(loaded.run_dir) if append else None
-    if trainer is not None:  # its metrics.jsonl is the trainer's while it trains: refused before any work
-        raise UserError(f"--run {run_dir}: the run is being trained (PID {trainer or 'unknown'}) and its "
-                        "metrics.jsonl is the trainer's; pass --no-append to print the table only, or evaluate "
-                        "once training has stopped")
+    if append:
+        _check_not_training(loaded.run_dir, run_dir)
     shape = generator.shape
     names = req.metrics or cfg.eval_metrics or metrics.default_metric_names(points=bool(shape.point_dim),
                                                                              conditional=shape.conditional)
@@ -132,6 +129,15 @@ def evaluate_run(req: EvalRequest, device, loaded: LoadedGenerator | None = None
     if append:
         _append_evaluation(req, loaded, values)
     return values
+
+
+def _check_not_training(run: Path, given: Path) -> None:
+    """A run's metrics.jsonl is its trainer's while it trains: appending is refused before any work."""
+    trainer = rundir.lock_holder(run)
+    if trainer is not None:
+        raise UserError(f"--run {given}: the run is being trained (PID {trainer or 'unknown'}) and its "
+                        "metrics.jsonl is the trainer's; pass --no-append to print the table only, or evaluate "
+                        "once training has stopped")
 
 
 def _append_evaluation(req: EvalRequest, loaded: LoadedGenerator, values: dict) -> None:
@@ -211,7 +217,6 @@ def analyse_run(req: EvalRequest) -> None:
         raise UserError("--truncation-sweep: none of its metrics applies to this run; see the notes above")
     if req.neighbours is not None:
         prepare_space(ev, req.neighbours_space)  # the classifier, trained now if none is cached
-    if req.neighbours is not None:
         _eval_neighbours(req, ev, loaded, device)
     if truncations:
         _eval_truncation_sweep(req, ev, loaded, truncations, device)
