@@ -22,6 +22,7 @@ import torch.multiprocessing as mp
 
 import wgan
 from conftest import CROSS_PATH_ATOL, CROSS_PATH_RTOL
+from wgan import checkpoint as ckpt
 from wgan import distributed, losses
 from wgan.config import preset_config
 from wgan.data import Data
@@ -307,3 +308,59 @@ def test_one_process_resumes_a_two_process_checkpoint(torchrun_run, tmp_path, ca
     assert "finished at step 4" in log.splitlines()[-1]
     state = torch.load(run / "checkpoints" / "step-00000004.pt", weights_only=True)
     assert "rng_ranks" not in state and state["step"] == 4
+
+
+# ---------------------------------------------------------------------------------------------
+# torchrun --max-restarts: a killed process
+
+
+def _kill_rank1_after_first_checkpoint(runs: Path, data: Path, max_restarts: int) -> subprocess.CompletedProcess:
+    """Nine steps in two processes under torchrun --max-restarts; rank 1 is killed (SIGKILL) as soon as the
+    step-3 checkpoint exists, three steps before the next one."""
+    command = _torchrun_command(*TRAIN, "--data", data, "--steps", 9, "--checkpoint-every-steps", 3,
+                                "--keep-checkpoints", 10, "--sample-every-steps", 0, "--runs-dir", runs)
+    command.insert(3, f"--max-restarts={max_restarts}")
+    proc = subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        rank1 = None
+        while not list(runs.glob("*/checkpoints/step-00000003.pt")):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
+            if rank1 is None:  # looked up beforehand, so that the kill follows the checkpoint at once
+                try:
+                    rank1 = _worker_pid(proc.pid, rank=1)
+                except AssertionError:
+                    pass
+            time.sleep(0.02)
+        os.kill(rank1 or _worker_pid(proc.pid, rank=1), signal.SIGKILL)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return subprocess.CompletedProcess(command, proc.returncode, out, err)
+
+
+def test_torchrun_restart_resumes_the_run_bitwise(torchrun_run, fashion_idx_dir_module, tmp_path):
+    runs = tmp_path / "runs"
+    done = _kill_rank1_after_first_checkpoint(runs, fashion_idx_dir_module, max_restarts=1)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    (run,) = list(runs.iterdir())  # the restarted processes found the first attempt's run
+    log = (run / "log.txt").read_text()
+    assert log.count("started:") == 1
+    assert "restarted by torchrun (restart 1 of 1) from step 3" in log
+    assert "finished at step 9" in log.splitlines()[-1]
+    # steps 4..6 trained again after the restart: bitwise what the uninterrupted run trained
+    uninterrupted = _flat(torch.load(torchrun_run[0] / "checkpoints" / "step-00000006.pt", weights_only=True))
+    restarted = _flat(torch.load(run / "checkpoints" / "step-00000006.pt", weights_only=True))
+    assert uninterrupted.keys() == restarted.keys()
+    assert all(torch.equal(uninterrupted[k], restarted[k]) for k in uninterrupted)
+
+
+def test_torchrun_without_restarts_fails_and_keeps_the_checkpoint(fashion_idx_dir_module, tmp_path):
+    runs = tmp_path / "runs"
+    done = _kill_rank1_after_first_checkpoint(runs, fashion_idx_dir_module, max_restarts=0)
+    assert done.returncode != 0
+    (run,) = list(runs.iterdir())
+    point = ckpt.open_checkpoint(run)  # loads, and belongs to the run
+    assert point.step == 3 and "restarted by torchrun" not in (run / "log.txt").read_text()

@@ -248,18 +248,23 @@ def cmd_train(args: argparse.Namespace) -> int:
                         "--dry-run to resume, or drop --resume to check the options on a new run")
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
     resume = None
+    # A group that torchrun restarted (--max-restarts) continues the run its first attempt made, from the
+    # newest checkpoint: of the run given to --resume, or of the run of these options in --runs-dir.
+    restarted = distributed.restart_count() > 0
     if args.resume and args.resume != "auto":
-        resume = checkpoint.open_checkpoint(Path(args.resume))
+        target = Path(args.resume)
+        resume = checkpoint.open_checkpoint(target.parent.parent if restarted and target.is_file() else target)
         cfg = checkpoint.resume_config(resume, overrides)
     else:
         preset = overrides.pop("preset") or "quick"
         cfg = preset_config(preset, **overrides) if preset != "custom" else TrainConfig(
             **{k: v for k, v in overrides.items() if v is not None})
         cfg = resolve_sizes(validate(cfg))
-        if args.resume == "auto":
+        if args.resume == "auto" or restarted:
             run = checkpoint.find_resumable_run(Path(cfg.runs_dir), cfg.to_dict())
-            print(f"--resume auto: resuming {run}" if run else
-                  f"--resume auto: no run of these options with a checkpoint in {cfg.runs_dir}; starting a new one")
+            if distributed.launched_rank() == 0:
+                print(f"--resume auto: resuming {run}" if run else
+                      f"--resume auto: no run of these options with a checkpoint in {cfg.runs_dir}; starting a new one")
             if run is not None:
                 resume = checkpoint.open_checkpoint(run)
                 cfg = checkpoint.resume_config(resume, overrides)

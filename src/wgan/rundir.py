@@ -137,6 +137,7 @@ def is_run_dir(path: Path) -> bool:
 
 STARTED = "started"
 RESUMED = "resumed from"
+RESTARTED = "restarted by torchrun"  # its processes resumed by themselves (--max-restarts)
 STOPPED_BY_SIGNAL = "stopped by signal"
 WRITE_FAILED = "stopped: could not write"
 DIVERGED = "diverged:"

@@ -274,6 +274,9 @@ class TrainingRun:
                       f"preset={cfg.preset} dataset={cfg.dataset} ({len(state.data)} samples from {state.data.source}) "
                       f"model={cfg.model} loss={cfg.loss} device={state.device} "
                       f"precision={effective_precision(cfg.precision, state.device)} {batch}")
+        if distributed.restart_count():
+            self.log.line(f"{rundir.RESTARTED} (restart {distributed.restart_count()} of {distributed.max_restarts()}) "
+                          + (f"from step {state.step}" if resume is not None else "before its first checkpoint: a new run"))
         saved_world = len(resume.state.get("rng_ranks") or [None]) if resume is not None else world
         if saved_world != world:
             self.log.line(f"the checkpoint was written by {saved_world} process(es), this run has {world}: the "
