@@ -364,3 +364,78 @@ def test_torchrun_without_restarts_fails_and_keeps_the_checkpoint(fashion_idx_di
     (run,) = list(runs.iterdir())
     point = ckpt.open_checkpoint(run)  # loads, and belongs to the run
     assert point.step == 3 and "restarted by torchrun" not in (run / "log.txt").read_text()
+
+
+# ---------------------------------------------------------------------------------------------
+# Two nodes on one machine: two torchrun agents on 127.0.0.1, one process each
+
+
+def _agents(rendezvous: str, node_args: list[list[str]], script_args: list[str], timeout: int = 150
+            ) -> list[subprocess.CompletedProcess]:
+    """torchrun --nnodes 2 --nproc-per-node 1 once per entry of `node_args`, all at once; their results."""
+    port = _free_port()
+    common = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1",
+              "--local-addr=127.0.0.1"]
+    if rendezvous == "c10d":
+        common += ["--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=wgan-test"]
+    else:
+        common += ["--master-addr=127.0.0.1", f"--master-port={port}"]
+    procs = [subprocess.Popen(common + extra + script_args, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for extra in node_args]
+    done = []
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=timeout)
+            done.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    return done
+
+
+@pytest.mark.parametrize("rendezvous", ["c10d", "static"])
+def test_two_nodes_train_as_one_job(rendezvous, fashion_idx_dir_module, tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    out.mkdir()
+    worker = [str(Path(__file__).with_name("two_node_worker.py")), str(out)]
+    train = [*TRAIN, "--data", str(fashion_idx_dir_module), "--steps", "2", "--sample-every-steps", "0",
+             "--runs-dir", str(runs)]
+    nodes = [[], []] if rendezvous == "c10d" else [["--node-rank=0"], ["--node-rank=1"]]
+    done = _agents(rendezvous, nodes, worker + train)
+    for node in done:
+        assert node.returncode == 0, node.stdout[-2000:] + node.stderr[-3000:]
+    results = [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+    assert [(r["rank"], r["local_rank"], r["world"], r["nodes"]) for r in results] == [(0, 0, 2, 2), (1, 0, 2, 2)]
+    for r in results:  # float64: the averaged gradients are one process's on the concatenated batch
+        for averaged, ref in zip(r["gradients"]["averaged"], r["gradients"]["ref"]):
+            assert averaged.dtype == torch.float64
+            torch.testing.assert_close(averaged, ref, rtol=CROSS_PATH_RTOL, atol=CROSS_PATH_ATOL)
+    r0, r1 = results[0]["training"], results[1]["training"]
+    assert r0["identical"] and r1["identical"]
+    for model in ("generator", "critic"):
+        assert all(torch.equal(r0[model][k], r1[model][k]) for k in r0[model]), model
+    # both LOCAL_RANK 0, yet different batches: the streams are seeded from the global rank
+    assert not torch.equal(r0["plain_local_sums"], r1["plain_local_sums"])
+    assert not torch.equal(r0["rng_ranks"][0], r0["rng_ranks"][1])
+    (run,) = list(runs.iterdir())
+    assert sum(node.stdout.count("run directory:") for node in done) == 1
+    log = (run / "log.txt").read_text()
+    assert "processes: world size 2 on 2 node(s), 1 per node (torchrun)" in log
+    assert "finished at step 2" in log and "parameters identical on all 2 processes" in log
+
+
+@pytest.mark.parametrize("rendezvous", ["c10d", "static"])
+def test_a_node_that_never_comes_ends_within_the_join_timeout(rendezvous, tmp_path):
+    # join_timeout (c10d) and timeout (static) are the documented knobs; 3 s here, 600 and 900 s by default
+    conf = "--rdzv-conf=join_timeout=3" if rendezvous == "c10d" else "--rdzv-conf=timeout=3"
+    node = ["--node-rank=0"] if rendezvous == "static" else []
+    started = time.monotonic()
+    (done,) = _agents(rendezvous, [[conf, *node]], ["-m", "wgan", "train", *TRAIN, "--runs-dir", str(tmp_path)],
+                      timeout=90)
+    assert done.returncode != 0
+    assert time.monotonic() - started < 60
+    last = done.stderr.strip().splitlines()[-1]
+    assert ("RendezvousTimeoutError" if rendezvous == "c10d" else "Timed out after") in last, done.stderr[-2000:]
+    assert not list(tmp_path.iterdir())  # no worker started, nothing written

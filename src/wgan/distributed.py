@@ -51,6 +51,11 @@ def node_count() -> int:
     return int(os.environ.get("GROUP_WORLD_SIZE", "1"))
 
 
+def local_world_size() -> int:
+    """How many processes torchrun started on this machine (--nproc-per-node)."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+
+
 def active() -> bool:
     return dist.is_available() and dist.is_initialized()
 
@@ -103,9 +108,16 @@ def _attempt_store() -> dict[str, Any]:
     torchrun's static rendezvous keeps one store for all the attempts of a job, so after a restart
     the first attempt's keys are still there: gloo's peer addresses among them. A restarted process
     that reads them before its peer has written its new one connects to a process that is gone
-    ("connectFullMesh ... Connection refused") and the restarted group fails to form."""
+    ("connectFullMesh ... Connection refused") and the restarted group fails to form. The same holds
+    for a second group in one attempt (train called twice in a process): each gets a number too."""
+    global _groups_made
     store, rank, world = next(dist.rendezvous("env://"))
-    return {"store": dist.PrefixStore(f"wgan/attempt-{restart_count()}", store), "rank": rank, "world_size": world}
+    prefix = f"wgan/attempt-{restart_count()}/group-{_groups_made}"
+    _groups_made += 1
+    return {"store": dist.PrefixStore(prefix, store), "rank": rank, "world_size": world}
+
+
+_groups_made = 0  # by this process: every process makes the same groups in the same order
 
 
 def local_device(device: torch.device) -> torch.device:

@@ -274,6 +274,9 @@ class TrainingRun:
                       f"preset={cfg.preset} dataset={cfg.dataset} ({len(state.data)} samples from {state.data.source}) "
                       f"model={cfg.model} loss={cfg.loss} device={state.device} "
                       f"precision={effective_precision(cfg.precision, state.device)} {batch}")
+        if world > 1:
+            self.log.line(f"processes: world size {world} on {distributed.node_count()} node(s), "
+                          f"{distributed.local_world_size()} per node (torchrun)")
         if distributed.restart_count():
             self.log.line(f"{rundir.RESTARTED} (restart {distributed.restart_count()} of {distributed.max_restarts()}) "
                           + (f"from step {state.step}" if resume is not None else "before its first checkpoint: a new run"))
