@@ -439,3 +439,36 @@ def test_a_node_that_never_comes_ends_within_the_join_timeout(rendezvous, tmp_pa
     last = done.stderr.strip().splitlines()[-1]
     assert ("RendezvousTimeoutError" if rendezvous == "c10d" else "Timed out after") in last, done.stderr[-2000:]
     assert not list(tmp_path.iterdir())  # no worker started, nothing written
+
+
+# ---------------------------------------------------------------------------------------------
+# --sync-batch-norm
+
+
+def test_sync_batch_norm_converts_every_batch_norm_and_keeps_the_checkpoint_format():
+    from wgan.training.state import synchronised_batch_norm
+
+    torch.manual_seed(0)
+    # a clipping preset's models: batch norm in the generator and in the critic
+    shape = ModelShape(latent_dim=8, width=8, critic_norm="batch", point_dim=0, channels=1, image_size=32)
+    generator, critic = build_models("dcgan32", shape)
+    before = {name: {k: v.clone() for k, v in m.state_dict().items()} for name, m in (("g", generator), ("c", critic))}
+    z = torch.randn(4, 8)
+    generator.eval()
+    expected = generator(z)
+    for name, model in (("g", generator), ("c", critic)):
+        norms = sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+        converted = synchronised_batch_norm(model, torch.device("cuda"))  # a conversion only: no GPU needed
+        assert norms > 0 and sum(isinstance(m, torch.nn.SyncBatchNorm) for m in converted.modules()) == norms
+        after = converted.state_dict()
+        assert after.keys() == before[name].keys() and all(torch.equal(after[k], before[name][k]) for k in after)
+    torch.testing.assert_close(generator(z), expected, rtol=0, atol=0)  # eval: the same running statistics
+
+
+def test_sync_batch_norm_on_a_cpu_is_one_line():
+    cfg = preset_config("quick", width=8, batch_size=8, device="cpu", tensorboard=False, conditional=False,
+                        sync_batch_norm=True)
+    data = Data("fashion-mnist", torch.zeros(16, 1, 28, 28, dtype=torch.uint8))
+    with pytest.raises(UserError, match=r"^--sync-batch-norm: torch's SyncBatchNorm runs only on CUDA \(NCCL\), "
+                                        r"not on cpu \(gloo\); leave it out there"):
+        TrainState.build(cfg, data=data)

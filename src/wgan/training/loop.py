@@ -220,7 +220,8 @@ class TrainingRun:
         """Everything before the first step: check, build, open the run directory and its log."""
         resume = ckpt.open_checkpoint(Path(resume)) if isinstance(resume, (str, Path)) else resume
         device = distributed.resolve_device(cfg.device)
-        fast = cfg.fast and device.type == "cuda" and not dry_run
+        # SyncBatchNorm's collectives and host-side checks are not captured in the fast path's CUDA graph
+        fast = cfg.fast and device.type == "cuda" and not dry_run and not cfg.sync_batch_norm
         total_steps = 2 if dry_run else cfg.steps
         check_processes_agree(cfg, resume)
         problem = None if resume is None else resume_problem(cfg, resume, total_steps)
