@@ -94,3 +94,89 @@ def test_damaged_folder_cache_is_rebuilt(tmp_path, monkeypatch, how):
         assert z["images"].shape == (5, 3, 16, 16) and z["keep"].all()
     load_dataset("image-folder", data_path=root, image_size=16)
     assert len(decoded) == 5  # the rebuilt cache serves the next load
+
+
+# ---------------------------------------------------------------------------------------------
+# The training images shared by a machine's processes: one mapped .npy file per content
+
+
+def _images(seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, 256, (40, 1, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+
+
+def test_shared_images_are_one_mapped_file_per_content():
+    from wgan.data import shared
+
+    x = _images()
+    mapped, note = shared.share_images(x)
+    assert note is None and torch.equal(mapped, x) and mapped.dtype == torch.uint8
+    (path,) = decoded_cache_dir().glob(f"{shared.PREFIX}*.npy")
+    assert path == shared.shared_path(shared.content_key(x))
+    assert mapped.data_ptr() != x.data_ptr()  # the file's pages, not the loader's copy
+    written = path.stat().st_mtime_ns
+    again, note = shared.share_images(x.clone())  # the same content: mapped, not written again
+    assert note is None and torch.equal(again, x) and path.stat().st_mtime_ns == written
+    other, _ = shared.share_images(_images(seed=1))
+    assert not torch.equal(other, x) and len(list(decoded_cache_dir().glob(f"{shared.PREFIX}*.npy"))) == 2
+
+
+@pytest.mark.parametrize("cut_bytes", [1, 1000])
+def test_a_half_written_shared_file_is_written_again(cut_bytes):
+    from wgan.data import shared
+
+    x = _images()
+    shared.share_images(x)
+    path = shared.shared_path(shared.content_key(x))
+    path.write_bytes(path.read_bytes()[:-cut_bytes])  # as a writer on another machine leaves it when it dies
+    assert not shared.is_complete(path)
+    mapped, note = shared.share_images(x)
+    assert note == f"{path}: a half-written cache file (its size is not what its header says); written again"
+    assert torch.equal(mapped, x) and shared.is_complete(path)
+
+
+def test_an_unwritable_cache_leaves_each_process_its_own_copy(monkeypatch, tmp_path):
+    from wgan.data import shared
+
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    monkeypatch.setattr(shared, "decoded_cache_dir", lambda: blocked / "decoded")
+    x = _images()
+    kept, note = shared.share_images(x)
+    assert kept is x and note.startswith(f"could not share the images through the cache {blocked / 'decoded'}")
+    assert note.endswith("every process keeps a copy of its own")
+
+
+def _share_and_report(x: torch.Tensor, report: Path, start) -> None:
+    from wgan.data import shared
+
+    start.wait()
+    mapped, _ = shared.share_images(x)
+    with open(report, "a") as f:
+        f.write(f"{int(torch.equal(mapped, x))}\n")
+
+
+def test_processes_sharing_at_once_write_the_file_once(tmp_path, monkeypatch):
+    import multiprocessing
+
+    from wgan.data import shared
+
+    writes = tmp_path / "writes"
+    real_write = shared.atomic_write
+
+    def counted(path, write):
+        with open(writes, "a") as f:
+            f.write(f"{path.name}\n")
+        real_write(path, write)
+
+    monkeypatch.setattr(shared, "atomic_write", counted)
+    context = multiprocessing.get_context("fork")
+    start = context.Barrier(3)
+    x = _images()
+    procs = [context.Process(target=_share_and_report, args=(x, tmp_path / "report", start)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=60)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    assert (tmp_path / "report").read_text().split() == ["1", "1", "1"]
+    assert len(writes.read_text().split()) == 1

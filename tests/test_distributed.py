@@ -22,6 +22,7 @@ import torch.multiprocessing as mp
 
 import wgan
 from conftest import CROSS_PATH_ATOL, CROSS_PATH_RTOL
+from wgan import checkpoint as ckpt
 from wgan import distributed, losses
 from wgan.config import preset_config
 from wgan.data import Data
@@ -307,3 +308,167 @@ def test_one_process_resumes_a_two_process_checkpoint(torchrun_run, tmp_path, ca
     assert "finished at step 4" in log.splitlines()[-1]
     state = torch.load(run / "checkpoints" / "step-00000004.pt", weights_only=True)
     assert "rng_ranks" not in state and state["step"] == 4
+
+
+# ---------------------------------------------------------------------------------------------
+# torchrun --max-restarts: a killed process
+
+
+def _kill_rank1_after_first_checkpoint(runs: Path, data: Path, max_restarts: int) -> subprocess.CompletedProcess:
+    """Nine steps in two processes under torchrun --max-restarts; rank 1 is killed (SIGKILL) as soon as the
+    step-3 checkpoint exists, three steps before the next one."""
+    command = _torchrun_command(*TRAIN, "--data", data, "--steps", 9, "--checkpoint-every-steps", 3,
+                                "--keep-checkpoints", 10, "--sample-every-steps", 0, "--runs-dir", runs)
+    command.insert(3, f"--max-restarts={max_restarts}")
+    proc = subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        rank1 = None
+        while not list(runs.glob("*/checkpoints/step-00000003.pt")):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
+            if rank1 is None:  # looked up beforehand, so that the kill follows the checkpoint at once
+                try:
+                    rank1 = _worker_pid(proc.pid, rank=1)
+                except AssertionError:
+                    pass
+            time.sleep(0.02)
+        os.kill(rank1 or _worker_pid(proc.pid, rank=1), signal.SIGKILL)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return subprocess.CompletedProcess(command, proc.returncode, out, err)
+
+
+def test_torchrun_restart_resumes_the_run_bitwise(torchrun_run, fashion_idx_dir_module, tmp_path):
+    runs = tmp_path / "runs"
+    done = _kill_rank1_after_first_checkpoint(runs, fashion_idx_dir_module, max_restarts=1)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    (run,) = list(runs.iterdir())  # the restarted processes found the first attempt's run
+    log = (run / "log.txt").read_text()
+    assert log.count("started:") == 1
+    assert "restarted by torchrun (restart 1 of 1) from step 3" in log
+    assert "finished at step 9" in log.splitlines()[-1]
+    # steps 4..6 trained again after the restart: bitwise what the uninterrupted run trained
+    uninterrupted = _flat(torch.load(torchrun_run[0] / "checkpoints" / "step-00000006.pt", weights_only=True))
+    restarted = _flat(torch.load(run / "checkpoints" / "step-00000006.pt", weights_only=True))
+    assert uninterrupted.keys() == restarted.keys()
+    assert all(torch.equal(uninterrupted[k], restarted[k]) for k in uninterrupted)
+
+
+def test_torchrun_without_restarts_fails_and_keeps_the_checkpoint(fashion_idx_dir_module, tmp_path):
+    runs = tmp_path / "runs"
+    done = _kill_rank1_after_first_checkpoint(runs, fashion_idx_dir_module, max_restarts=0)
+    assert done.returncode != 0
+    (run,) = list(runs.iterdir())
+    point = ckpt.open_checkpoint(run)  # loads, and belongs to the run
+    assert point.step == 3 and "restarted by torchrun" not in (run / "log.txt").read_text()
+
+
+# ---------------------------------------------------------------------------------------------
+# Two nodes on one machine: two torchrun agents on 127.0.0.1, one process each
+
+
+def _agents(rendezvous: str, node_args: list[list[str]], script_args: list[str], timeout: int = 150
+            ) -> list[subprocess.CompletedProcess]:
+    """torchrun --nnodes 2 --nproc-per-node 1 once per entry of `node_args`, all at once; their results."""
+    port = _free_port()
+    common = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1",
+              "--local-addr=127.0.0.1"]
+    if rendezvous == "c10d":
+        common += ["--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=wgan-test"]
+    else:
+        common += ["--master-addr=127.0.0.1", f"--master-port={port}"]
+    procs = [subprocess.Popen(common + extra + script_args, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for extra in node_args]
+    done = []
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=timeout)
+            done.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    return done
+
+
+@pytest.mark.parametrize("rendezvous", ["c10d", "static"])
+def test_two_nodes_train_as_one_job(rendezvous, fashion_idx_dir_module, tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    out.mkdir()
+    worker = [str(Path(__file__).with_name("two_node_worker.py")), str(out)]
+    train = [*TRAIN, "--data", str(fashion_idx_dir_module), "--steps", "2", "--sample-every-steps", "0",
+             "--runs-dir", str(runs)]
+    nodes = [[], []] if rendezvous == "c10d" else [["--node-rank=0"], ["--node-rank=1"]]
+    done = _agents(rendezvous, nodes, worker + train)
+    for node in done:
+        assert node.returncode == 0, node.stdout[-2000:] + node.stderr[-3000:]
+    results = [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+    assert [(r["rank"], r["local_rank"], r["world"], r["nodes"]) for r in results] == [(0, 0, 2, 2), (1, 0, 2, 2)]
+    for r in results:  # float64: the averaged gradients are one process's on the concatenated batch
+        for averaged, ref in zip(r["gradients"]["averaged"], r["gradients"]["ref"]):
+            assert averaged.dtype == torch.float64
+            torch.testing.assert_close(averaged, ref, rtol=CROSS_PATH_RTOL, atol=CROSS_PATH_ATOL)
+    r0, r1 = results[0]["training"], results[1]["training"]
+    assert r0["identical"] and r1["identical"]
+    for model in ("generator", "critic"):
+        assert all(torch.equal(r0[model][k], r1[model][k]) for k in r0[model]), model
+    # both LOCAL_RANK 0, yet different batches: the streams are seeded from the global rank
+    assert not torch.equal(r0["plain_local_sums"], r1["plain_local_sums"])
+    assert not torch.equal(r0["rng_ranks"][0], r0["rng_ranks"][1])
+    (run,) = list(runs.iterdir())
+    assert sum(node.stdout.count("run directory:") for node in done) == 1
+    log = (run / "log.txt").read_text()
+    assert "processes: world size 2 on 2 node(s), 1 per node (torchrun)" in log
+    assert "finished at step 2" in log and "parameters identical on all 2 processes" in log
+
+
+@pytest.mark.parametrize("rendezvous", ["c10d", "static"])
+def test_a_node_that_never_comes_ends_within_the_join_timeout(rendezvous, tmp_path):
+    # join_timeout (c10d) and timeout (static) are the documented knobs; 3 s here, 600 and 900 s by default
+    conf = "--rdzv-conf=join_timeout=3" if rendezvous == "c10d" else "--rdzv-conf=timeout=3"
+    node = ["--node-rank=0"] if rendezvous == "static" else []
+    started = time.monotonic()
+    (done,) = _agents(rendezvous, [[conf, *node]], ["-m", "wgan", "train", *TRAIN, "--runs-dir", str(tmp_path)],
+                      timeout=90)
+    assert done.returncode != 0
+    assert time.monotonic() - started < 60
+    last = done.stderr.strip().splitlines()[-1]
+    assert ("RendezvousTimeoutError" if rendezvous == "c10d" else "Timed out after") in last, done.stderr[-2000:]
+    assert not list(tmp_path.iterdir())  # no worker started, nothing written
+
+
+# ---------------------------------------------------------------------------------------------
+# --sync-batch-norm
+
+
+def test_sync_batch_norm_converts_every_batch_norm_and_keeps_the_checkpoint_format():
+    from wgan.training.state import synchronised_batch_norm
+
+    torch.manual_seed(0)
+    # a clipping preset's models: batch norm in the generator and in the critic
+    shape = ModelShape(latent_dim=8, width=8, critic_norm="batch", point_dim=0, channels=1, image_size=32)
+    generator, critic = build_models("dcgan32", shape)
+    before = {name: {k: v.clone() for k, v in m.state_dict().items()} for name, m in (("g", generator), ("c", critic))}
+    z = torch.randn(4, 8)
+    generator.eval()
+    expected = generator(z)
+    for name, model in (("g", generator), ("c", critic)):
+        norms = sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+        converted = synchronised_batch_norm(model, torch.device("cuda"))  # a conversion only: no GPU needed
+        assert norms > 0 and sum(isinstance(m, torch.nn.SyncBatchNorm) for m in converted.modules()) == norms
+        after = converted.state_dict()
+        assert after.keys() == before[name].keys() and all(torch.equal(after[k], before[name][k]) for k in after)
+    torch.testing.assert_close(generator(z), expected, rtol=0, atol=0)  # eval: the same running statistics
+
+
+def test_sync_batch_norm_on_a_cpu_is_one_line():
+    cfg = preset_config("quick", width=8, batch_size=8, device="cpu", tensorboard=False, conditional=False,
+                        sync_batch_norm=True)
+    data = Data("fashion-mnist", torch.zeros(16, 1, 28, 28, dtype=torch.uint8))
+    with pytest.raises(UserError, match=r"^--sync-batch-norm: torch's SyncBatchNorm runs only on CUDA \(NCCL\), "
+                                        r"not on cpu \(gloo\); leave it out there"):
+        TrainState.build(cfg, data=data)

@@ -149,6 +149,8 @@ class TrainConfig:
     precision: str = option("tf32", "fp32, tf32 or bf16 (CUDA; the penalty stays fp32)")
     fast: bool = option(True, "CUDA graph fast path on GPUs (--no-fast: plain eager step)")
     deterministic: bool = option(False, "deterministic algorithms (bitwise repeatable on CPU)")
+    sync_batch_norm: bool = option(False, "under torchrun on GPUs: batch norm's statistics over all processes' "
+                                   "batches (torch.nn.SyncBatchNorm; not on CPUs); default: each process's own")
     runs_dir: str = option("runs", "where numbered run directories are created")
     tensorboard: bool = option(True, "write TensorBoard event files")
 

@@ -36,6 +36,26 @@ def launched_rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
+def restart_count() -> int:
+    """How often torchrun has restarted the job's processes (--max-restarts); 0 in its first attempt."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+
+
+def max_restarts() -> int:
+    """torchrun's --max-restarts (0 without torchrun)."""
+    return int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0"))
+
+
+def node_count() -> int:
+    """How many machines (torchrun agents) the job has (1 without torchrun)."""
+    return int(os.environ.get("GROUP_WORLD_SIZE", "1"))
+
+
+def local_world_size() -> int:
+    """How many processes torchrun started on this machine (--nproc-per-node)."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+
+
 def active() -> bool:
     return dist.is_available() and dist.is_initialized()
 
@@ -70,9 +90,9 @@ def process_group(device: torch.device) -> Iterator[None]:
             raise UserError(f"process LOCAL_RANK {local_rank}: this machine shows {torch.cuda.device_count()} CUDA "
                             f"device(s); start at most that many processes per machine (--nproc-per-node)")
         torch.cuda.set_device(local_rank)
-        dist.init_process_group("nccl", device_id=torch.device("cuda", local_rank))
+        dist.init_process_group("nccl", device_id=torch.device("cuda", local_rank), **_attempt_store())
     else:
-        dist.init_process_group("gloo")
+        dist.init_process_group("gloo", **_attempt_store())
     yield
     # Not on an error: tearing down NCCL while a peer still waits in a collective can block, and the
     # process is about to exit anyway (torchrun then ends the others). On the way out every process
@@ -80,6 +100,24 @@ def process_group(device: torch.device) -> Iterator[None]:
     # down while its peer is busy has now and then aborted the leaving process (std::terminate).
     dist.barrier()
     dist.destroy_process_group()
+
+
+def _attempt_store() -> dict[str, Any]:
+    """torchrun's store (MASTER_ADDR:MASTER_PORT), its keys under a prefix of their own in each attempt.
+
+    torchrun's static rendezvous keeps one store for all the attempts of a job, so after a restart
+    the first attempt's keys are still there: gloo's peer addresses among them. A restarted process
+    that reads them before its peer has written its new one connects to a process that is gone
+    ("connectFullMesh ... Connection refused") and the restarted group fails to form. The same holds
+    for a second group in one attempt (train called twice in a process): each gets a number too."""
+    global _groups_made
+    store, rank, world = next(dist.rendezvous("env://"))
+    prefix = f"wgan/attempt-{restart_count()}/group-{_groups_made}"
+    _groups_made += 1
+    return {"store": dist.PrefixStore(prefix, store), "rank": rank, "world_size": world}
+
+
+_groups_made = 0  # by this process: every process makes the same groups in the same order
 
 
 def local_device(device: torch.device) -> torch.device:

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from wgan import checkpoint, rundir
+from wgan import checkpoint, distributed, rundir
 from wgan.config import TrainConfig, preset_config, resolve_sizes, validate
 from wgan.errors import UserError
 from wgan.training import train
@@ -26,12 +26,16 @@ def start_training(options: dict, *, resume: str | Path | None = None, dry_run: 
                         "--dry-run to resume, or drop --resume to check the options on a new run")
     options = {f.name: options.get(f.name) for f in dataclasses.fields(TrainConfig)} | options
     point = None
+    # A group that torchrun restarted (--max-restarts) continues the run its first attempt made, from the
+    # newest checkpoint: of the run given to --resume, or of the run of these options in --runs-dir.
+    restarted = distributed.restart_count() > 0
     if resume and str(resume) != "auto":
-        point = checkpoint.open_checkpoint(Path(resume))
+        target = Path(resume)
+        point = checkpoint.open_checkpoint(target.parent.parent if restarted and target.is_file() else target)
         cfg = checkpoint.resume_config(point, options)
     else:
         cfg = new_config(options)
-        if resume is not None:
+        if resume is not None or restarted:
             point, cfg = _resume_auto(cfg, options, note)
     if point is not None:
         rundir.check_stored_data(cfg.data, point.run_dir, given=options.get("data"))
@@ -56,8 +60,9 @@ def new_config(options: dict) -> TrainConfig:
 
 def _resume_auto(cfg: TrainConfig, options: dict, note: Callable[[str], None]):
     run = checkpoint.find_resumable_run(Path(cfg.runs_dir), cfg.to_dict())
-    note(f"--resume auto: resuming {run}" if run else
-         f"--resume auto: no run of these options with a checkpoint in {cfg.runs_dir}; starting a new one")
+    if distributed.launched_rank() == 0:  # under torchrun, once rather than once per process
+        note(f"--resume auto: resuming {run}" if run else
+             f"--resume auto: no run of these options with a checkpoint in {cfg.runs_dir}; starting a new one")
     if run is None:
         return None, cfg
     point = checkpoint.open_checkpoint(run)

@@ -151,6 +151,7 @@ def check_stored_data(data: str | None, run_dir: Path, given: str | None) -> Non
 
 STARTED = "started"
 RESUMED = "resumed from"
+RESTARTED = "restarted by torchrun"  # its processes resumed by themselves (--max-restarts)
 STOPPED_BY_SIGNAL = "stopped by signal"
 WRITE_FAILED = "stopped: could not write"
 DIVERGED = "diverged:"

@@ -14,7 +14,7 @@ the letters CSV (seconds to parse, a fraction of a second from the cache) and im
 (decoded, centre-cropped and resized to the model's size with worker threads and a progress bar).
 
 The package: core.py holds Data and what every format shares, search.py where files are looked for,
-cache.py the decoded cache, and each format has its module (idx.py, letters_csv.py, folders.py with
+cache.py the decoded cache, shared.py the training images mapped from one file by a machine's processes, and each format has its module (idx.py, letters_csv.py, folders.py with
 images.py, cifar.py, toy.py); this one is the registry and load_dataset.
 """
 

@@ -220,7 +220,8 @@ class TrainingRun:
         """Everything before the first step: check, build, open the run directory and its log."""
         resume = ckpt.open_checkpoint(Path(resume)) if isinstance(resume, (str, Path)) else resume
         device = distributed.resolve_device(cfg.device)
-        fast = cfg.fast and device.type == "cuda" and not dry_run
+        # SyncBatchNorm's collectives and host-side checks are not captured in the fast path's CUDA graph
+        fast = cfg.fast and device.type == "cuda" and not dry_run and not cfg.sync_batch_norm
         total_steps = 2 if dry_run else cfg.steps
         check_processes_agree(cfg, resume)
         problem = None if resume is None else resume_problem(cfg, resume, total_steps)
@@ -274,6 +275,12 @@ class TrainingRun:
                       f"preset={cfg.preset} dataset={cfg.dataset} ({len(state.data)} samples from {state.data.source}) "
                       f"model={cfg.model} loss={cfg.loss} device={state.device} "
                       f"precision={effective_precision(cfg.precision, state.device)} {batch}")
+        if world > 1:
+            self.log.line(f"processes: world size {world} on {distributed.node_count()} node(s), "
+                          f"{distributed.local_world_size()} per node (torchrun)")
+        if distributed.restart_count():
+            self.log.line(f"{rundir.RESTARTED} (restart {distributed.restart_count()} of {distributed.max_restarts()}) "
+                          + (f"from step {state.step}" if resume is not None else "before its first checkpoint: a new run"))
         saved_world = len(resume.state.get("rng_ranks") or [None]) if resume is not None else world
         if saved_world != world:
             self.log.line(f"the checkpoint was written by {saved_world} process(es), this run has {world}: the "

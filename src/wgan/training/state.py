@@ -8,6 +8,7 @@ continues exactly where it stopped.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -23,6 +24,7 @@ from wgan import distributed
 from wgan.classes import names_or_numbers
 from wgan.config import TrainConfig, validate
 from wgan.data import Data, load_dataset
+from wgan.data.shared import share_images
 from wgan.errors import TrainingDiverged, UserError, first_line
 from wgan.models import Critic, Generator, ModelShape, build_models, spectral_normalise
 from wgan.training.ema import GeneratorEMA
@@ -106,6 +108,26 @@ def check_batch_sizes(cfg: TrainConfig, data: Data, device: torch.device) -> Non
                             f"a quarter of the {memory / 2**30:.0f} GiB of {device}; use a smaller batch")
 
 
+def synchronised_batch_norm(model: nn.Module, device: torch.device) -> nn.Module:
+    """--sync-batch-norm: `model`'s batch norm layers normalise over every process's batch (the generator's,
+    and a clipping critic's; the penalised critics have none). Same parameters and buffers, same checkpoints."""
+    if device.type != "cuda":
+        raise UserError(f"--sync-batch-norm: torch's SyncBatchNorm runs only on CUDA (NCCL), not on {device} (gloo); "
+                        "leave it out there: each process then normalises its own batch")
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+
+def placed_data(data: Data, device: torch.device) -> Data:
+    """The data where the batches are drawn: a GPU holds the whole dataset (batches are index draws on the
+    device, no host round trip), and the log says so; on a CPU the batches are gathered from the mapped file."""
+    if device.type != "cuda":
+        return data
+    placed = data.to(device)
+    size_gib = data.x.numel() * data.x.element_size() / 2**30
+    return dataclasses.replace(placed, notes=placed.notes + [f"the dataset ({size_gib:.2f} GiB) is copied whole "
+                                                             f"to {device} memory"])
+
+
 # ---------------------------------------------------------------------------------------------
 # The state
 
@@ -145,18 +167,23 @@ class TrainState:
         if data is None:
             data = load_dataset(cfg.dataset, split="train", data_path=cfg.data, image_size=cfg.image_size or None,
                                 channels=cfg.channels or None, **cfg.load_options)
+            if not data.is_points:  # the processes of a machine map one copy rather than keep one each
+                shared, note = share_images(data.x)
+                data = dataclasses.replace(data, x=shared, notes=data.notes + ([note] if note else []))
         if cfg.conditional and data.y is None:
             raise UserError(f"--conditional needs a labelled dataset; {cfg.dataset} ({data.source}) has no classes")
         if cfg.conditional and data.num_classes < 2:
             raise UserError(f"--conditional: {cfg.dataset} ({data.source}) has only one class; conditional "
                             "training needs at least 2 (or drop --conditional)")
         check_batch_sizes(cfg, data, device)  # before anything of that size is allocated
-        data = data.to(device)
+        data = placed_data(data, device)
         shape = model_shape(cfg, data)
         generator, critic = build_models(cfg.model, shape)
         if cfg.loss == "sn":
             spectral_normalise(critic)
         generator, critic = generator.to(device), critic.to(device)
+        if cfg.sync_batch_norm:
+            generator, critic = synchronised_batch_norm(generator, device), synchronised_batch_norm(critic, device)
         distributed.broadcast_modules(generator, critic)
         opt_g, opt_c = make_optimizers(cfg, generator, critic, device, fast=fast)
         fixed_z, fixed_labels = fixed_inputs(cfg, shape, device)
