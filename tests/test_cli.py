@@ -88,7 +88,7 @@ def test_train_writes_a_self_describing_run_directory(quick_run):
 
     log = (quick_run / "log.txt").read_text()
     assert "started" in log and "finished at step 20" in log
-    assert "precision=fp32" in log and "step: plain eager (fp32; the fast path is for CUDA)" in log
+    assert "precision=fp32 (auto: " in log and "step: plain eager (fp32; the fast path is for CUDA)" in log
 
     records = [json.loads(line) for line in (quick_run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [5, 10, 15, 20]
