@@ -110,6 +110,10 @@ def describe_device(device: torch.device) -> str:
     return f"CPU {platform.processor() or platform.machine()} x{torch.get_num_threads()} threads (torch {torch.__version__})"
 
 
+def _its(value: float) -> str:
+    return f"{value:.3g}" if value < 100 else f"{value:.0f}"  # a CPU step can take seconds: 0.43, not 0.4
+
+
 def _mib(value: float) -> str:
     return "-" if math.isnan(value) else f"{value:.0f}"  # no peak memory figure on a CPU
 
@@ -122,7 +126,7 @@ def print_table(results: list[dict], cfg, device: torch.device) -> None:
     print("(vs eager: against the faster of the eager runs)" if len(results) > 3 else "", end="\n" if len(results) > 3 else "")
     base = max(r["iterations_per_s"] for r in results if r["variant"] == "eager (plain)")
     for r in results:
-        print(f"{r['variant']:<16} {r['precision']:<9} {r['iterations_per_s']:>10.1f} {r['critic_images_per_s']:>14.0f} "
+        print(f"{r['variant']:<16} {r['precision']:<9} {_its(r['iterations_per_s']):>10} {r['critic_images_per_s']:>14.0f} "
               f"{_mib(r['peak_mem_mib']):>10} {r['iterations_per_s'] / base:>8.2f}x")
         if r["note"]:
             print(f"  note: {r['note']}")
@@ -137,5 +141,5 @@ def bf16_line(results: list[dict]) -> str:
     if not (bf16 and other):
         return "bf16: not timed"
     b, o = bf16[0], other[0]
-    return (f"bf16 vs {o['precision']} ({b['variant']}): {b['iterations_per_s']:.1f} vs {o['iterations_per_s']:.1f} "
+    return (f"bf16 vs {o['precision']} ({b['variant']}): {_its(b['iterations_per_s'])} vs {_its(o['iterations_per_s'])} "
             f"gen it/s = {b['iterations_per_s'] / o['iterations_per_s']:.2f}x")

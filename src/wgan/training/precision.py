@@ -3,9 +3,9 @@ gives, and the autocast region that applies it.
 
 On CUDA, tf32 allows TF32 matmuls and bf16 runs the models under CUDA autocast. On a CPU, tf32 is no
 setting (fp32), and bf16 runs them under CPU autocast where the CPU has native bf16 instructions
-(AVX512-BF16 or AMX on x86, BF16 on Arm). Without them bf16 is emulated: an AMD EPYC (Zen 3, no
-AVX-512) ran the quick preset's step 7x slower in bf16 than in fp32, so a run that asks for it there is
-refused, and only `wgan bench` times it. In every case the losses and the penalty's gradient norm are fp32.
+(AVX512-BF16 or AMX on x86, BF16 on Arm). Without them bf16 is emulated: on a 2-core AMD EPYC without
+AVX-512 the quick preset's step ran at 0.09-0.14x its fp32 speed in bf16, so a run that asks for it
+there is refused, and only `wgan bench` times it. In every case the losses and the penalty's gradient norm are fp32.
 
 `auto` (the default): tf32 on CUDA; on a CPU fp32, and bf16 only where the CPU has it natively and bf16
 training was measured equal in quality to fp32 (CPU_BF16_MEASURED_EQUAL; see docs/levers.md).
