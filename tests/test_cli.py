@@ -88,7 +88,7 @@ def test_train_writes_a_self_describing_run_directory(quick_run):
 
     log = (quick_run / "log.txt").read_text()
     assert "started" in log and "finished at step 20" in log
-    assert "precision=fp32" in log and "step: plain eager (fp32; the fast path is for CUDA)" in log
+    assert "precision=fp32 (auto: " in log and "step: plain eager (fp32; the fast path is for CUDA)" in log
 
     records = [json.loads(line) for line in (quick_run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [5, 10, 15, 20]
@@ -250,6 +250,21 @@ def test_sample_walk_writes_a_gif_of_every_frame(quick_run, tmp_path, capsys):
         assert gif.info["loop"] == 0 and gif.info["duration"] == 80
 
 
+def test_sample_walk_writes_an_mp4_that_imageio_reads_back(quick_run, tmp_path, capsys):
+    import imageio.v2 as imageio
+
+    out = tmp_path / "walk.mp4"
+    rc, stdout, err = run_cli(capsys, "sample", "--run", str(quick_run), "--walk", "3", "--frames", "2", "--num", "4",
+                              "--out", str(out), "--frame-ms", "100")
+    assert rc == 0, err
+    assert f"wrote a latent walk to {out}: 6 frames (3 points x 2), 4 walks" in stdout
+    with imageio.get_reader(out, format="FFMPEG") as reader:
+        fps = reader.get_meta_data()["fps"]
+        frames = list(reader.iter_data())
+    assert len(frames) == 6 and frames[0].shape == (2 * 30 + 2, 2 * 30 + 2, 3) and fps == pytest.approx(10.0)
+    assert not np.array_equal(frames[0], frames[1]), "the walk moves"
+
+
 def test_a_conditional_walk_is_one_row_per_walk_and_one_column_per_class(conditional_dry_run, tmp_path, capsys):
     out = tmp_path / "walk.gif"
     rc, stdout, err = run_cli(capsys, "sample", "--run", str(conditional_dry_run), "--walk", "2", "--frames", "2",
@@ -289,7 +304,7 @@ def test_sample_refuses_bad_walk_and_truncation_options_with_one_line(quick_run,
                                                                          argv, needles):
     from wgan import animation
 
-    monkeypatch.setattr(animation, "_mp4_plugin_missing", lambda: True)  # as here, where imageio-ffmpeg is absent
+    monkeypatch.setattr(animation, "_mp4_plugin_missing", lambda: True)  # as where imageio-ffmpeg is not installed
     out_dir = tmp_path / "out"
     out = [] if "--out" in argv else ["--out", str(out_dir / "walk.gif" if "--walk" in argv else out_dir / "x.npz")]
     argv = [str(out_dir / a) if a.startswith("walk.") else a for a in argv]

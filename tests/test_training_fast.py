@@ -225,15 +225,21 @@ def test_cuda_graph_step_matches_eager_on_gpu(case):
         assert torch.allclose(p.float(), q.float(), rtol=1e-3, atol=1e-4), name
 
 
-def test_bench_cpu_prints_its_table(capsys):
+def test_bench_cpu_prints_its_table(capsys, tmp_path):
+    import json
+
     from wgan.cli import main
 
-    assert main(["bench", "--device", "cpu", "--seconds", "0.5", "--preset", "quick", "--batch", "8"]) == 0
+    assert main(["bench", "--device", "cpu", "--seconds", "0.5", "--preset", "quick", "--batch", "8",
+                 "--json", str(tmp_path / "bench.json")]) == 0
     out = capsys.readouterr().out
     assert "gen it/s" in out and "eager (plain)" in out and "vs eager" in out
     rows = [line.split() for line in out.splitlines() if line.startswith("eager")]
-    assert [row[-5] for row in rows] == ["fp32", "fp32"]  # no tf32 claim on a CPU
-    assert [row[-2] for row in rows] == ["-", "-"]  # no peak memory figure on a CPU
+    assert [row[-5] for row in rows] == ["fp32", "fp32", "bf16"]  # no tf32 claim on a CPU; bf16 beside fp32
+    assert [row[-2] for row in rows] == ["-", "-", "-"]  # no peak memory figure on a CPU
+    fused = [r for r in json.loads((tmp_path / "bench.json").read_text())["results"] if r["variant"] == "eager fused"]
+    ratio = fused[1]["iterations_per_s"] / fused[0]["iterations_per_s"]
+    assert "bf16 vs fp32 (eager fused): " in out and f"gen it/s = {ratio:.2f}x" in out
 
 
 def test_bench_timing_ends_near_the_seconds_asked_for():

@@ -1,5 +1,6 @@
 """`wgan bench`: the fast step against a plain eager step of the same model, same batch, same data,
-in one process, so the ratio is measured rather than assumed."""
+in one process, so the ratio is measured rather than assumed; and bf16 beside fp32 (tf32 on CUDA), on a
+CPU too, where bf16 runs emulated if the CPU has no native bf16 (the row says so)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from wgan.data import DATASETS, Data, load_dataset
 from wgan.distributed import resolve_device
 from wgan.errors import UserError
 from wgan.training.fast import make_step
+from wgan.training.precision import resolve_precision
 from wgan.training.state import TrainState, set_precision
-from wgan.training.step import effective_precision
 
 
 def bench_data(cfg, device: torch.device, n: int = 20000) -> tuple[Data, str]:
@@ -79,21 +80,22 @@ def run_bench(preset: str, *, batch_size: int | None, seconds: float, device_nam
     data, data_note = bench_data(cfg, device)
     print(f"data: {data_note}")
     plain = ("eager (plain)", dict(fast=False, precision="fp32"))
-    variants = [plain]
+    fast_label = "fast" if device.type == "cuda" else "eager fused"
+    variants = [plain, (fast_label, dict(fast=True))]
+    if resolve_precision(cfg.precision, device, emulated_ok=True).name != "bf16":
+        variants.append((fast_label, dict(fast=True, precision="bf16")))
     if device.type == "cuda":
-        variants.append(("fast", dict(fast=True)))
-        if cfg.precision != "bf16":
-            variants.append(("fast", dict(fast=True, precision="bf16")))
         variants.append(plain)  # timed again last: the ratio uses the better of the two eager runs
-    else:
-        variants.append(("eager fused", dict(fast=True)))
     for label, change in variants:
         vcfg = dataclasses.replace(cfg, **change)
         fast = vcfg.fast
-        state = TrainState.build(vcfg, fast=fast and device.type == "cuda", data=data)
+        precision = resolve_precision(vcfg.precision, device, emulated_ok=True)
+        state = TrainState.build(vcfg, fast=fast and device.type == "cuda", data=data, precision=precision)
         data = state.data
-        set_precision(vcfg.precision, False)
+        set_precision(precision.name, False)
         step, note = make_step(state, fast)
+        if precision.why.startswith("emulated"):
+            note = "; ".join(filter(None, [note, precision.why]))
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         # On CUDA the warm-up also autotunes cuDNN and captures the graph; a CPU step needs one to settle.
@@ -101,7 +103,7 @@ def run_bench(preset: str, *, batch_size: int | None, seconds: float, device_nam
         peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")
         results.append(dict(variant=label, iterations_per_s=its, critic_images_per_s=its * vcfg.critic_steps * vcfg.batch_size,
                             iterations=count, peak_mem_mib=peak, note=note or "",
-                            precision=effective_precision(vcfg.precision, device)))
+                            precision=precision.name))
         del state, step
     return results, cfg, device
 
@@ -110,6 +112,10 @@ def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (torch {torch.__version__}, CUDA {torch.version.cuda})"
     return f"CPU {platform.processor() or platform.machine()} x{torch.get_num_threads()} threads (torch {torch.__version__})"
+
+
+def _its(value: float) -> str:
+    return f"{value:.3g}" if value < 100 else f"{value:.0f}"  # a CPU step can take seconds: 0.43, not 0.4
 
 
 def _mib(value: float) -> str:
@@ -124,7 +130,20 @@ def print_table(results: list[dict], cfg, device: torch.device) -> None:
     print("(vs eager: against the faster of the eager runs)" if len(results) > 3 else "", end="\n" if len(results) > 3 else "")
     base = max(r["iterations_per_s"] for r in results if r["variant"] == "eager (plain)")
     for r in results:
-        print(f"{r['variant']:<16} {r['precision']:<9} {r['iterations_per_s']:>10.1f} {r['critic_images_per_s']:>14.0f} "
+        print(f"{r['variant']:<16} {r['precision']:<9} {_its(r['iterations_per_s']):>10} {r['critic_images_per_s']:>14.0f} "
               f"{_mib(r['peak_mem_mib']):>10} {r['iterations_per_s'] / base:>8.2f}x")
         if r["note"]:
             print(f"  note: {r['note']}")
+    print(bf16_line(results))
+
+
+def bf16_line(results: list[dict]) -> str:
+    """bf16 against the other precision of the same (fast or fused) step, timed in the same process."""
+    fast = [r for r in results if r["variant"] != "eager (plain)"]
+    bf16 = [r for r in fast if r["precision"] == "bf16"]
+    other = [r for r in fast if r["precision"] != "bf16"]
+    if not (bf16 and other):
+        return "bf16: not timed"
+    b, o = bf16[0], other[0]
+    return (f"bf16 vs {o['precision']} ({b['variant']}): {_its(b['iterations_per_s'])} vs {_its(o['iterations_per_s'])} "
+            f"gen it/s = {b['iterations_per_s'] / o['iterations_per_s']:.2f}x")

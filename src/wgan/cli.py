@@ -209,7 +209,8 @@ def _bench_parser(sub) -> None:
     p.add_argument("--batch", type=int, default=None, help="batch size (default: the preset's)")
     p.add_argument("--seconds", type=float, default=10.0, help="timed seconds per variant")
     add_config_option(p, "device", default="auto")
-    add_config_option(p, "precision", help="fast variant's precision: fp32, tf32, bf16 (default: preset's)")
+    add_config_option(p, "precision", help="fast variant's precision: auto, fp32, tf32 or bf16 (default: the preset's); "
+                      "bf16 is timed beside it")
     add_config_option(p, "data", help="dataset files (else the usual search; synthetic if absent)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
 

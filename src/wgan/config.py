@@ -25,7 +25,7 @@ LOSSES = {
           "(Miyato et al. 2018)",
 }
 OPTIMIZERS = ("adam", "rmsprop")
-PRECISIONS = ("fp32", "tf32", "bf16")
+PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 
 
 def flag(name: str) -> str:
@@ -146,7 +146,8 @@ class TrainConfig:
     seed: int = option(0, "random seed", SEED)
     # Execution
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
-    precision: str = option("tf32", "fp32, tf32 or bf16 (CUDA; the penalty stays fp32)")
+    precision: str = option("auto", "auto, fp32, tf32 or bf16 (auto: tf32 on CUDA, fp32 on a CPU; bf16: CUDA, or a CPU "
+                            "with native bf16; the losses and the penalty's norm stay fp32)")
     fast: bool = option(True, "CUDA graph fast path on GPUs (--no-fast: plain eager step)")
     deterministic: bool = option(False, "deterministic algorithms (bitwise repeatable on CPU)")
     sync_batch_norm: bool = option(False, "under torchrun on GPUs: batch norm's statistics over all processes' "

@@ -30,6 +30,11 @@ def wasserstein_estimate(real_scores: torch.Tensor, fake_scores: torch.Tensor) -
     return real_scores.mean() - fake_scores.mean()
 
 
+def upcast(t: torch.Tensor) -> torch.Tensor:
+    """bf16/fp16 (autocast) results as fp32, for losses and the penalty; fp32 and fp64 stay as they are."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 def interpolate(real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
     """x_hat = eps * real + (1 - eps) * fake with one eps ~ U[0, 1] per sample (Algorithm 1, line 4)."""
     if eps is None:
@@ -53,10 +58,13 @@ def gradient_penalty(
     penalty's gradient reaches the critic's parameters: this is a double backward, which is why the
     penalty must never sit inside a torch.compile region.
     """
-    x_hat = interpolate(real.detach(), fake.detach(), eps).requires_grad_(True)
+    x_hat = interpolate(upcast(real.detach()), upcast(fake.detach()), eps).requires_grad_(True)
     scores = critic(x_hat) if labels is None else critic(x_hat, labels)
-    (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
-    return penalty_from_gradient(grad, one_sided=one_sided)
+    (grad,) = torch.autograd.grad(upcast(scores).sum(), x_hat, create_graph=True)
+    # Where the critic ran under bf16 autocast, the norm of its input gradient is still taken in fp32:
+    # it is compared with 1, and bf16 keeps only 3 significant digits.
+    with torch.autocast(grad.device.type, enabled=False):
+        return penalty_from_gradient(upcast(grad), one_sided=one_sided)
 
 
 def penalty_from_gradient(grad: torch.Tensor, *, one_sided: bool = False) -> torch.Tensor:

@@ -21,7 +21,8 @@ from wgan import augment
 from wgan.data import to_model_space
 from wgan.errors import first_line
 from wgan.training.schedule import LinearDecay
-from wgan.training.step import WganStep, effective_precision, upcast
+from wgan.losses import upcast
+from wgan.training.step import WganStep
 
 WARMUP_STEPS = 3  # eager steps before capture: they create optimiser state and let cuDNN pick kernels
 
@@ -270,7 +271,7 @@ def make_step(state, fast: bool):
             schedule = LinearDecay([(state.opt_g, cfg.lr_generator), (state.opt_c, cfg.lr_critic)], cfg.steps,
                                    state.step, on_device=graph)
         return step_cls(cfg, state.generator, state.critic, state.opt_g, state.opt_c, state.data, state.device,
-                        ema=state.ema, schedule=schedule)
+                        ema=state.ema, schedule=schedule, precision=state.precision)
 
     if not fast:
         return build(WganStep), None
@@ -284,9 +285,9 @@ def make_step(state, fast: bool):
 def describe_step(step_fn, cfg, device: torch.device, dry_run: bool) -> str:
     """What runs each generator iteration, for log.txt: the fast path or not, and why not."""
     if isinstance(step_fn, CudaGraphStep):
-        return f"fast: the fused iteration replayed from one CUDA graph ({cfg.precision})"
+        return f"fast: the fused iteration replayed from one CUDA graph ({step_fn.step.precision.name})"
     if isinstance(step_fn, FusedWganStep):
-        return f"fused eager ({effective_precision(cfg.precision, device)})"
+        return f"fused eager ({step_fn.precision.name})"
     why = ("the fast path is for CUDA" if device.type != "cuda" else "--no-fast" if not cfg.fast else
            "a dry run" if dry_run else "")
-    return f"plain eager ({effective_precision(cfg.precision, device)}{'; ' + why if why else ''})"
+    return f"plain eager ({step_fn.precision.name}{'; ' + why if why else ''})"

@@ -32,7 +32,7 @@ from wgan.rundir import NullLog, RunLog, quality_summary
 from wgan.training.fast import describe_step, make_step
 from wgan.training.samples import save_grid, save_points_figure
 from wgan.training.state import TrainState, check_finite_parameters, export_generator, grid_columns
-from wgan.training.step import STAT_NAMES, effective_precision, generator_iteration
+from wgan.training.step import STAT_NAMES, generator_iteration
 
 
 def train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None = None, dry_run: bool = False,
@@ -274,7 +274,7 @@ class TrainingRun:
         self.log.line(f"{rundir.RESUMED + ' ' + str(resume.checkpoint) if resume else rundir.STARTED}: "
                       f"preset={cfg.preset} dataset={cfg.dataset} ({len(state.data)} samples from {state.data.source}) "
                       f"model={cfg.model} loss={cfg.loss} device={state.device} "
-                      f"precision={effective_precision(cfg.precision, state.device)} {batch}")
+                      f"precision={state.precision} {batch}")
         if world > 1:
             self.log.line(f"processes: world size {world} on {distributed.node_count()} node(s), "
                           f"{distributed.local_world_size()} per node (torchrun)")

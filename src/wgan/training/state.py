@@ -28,6 +28,7 @@ from wgan.data.shared import share_images
 from wgan.errors import TrainingDiverged, UserError, first_line
 from wgan.models import Critic, Generator, ModelShape, build_models, spectral_normalise
 from wgan.training.ema import GeneratorEMA
+from wgan.training.precision import Precision, resolve_precision
 from wgan.training.step import STAT_NAMES
 
 # ---------------------------------------------------------------------------------------------
@@ -41,6 +42,7 @@ def seed_everything(seed: int) -> None:
 
 
 def set_precision(precision: str, deterministic: bool) -> None:
+    """torch's process-wide flags for a resolved precision (fp32, tf32 or bf16) and --deterministic."""
     tf32 = precision in ("tf32", "bf16")
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32
@@ -155,15 +157,19 @@ class TrainState:
     pending: dict | None = None
     ema: GeneratorEMA | None = None  # the generator's moving average, which is sampled and evaluated
     notes: list[str] = field(default_factory=list)  # what restoring a checkpoint had to say
+    precision: Precision = Precision("fp32", "asked for")  # what the steps compute in, and why
 
     @classmethod
-    def build(cls, cfg: TrainConfig, fast: bool = False, data: Data | None = None) -> "TrainState":
+    def build(cls, cfg: TrainConfig, fast: bool = False, data: Data | None = None,
+              precision: Precision | None = None) -> "TrainState":
+        """`precision`: already resolved (`wgan bench` times emulated bf16), else from cfg.precision."""
         validate(cfg)
         device = distributed.resolve_device(cfg.device)
+        precision = precision or resolve_precision(cfg.precision, device)  # a refusal before any data is read
         # seed + rank: every process draws its own batches and noise (rank 0's streams are a single
         # process's); the models are made equal below.
         seed_everything(cfg.seed + distributed.rank())
-        set_precision(cfg.precision, cfg.deterministic)
+        set_precision(precision.name, cfg.deterministic)
         if data is None:
             data = load_dataset(cfg.dataset, split="train", data_path=cfg.data, image_size=cfg.image_size or None,
                                 channels=cfg.channels or None, **cfg.load_options)
@@ -191,7 +197,8 @@ class TrainState:
         if cfg.ema_halflife_kimg > 0:  # after the broadcast: every process averages the same weights
             ema = GeneratorEMA(generator, halflife_kimg=cfg.ema_halflife_kimg, rampup=cfg.ema_rampup,
                                images_per_step=cfg.generator_batch_size * distributed.world_size())
-        return cls(cfg, device, data, shape, generator, critic, opt_g, opt_c, fixed_z, fixed_labels, ema=ema)
+        return cls(cfg, device, data, shape, generator, critic, opt_g, opt_c, fixed_z, fixed_labels, ema=ema,
+                   precision=precision)
 
     # --- state for checkpoints -------------------------------------------------------------
     def state_dict(self) -> dict:

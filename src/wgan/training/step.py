@@ -22,19 +22,10 @@ from wgan.config import TrainConfig
 from wgan.data import Data
 from wgan.models import Critic, Generator, power_iteration_paused
 from wgan.training.ema import GeneratorEMA
+from wgan.training.precision import Precision, autocast_region, resolve_precision
 from wgan.training.schedule import LinearDecay
 
 STAT_NAMES = ("loss_critic", "loss_generator", "wasserstein", "penalty")
-
-
-def upcast(t: torch.Tensor) -> torch.Tensor:
-    """bf16/fp16 (autocast) results as fp32, for losses and the penalty; fp32 and fp64 stay as they are."""
-    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
-
-
-def effective_precision(precision: str, device: torch.device) -> str:
-    """What a step computes in: tf32 and bf16 are CUDA settings, so on a CPU everything is fp32."""
-    return precision if device.type == "cuda" else "fp32"
 
 
 class WganStep:
@@ -43,18 +34,25 @@ class WganStep:
     After the generator's update it updates the generator's moving average (`ema`) and moves the
     learning rates one iteration on (`schedule`), where the run has them. With --augment, every
     image the critic sees passes through DiffAugment first (wgan.augment), the interpolates of the
-    penalty lying between the augmented real and generated images the critic was shown."""
+    penalty lying between the augmented real and generated images the critic was shown.
+
+    `precision`: what it computes in (wgan.training.precision), else resolved from cfg.precision."""
 
     def __init__(self, cfg: TrainConfig, generator: Generator, critic: Critic, opt_g, opt_c, data: Data,
-                 device: torch.device, *, ema: GeneratorEMA | None = None, schedule: LinearDecay | None = None):
+                 device: torch.device, *, ema: GeneratorEMA | None = None, schedule: LinearDecay | None = None,
+                 precision: Precision | None = None):
         self.cfg, self.generator, self.critic, self.opt_g, self.opt_c, self.data = cfg, generator, critic, opt_g, opt_c, data
         self.conditional = generator.shape.conditional
         self.device = device
         self.ema, self.schedule = ema, schedule
         self.augmentations = cfg.augmentations
         self.sums = torch.zeros(len(STAT_NAMES), device=device)
-        bf16 = effective_precision(cfg.precision, device) == "bf16"
-        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else nullcontext()
+        self.precision = precision or resolve_precision(cfg.precision, device)
+        self.autocast = autocast_region(self.precision, device)
+        # On a CPU the penalty's critic passes (a forward and a double backward, most of a critic update's
+        # arithmetic) run under autocast too, or bf16 would hardly pay there; its gradient norm stays fp32
+        # (losses.gradient_penalty). On CUDA the penalty runs whole in fp32, as benchmarked.
+        self.penalty_autocast = self.autocast if device.type == "cpu" else nullcontext()
 
     def _noise(self, n: int | None = None) -> torch.Tensor:
         return torch.randn(n or self.cfg.batch_size, self.generator.shape.latent_dim, device=self.device)
@@ -80,17 +78,17 @@ class WganStep:
             real_scores, real_logits = self._scores(real, labels)
             with power_iteration_paused(self.critic) if self.cfg.loss == "sn" else nullcontext():
                 fake_scores, _ = self._scores(fake, labels)
-        # The penalty's double backward runs in fp32 whatever the precision: bf16 gradients of the
-        # critic w.r.t. its input are too coarse for a norm compared with 1.
-        return self._update_critic(real_scores, fake_scores, self._penalty(real, upcast(fake), labels),
+        # The penalty is computed outside the models' autocast region (see penalty_autocast): on CUDA its
+        # double backward runs in fp32 whatever the precision.
+        return self._update_critic(real_scores, fake_scores, self._penalty(real, losses.upcast(fake), labels),
                                    self._class_loss(real_logits, labels))
 
     def _scores(self, x: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The critic's scores, and its class logits where it has an AC-GAN head (fp32)."""
         if not self.critic.classifies:
-            return upcast(self.critic(x, labels)), None
+            return losses.upcast(self.critic(x, labels)), None
         scores, logits = self.critic(x, labels, with_logits=True)
-        return upcast(scores), upcast(logits)
+        return losses.upcast(scores), losses.upcast(logits)
 
     def _class_loss(self, logits: torch.Tensor | None, labels: torch.Tensor | None) -> torch.Tensor | None:
         return None if logits is None else losses.class_loss(logits, labels)
@@ -100,7 +98,8 @@ class WganStep:
         """The gradient penalty of a gp/lp critic (eps: the interpolation draws, else drawn here); 0 otherwise."""
         if not self.cfg.uses_penalty:
             return torch.zeros((), device=self.device)
-        return losses.gradient_penalty(self.critic, real, fake, labels, one_sided=self.cfg.loss == "lp", eps=eps)
+        with self.penalty_autocast:
+            return losses.gradient_penalty(self.critic, real, fake, labels, one_sided=self.cfg.loss == "lp", eps=eps)
 
     def _update_critic(self, real_scores: torch.Tensor, fake_scores: torch.Tensor, penalty: torch.Tensor,
                        class_loss: torch.Tensor | None = None) -> torch.Tensor:
