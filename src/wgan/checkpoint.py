@@ -29,7 +29,7 @@ from wgan.config import TrainConfig, flag, validate_model
 from wgan.data import dataset_class_names
 from wgan.errors import UserError, first_line, writing
 from wgan.files import atomic_write
-from wgan.models import ModelShape, build_models
+from wgan.models import ModelShape, generator_for_weights, shape_problem
 
 
 FORMAT = "wgan-checkpoint-1"
@@ -431,32 +431,36 @@ def _read_generator_file(path: Path, option: str = "--weights") -> tuple[dict, d
 def _build_generator(config: dict, shape: dict, tensors: dict, device, origin: Path):
     """The generator that `config` and `shape` describe, loaded with `tensors`: the description is checked,
     and the tensors against the model it makes built on the meta device (sizes only, nothing allocated),
-    before any memory is given to it. Edited metadata or foreign tensors are one UserError naming `origin`."""
+    before any memory is given to it; no critic is built. Edited metadata or foreign tensors are one
+    UserError naming `origin`."""
     try:
         cfg = validate_model(TrainConfig.from_dict(config))
     except UserError as exc:
         raise UserError(f"{origin}: {exc}") from None
     try:
         model_shape = ModelShape(**shape)
-        with torch.device("meta"):
-            skeleton, _ = build_models(cfg.model, model_shape)
+        problem = shape_problem(cfg.model, model_shape)
+        skeleton = None if problem else generator_for_weights(cfg.model, model_shape)
     except Exception as exc:  # a shape edited into nonsense raises from deep inside the layers it builds
-        raise UserError(f"{origin}: unreadable model shape ({first_line(exc)}): not a file `wgan export` wrote, "
-                        "or one edited since") from None
+        problem = first_line(exc)
+    if problem:
+        raise UserError(f"{origin}: unreadable model shape ({problem}): not a file `wgan export` wrote, "
+                        "or one edited since")
     problem = _weights_problem(skeleton.state_dict(), tensors)
     if problem:
         raise UserError(f"{origin}: {problem}")
-    generator, _ = build_models(cfg.model, model_shape)
+    generator = generator_for_weights(cfg.model, model_shape, device)
     generator.load_state_dict(tensors)
-    return generator.to(device).eval()
+    return generator.eval()
 
 
 def _weights_problem(expected: dict, tensors: dict) -> str | None:
     """Why `tensors` cannot be the weights of a model whose state_dict is `expected` (shapes only), or None."""
     missing = [k for k in expected if k not in tensors]
     unexpected = [k for k in tensors if k not in expected]
-    wrong = [f"{k} is {tuple(tensors[k].shape)}, the model's {tuple(v.shape)}" for k, v in expected.items()
-             if k in tensors and tuple(tensors[k].shape) != tuple(v.shape)]
+    wrong = [f"{k} is {tuple(tensors[k].shape)} {tensors[k].dtype}, the model's {tuple(v.shape)} {v.dtype}"
+             for k, v in expected.items()
+             if k in tensors and (tuple(tensors[k].shape) != tuple(v.shape) or tensors[k].dtype != v.dtype)]
     listed = lambda names: ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")  # noqa: E731
     parts = ([f"missing {listed(missing)}"] if missing else []) + \
             ([f"unexpected {listed(unexpected)}"] if unexpected else []) + ([listed(wrong)] if wrong else [])

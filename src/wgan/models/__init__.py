@@ -12,6 +12,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
+import torch
 from torch import nn
 
 from wgan.models.core import CRITIC_NORMS, Critic, Generator, ModelShape
@@ -19,7 +20,7 @@ from wgan.models.dcgan import build_dcgan28, build_dcgan32, build_dcgan64, build
 from wgan.models.resnet import build_resnet32, build_resnet64
 
 __all__ = ["CRITIC_NORMS", "CONDITIONINGS", "MODELS", "Critic", "Generator", "ModelEntry", "ModelShape",
-           "build_models", "power_iteration_paused", "spectral_normalise"]
+           "build_models", "generator_for_weights", "power_iteration_paused", "shape_problem", "spectral_normalise"]
 
 # How a conditional critic may see the label, per model: the ResNets take all three.
 CONDITIONINGS = ("input", "acgan", "projection")
@@ -55,6 +56,48 @@ def build_models(name: str, shape: ModelShape) -> tuple[Generator, Critic]:
         generator.apply(entry.init)
         critic.apply(entry.init)
     return generator, critic
+
+
+SHAPE_COUNTS = ("channels", "image_size", "latent_dim", "width", "num_classes", "point_dim")
+GENERATOR_NORMS = ("none", "batch")
+
+
+def shape_problem(name: str, shape: ModelShape) -> str | None:
+    """Why the named model cannot be built for `shape`, or None. A shape read from a file (a checkpoint, an
+    exported generator) is checked here before anything is built from it; the generator itself is run on the
+    meta device (sizes only, nothing allocated) to see that it makes the samples the shape states."""
+    entry = MODELS[name]
+    for key in SHAPE_COUNTS:  # sizes beyond the weights' own are refused by comparing the two, not by a limit
+        value = getattr(shape, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            return f"{key} {value!r} is not a whole number >= 0"
+    names = (("critic_norm", CRITIC_NORMS), ("generator_norm", GENERATOR_NORMS), ("conditioning", CONDITIONINGS))
+    for key, accepted in names:
+        if getattr(shape, key) not in accepted:
+            return f"{key} {getattr(shape, key)!r} is not one of {', '.join(accepted)}"
+    if shape.latent_dim < 1 or shape.width < 1:
+        return "latent_dim and width must be at least 1"
+    if shape.point_dim == 0 and (shape.channels < 1 or shape.image_size < 1):
+        return "an image model needs channels and image_size of at least 1"
+    if shape.point_dim == 0 and entry.image_sizes is not None and shape.image_size not in entry.image_sizes:
+        return f"image_size {shape.image_size}: {name} makes {' or '.join(map(str, entry.image_sizes))} pixel images"
+    if shape.conditional and shape.conditioning not in entry.conditionings:
+        return f"conditioning {shape.conditioning}: {name} conditions by {', '.join(entry.conditionings)}"
+    with torch.device("meta"):
+        generator = build_models(name, shape)[0].eval()
+        labels = torch.zeros(1, dtype=torch.int64) if shape.conditional else None
+        made = tuple(generator(torch.empty(1, shape.latent_dim), labels).shape[1:])
+    if made != shape.sample_shape:
+        return f"its generator makes samples of {made}, not the {shape.sample_shape} the shape states"
+    return None
+
+
+def generator_for_weights(name: str, shape: ModelShape, device: str | torch.device = "meta") -> Generator:
+    """The named generator on `device` with uninitialised memory, for load_state_dict to fill. The pair is
+    built on the meta device, so only the generator is ever given memory: sampling needs no critic."""
+    with torch.device("meta"):
+        generator, _ = build_models(name, shape)
+    return generator if torch.device(device).type == "meta" else generator.to_empty(device=device)
 
 
 def spectral_normalise(critic: nn.Module) -> nn.Module:
