@@ -29,7 +29,7 @@ from wgan.config import TrainConfig, flag, validate_model
 from wgan.data import dataset_class_names
 from wgan.errors import UserError, first_line, writing
 from wgan.files import atomic_write
-from wgan.models import ModelShape, generator_for_weights, shape_problem
+from wgan.models import ModelShape, generator_for_weights, samples_problem, shape_problem
 
 
 FORMAT = "wgan-checkpoint-1"
@@ -449,8 +449,13 @@ def _build_generator(config: dict, shape: dict, tensors: dict, device, origin: P
     problem = _weights_problem(skeleton.state_dict(), tensors)
     if problem:
         raise UserError(f"{origin}: {problem}")
-    generator = generator_for_weights(cfg.model, model_shape, device)
-    generator.load_state_dict(tensors)
+    generator = skeleton
+    generator.load_state_dict(tensors, assign=True)  # the tensors read become its weights: no second copy
+    generator.to(device)
+    problem = samples_problem(generator)
+    if problem:
+        raise UserError(f"{origin}: its model shape does not fit its weights ({problem}): not a file `wgan export` "
+                        "wrote, or one edited since")
     return generator.eval()
 
 

@@ -444,7 +444,7 @@ def _write_samples(out: Path, samples, shape, args: argparse.Namespace) -> None:
             arrays["labels"] = samples.requested_labels.numpy()
         np.savez_compressed(out, **arrays)
     else:
-        from wgan.training.samples import save_grid
+        from wgan.grids import save_grid
 
         nrow = shape.num_classes if shape.conditional and args.label is None else max(1, int(args.num ** 0.5))
         save_grid(out, samples.x, nrow=nrow)

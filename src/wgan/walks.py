@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from wgan.data import to_uint8_images
+from wgan.grids import make_grid
 from wgan.latents import draw_latents
 
 # Below this sine of the angle between two points the arc's formula divides by almost nothing, and the arc
@@ -107,7 +108,5 @@ def render_walk(generator: nn.Module, *, num_walks: int, num_points: int, frames
 
 def grid_frames(walk: Walk) -> torch.Tensor:
     """Each frame's images as one grid picture, white between them: uint8 (T, H, W, 3)."""
-    from torchvision.utils import make_grid  # torchvision adds ~2 s to a process's start
-
     grids = [make_grid(frame, nrow=walk.columns, padding=2, pad_value=255) for frame in walk.frames]
     return torch.stack(grids).permute(0, 2, 3, 1).contiguous()
