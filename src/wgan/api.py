@@ -20,8 +20,8 @@ import torch
 from wgan import checkpoint
 from wgan.classes import class_index, class_indices
 from wgan.errors import UserError
-from wgan.metrics.samples import generate_samples
-from wgan.walks import render_walk
+from wgan.metrics.samples import generate_samples, samples_memory_problem
+from wgan.walks import render_walk, walk_memory_problem
 
 
 def load_generator(source: str | Path, device: str | torch.device = "cpu",
@@ -80,6 +80,7 @@ class TrainedGenerator:
         one per sample; None: every class in turn. truncation: each noise coordinate within
         [-truncation, truncation] (resampled, not clamped). seed: the same seed gives the same samples."""
         _check_count(num, "num")
+        _check_held(samples_memory_problem(num, self.module.shape), f"num={num!r}", "sample fewer at a time")
         _check_truncation(truncation)
         label_tensor = self._labels(labels, num)
         seed = random.SystemRandom().randrange(2**62) if seed is None else _check_seed(seed)
@@ -100,6 +101,9 @@ class TrainedGenerator:
         _check_count(frames, "frames")
         _check_count(num_walks, "num_walks")
         _check_truncation(truncation)
+        rows = len(self.classes) if self.conditional and label is None else 1  # every class, or the one named
+        _check_held(walk_memory_problem(num_points * frames * num_walks * rows, self.module.shape),
+                    f"num_points={num_points}, frames={frames}, num_walks={num_walks}", "use fewer")
         index = None if label is None else self._labels(label, 1)[0].item()
         walk = render_walk(self.module, num_walks=num_walks, num_points=num_points, frames_per_segment=frames,
                            seed=_check_seed(seed), truncation=truncation, label=index, device=self.device)
@@ -125,6 +129,11 @@ class TrainedGenerator:
 def _check_count(value, name: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name}={value!r}: must be a whole number >= 1")
+
+
+def _check_held(problem: str | None, what: str, advice: str) -> None:
+    if problem:
+        raise ValueError(f"{what}: {problem}; {advice}")
 
 
 def _check_truncation(truncation) -> None:

@@ -105,9 +105,14 @@ def _archive_problem(path: Path) -> str | None:
     """Why `path` is not an intact zip archive (what torch.save writes), or None."""
     try:
         with zipfile.ZipFile(path) as archive:
-            damaged = archive.testzip()
+            # torch.save stores every entry as it is; a compressed one could unpack to far more than the
+            # file holds (a zip bomb), and PyTorch's reader would allocate all of it
+            packed = [i.filename for i in archive.infolist() if i.compress_type != zipfile.ZIP_STORED]
+            damaged = None if packed else archive.testzip()
     except Exception:  # a parser on untrusted bytes: whatever it raises means the same thing
         return "truncated or not a checkpoint (not a complete PyTorch zip archive)"
+    if packed:
+        return f"not a checkpoint torch.save wrote: {packed[0]} is compressed (it never compresses)"
     if damaged is not None:
         return f"corrupt checkpoint: {damaged} fails its CRC check (damaged on disk or in transfer)"
     return None
@@ -403,6 +408,9 @@ def _is_zip(path: Path) -> bool:
 
 def _read_generator_file(path: Path, option: str = "--weights") -> tuple[dict, dict, dict, int | None, str,
                                                                          list | None]:
+    """An exported generator's metadata, and its tensors as meta-device stand-ins (their shapes and dtypes
+    from the file's header): the tensors themselves are read by _build_generator once they fit the model,
+    so a foreign or edited file is refused having read its header alone."""
     if not path.is_file():
         accepted = ("a generator .safetensors file written by `wgan export`" if option == "--weights" else
                     "a run directory, one of its checkpoints or a generator .safetensors file")
@@ -410,7 +418,7 @@ def _read_generator_file(path: Path, option: str = "--weights") -> tuple[dict, d
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            sizes = {k: (f.get_slice(k).get_shape(), f.get_slice(k).get_dtype()) for k in f.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise UserError(f"{path}: not a readable safetensors file ({first_line(exc)})") from None
     try:
@@ -422,10 +430,31 @@ def _read_generator_file(path: Path, option: str = "--weights") -> tuple[dict, d
     except (KeyError, ValueError):
         raise UserError(f"{path}: safetensors file without wgan metadata (config/shape); "
                         "write it with `wgan export`") from None
+    unknown = sorted({dtype for _, dtype in sizes.values() if dtype not in SAFETENSORS_DTYPES})
+    if unknown:
+        raise UserError(f"{path}: holds tensors of type {', '.join(unknown)}, which a wgan generator never has")
+    stand_ins = {k: torch.empty(dims, dtype=SAFETENSORS_DTYPES[dtype], device="meta") for k, (dims, dtype) in sizes.items()}
     step = meta.get("step")
     weights = "ema" if meta.get("weights") == "ema" else "raw"  # files written before averaging hold the raw ones
-    return (config, shape, tensors, int(step) if step is not None and step.isdigit() else None, weights,
+    return (config, shape, stand_ins, int(step) if step is not None and step.isdigit() else None, weights,
             _metadata_class_names(path, meta))
+
+
+# The header's names of the dtypes torch.save and `wgan export` write.
+SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                      "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+                      "BOOL": torch.bool}
+
+
+def _read_tensors(path: Path, tensors: dict) -> dict:
+    """The tensors of the safetensors file `path` whose meta-device stand-ins `tensors` are."""
+    if not any(t.is_meta for t in tensors.values()):
+        return tensors
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise UserError(f"{path}: not a readable safetensors file ({first_line(exc)})") from None
 
 
 def _build_generator(config: dict, shape: dict, tensors: dict, device, origin: Path):
@@ -449,6 +478,10 @@ def _build_generator(config: dict, shape: dict, tensors: dict, device, origin: P
     problem = _weights_problem(skeleton.state_dict(), tensors)
     if problem:
         raise UserError(f"{origin}: {problem}")
+    tensors = _read_tensors(origin, tensors)  # only now: their sizes are the model's
+    problem = _values_problem(tensors)
+    if problem:
+        raise UserError(f"{origin}: {problem}")
     generator = skeleton
     generator.load_state_dict(tensors, assign=True)  # the tensors read become its weights: no second copy
     generator.to(device)
@@ -459,20 +492,29 @@ def _build_generator(config: dict, shape: dict, tensors: dict, device, origin: P
     return generator.eval()
 
 
+def _listed(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
 def _weights_problem(expected: dict, tensors: dict) -> str | None:
-    """Why `tensors` cannot be the weights of a model whose state_dict is `expected` (shapes only), or None."""
+    """Why `tensors` cannot be the weights of a model whose state_dict is `expected` (shapes and dtypes only:
+    `tensors` may be meta-device stand-ins), or None."""
     missing = [k for k in expected if k not in tensors]
     unexpected = [k for k in tensors if k not in expected]
     wrong = [f"{k} is {tuple(tensors[k].shape)} {tensors[k].dtype}, the model's {tuple(v.shape)} {v.dtype}"
              for k, v in expected.items()
              if k in tensors and (tuple(tensors[k].shape) != tuple(v.shape) or tensors[k].dtype != v.dtype)]
-    listed = lambda names: ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")  # noqa: E731
-    parts = ([f"missing {listed(missing)}"] if missing else []) + \
-            ([f"unexpected {listed(unexpected)}"] if unexpected else []) + ([listed(wrong)] if wrong else [])
+    parts = ([f"missing {_listed(missing)}"] if missing else []) + \
+            ([f"unexpected {_listed(unexpected)}"] if unexpected else []) + ([_listed(wrong)] if wrong else [])
     if parts:
         return f"weights do not match the model its config and shape describe: {'; '.join(parts)}"
+    return None
+
+
+def _values_problem(tensors: dict) -> str | None:
+    """Why the values of `tensors` cannot be a generator's weights (NaN or infinite ones), or None."""
     bad = [k for k, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if bad:
-        return (f"weights hold NaN or infinite values ({listed(bad)}): the run diverged before this was written, or "
+        return (f"weights hold NaN or infinite values ({_listed(bad)}): the run diverged before this was written, or "
                 "the file is damaged; use an earlier checkpoint")
     return None

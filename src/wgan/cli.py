@@ -333,15 +333,11 @@ MAX_GRID_IMAGES = 10_000  # a 100 x 100 grid: more is no longer a picture anyone
 
 def _check_sample_count(num: int, out: Path, shape) -> None:
     """Sample counts that cannot be held or drawn are refused before sampling, with the memory they need."""
-    import torch
+    from wgan.metrics.samples import samples_memory_problem
 
-    from wgan.distributed import memory_bytes
-
-    need = num * (math.prod(shape.sample_shape) + 4 * shape.latent_dim)  # uint8 samples and their fp32 noise
-    memory = memory_bytes(torch.device("cpu"))
-    if need > memory / 4:
-        raise UserError(f"--num {num}: {need / 2**30:.1f} GiB of samples in memory, more than a quarter of this "
-                        f"machine's {memory / 2**30:.0f} GiB; write fewer (several files, with other --seed values)")
+    problem = samples_memory_problem(num, shape)
+    if problem:
+        raise UserError(f"--num {num}: {problem}; write fewer (several files, with other --seed values)")
     if out.suffix == ".png" and num > MAX_GRID_IMAGES:
         raise UserError(f"--num {num}: a grid of more than {MAX_GRID_IMAGES:,} images; write them as .npz")
 
@@ -422,15 +418,11 @@ def sample_walk(args: argparse.Namespace) -> int:
 
 def _check_walk_size(images: int, shape) -> None:
     """A walk whose frames cannot be held is refused before rendering, with what it needs."""
-    import torch
+    from wgan.walks import walk_memory_problem
 
-    from wgan.distributed import memory_bytes
-
-    need = images * math.prod(shape.sample_shape) * 4  # the images, and their grids in RGB (uint8)
-    memory = memory_bytes(torch.device("cpu"))
-    if need > memory / 4:
-        raise UserError(f"--walk/--frames/--num: {images:,} images, {need / 2**30:.1f} GiB in memory, more than a "
-                        f"quarter of this machine's {memory / 2**30:.0f} GiB; use fewer points, frames or walks")
+    problem = walk_memory_problem(images, shape)
+    if problem:
+        raise UserError(f"--walk/--frames/--num: {problem}; use fewer points, frames or walks")
 
 
 def _write_samples(out: Path, samples, shape, args: argparse.Namespace) -> None:
