@@ -14,7 +14,6 @@ import io
 import json
 import pickle
 import re
-import zipfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from wgan.classes import class_names_problem
 from wgan.config import TrainConfig, flag, validate_model
 from wgan.data import dataset_class_names
 from wgan.errors import UserError, first_line, writing
-from wgan.files import atomic_write
+from wgan.files import atomic_write, stored_zip_problem
 from wgan.models import ModelShape, generator_for_weights, samples_problem, shape_problem
 
 
@@ -101,23 +100,6 @@ def set_aside_newer(folder: Path, step: int) -> list[Path]:
 # Loading
 
 
-def _archive_problem(path: Path) -> str | None:
-    """Why `path` is not an intact zip archive (what torch.save writes), or None."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            # torch.save stores every entry as it is; a compressed one could unpack to far more than the
-            # file holds (a zip bomb), and PyTorch's reader would allocate all of it
-            packed = [i.filename for i in archive.infolist() if i.compress_type != zipfile.ZIP_STORED]
-            damaged = None if packed else archive.testzip()
-    except Exception:  # a parser on untrusted bytes: whatever it raises means the same thing
-        return "truncated or not a checkpoint (not a complete PyTorch zip archive)"
-    if packed:
-        return f"not a checkpoint torch.save wrote: {packed[0]} is compressed (it never compresses)"
-    if damaged is not None:
-        return f"corrupt checkpoint: {damaged} fails its CRC check (damaged on disk or in transfer)"
-    return None
-
-
 def _unpickling_problem(exc: pickle.UnpicklingError) -> str:
     global_name = re.search(r"GLOBAL ([\w.]+)", str(exc))
     if global_name:
@@ -131,9 +113,9 @@ def load_checkpoint(path: Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: checkpoint not found")
-    problem = _archive_problem(path)
+    problem = stored_zip_problem(path)
     if problem:
-        raise UserError(f"{path}: {problem}")
+        raise UserError(f"{path}: not a checkpoint torch.save wrote intact ({problem})")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
