@@ -14,7 +14,6 @@ import io
 import json
 import pickle
 import re
-import zipfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -28,8 +27,8 @@ from wgan.classes import class_names_problem
 from wgan.config import TrainConfig, flag, validate_model
 from wgan.data import dataset_class_names
 from wgan.errors import UserError, first_line, writing
-from wgan.files import atomic_write
-from wgan.models import ModelShape, build_models
+from wgan.files import atomic_write, stored_zip_problem
+from wgan.models import ModelShape, generator_for_weights, samples_problem, shape_problem
 from wgan.sample_rules import check_export_suffix
 
 
@@ -102,18 +101,6 @@ def set_aside_newer(folder: Path, step: int) -> list[Path]:
 # Loading
 
 
-def _archive_problem(path: Path) -> str | None:
-    """Why `path` is not an intact zip archive (what torch.save writes), or None."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            damaged = archive.testzip()
-    except Exception:  # a parser on untrusted bytes: whatever it raises means the same thing
-        return "truncated or not a checkpoint (not a complete PyTorch zip archive)"
-    if damaged is not None:
-        return f"corrupt checkpoint: {damaged} fails its CRC check (damaged on disk or in transfer)"
-    return None
-
-
 def _unpickling_problem(exc: pickle.UnpicklingError) -> str:
     global_name = re.search(r"GLOBAL ([\w.]+)", str(exc))
     if global_name:
@@ -127,9 +114,9 @@ def load_checkpoint(path: Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: checkpoint not found")
-    problem = _archive_problem(path)
+    problem = stored_zip_problem(path)
     if problem:
-        raise UserError(f"{path}: {problem}")
+        raise UserError(f"{path}: not a checkpoint torch.save wrote intact ({problem})")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -403,6 +390,9 @@ def _is_zip(path: Path) -> bool:
 
 def _read_generator_file(path: Path, option: str = "--weights") -> tuple[dict, dict, dict, int | None, str,
                                                                          list | None]:
+    """An exported generator's metadata, and its tensors as meta-device stand-ins (their shapes and dtypes
+    from the file's header): the tensors themselves are read by _build_generator once they fit the model,
+    so a foreign or edited file is refused having read its header alone."""
     if not path.is_file():
         accepted = ("a generator .safetensors file written by `wgan export`" if option == "--weights" else
                     "a run directory, one of its checkpoints or a generator .safetensors file")
@@ -410,7 +400,7 @@ def _read_generator_file(path: Path, option: str = "--weights") -> tuple[dict, d
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            sizes = {k: (f.get_slice(k).get_shape(), f.get_slice(k).get_dtype()) for k in f.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise UserError(f"{path}: not a readable safetensors file ({first_line(exc)})") from None
     try:
@@ -422,48 +412,91 @@ def _read_generator_file(path: Path, option: str = "--weights") -> tuple[dict, d
     except (KeyError, ValueError):
         raise UserError(f"{path}: safetensors file without wgan metadata (config/shape); "
                         "write it with `wgan export`") from None
+    unknown = sorted({dtype for _, dtype in sizes.values() if dtype not in SAFETENSORS_DTYPES})
+    if unknown:
+        raise UserError(f"{path}: holds tensors of type {', '.join(unknown)}, which a wgan generator never has")
+    stand_ins = {k: torch.empty(dims, dtype=SAFETENSORS_DTYPES[dtype], device="meta") for k, (dims, dtype) in sizes.items()}
     step = meta.get("step")
     weights = "ema" if meta.get("weights") == "ema" else "raw"  # files written before averaging hold the raw ones
-    return (config, shape, tensors, int(step) if step is not None and step.isdigit() else None, weights,
+    return (config, shape, stand_ins, int(step) if step is not None and step.isdigit() else None, weights,
             _metadata_class_names(path, meta))
+
+
+# The header's names of the dtypes torch.save and `wgan export` write.
+SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                      "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+                      "BOOL": torch.bool}
+
+
+def _read_tensors(path: Path, tensors: dict) -> dict:
+    """The tensors of the safetensors file `path` whose meta-device stand-ins `tensors` are."""
+    if not any(t.is_meta for t in tensors.values()):
+        return tensors
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise UserError(f"{path}: not a readable safetensors file ({first_line(exc)})") from None
 
 
 def _build_generator(config: dict, shape: dict, tensors: dict, device, origin: Path):
     """The generator that `config` and `shape` describe, loaded with `tensors`: the description is checked,
     and the tensors against the model it makes built on the meta device (sizes only, nothing allocated),
-    before any memory is given to it. Edited metadata or foreign tensors are one UserError naming `origin`."""
+    before any memory is given to it; no critic is built. Edited metadata or foreign tensors are one
+    UserError naming `origin`."""
     try:
         cfg = validate_model(TrainConfig.from_dict(config))
     except UserError as exc:
         raise UserError(f"{origin}: {exc}") from None
     try:
         model_shape = ModelShape(**shape)
-        with torch.device("meta"):
-            skeleton, _ = build_models(cfg.model, model_shape)
+        problem = shape_problem(cfg.model, model_shape)
+        skeleton = None if problem else generator_for_weights(cfg.model, model_shape)
     except Exception as exc:  # a shape edited into nonsense raises from deep inside the layers it builds
-        raise UserError(f"{origin}: unreadable model shape ({first_line(exc)}): not a file `wgan export` wrote, "
-                        "or one edited since") from None
+        problem = first_line(exc)
+    if problem:
+        raise UserError(f"{origin}: unreadable model shape ({problem}): not a file `wgan export` wrote, "
+                        "or one edited since")
     problem = _weights_problem(skeleton.state_dict(), tensors)
     if problem:
         raise UserError(f"{origin}: {problem}")
-    generator, _ = build_models(cfg.model, model_shape)
-    generator.load_state_dict(tensors)
-    return generator.to(device).eval()
+    tensors = _read_tensors(origin, tensors)  # only now: their sizes are the model's
+    problem = _values_problem(tensors)
+    if problem:
+        raise UserError(f"{origin}: {problem}")
+    generator = skeleton
+    generator.load_state_dict(tensors, assign=True)  # the tensors read become its weights: no second copy
+    generator.to(device)
+    problem = samples_problem(generator)
+    if problem:
+        raise UserError(f"{origin}: its model shape does not fit its weights ({problem}): not a file `wgan export` "
+                        "wrote, or one edited since")
+    return generator.eval()
+
+
+def _listed(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
 def _weights_problem(expected: dict, tensors: dict) -> str | None:
-    """Why `tensors` cannot be the weights of a model whose state_dict is `expected` (shapes only), or None."""
+    """Why `tensors` cannot be the weights of a model whose state_dict is `expected` (shapes and dtypes only:
+    `tensors` may be meta-device stand-ins), or None."""
     missing = [k for k in expected if k not in tensors]
     unexpected = [k for k in tensors if k not in expected]
-    wrong = [f"{k} is {tuple(tensors[k].shape)}, the model's {tuple(v.shape)}" for k, v in expected.items()
-             if k in tensors and tuple(tensors[k].shape) != tuple(v.shape)]
-    listed = lambda names: ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")  # noqa: E731
-    parts = ([f"missing {listed(missing)}"] if missing else []) + \
-            ([f"unexpected {listed(unexpected)}"] if unexpected else []) + ([listed(wrong)] if wrong else [])
+    wrong = [f"{k} is {tuple(tensors[k].shape)} {tensors[k].dtype}, the model's {tuple(v.shape)} {v.dtype}"
+             for k, v in expected.items()
+             if k in tensors and (tuple(tensors[k].shape) != tuple(v.shape) or tensors[k].dtype != v.dtype)]
+    parts = ([f"missing {_listed(missing)}"] if missing else []) + \
+            ([f"unexpected {_listed(unexpected)}"] if unexpected else []) + ([_listed(wrong)] if wrong else [])
     if parts:
         return f"weights do not match the model its config and shape describe: {'; '.join(parts)}"
+    return None
+
+
+def _values_problem(tensors: dict) -> str | None:
+    """Why the values of `tensors` cannot be a generator's weights (NaN or infinite ones), or None."""
     bad = [k for k, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if bad:
-        return (f"weights hold NaN or infinite values ({listed(bad)}): the run diverged before this was written, or "
+        return (f"weights hold NaN or infinite values ({_listed(bad)}): the run diverged before this was written, or "
                 "the file is damaged; use an earlier checkpoint")
     return None

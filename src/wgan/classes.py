@@ -8,6 +8,7 @@ the classes there are, which the command line and the Python API both show as th
 from __future__ import annotations
 
 import operator
+import unicodedata
 from typing import Sequence
 
 LISTED_CLASSES = 30  # a folder of a thousand classes is not listed in full in a one-line error
@@ -24,13 +25,24 @@ def names_or_numbers(names: Sequence[str] | None, num_classes: int) -> list[str]
     return names if len(names) == num_classes else numbered(num_classes)
 
 
+MAX_NAME_CHARS = 255  # a folder's name, the longest a class name a dataset gives can be
+
+
 def class_names_problem(names, num_classes: int) -> str | None:
     """Why `names` (read from a file) cannot be the names of `num_classes` classes, or None."""
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         return "class names are not a list of strings"
     if len(names) != num_classes:
         return f"{len(names)} class names for {num_classes} classes"
+    odd = next((n for n in names if not 0 < len(n) <= MAX_NAME_CHARS or _breaks_a_line(n)), None)
+    if odd is not None:  # printed in one-line messages and drawn under grids: no control characters, no essays
+        return f"class name {odd[:40]!r} is empty, over {MAX_NAME_CHARS} characters or holds control characters"
     return None
+
+
+def _breaks_a_line(name: str) -> bool:
+    """Whether `name` holds a control character or a line separator (a terminal would act on it)."""
+    return any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in name)
 
 
 def describe_classes(names: Sequence[str]) -> str:

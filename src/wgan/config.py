@@ -11,7 +11,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
-from wgan.errors import UserError, file_in_the_way
+from wgan.errors import UserError, file_in_the_way, first_line
+from wgan.files import read_small_text
+
+CONFIG_LIMIT_BYTES = 1 << 20  # a config (config.json) is a few kB: more is not one wgan wrote, and is never read
 
 # Cheap names of what other modules implement, so that validating them imports no torch (a test keeps
 # them in step with the implementations).
@@ -192,10 +195,14 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, path: Path) -> "TrainConfig":
+        text = read_small_text(Path(path), CONFIG_LIMIT_BYTES)
+        if text is None:
+            raise UserError(f"{path}: not a readable wgan config (missing, not a regular file, or over "
+                            f"{CONFIG_LIMIT_BYTES >> 20} MiB)")
         try:
-            return cls.from_dict(json.loads(Path(path).read_text()))
-        except (OSError, json.JSONDecodeError, TypeError) as exc:
-            raise UserError(f"{path}: not a readable wgan config ({exc})") from None
+            return cls.from_dict(json.loads(text))
+        except (json.JSONDecodeError, RecursionError, TypeError) as exc:
+            raise UserError(f"{path}: not a readable wgan config ({first_line(exc)})") from None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,7 +6,9 @@ Nothing here knows about GANs, and nothing of ours is imported: every other modu
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import IO, Callable
 
@@ -55,3 +57,35 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def read_small_text(path: Path, limit_bytes: int) -> str | None:
+    """The text of the regular file `path` if it holds at most `limit_bytes` bytes, else None (also when
+    it is missing, unreadable, or a FIFO or device, whose reading would never end): no more than the limit
+    is ever read, whatever the file claims to be."""
+    try:
+        with open(path, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return None
+            data = f.read(limit_bytes + 1)
+    except OSError:
+        return None
+    return data.decode("utf-8", errors="replace") if len(data) <= limit_bytes else None
+
+
+def stored_zip_problem(path: Path) -> str | None:
+    """Why `path` is not an intact zip archive of stored (uncompressed) entries, as torch.save and
+    numpy.savez write, or None. A compressed entry could unpack to far more than the file holds (a zip
+    bomb), and the readers would allocate all of it, so it is refused before anything is unpacked; the
+    CRC32 checksums are verified, which PyTorch's reader does not do."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            packed = [i.filename for i in archive.infolist() if i.compress_type != zipfile.ZIP_STORED]
+            damaged = None if packed else archive.testzip()
+    except Exception:  # a parser on untrusted bytes: whatever it raises means the same thing
+        return "truncated or not a complete zip archive"
+    if packed:
+        return f"{packed[0]} is compressed, which the files written here never are"
+    if damaged is not None:
+        return f"{damaged} fails its CRC check (damaged on disk or in transfer)"
+    return None

@@ -24,8 +24,9 @@ from typing import Any, Iterator
 import numpy as np
 from PIL import Image
 
+from wgan.config import CONFIG_LIMIT_BYTES
 from wgan.errors import UserError, os_reason
-from wgan.files import atomic_write
+from wgan.files import atomic_write, read_small_text
 
 CONFIG = "config.json"
 LOG = "log.txt"
@@ -119,12 +120,18 @@ def write_config(config: dict, run_dir: Path) -> None:
 
 
 def read_config(run_dir: Path) -> dict | None:
-    """The run's config.json as a dict, or None when it is missing or unreadable."""
-    try:
-        config = json.loads((Path(run_dir) / CONFIG).read_text())
-    except (OSError, ValueError):
-        return None
+    """The run's config.json as a dict, or None when it is missing, unreadable or far too large."""
+    text = read_small_text(Path(run_dir) / CONFIG, CONFIG_LIMIT_BYTES)
+    config = None if text is None else parse_json(text)
     return config if isinstance(config, dict) else None
+
+
+def parse_json(text: str):
+    """`text` parsed, or None when it is not JSON (nested past Python's recursion limit included)."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
 
 
 def is_run_dir(path: Path) -> bool:
@@ -244,13 +251,11 @@ def read_records(run_dir: Path) -> list[dict]:
     if not path.exists():
         return []
     records = []
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            record = clean_record(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-        if record is not None:
-            records.append(record)
+    with open(path, errors="replace") as f:  # line by line: the file grows all run long
+        for line in f:
+            record = clean_record(parse_json(line))
+            if record is not None:
+                records.append(record)
     return records
 
 
@@ -266,12 +271,11 @@ def keep_records_until(run_dir: Path, step: int) -> None:
     if not path.exists():
         return
     kept = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line).get("step", 0) <= step:
-                kept.append(line)
-        except json.JSONDecodeError:
-            continue
+    with open(path, errors="replace") as f:
+        for line in f:
+            record = clean_record(parse_json(line))  # a line edited past reading goes with the cut lines
+            if record is not None and record["step"] <= step:
+                kept.append(line.rstrip("\n"))
     atomic_write(path, lambda f: f.write("".join(k + "\n" for k in kept).encode()))
 
 

@@ -5,12 +5,14 @@ edited source is read again. The cache is only a copy: a damaged or unwritable o
 from __future__ import annotations
 
 import hashlib
+import math
+import zipfile
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from wgan.files import atomic_write, user_cache_dir
+from wgan.files import atomic_write, stored_zip_problem, user_cache_dir
 
 
 def decoded_cache_dir() -> Path:
@@ -37,12 +39,33 @@ def load_cache(path: Path, keys: set[str], consistent: Callable[[dict[str, np.nd
     # The cache is only a copy of the source, so whatever a damaged one raises (BadZipFile, a CRC
     # error, a truncated array's ValueError or EOFError, a wrong shape in `consistent`, ...) means
     # "read the source again", never a crash.
+    if stored_zip_problem(path) or not _sizes_fit(path):
+        return None
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
         return arrays if keys <= set(arrays) and consistent(arrays) else None
     except Exception:
         return None
+
+
+_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _sizes_fit(path: Path) -> bool:
+    """Whether every array's header claims no more bytes than its entry holds: a crafted header would
+    otherwise have numpy allocate the array it claims before reading finds the bytes missing."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                with archive.open(info) as member:
+                    read_header = _HEADER_READERS[np.lib.format.read_magic(member)]
+                    shape, _, dtype = read_header(member)
+                    if math.prod(shape) * dtype.itemsize > info.file_size:
+                        return False
+    except Exception:  # a header damaged past reading: the source is read again
+        return False
+    return True
 
 
 def stamp(*parts: object) -> str:

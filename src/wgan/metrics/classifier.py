@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from wgan.data import Data, to_model_space
 from wgan.errors import UserError, first_line
-from wgan.files import atomic_write, user_cache_dir
+from wgan.files import atomic_write, stored_zip_problem, user_cache_dir
 from wgan.metrics.base import MetricUnavailable
 
 CLASSIFIER_FORMAT = "wgan-classifier-1"
@@ -110,6 +110,8 @@ def find_classifier(data: Data) -> Path | None:
         if path.is_file():
             return path
     legacy = user_cache_dir() / "classifiers" / _file_name(data, with_hash=False)
+    if not legacy.is_file() or stored_zip_problem(legacy):  # absent, or not what torch.save writes
+        return None
     try:
         state = torch.load(legacy, map_location="cpu", weights_only=True)
     except Exception:  # absent, damaged, or not ours: as good as no classifier
@@ -195,6 +197,9 @@ def train_classifier_command(dataset: str, data_path=None, image_size: int | Non
 def load_classifier(path: Path, train: Data, retrain_command: str | None = None) -> Classifier:
     """The cached classifier at `path`, refused (UserError) unless it was trained on exactly these data."""
     retrain = f"retrain it: {retrain_command or train_classifier_command(train.name)}"
+    problem = stored_zip_problem(path)
+    if problem:
+        raise UserError(f"{path}: unreadable classifier cache ({problem}); {retrain}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a pickle with code, a truncated file, a zip error: all mean "do not use it"
@@ -204,7 +209,11 @@ def load_classifier(path: Path, train: Data, retrain_command: str | None = None)
         raise UserError(f"{path}: not a wgan classifier cache; {retrain}")
     channels, image_size = train.sample_shape[0], train.sample_shape[1]
     want = (train.name, image_size, channels, train.num_classes, data_fingerprint(train))
-    have = (state["dataset"], state["image_size"], state["channels"], state["num_classes"], state["fingerprint"])
+    try:
+        have = (state["dataset"], state["image_size"], state["channels"], state["num_classes"], state["fingerprint"])
+        accuracy = float(state["test_accuracy"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{path}: incomplete classifier cache ({first_line(exc, 80)}); {retrain}") from None
     if want != have:
         raise UserError(
             f"{path}: cached classifier does not match the data (it was trained on {have[0]} {have[2]}x{have[1]}px, "
@@ -216,4 +225,4 @@ def load_classifier(path: Path, train: Data, retrain_command: str | None = None)
     except (RuntimeError, KeyError) as exc:
         raise UserError(f"{path}: classifier weights do not fit ({first_line(exc, 120)}); {retrain}") from None
     return Classifier(model.eval(), state["dataset"], image_size, channels, state["num_classes"],
-                      float(state["test_accuracy"]), state["fingerprint"], path)
+                      accuracy, state["fingerprint"], path)

@@ -22,6 +22,7 @@ import torch
 from wgan import rundir
 from wgan.errors import UserError
 from wgan.files import atomic_write, pyplot
+from wgan.grids import make_grid, save_png
 from wgan.metrics.base import MetricUnavailable
 from wgan.metrics.evaluator import Evaluator
 from wgan.metrics.samples import Samples
@@ -122,15 +123,13 @@ def find_neighbours(ev: Evaluator, samples: Samples, *, space: str, shown: int) 
 
 def save_picture(path: Path, rows: torch.Tensor) -> None:
     """Each sample (left), a gap, then its nearest training images, nearest first: one sample a row."""
-    from torchvision.utils import make_grid, save_image  # torchvision adds ~2 s to a process's start
-
     n, cols = rows.shape[:2]
     left = make_grid(rows[:, 0], nrow=1, padding=2, pad_value=255)
     right = make_grid(rows[:, 1:].flatten(0, 1), nrow=cols - 1, padding=2, pad_value=255)
     gap = torch.full((left.shape[0], left.shape[1], 6), 255, dtype=torch.uint8)
     gap[:, :, 2:4] = 160  # a grey rule between the samples and their neighbours
-    picture = torch.cat([left, gap, right], dim=2).float() / 255.0
-    atomic_write(path, lambda f: save_image(picture, f, format="png"))
+    picture = torch.cat([left, gap, right], dim=2)
+    atomic_write(path, lambda f: save_png(f, picture))
 
 
 def plot_distances(path: Path, found: Neighbours, space_description: str) -> None:

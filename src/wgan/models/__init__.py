@@ -12,14 +12,17 @@ import contextlib
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
+import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from wgan.models.core import CRITIC_NORMS, Critic, Generator, ModelShape
 from wgan.models.dcgan import build_dcgan28, build_dcgan32, build_dcgan64, build_mlp, init_weights
 from wgan.models.resnet import build_resnet32, build_resnet64
 
 __all__ = ["CRITIC_NORMS", "CONDITIONINGS", "MODELS", "Critic", "Generator", "ModelEntry", "ModelShape",
-           "build_models", "power_iteration_paused", "spectral_normalise"]
+           "build_models", "generator_for_weights", "power_iteration_paused", "samples_problem",
+           "shape_problem", "spectral_normalise"]
 
 # How a conditional critic may see the label, per model: the ResNets take all three.
 CONDITIONINGS = ("input", "acgan", "projection")
@@ -55,6 +58,73 @@ def build_models(name: str, shape: ModelShape) -> tuple[Generator, Critic]:
         generator.apply(entry.init)
         critic.apply(entry.init)
     return generator, critic
+
+
+SHAPE_COUNTS = ("channels", "image_size", "latent_dim", "width", "num_classes", "point_dim")
+GENERATOR_NORMS = ("none", "batch")
+
+
+def shape_problem(name: str, shape: ModelShape) -> str | None:
+    """Why the named model cannot be built for `shape`, or None. A shape read from a file (a checkpoint, an
+    exported generator) is checked here before anything is built from it."""
+    entry = MODELS[name]
+    for key in SHAPE_COUNTS:  # sizes beyond the weights' own are refused by comparing the two, not by a limit
+        value = getattr(shape, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            return f"{key} {value!r} is not a whole number >= 0"
+    names = (("critic_norm", CRITIC_NORMS), ("generator_norm", GENERATOR_NORMS), ("conditioning", CONDITIONINGS))
+    for key, accepted in names:
+        if getattr(shape, key) not in accepted:
+            return f"{key} {getattr(shape, key)!r} is not one of {', '.join(accepted)}"
+    if shape.latent_dim < 1 or shape.width < 1:
+        return "latent_dim and width must be at least 1"
+    if shape.point_dim == 0 and (shape.channels < 1 or shape.image_size < 1):
+        return "an image model needs channels and image_size of at least 1"
+    if shape.point_dim == 0 and entry.image_sizes is not None and shape.image_size not in entry.image_sizes:
+        return f"image_size {shape.image_size}: {name} makes {' or '.join(map(str, entry.image_sizes))} pixel images"
+    if shape.conditional and shape.conditioning not in entry.conditionings:
+        return f"conditioning {shape.conditioning}: {name} conditions by {', '.join(entry.conditionings)}"
+    return None
+
+
+def samples_problem(generator: Generator) -> str | None:
+    """Why `generator` (its weights loaded) does not make the samples its shape states, or None: one sample,
+    so it costs no more than the weights it runs. A dcgan28 said to be 1048576 pixels wide still makes 28."""
+    shape = generator.shape
+    device = next(generator.parameters()).device
+    labels = torch.zeros(1, dtype=torch.int64, device=device) if shape.conditional else None
+    was_training = generator.training
+    generator.eval()
+    try:
+        with torch.no_grad():
+            made = tuple(generator(torch.zeros(1, shape.latent_dim, device=device), labels).shape[1:])
+    finally:
+        generator.train(was_training)
+    return None if made == shape.sample_shape else f"it makes samples of {made}, not the {shape.sample_shape} stated"
+
+
+class _SizesOnly(TorchFunctionMode):
+    """Modules built for their sizes alone: nn.init's functions leave the weights as they are. On the meta
+    device normal_ has no kernel of its own and would first import torch._dynamo (seconds, 150 MB)."""
+
+    SKIPPED = frozenset(getattr(nn.init, n) for n in ("normal_", "uniform_", "trunc_normal_", "constant_", "zeros_",
+                                                      "ones_", "kaiming_uniform_", "kaiming_normal_", "xavier_uniform_",
+                                                      "xavier_normal_", "orthogonal_"))
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in self.SKIPPED:
+            return args[0] if args else kwargs["tensor"]
+        return func(*args, **kwargs)
+
+
+def generator_for_weights(name: str, shape: ModelShape) -> Generator:
+    """The named generator on the meta device (sizes only, nothing initialised), for
+    load_state_dict(weights, assign=True) to give it the weights: the pair is built there, so no critic is
+    ever given memory (sampling needs none), and the generator none beyond the weights themselves."""
+    with torch.device("meta"), _SizesOnly():
+        generator, _ = build_models(name, shape)
+    return generator
 
 
 def spectral_normalise(critic: nn.Module) -> nn.Module:

@@ -27,10 +27,11 @@ from wgan import distributed, rundir, run_report
 from wgan.config import TrainConfig, flag, validate
 from wgan.data import to_uint8_images
 from wgan.errors import Stopped, TrainingDiverged, UserError, os_reason, writing
+from wgan.grids import save_grid
 from wgan.metrics import training_evaluator
 from wgan.rundir import NullLog, RunLog, quality_summary
 from wgan.training.fast import describe_step, make_step
-from wgan.training.samples import save_grid, save_points_figure
+from wgan.training.samples import save_points_figure
 from wgan.training.state import TrainState, check_finite_parameters, export_generator, grid_columns
 from wgan.training.step import STAT_NAMES, generator_iteration
 

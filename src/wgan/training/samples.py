@@ -11,13 +11,6 @@ import torch
 from wgan.files import pyplot
 
 
-def save_grid(path: Path, images: torch.Tensor, nrow: int) -> None:
-    """uint8 images (N, C, H, W) as one PNG grid, `nrow` images a row, white between them."""
-    from torchvision.utils import make_grid, save_image  # torchvision adds ~2 s to a process's start
-
-    save_image(make_grid(images.cpu(), nrow=nrow, padding=2, pad_value=255).float() / 255.0, path)
-
-
 def save_points_figure(path: Path, state, fake: torch.Tensor) -> None:
     """The WGAN-GP paper's toy figure: real points, generated points, and the critic's contours."""
     plt = pyplot()
