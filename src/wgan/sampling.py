@@ -85,7 +85,7 @@ def _save_samples(out: Path, samples: Samples, shape, nrow: int) -> None:
             arrays["labels"] = samples.requested_labels.numpy()
         np.savez_compressed(out, **arrays)
     else:
-        from wgan.training.samples import save_grid  # pulls in the image writers only for a grid
+        from wgan.grids import save_grid
 
         save_grid(out, samples.x, nrow=nrow)
 
