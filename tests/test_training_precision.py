@@ -204,6 +204,24 @@ def test_bf16_on_a_cpu_trains_with_finite_losses_and_a_penalty_that_reaches_the_
     assert any(not torch.equal(a, b) for a, b in zip(before, state.critic.parameters()))
 
 
+@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("overrides", [
+    dict(loss="sn"),
+    dict(loss="clip", optimizer="rmsprop", critic_norm="batch"),
+    dict(loss="lp", model="resnet32", conditional=True),  # an AC-GAN critic: its class loss in fp32 too
+    dict(loss="gp", augment="color,translation,cutout", ema_halflife_kimg=0.01),
+], ids=["sn", "clip-batchnorm", "lp-resnet32-acgan", "gp-augment-ema"])
+def test_bf16_on_a_cpu_runs_every_loss_and_model(cpu_bf16, overrides, fused):
+    state = bf16_state(cpu_bf16, **overrides)
+    step, _ = make_step(state, fast=fused)
+    before = [p.detach().clone() for p in state.critic.parameters()]
+    for _ in range(2):
+        step()
+    stats = step.read_and_reset(2)
+    assert all(math.isfinite(v) for v in stats.values())
+    assert any(not torch.equal(a, b) for a, b in zip(before, state.critic.parameters()))
+
+
 def test_fp32_on_a_cpu_opens_no_autocast_region(cpu_bf16, monkeypatch):
     state = bf16_state(cpu_bf16, precision="auto")
     step, _ = make_step(state, fast=False)
