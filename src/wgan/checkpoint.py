@@ -115,7 +115,7 @@ def load_checkpoint(path: Path) -> dict:
         raise UserError(f"{path}: checkpoint not found")
     problem = stored_zip_problem(path)
     if problem:
-        raise UserError(f"{path}: not a checkpoint torch.save wrote intact ({problem})")
+        raise UserError(f"{path}: unreadable checkpoint: {problem}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

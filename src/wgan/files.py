@@ -1,4 +1,5 @@
-"""Generic file helpers: atomic writes, the user cache folder, the plotting back end.
+"""Generic file helpers: atomic writes, the user cache folder, the plotting back end, reads that never go
+past what a check needs (small text files, zip archives of stored entries).
 
 Nothing here knows about GANs, and nothing of ours is imported: every other module may use these.
 """
