@@ -1,4 +1,5 @@
-"""Generic file helpers: atomic writes, the user cache folder, the plotting back end.
+"""Generic file helpers: atomic writes, the user cache folder, the plotting back end, reads that never go
+past what a check needs (small text files, zip archives of stored entries).
 
 Nothing here knows about GANs, and nothing of ours is imported: every other module may use these.
 """
@@ -64,7 +65,11 @@ def read_small_text(path: Path, limit_bytes: int) -> str | None:
     it is missing, unreadable, or a FIFO or device, whose reading would never end): no more than the limit
     is ever read, whatever the file claims to be."""
     try:
-        with open(path, "rb") as f:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # opening a FIFO without it waits for a writer
+    except OSError:
+        return None
+    try:
+        with os.fdopen(fd, "rb") as f:
             if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
                 return None
             data = f.read(limit_bytes + 1)

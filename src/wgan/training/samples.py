@@ -1,5 +1,5 @@
-"""The pictures of a generator's samples: a grid of images, or for 2-D points the WGAN-GP paper's toy
-figure (real and generated points over the critic's contours)."""
+"""The picture of a 2-D point generator's samples: the WGAN-GP paper's toy figure (real and generated points
+over the critic's contours). Grids of images are wgan.grids'."""
 
 from __future__ import annotations
 

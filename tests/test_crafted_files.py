@@ -1,0 +1,314 @@
+"""Files a user can hand over, crafted or damaged: an exported generator whose metadata lies, a pickle that
+would run code, a zip bomb, a config.json that never ends, metrics.jsonl lines that are no records, class
+names that break a line, cached classifiers and decoded caches that claim more than they hold. Each is
+refused in one line (exit 2 on the command line, a ValueError in the Python API) or passed over where the
+file is only a cache, and nothing is allocated for what a file claims before the claim is checked."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+import wgan
+from cli_helpers import run_cli, train_tiny
+from wgan import checkpoint as ckpt
+from wgan import models, rundir
+from wgan.data.cache import load_cache, save_cache
+from wgan.data.core import Data
+from wgan.errors import UserError
+from wgan.metrics import classifier
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def conditional_run(tmp_path_factory, fashion_idx_dir_module) -> Path:
+    return train_tiny(tmp_path_factory.mktemp("runs-cond"), fashion_idx_dir_module, "--conditional")
+
+
+@pytest.fixture(scope="module")
+def exported(conditional_run, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("export") / "G.safetensors"
+    assert run_cli("export", "--run", conditional_run, "--out", out)[0] == 0
+    return out
+
+
+def _edited(source: Path, target: Path, meta_edit=None, tensors=None) -> Path:
+    with safe_open(str(source), framework="pt") as f:
+        meta, weights = dict(f.metadata()), {k: f.get_tensor(k) for k in f.keys()}
+    if meta_edit:
+        meta_edit(meta)
+    save_file(weights if tensors is None else tensors, str(target), metadata=meta)
+    return target
+
+
+def _shape_edit(**changes):
+    def edit(meta):
+        meta["shape"] = json.dumps({**json.loads(meta["shape"]), **changes})
+    return edit
+
+
+def _cli_peak_growth_mib(*argv) -> tuple[int, str, float]:
+    """`wgan ARGV` in a fresh process: (exit code, stderr, how far its peak RSS rose above what the imports
+    took, MiB). Peak RSS only ever grows, so the rise is what the command itself allocated at its worst."""
+    code = ("import resource, sys; from wgan.cli import main; import torch, safetensors.torch, wgan.checkpoint, "
+            "wgan.metrics.samples, wgan.grids; before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
+            "rc = main(sys.argv[1:]); after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
+            "print(f'PEAK_GROWTH_KB {after - before}', file=sys.stderr); sys.exit(rc)")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
+               OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-c", code, *map(str, argv)], env=env, capture_output=True, text=True,
+                          timeout=300)
+    lines = proc.stderr.strip().splitlines()
+    growth = int(lines[-1].split()[1]) / 1024
+    return proc.returncode, "\n".join(lines[:-1]), growth
+
+
+# ---------------------------------------------------------------------------------------------
+# An exported generator's metadata
+
+
+def test_an_image_size_the_weights_do_not_have_is_refused_before_any_allocation(exported, tmp_path):
+    # 1048576 pixels: the critic's label plane alone would be 44 TB; 4096: 671 MB that a build would fill
+    for size in (1048576, 4096):
+        crafted = _edited(exported, tmp_path / f"size-{size}.safetensors", _shape_edit(image_size=size))
+        code, err, growth = _cli_peak_growth_mib("sample", "--weights", crafted, "--num", 4, "--out",
+                                                 tmp_path / "x.png")
+        line = one_line(err)
+        assert code == 2 and f"image_size {size}" in line and str(crafted) in line
+        assert growth < 48, f"{growth:.0f} MiB allocated before the shape was refused"
+    assert not (tmp_path / "x.png").exists()
+    with pytest.raises(ValueError, match="image_size 1048576"):
+        wgan.load_generator(tmp_path / "size-1048576.safetensors")
+
+
+def test_loading_a_generator_gives_no_critic_any_memory(exported, monkeypatch):
+    built_on = []
+    real_build = models.build_models
+
+    def spy(name, shape):
+        built_on.append(torch.empty(0).device.type)  # the device a module built here would be on
+        return real_build(name, shape)
+
+    monkeypatch.setattr(models, "build_models", spy)
+    loaded = ckpt.load_generator(exported)
+    assert built_on == ["meta"], built_on
+    assert all(p.device.type == "cpu" for p in loaded.generator.parameters())
+
+
+def test_a_generator_that_makes_other_samples_than_its_shape_states_is_found(exported):
+    generator = ckpt.load_generator(exported).generator
+    assert models.samples_problem(generator) is None
+    generator.shape = dataclasses.replace(generator.shape, channels=3)  # the weights still make one channel
+    assert "not the (3, 28, 28) stated" in models.samples_problem(generator)
+
+
+@pytest.mark.parametrize("changes, needle", [
+    (dict(image_size=-28), "image_size -28 is not a whole number"),
+    (dict(latent_dim=True), "latent_dim True"),
+    (dict(critic_norm="spectral"), "critic_norm 'spectral'"),
+    (dict(conditioning="acgan"), "conditioning acgan: dcgan28 conditions by input"),
+    (dict(width="8"), "width '8'"),
+])
+def test_shape_fields_edited_into_nonsense_are_named(exported, tmp_path, changes, needle):
+    crafted = _edited(exported, tmp_path / "G.safetensors", _shape_edit(**changes))
+    code, _, err = run_cli("sample", "--weights", crafted, "--num", 2, "--out", tmp_path / "x.npz")
+    assert code == 2 and needle in one_line(err)
+
+
+def test_tensors_are_read_only_once_their_header_sizes_fit_the_model(exported, tmp_path, monkeypatch):
+    reads = []
+    real_open = ckpt.safe_open
+
+    class Spy:
+        def __init__(self, *args, **kwargs):
+            self.handle = real_open(*args, **kwargs)
+
+        def __enter__(self):
+            self.inner = self.handle.__enter__()
+            return self
+
+        def __exit__(self, *exc):
+            return self.handle.__exit__(*exc)
+
+        def get_tensor(self, key):
+            reads.append(key)
+            return self.inner.get_tensor(key)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    monkeypatch.setattr(ckpt, "safe_open", Spy)
+    foreign = tmp_path / "model.safetensors"  # another program's weights: no wgan metadata
+    save_file({"embed.weight": torch.zeros(256, 1024)}, str(foreign), metadata={"format": "pt"})
+    with pytest.raises(ValueError, match="without wgan metadata"):
+        wgan.load_generator(foreign)
+    wider = _edited(exported, tmp_path / "wide.safetensors", _shape_edit(width=100000))
+    with pytest.raises(ValueError, match="do not match the model"):
+        wgan.load_generator(wider)
+    assert reads == []
+    halves = _edited(exported, tmp_path / "f16.safetensors",
+                     tensors={k: v.half() if v.is_floating_point() else v for k, v in
+                              safetensors_tensors(exported).items()})
+    with pytest.raises(ValueError, match="torch.float16, the model's"):
+        wgan.load_generator(halves)
+    assert reads == []
+    wgan.load_generator(exported)
+    assert len(reads) == len(safetensors_tensors(exported))
+
+
+def safetensors_tensors(path: Path) -> dict:
+    with safe_open(str(path), framework="pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}
+
+
+def test_class_names_that_would_break_the_one_line_are_refused(exported, tmp_path):
+    def names(meta):
+        stored = json.loads(meta["class_names"])
+        meta["class_names"] = json.dumps(["T-shirt\nwgan: all fine"] + stored[1:])
+
+    crafted = _edited(exported, tmp_path / "G.safetensors", names)
+    code, _, err = run_cli("sample", "--weights", crafted, "--num", 2, "--out", tmp_path / "x.npz")
+    assert code == 2 and "control characters" in one_line(err)
+    with pytest.raises(ValueError, match="control characters"):
+        wgan.load_generator(crafted)
+
+
+# ---------------------------------------------------------------------------------------------
+# The Python API refuses what the command line refuses, before it allocates
+
+
+def test_the_api_refuses_counts_and_walks_that_cannot_be_held_at_once(exported):
+    g = wgan.load_generator(exported)
+    started = time.monotonic()
+    with pytest.raises(ValueError, match=r"num=1000000000000: .* GiB of samples in memory"):
+        g.sample(10**12)
+    with pytest.raises(ValueError, match=r"frames=1000000000.*GiB in memory"):
+        g.walk(frames=10**9)
+    assert time.monotonic() - started < 5, "refused before any sampling"
+    for bad, needle in ((dict(truncation=float("nan")), "truncation=nan"), (dict(labels="Hat"), "label 'Hat'")):
+        with pytest.raises(ValueError, match=needle):
+            g.sample(4, **bad)
+
+
+class _MarkerPayload:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return exec, (f"open({str(self.marker)!r}, 'w').close()",)
+
+
+def test_a_pickle_that_would_run_code_is_refused_by_the_api_and_never_runs(conditional_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(conditional_run, run)
+    marker = tmp_path / "ran"
+    newest = rundir.newest_checkpoint_step(run)
+    evil = run / rundir.CHECKPOINTS / f"step-{newest + 1:08d}.pt"
+    torch.save({"format": ckpt.FORMAT, "step": newest + 1, "payload": _MarkerPayload(marker)}, evil)
+    for source in (run, evil):
+        with pytest.raises(ValueError, match="nothing was executed") as info:
+            wgan.load_generator(source)
+        assert "previous good checkpoint" in str(info.value)
+    code, _, err = run_cli("sample", "--run", evil, "--num", 2, "--out", tmp_path / "x.npz")
+    assert code == 2 and "nothing was executed" in one_line(err)
+    assert not marker.exists()
+
+
+def test_a_checkpoint_with_compressed_entries_is_refused_before_it_is_unpacked(conditional_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(conditional_run, run)
+    newest = rundir.newest_checkpoint_step(run)
+    bomb = run / rundir.CHECKPOINTS / f"step-{newest + 1:08d}.pt"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as z:  # 64 MiB of zeros in ~64 kB
+        z.writestr("archive/data.pkl", b"\0" * (64 << 20))
+    assert bomb.stat().st_size < 1 << 20
+    code, _, err = run_cli("sample", "--run", bomb, "--num", 2, "--out", tmp_path / "x.npz")
+    line = one_line(err)
+    assert code == 2 and "archive/data.pkl is compressed" in line and "previous good checkpoint" in line
+
+
+# ---------------------------------------------------------------------------------------------
+# A run's config.json and metrics.jsonl
+
+
+def test_a_config_json_that_is_huge_deep_or_never_ends_reads_as_unreadable(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / rundir.CONFIG).write_text("[" * 200_000 + "]" * 200_000)  # past the recursion limit
+    assert rundir.read_config(run) is None
+    (run / rundir.CONFIG).write_text(json.dumps({"pad": "x" * (2 << 20)}))  # over the 1 MiB a config may be
+    assert rundir.read_config(run) is None
+    (run / rundir.CONFIG).unlink()
+    os.mkfifo(run / rundir.CONFIG)  # reading a FIFO nobody writes would never return
+    assert rundir.read_config(run) is None
+    with pytest.raises(UserError, match="not a readable wgan config"):
+        wgan.config.TrainConfig.from_json(run / rundir.CONFIG)
+
+
+def test_metrics_lines_that_are_no_records_are_passed_over_and_never_crash_a_resume_cut(tmp_path):
+    good = [{"step": 1, "loss_critic": -1.0, "loss_generator": 0.5, "wasserstein": 1.0},
+            {"step": 3, "fid": 40.0}]
+    odd = ["[1, 2]", "5", '{"step": "3"}', "[" * 100_000, '{"step": true}', "not json"]
+    lines = [json.dumps(good[0]), *odd, json.dumps(good[1])]
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / rundir.METRICS).write_text("\n".join(lines) + "\n")
+    assert [r["step"] for r in rundir.read_records(run)] == [1, 3]
+    rundir.keep_records_until(run, 2)
+    assert (run / rundir.METRICS).read_text() == json.dumps(good[0]) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Caches: a cached classifier must be refused in one line; a decoded cache is only ever read again
+
+
+def _tiny_data() -> Data:
+    x = torch.randint(0, 256, (16, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    return Data("fashion", x, torch.arange(16) % 10, 10)
+
+
+def test_a_cached_classifier_that_is_incomplete_or_compressed_is_one_line(tmp_path):
+    path = tmp_path / "classifier.pt"
+    torch.save({"format": classifier.CLASSIFIER_FORMAT, "dataset": "fashion"}, path)
+    with pytest.raises(UserError, match="incomplete classifier cache .*retrain it"):
+        classifier.load_classifier(path, _tiny_data())
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("classifier/data.pkl", b"\0" * (16 << 20))
+    with pytest.raises(UserError, match="data.pkl is compressed.*retrain it"):
+        classifier.load_classifier(path, _tiny_data())
+
+
+def test_a_decoded_cache_that_claims_more_than_it_holds_is_read_again(tmp_path):
+    fine = tmp_path / "fine.npz"
+    assert save_cache(fine, x=np.arange(10, dtype=np.uint8)) is None
+    assert load_cache(fine, {"x"})["x"].tolist() == list(range(10))
+    packed = tmp_path / "packed.npz"
+    np.savez_compressed(packed, x=np.zeros(1 << 24, np.uint8))  # never what save_cache writes
+    assert load_cache(packed, {"x"}) is None
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": (10**11,)})
+    lying = tmp_path / "lying.npz"
+    with zipfile.ZipFile(lying, "w") as z:  # stored, as save_cache writes, but 100 bytes for a 100 GB array
+        z.writestr("x.npy", header.getvalue() + b"\0" * 100)
+    assert load_cache(lying, {"x"}) is None
