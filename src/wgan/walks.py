@@ -15,7 +15,6 @@ import torch
 from torch import nn
 
 from wgan.data import to_uint8_images
-from wgan.distributed import memory_bytes
 from wgan.grids import make_grid
 from wgan.latents import draw_latents
 
@@ -83,17 +82,6 @@ def walk_layout(num_classes: int, num_walks: int, label: int | None) -> tuple[in
 
 
 @torch.no_grad()
-def walk_memory_problem(images: int, shape) -> str | None:
-    """Why a walk of `images` images of ModelShape `shape` cannot be held here, or None: the images and
-    their grids in RGB (uint8) past a quarter of this machine's memory, asked before rendering."""
-    need = images * math.prod(shape.sample_shape) * 4
-    memory = memory_bytes(torch.device("cpu"))
-    if need > memory / 4:
-        return (f"{images:,} images, {need / 2**30:.1f} GiB in memory, more than a quarter of this machine's "
-                f"{memory / 2**30:.0f} GiB")
-    return None
-
-
 def render_walk(generator: nn.Module, *, num_walks: int, num_points: int, frames_per_segment: int, seed: int = 0,
                 truncation: float | None = None, label: int | None = None,
                 device: torch.device | str = "cpu", batch_size: int = 512) -> Walk:

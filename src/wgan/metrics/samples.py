@@ -4,14 +4,12 @@ generator)."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from wgan.data import Data, to_uint8_images
-from wgan.distributed import memory_bytes
 from wgan.latents import draw_latents
 
 
@@ -30,17 +28,6 @@ class Samples:
 
     def __len__(self) -> int:
         return self.x.shape[0]
-
-
-def samples_memory_problem(num: int, shape) -> str | None:
-    """Why `num` samples of a generator of ModelShape `shape` cannot be held here, or None: their uint8
-    images and fp32 noise past a quarter of this machine's memory. `wgan sample` and the Python API ask
-    this before sampling, so a count typed by mistake allocates nothing."""
-    need = num * (math.prod(shape.sample_shape) + 4 * shape.latent_dim)
-    memory = memory_bytes(torch.device("cpu"))
-    if need > memory / 4:
-        return f"{need / 2**30:.1f} GiB of samples in memory, more than a quarter of this machine's {memory / 2**30:.0f} GiB"
-    return None
 
 
 @torch.no_grad()
