@@ -299,6 +299,17 @@ def test_a_cached_classifier_that_is_incomplete_or_compressed_is_one_line(tmp_pa
         classifier.load_classifier(path, _tiny_data())
 
 
+def test_inception_weights_with_a_compressed_entry_are_refused_before_they_are_unpacked(conditional_run, tmp_path):
+    bomb = tmp_path / "inception.pth"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as z:  # 256 MiB of zeros in ~256 kB
+        z.writestr("archive/data.pkl", b"\0" * (256 << 20))
+    code, err, growth = _cli_peak_growth_mib("eval", "--run", conditional_run, "--metrics", "fid",
+                                             "--inception-weights", bomb, "--num", 4, "--no-append")
+    line = one_line(err)
+    assert code == 2 and "--inception-weights" in line and "archive/data.pkl is compressed" in line
+    assert growth < 48, f"{growth:.0f} MiB allocated before the weights were refused"
+
+
 def test_a_decoded_cache_that_claims_more_than_it_holds_is_read_again(tmp_path):
     fine = tmp_path / "fine.npz"
     assert save_cache(fine, x=np.arange(10, dtype=np.uint8)) is None

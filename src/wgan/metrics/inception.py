@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import zipfile
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
@@ -17,7 +18,7 @@ from torch import nn
 
 from wgan.data import Data
 from wgan.errors import UserError
-from wgan.files import user_cache_dir
+from wgan.files import stored_zip_problem, user_cache_dir
 from wgan.metrics.base import MetricUnavailable
 from wgan.metrics.distances import FeatureStats, frechet_distance
 
@@ -150,6 +151,10 @@ def _check_weights_file(path: Path) -> None:
     is refused here rather than run there."""
     if not path.is_file():
         raise UserError(f"--inception-weights {path}: file not found")
+    # A compressed entry could unpack to far more than the file holds; torch.save's archives never have one.
+    problem = stored_zip_problem(path) if zipfile.is_zipfile(path) else None
+    if problem:
+        raise UserError(f"--inception-weights {path}: refused: {problem}; nothing in it was unpacked or run")
     try:
         torch.load(path, map_location="cpu", weights_only=True)
     except Exception:
