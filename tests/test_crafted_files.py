@@ -30,6 +30,7 @@ from wgan import models, rundir
 from wgan.data.cache import load_cache, save_cache
 from wgan.data.core import Data
 from wgan.errors import UserError
+from wgan.files import bounded_lines
 from wgan.metrics import classifier
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -277,6 +278,45 @@ def test_metrics_lines_that_are_no_records_are_passed_over_and_never_crash_a_res
     assert [r["step"] for r in rundir.read_records(run)] == [1, 3]
     rundir.keep_records_until(run, 2)
     assert (run / rundir.METRICS).read_text() == json.dumps(good[0]) + "\n"
+
+
+def test_a_metrics_line_without_end_is_read_past_in_pieces_and_a_fifo_not_at_all(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    good = json.dumps({"step": 1, "loss_critic": -1.0, "loss_generator": 0.5, "wasserstein": 1.0})
+    with open(run / rundir.METRICS, "w") as f:  # 64 MiB in one line between two records
+        f.write(good + "\n" + '{"step": 2, "pad": "' + "x" * (64 << 20) + '"}\n' + good.replace("1,", "3,", 1) + "\n")
+    lines = list(bounded_lines(run / rundir.METRICS, rundir.RECORD_LIMIT_BYTES))
+    assert len(lines) == 2 and max(map(len, lines)) < 200
+    assert [r["step"] for r in rundir.read_records(run)] == [1, 3]
+    (run / rundir.METRICS).unlink()
+    os.mkfifo(run / rundir.METRICS)  # a reader would wait for a writer forever
+    assert rundir.read_records(run) == []
+
+
+def test_the_status_of_a_log_that_grew_past_any_reason_is_read_from_its_end(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    with open(run / rundir.LOG, "w") as f:
+        f.write("x" * (32 << 20) + "\n")
+        f.write(time.strftime(rundir.TIMESTAMP_FORMAT) + rundir.FINISHED + " 3\n")
+    assert rundir.run_status(run) == "finished"
+    (run / rundir.LOG).unlink()
+    os.mkfifo(run / rundir.LOG)
+    assert rundir.run_status(run).startswith("unknown")
+
+
+def test_a_report_passes_over_eval_records_that_are_huge_deep_or_fifos(conditional_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(conditional_run, run)
+    (run / rundir.TRUNCATION_RECORD).write_text("[" * 200_000)  # past the recursion limit
+    code, _, err = run_cli("report", "--run", run)
+    assert code == 0, err
+    (run / rundir.TRUNCATION_RECORD).unlink()
+    os.mkfifo(run / rundir.TRUNCATION_RECORD)
+    started = time.monotonic()
+    code, _, err = run_cli("report", "--run", run)
+    assert code == 0 and time.monotonic() - started < 60, err
 
 
 # ---------------------------------------------------------------------------------------------

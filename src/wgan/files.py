@@ -11,7 +11,7 @@ import stat
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO, Callable, Iterator
 
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
@@ -60,22 +60,64 @@ def pyplot():
     return plt
 
 
+def _open_regular(path: Path) -> IO[bytes] | None:
+    """`path` opened for reading if it is a regular file, else None (missing, unreadable, a FIFO or a device,
+    whose reading would never end): opened without blocking, since opening a FIFO waits for a writer."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+    f = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+        f.close()
+        return None
+    return f
+
+
 def read_small_text(path: Path, limit_bytes: int) -> str | None:
     """The text of the regular file `path` if it holds at most `limit_bytes` bytes, else None (also when
     it is missing, unreadable, or a FIFO or device, whose reading would never end): no more than the limit
     is ever read, whatever the file claims to be."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # opening a FIFO without it waits for a writer
-    except OSError:
+    f = _open_regular(path)
+    if f is None:
         return None
     try:
-        with os.fdopen(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                return None
+        with f:
             data = f.read(limit_bytes + 1)
     except OSError:
         return None
     return data.decode("utf-8", errors="replace") if len(data) <= limit_bytes else None
+
+
+def bounded_lines(path: Path, max_line_bytes: int) -> Iterator[str]:
+    """The lines of the regular file `path`, passing over any longer than `max_line_bytes` (read past in
+    pieces of that size, never held whole), so a file of one endless line costs what one line may; nothing
+    from a missing file or a FIFO."""
+    f = _open_regular(path)
+    if f is None:
+        return
+    with f:
+        while line := f.readline(max_line_bytes + 1):
+            if len(line) > max_line_bytes and not line.endswith(b"\n"):
+                while line and not line.endswith(b"\n"):
+                    line = f.readline(max_line_bytes + 1)
+                continue
+            yield line.decode("utf-8", errors="replace")
+
+
+def tail_text(path: Path, limit_bytes: int) -> str:
+    """The last `limit_bytes` bytes of the regular file `path` as text ("" where it is missing, unreadable
+    or no regular file): what a status line at the end of a log needs, however long the log has grown."""
+    f = _open_regular(path)
+    if f is None:
+        return ""
+    with f:
+        try:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - limit_bytes))
+            data = f.read(limit_bytes)
+        except OSError:
+            return ""
+    return data.decode("utf-8", errors="replace")
 
 
 def stored_zip_problem(path: Path) -> str | None:

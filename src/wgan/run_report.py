@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw, ImageFont
 from wgan import checkpoint, rundir
 from wgan.animation import save_gif, write_animation
 from wgan.errors import UserError, os_reason
-from wgan.files import atomic_write, pyplot
+from wgan.files import atomic_write, bounded_lines, pyplot, read_small_text
 from wgan.rundir import is_training_record, run_status, sample_frames
 from wgan.walks import grid_frames, render_walk
 
@@ -25,10 +25,10 @@ def missing_losses_note(run_dir: Path, records: list[dict]) -> str:
     path = Path(run_dir) / rundir.METRICS
     if not path.exists():
         return f"no {rundir.LOSSES_PLOT}: {path} does not exist (the run has not logged yet)"
-    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
-    unreadable = len(lines) - len(records)
+    lines = sum(1 for line in bounded_lines(path, rundir.RECORD_LIMIT_BYTES) if line.strip())
+    unreadable = lines - len(records)
     return (f"no {rundir.LOSSES_PLOT}: {path} holds no loss records" +
-            (f" ({unreadable} of {len(lines)} lines are not wgan records)" if unreadable else " yet"))
+            (f" ({unreadable} of {lines} lines are not wgan records)" if unreadable else " yet"))
 
 
 def smooth(values: np.ndarray, window: int) -> np.ndarray:
@@ -359,11 +359,15 @@ def write_html(run_dir: Path, records: list[dict], written: dict[str, Path]) -> 
 # What `wgan eval --neighbours` and `--truncation-sweep` left in the run directory
 
 
+EVAL_RECORD_LIMIT_BYTES = 1 << 20  # what `wgan eval` writes is a few kB
+
+
 def _read_json(path: Path) -> dict | None:
     """A record written by `wgan eval`, or None when absent or unreadable (a report never fails on one)."""
+    text = read_small_text(path, EVAL_RECORD_LIMIT_BYTES)
     try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
+        record = json.loads(text) if text is not None else None
+    except (ValueError, RecursionError):
         return None
     return record if isinstance(record, dict) else None
 

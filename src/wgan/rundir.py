@@ -26,7 +26,7 @@ from PIL import Image
 
 from wgan.config import CONFIG_LIMIT_BYTES
 from wgan.errors import UserError, os_reason
-from wgan.files import atomic_write, read_small_text
+from wgan.files import atomic_write, bounded_lines, read_small_text, tail_text
 
 CONFIG = "config.json"
 LOG = "log.txt"
@@ -168,6 +168,7 @@ TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S "
 _TIMESTAMP_CHARS = len(time.strftime(TIMESTAMP_FORMAT, time.gmtime(0)))
 
 # The last of these sentences in log.txt says how the run stands (a resumed run logs again).
+LOG_TAIL_BYTES = 1 << 20  # the status sentence is near the end; a log edited past that is read no further back
 _STATUS = ((FINISHED, "finished"), (STOPPED_BY_SIGNAL, "stopped (resumable)"),
            (WRITE_FAILED, "stopped: a write failed (resumable)"), (DIVERGED, "diverged"),
            (STARTED, "in progress, or killed"), (RESUMED, "in progress, or killed"))
@@ -177,8 +178,7 @@ def run_status(run_dir: Path) -> str:
     """What log.txt says about how the run stands: finished, stopped, diverged, or still training
     (or killed, which leaves no line). A sentence counts where a line starts with it, after the
     timestamp: a data note or a path that happens to hold the same words is not a status."""
-    log = Path(run_dir) / LOG
-    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    lines = tail_text(Path(run_dir) / LOG, LOG_TAIL_BYTES).splitlines()
     for line in reversed(lines):
         message = line[_TIMESTAMP_CHARS:]
         for marker, status in _STATUS:
@@ -192,6 +192,7 @@ def run_status(run_dir: Path) -> str:
 # (during training or from `wgan eval`) carry metrics and no losses.
 
 TRAINING_KEY = "loss_critic"
+RECORD_LIMIT_BYTES = 1 << 20  # a record is a few hundred bytes; a longer line is no record of ours
 
 
 def is_training_record(record: dict) -> bool:
@@ -247,15 +248,11 @@ def clean_record(record) -> dict | None:
 def read_records(run_dir: Path) -> list[dict]:
     """Every readable record of metrics.jsonl (a line cut by a kill mid-write, or edited past reading, is
     passed over)."""
-    path = Path(run_dir) / METRICS
-    if not path.exists():
-        return []
     records = []
-    with open(path, errors="replace") as f:  # line by line: the file grows all run long
-        for line in f:
-            record = clean_record(parse_json(line))
-            if record is not None:
-                records.append(record)
+    for line in bounded_lines(Path(run_dir) / METRICS, RECORD_LIMIT_BYTES):  # line by line: it grows all run long
+        record = clean_record(parse_json(line))
+        if record is not None:
+            records.append(record)
     return records
 
 
@@ -271,11 +268,10 @@ def keep_records_until(run_dir: Path, step: int) -> None:
     if not path.exists():
         return
     kept = []
-    with open(path, errors="replace") as f:
-        for line in f:
-            record = clean_record(parse_json(line))  # a line edited past reading goes with the cut lines
-            if record is not None and record["step"] <= step:
-                kept.append(line.rstrip("\n"))
+    for line in bounded_lines(path, RECORD_LIMIT_BYTES):
+        record = clean_record(parse_json(line))  # a line edited past reading goes with the cut lines
+        if record is not None and record["step"] <= step:
+            kept.append(line.rstrip("\n"))
     atomic_write(path, lambda f: f.write("".join(k + "\n" for k in kept).encode()))
 
 
