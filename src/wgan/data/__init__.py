@@ -114,5 +114,7 @@ def load_dataset(name: str, *, split: str = "train", data_path: str | Path | Non
     if len(data) == 0:
         raise UserError(f"{name} ({data.source}): the {split} split is empty")
     if not data.is_points:
-        data.x = adapt_images(data.x, image_size, channels)
+        adapted = adapt_images(data.x, image_size, channels)
+        if adapted is not data.x:  # resized or recoloured: the process's own array now, not the file's
+            data.x, data.mapped_from = adapted, ""
     return data

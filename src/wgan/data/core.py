@@ -24,6 +24,9 @@ class Data:
     class_names: list[str] = field(default_factory=list)
     source: str = ""  # where it was loaded from, for the log
     notes: list[str] = field(default_factory=list)  # what the user should know (skipped files, splits)
+    # The file that `x` maps as it is (the page cache holds it, shared by the processes that map it): no copy
+    # in process memory, and none to share. "" where `x` is the process's own memory.
+    mapped_from: str = ""
 
     @property
     def is_points(self) -> bool:
@@ -38,7 +41,8 @@ class Data:
 
     def to(self, device: torch.device | str) -> "Data":
         y = None if self.y is None else self.y.to(device)
-        return dataclasses.replace(self, x=self.x.to(device), y=y)
+        x = self.x.to(device)
+        return dataclasses.replace(self, x=x, y=y, mapped_from=self.mapped_from if x is self.x else "")
 
     def batch(self, batch_size: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """A uniformly drawn batch (with replacement), in model space, on the data's device."""

@@ -4,6 +4,7 @@ of LeCun's site, torchvision, NIST's EMNIST zip and Kaggle's MNIST zip."""
 from __future__ import annotations
 
 import gzip
+import os
 import string
 from pathlib import Path
 from typing import Callable
@@ -20,13 +21,16 @@ _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">
 
 def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (gzipped or not, whatever its suffix) into a numpy array, with clear errors on bad
-    files."""
+    files. An uncompressed file is mapped, not read: its pages are the page cache's, shared by every process
+    that maps it and dropped under memory pressure, so a dataset larger than the machine's RAM trains."""
     try:
-        raw = path.read_bytes()
-        # The magic bytes decide, not the suffix: browsers often unpack a downloaded .gz and keep its name.
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-    except (OSError, EOFError) as exc:
+        with open(path, "rb") as f:
+            head = f.read(2)
+            # The magic bytes decide, not the suffix: browsers often unpack a downloaded .gz and keep its name.
+            packed = head == b"\x1f\x8b"
+            raw = gzip.decompress(head + f.read()) if packed else head + f.read(2 + 4 * 255)
+            size = len(raw) if packed else os.fstat(f.fileno()).st_size
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise UserError(f"{path}: cannot read IDX file ({exc}); re-download it") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise UserError(f"{path}: not an IDX file (bad magic number); re-download it")
@@ -37,9 +41,14 @@ def read_idx(path: Path) -> np.ndarray:
     dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
     expected = int(np.prod(dims)) * dtype.itemsize
-    if len(raw) - header != expected:
-        raise UserError(f"{path}: IDX file holds {len(raw) - header} data bytes, its header says {expected}; re-download it")
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+    if size - header != expected:
+        raise UserError(f"{path}: IDX file holds {size - header} data bytes, its header says {expected}; re-download it")
+    if packed:
+        return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+    if expected == 0:
+        return np.zeros(dims, dtype)
+    # copy-on-write: writable for torch, and a write (there is none) would stay in this process
+    return np.memmap(path, dtype=dtype, mode="c", offset=header, shape=tuple(dims))
 
 
 IDX_FILES = {
@@ -112,10 +121,13 @@ def load_idx_dataset(name: str, *, split: str, data_path, torchvision_cls: str, 
         bad = int(y.min()) if int(y.min()) < 0 else int(y.max())
         raise UserError(f"{labels}: label {bad + label_offset} out of range "
                         f"{label_offset}-{len(class_names) - 1 + label_offset}; re-download it")
+    mapped = isinstance(x, np.memmap) and not transpose
     if transpose:
         x = x.transpose(0, 2, 1)
-    x_t = torch.from_numpy(x.copy()).unsqueeze(1)  # copy: frombuffer's array is read-only (and maybe transposed)
-    return Data(name, x_t, torch.from_numpy(y), len(class_names), list(class_names), source=str(images.parent))
+    # copy, unless mapped: frombuffer's array is read-only, and a transposed one is not contiguous
+    x_t = torch.from_numpy(x if mapped else x.copy()).unsqueeze(1)
+    return Data(name, x_t, torch.from_numpy(y), len(class_names), list(class_names), source=str(images.parent),
+                mapped_from=str(images) if mapped else "")
 
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",

@@ -119,6 +119,18 @@ def synchronised_batch_norm(model: nn.Module, device: torch.device) -> nn.Module
     return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
+def shared_data(data: Data) -> Data:
+    """The processes of a machine map one copy of the images rather than keep one each: the source file
+    itself where the loader mapped it, else the decoded cache's file of the images' content."""
+    if data.is_points:
+        return data
+    if data.mapped_from:
+        return dataclasses.replace(data, notes=data.notes + [f"the images are mapped from {data.mapped_from} "
+                                                             "(shared by the processes, not copied)"])
+    shared, note = share_images(data.x)
+    return dataclasses.replace(data, x=shared, notes=data.notes + ([note] if note else []))
+
+
 def placed_data(data: Data, device: torch.device) -> Data:
     """The data where the batches are drawn: a GPU holds the whole dataset (batches are index draws on the
     device, no host round trip), and the log says so; on a CPU the batches are gathered from the mapped file."""
@@ -173,9 +185,7 @@ class TrainState:
         if data is None:
             data = load_dataset(cfg.dataset, split="train", data_path=cfg.data, image_size=cfg.image_size or None,
                                 channels=cfg.channels or None, **cfg.load_options)
-            if not data.is_points:  # the processes of a machine map one copy rather than keep one each
-                shared, note = share_images(data.x)
-                data = dataclasses.replace(data, x=shared, notes=data.notes + ([note] if note else []))
+            data = shared_data(data)
         if cfg.conditional and data.y is None:
             raise UserError(f"--conditional needs a labelled dataset; {cfg.dataset} ({data.source}) has no classes")
         if cfg.conditional and data.num_classes < 2:
