@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from wgan import augment
 from wgan.data import to_model_space
+from wgan.data.streamed import StreamedData
 from wgan.errors import first_line
 from wgan.training.schedule import LinearDecay
 from wgan.losses import upcast
@@ -275,6 +276,8 @@ def make_step(state, fast: bool):
 
     if not fast:
         return build(WganStep), None
+    if isinstance(state.data, StreamedData):  # the fused step draws its batches as device indices
+        return build(WganStep), "fast path off: the dataset is batched from host memory; using the plain eager step"
     reason = graph_unsupported_reason(state)
     if reason is None:
         use_channels_last(state)  # before the step is built: it replaces state.data

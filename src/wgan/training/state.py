@@ -25,6 +25,7 @@ from wgan.classes import names_or_numbers
 from wgan.config import TrainConfig, validate
 from wgan.data import Data, load_dataset
 from wgan.data.shared import share_images
+from wgan.data.streamed import PREFETCH_BATCHES, streamed
 from wgan.errors import TrainingDiverged, UserError, first_line
 from wgan.models import Critic, Generator, ModelShape, build_models, spectral_normalise
 from wgan.training.ema import GeneratorEMA
@@ -131,14 +132,27 @@ def shared_data(data: Data) -> Data:
     return dataclasses.replace(data, x=shared, notes=data.notes + ([note] if note else []))
 
 
-def placed_data(data: Data, device: torch.device) -> Data:
-    """The data where the batches are drawn: a GPU holds the whole dataset (batches are index draws on the
-    device, no host round trip), and the log says so; on a CPU the batches are gathered from the mapped file."""
+# The share of a GPU's free memory the dataset may take and still be copied there whole: the models, their
+# optimisers and a step's activations need the rest.
+RESIDENT_SHARE = 0.5
+
+
+def placed_data(data: Data, device: torch.device, free_bytes: int | None = None) -> Data:
+    """The data where the batches are drawn: a GPU holds the whole dataset where it fits in RESIDENT_SHARE of
+    its free memory (batches are index draws on the device, no host round trip); where it does not, batches
+    are gathered from host memory through pinned buffers ahead of the step (data/streamed.py). On a CPU
+    the batches are gathered from the mapped file. The log says which."""
     if device.type != "cuda":
         return data
+    size = data.x.numel() * data.x.element_size()
+    free = torch.cuda.mem_get_info(device)[0] if free_bytes is None else free_bytes
+    if size > RESIDENT_SHARE * free:
+        note = (f"the dataset ({size / 2**30:.2f} GiB) is more than {RESIDENT_SHARE:.0%} of the {free / 2**30:.1f} "
+                f"GiB free on {device}: batches are gathered in host memory and copied through pinned buffers, "
+                f"{PREFETCH_BATCHES} ahead of the step (no CUDA graph)")
+        return dataclasses.replace(streamed(data, device), notes=data.notes + [note])
     placed = data.to(device)
-    size_gib = data.x.numel() * data.x.element_size() / 2**30
-    return dataclasses.replace(placed, notes=placed.notes + [f"the dataset ({size_gib:.2f} GiB) is copied whole "
+    return dataclasses.replace(placed, notes=placed.notes + [f"the dataset ({size / 2**30:.2f} GiB) is copied whole "
                                                              f"to {device} memory"])
 
 
