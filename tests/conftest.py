@@ -83,6 +83,15 @@ def fashion_idx_dir(tmp_path: Path) -> Path:
     return write_idx_dataset(tmp_path / "fashion-mnist")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_user_cache(tmp_path_factory):
+    """The tests' decoded images, data caches and classifiers go to a folder of the test session, never into
+    the user's ~/.cache/wgan (a test that wants a cache of its own sets XDG_CACHE_HOME again)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("user-cache")))
+        yield
+
+
 @pytest.fixture(scope="module")
 def fashion_idx_dir_module(tmp_path_factory) -> Path:
     """The same tiny files, shared by the tests of one module (for fixtures that train once)."""

@@ -21,7 +21,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 
-from wgan import rundir
+from wgan import rundir, shipped
 from wgan.rundir import CHECKPOINT_RE
 from wgan.classes import class_names_problem
 from wgan.config import TrainConfig, flag, validate_model
@@ -340,7 +340,7 @@ def load_generator(source: Path, device: str | torch.device = "cpu", raw: bool =
     generator.safetensors), one checkpoint file, or a .safetensors file written by `wgan export`: the
     moving average of its weights where the run kept one, the trained generator with `raw`. `option`
     names what the user passed it as (--run takes all three, --weights the .safetensors file alone)."""
-    source = Path(source)
+    source = shipped.resolve(source)
     run_dir = None
     if option == "--weights" and (source.is_dir() or _is_zip(source)):
         what = "a run directory" if source.is_dir() else "a training checkpoint"
@@ -396,6 +396,7 @@ def _read_generator_file(path: Path, option: str = "--weights") -> tuple[dict, d
     if not path.is_file():
         accepted = ("a generator .safetensors file written by `wgan export`" if option == "--weights" else
                     "a run directory, one of its checkpoints or a generator .safetensors file")
+        accepted += f", or a shipped generator's name ({shipped.shipped_names()})"
         raise UserError(f"{option} {path}: not found; pass {accepted}")
     try:
         with safe_open(str(path), framework="pt") as f:

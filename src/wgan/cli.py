@@ -20,6 +20,7 @@ from pathlib import Path
 from wgan import __version__
 from wgan.config import TrainConfig, flag, preset_config
 from wgan.errors import Stopped, TrainingDiverged, UserError, report_error
+from wgan.shipped import shipped_names
 from wgan.sample_rules import DEFAULT_FRAME_MS, DEFAULT_SAMPLES, DEFAULT_WALK_FRAMES, DEFAULT_WALK_ROWS, DEFAULT_WALKS
 
 
@@ -108,7 +109,8 @@ def _sample_parser(sub) -> None:
     p = sub.add_parser("sample", help="sample from a trained generator")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--run", metavar="DIR|FILE", help="run directory (its newest checkpoint) or one checkpoint")
-    src.add_argument("--weights", metavar="FILE", help="generator .safetensors from `wgan export`")
+    src.add_argument("--weights", metavar="FILE", help="generator .safetensors from `wgan export`, or a shipped "
+                     f"generator by name ({shipped_names()})")
     p.add_argument("--num", type=int, default=None,
                    help=f"number of samples (default: {DEFAULT_SAMPLES}); with --walk: number of walks (default: "
                         f"{DEFAULT_WALKS}; conditional models: {DEFAULT_WALK_ROWS} rows of every class)")

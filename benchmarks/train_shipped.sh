@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Retrain the generators that ship in src/wgan/weights/ (weights/ in a checkout), export them there and score
+# them as weights/README.md reports: FCD, class coverage, precision/recall and density/coverage on our
+# classifier, 10,000 samples against the test split.
+#   bash benchmarks/train_shipped.sh DATA_DIR [STEPS]      (from a source checkout; STEPS default 12000)
+# The two runs train side by side, one CPU core and one thread each (taskset where it exists): on a 2-core
+# CPU that is an hour each. The settings are the quick preset's (measured best for five minutes,
+# docs/levers.md) with the learning rates decayed linearly to 0 over STEPS, so the run ends on small steps.
+set -eu
+DATA=${1:?usage: train_shipped.sh DATA_DIR [STEPS]}
+STEPS=${2:-12000}
+PY=${PYTHON:-python3}
+RUNS=${RUNS:-runs-shipped}
+OUT=${OUT:-src/wgan/weights}
+export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
+export OMP_NUM_THREADS=1
+pin() { if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then taskset -c "$1" "${@:2}"; else "${@:2}"; fi; }
+
+train() {  # core, name, options...
+  local core=$1 name=$2; shift 2
+  pin "$core" $PY -m wgan train --preset quick --data "$DATA" --steps "$STEPS" --max-train-seconds 0 \
+    --lr-decay linear --eval-metrics fcd,class-coverage --eval-every-steps 2000 --eval-num-samples 5000 \
+    --sample-every-steps 1000 --checkpoint-every-steps 1000 --runs-dir "$RUNS/$name" --no-progress \
+    --no-tensorboard "$@" > "$RUNS/$name.log" 2>&1
+}
+mkdir -p "$RUNS"
+train 0 fashion-mnist-cond --conditional &
+train 1 fashion-mnist --no-conditional &
+wait
+
+for name in fashion-mnist-cond fashion-mnist; do
+  run=$(ls -d "$RUNS/$name"/*/ | tail -1)
+  echo "== $name: $run"
+  grep -E "finished" "$run/log.txt" || true
+  $PY -m wgan export --run "$run" --out "$OUT/$name.safetensors"
+  metrics=fcd,class-coverage,prc,dc
+  [ "$name" = fashion-mnist-cond ] && metrics=$metrics,cond-accuracy
+  $PY -m wgan eval --run "$OUT/$name.safetensors" --data "$DATA" --metrics "$metrics" --num 10000 --no-append
+done
+ls -l "$OUT"/*.safetensors
