@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from pathlib import Path
 from typing import Callable
 
@@ -365,10 +364,7 @@ EVAL_RECORD_LIMIT_BYTES = 1 << 20  # what `wgan eval` writes is a few kB
 def _read_json(path: Path) -> dict | None:
     """A record written by `wgan eval`, or None when absent or unreadable (a report never fails on one)."""
     text = read_small_text(path, EVAL_RECORD_LIMIT_BYTES)
-    try:
-        record = json.loads(text) if text is not None else None
-    except (ValueError, RecursionError):
-        return None
+    record = None if text is None else rundir.parse_json(text)
     return record if isinstance(record, dict) else None
 
 

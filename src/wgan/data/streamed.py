@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 
@@ -92,6 +92,6 @@ class StreamedData(Data):
 
 def streamed(data: Data, device: torch.device) -> StreamedData:
     """`data` with its images left where they are and its labels on `device`, batched onto `device`."""
-    y = None if data.y is None else data.y.to(device)
-    return StreamedData(data.name, data.x, y, data.num_classes, list(data.class_names), data.source,
-                        list(data.notes), data.mapped_from, device=torch.device(device))
+    values = {f.name: getattr(data, f.name) for f in fields(Data)}
+    values["y"] = None if data.y is None else data.y.to(device)
+    return StreamedData(**values, device=torch.device(device))
