@@ -70,7 +70,7 @@ def test_a_time_budget_ends_the_run_as_its_last_step_would_and_evaluations_follo
     runs = tmp_path / "runs"
     code, _, err = run_cli("train", *TINY, "--data", fashion_idx_dir, "--runs-dir", runs, "--steps", "1000000",
                            "--max-train-seconds", "3", "--eval-metrics", "class-coverage", "--eval-every-seconds", "1",
-                           "--checkpoint-every-steps", "0")
+                           "--checkpoint-every-steps", "0", "--log-every-steps", "10")  # the budget is read every 10
     assert code == 0, err
     (run,) = runs.iterdir()
     records = rundir.read_records(run)
@@ -81,5 +81,7 @@ def test_a_time_budget_ends_the_run_as_its_last_step_would_and_evaluations_follo
     assert rundir.newest_checkpoint_step(run) == last and (run / rundir.GENERATOR).is_file()
     assert rundir.run_status(run) == "finished"
     assert 3 <= len(evals) <= 5 and evals[-1]["step"] == last  # about one a second, and the last step's
+    # The clock's evaluation that falls due with the budget is the last step's, a few steps on: not both.
+    assert all(r["time_s"] < 3 for r in evals[:-1]), [(r["step"], r["time_s"]) for r in evals] + [last]
     code, _, err = run_cli("train", "--resume", run, "--no-progress")
     assert code == 2 and "already trained" in err and "--max-train-seconds" in err

@@ -371,9 +371,11 @@ class TrainingRun:
 
     def evaluation_time(self) -> bool:
         """--eval-every-seconds: whether another such stretch of training time has passed (rank 0 evaluates)."""
-        every = self.cfg.eval_every_seconds
+        every, limit = self.cfg.eval_every_seconds, self.cfg.max_train_seconds
         if not every or self.training_seconds() < self.next_evaluation_s:
             return False
+        if limit and self.training_seconds() >= limit:
+            return False  # the run ends at the next loss read, whose step evaluates as the last: not twice
         self.next_evaluation_s = (self.training_seconds() // every + 1) * every
         return True
 
