@@ -7,10 +7,9 @@
 # CPU about 100 minutes (conditional) and two hours (unconditional). The settings are the quick preset's
 # (measured best for five minutes, docs/levers.md) with the learning rates decayed linearly to 0 over
 # STEPS; then each run is resumed to EXTEND_COND / EXTEND_UNCOND steps (20000 and 24000), which restarts
-# the decay from lr * (1 - STEPS / EXTEND) down to 0 there: a warm restart. FCD rises for a few thousand
-# steps after it, then falls well below the first decay's end. The conditional run is the more fragile:
-# restarted at half the learning rate (to 24000) it had not recovered by the end (FCD 28.9 against 24.95
-# at 12000), at 0.4 of it (to 20000) it ended at 14.1 (weights/README.md). EXTEND = STEPS skips it.
+# the decay from lr * (1 - STEPS / EXTEND) down to 0 there: a warm restart. The conditional run is the more
+# fragile one and gets the shorter, gentler restart (weights/README.md has the curves of the lengths tried).
+# EXTEND = STEPS skips the second stretch.
 set -eu
 DATA=${1:?usage: train_shipped.sh DATA_DIR [STEPS]}
 STEPS=${2:-12000}
@@ -21,6 +20,7 @@ RUNS=${RUNS:-runs-shipped}
 OUT=${OUT:-src/wgan/weights}
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
 export OMP_NUM_THREADS=1
+latest_run() { ls -d "$RUNS/$1"/*/ | tail -1; }
 pin() { if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then taskset -c "$1" "${@:2}"; else "${@:2}"; fi; }
 
 train() {  # core, name, steps to extend to, options...
@@ -30,7 +30,7 @@ train() {  # core, name, steps to extend to, options...
     --sample-every-steps 1000 --checkpoint-every-steps 1000 --runs-dir "$RUNS/$name" --no-progress \
     --no-tensorboard "$@" > "$RUNS/$name.log" 2>&1
   if [ "$extend_to" -gt "$STEPS" ]; then
-    local run; run=$(ls -d "$RUNS/$name"/*/ | tail -1)
+    local run; run=$(latest_run "$name")
     pin "$core" $PY -m wgan train --resume "$run" --steps "$extend_to" --data "$DATA" --no-progress \
       >> "$RUNS/$name.log" 2>&1
   fi
@@ -41,7 +41,7 @@ train 1 fashion-mnist "$EXTEND_UNCOND" --no-conditional &
 wait
 
 for name in fashion-mnist-cond fashion-mnist; do
-  run=$(ls -d "$RUNS/$name"/*/ | tail -1)
+  run=$(latest_run "$name")
   echo "== $name: $run"
   grep -E "finished" "$run/log.txt" || true
   $PY -m wgan export --run "$run" --out "$OUT/$name.safetensors"
