@@ -57,6 +57,11 @@ CASES = {
                                  lr_decay="linear", steps=5, batch_size_generator=12),
     "sn-augment": dict(loss="sn", augment="translation"),
     "gp-dcgan28-batchnorm-generator": dict(loss="gp", generator_norm="batch"),
+    # the lazy penalty (every 2nd of 3 critic updates: patterns that differ between iterations), on half the
+    # batch, zero-centred
+    "gp-lazy-half-batch-zero-centred": dict(loss="gp", penalty_every_steps=2, penalty_batch_fraction=0.5,
+                                            penalty_target_norm=0.0),
+    "lp-lazy-conditional": dict(loss="lp", penalty_every_steps=4, conditional=True),
     # the ResNets: conditional batch norm in G (grouped), the AC-GAN loss, a projection head over a batch-norm critic
     "gp-resnet32-28px-acgan": dict(loss="gp", model="resnet32", conditional=True),
     "clip-resnet32-projection-batchnorm": dict(loss="clip", optimizer="rmsprop", model="resnet32", image_size=32,

@@ -35,6 +35,24 @@ def test_the_schedule_sets_every_group_for_the_next_iteration(on_device):
     opt_g.step(), opt_c.step()  # Adam takes either
 
 
+@pytest.mark.parametrize("on_device", [False, True])
+def test_time_spent_decays_the_rates_where_it_is_ahead_of_the_steps(on_device):
+    """A run that --max-train-seconds may end first: at 70% of its time and 40% of its steps, the rates are
+    30% of the initial; time behind the steps changes nothing; past the budget they stay at 0."""
+    p = torch.nn.Parameter(torch.ones(2))
+    opt = torch.optim.Adam([p], lr=1e-3)
+    schedule = LinearDecay([(opt, 1e-3)], total_steps=10, start_step=4, on_device=on_device)
+    lr = lambda: float(opt.param_groups[0]["lr"])  # noqa: E731
+    schedule.set_time_fraction(0.7)
+    assert lr() == pytest.approx(3e-4)
+    schedule.set_time_fraction(0.1)
+    assert lr() == pytest.approx(6e-4), "the step count leads: 4 of 10 steps"
+    schedule.advance()
+    assert lr() == pytest.approx(5e-4)
+    schedule.set_time_fraction(1.5)
+    assert lr() == 0.0
+
+
 def test_a_run_decays_both_learning_rates_and_a_resumed_run_continues_the_decay(tmp_path, fashion_idx_dir):
     runs = tmp_path / "runs"
     code, _, err = run_cli("train", *TINY, "--data", fashion_idx_dir, "--runs-dir", runs, "--steps", "4",
@@ -85,3 +103,27 @@ def test_a_time_budget_ends_the_run_as_its_last_step_would_and_evaluations_follo
     assert all(r["time_s"] < 3 for r in evals[:-1]), [(r["step"], r["time_s"]) for r in evals] + [last]
     code, _, err = run_cli("train", "--resume", run, "--no-progress")
     assert code == 2 and "already trained" in err and "--max-train-seconds" in err
+
+
+@pytest.mark.parametrize("clock", ["wall", "cpu"])
+def test_a_run_ended_by_its_time_budget_decays_to_zero_on_its_own_clock(tmp_path, fashion_idx_dir, monkeypatch, clock):
+    """--lr-decay linear with --max-train-seconds and a step cap far off: the rates follow the time spent, so
+    the last checkpoint's are at (or next to) 0; --train-clock picks the clock the budget is read from (here
+    one that moves 0.05 s a reading, the other clock never moving)."""
+    from wgan.training import loop
+
+    readings = iter(range(10**9))
+    monkeypatch.setitem(loop.CLOCKS, clock, lambda: next(readings) * 0.05)
+    monkeypatch.setitem(loop.CLOCKS, "cpu" if clock == "wall" else "wall", lambda: 0.0)
+    runs = tmp_path / "runs"
+    code, _, err = run_cli("train", *TINY, "--data", fashion_idx_dir, "--runs-dir", runs, "--steps", "1000000",
+                           "--max-train-seconds", "2", "--train-clock", clock, "--lr-decay", "linear",
+                           "--lr-critic", "2e-4", "--lr-generator", "2e-4", "--checkpoint-every-steps", "0",
+                           "--log-every-steps", "2", "--sample-every-steps", "0")
+    assert code == 0, err
+    (run,) = runs.iterdir()
+    last = rundir.newest_checkpoint_step(run)
+    assert last < 1000, "the budget, not --steps, ended the run"
+    state = ckpt.load_checkpoint(run / rundir.CHECKPOINTS / rundir.checkpoint_name(last))
+    lrs = [float(state[k]["param_groups"][0]["lr"]) for k in ("opt_generator", "opt_critic")]
+    assert max(lrs) < 2e-4 * 0.05, lrs

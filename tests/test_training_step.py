@@ -330,3 +330,70 @@ def test_an_acgan_critic_minimises_the_class_loss_on_real_images_and_the_generat
     scores, logits = step.critic(fake, labels, with_logits=True)
     expected = (losses.generator_loss(scores) + 0.1 * losses.class_loss(logits, labels)).item()
     assert step.generator_step().item() == pytest.approx(expected, rel=1e-10)
+
+
+# --- the penalty's cheaper estimates: lazy, on a fraction of the batch --------------------------------
+
+
+def test_lazy_penalty_runs_on_every_kth_critic_update_of_the_run_weighted_by_k(monkeypatch):
+    """k = 4 with 2 critic updates per iteration: updates 0, 4, 8 of the run carry the penalty, at weight 4;
+    a step that starts at iteration 1 (a resumed run) continues the same count."""
+    step = make_step(critic_steps=2, penalty_every_steps=4)
+    calls = []
+    penalty = losses.gradient_penalty
+    monkeypatch.setattr(losses, "gradient_penalty", lambda *a, **kw: calls.append(step.critic_updates) or penalty(*a, **kw))
+    patterns = []
+    for _ in range(5):
+        patterns.append(step.penalty_pattern())
+        step()
+    assert patterns == [(4.0, 0.0), (0.0, 0.0), (4.0, 0.0), (0.0, 0.0), (4.0, 0.0)]
+    assert len(calls) == 3, "the penalty's double backward runs only where it is due"
+    assert step.penalty_period() == 2
+    assert make_step(critic_steps=2, penalty_every_steps=4).penalty_period() == 2
+    assert make_step(critic_steps=5, penalty_every_steps=4).penalty_period() == 4
+    resumed = WganStep(step.cfg, step.generator, step.critic, step.opt_g, step.opt_c, step.data, CPU, start_step=3)
+    assert resumed.penalty_pattern() == patterns[3]
+
+
+@pytest.mark.parametrize("weight", [4.0, 0.0])
+def test_a_lazy_update_is_the_plain_update_with_lambda_times_its_weight(weight, float64):
+    """A penalised lazy update (weight k) changes the critic exactly as a plain update with lambda k does; an
+    update without the penalty exactly as one with lambda 0 (same draws: same seed, float64)."""
+    results = []
+    for cfg_over, w in ((dict(penalty_every_steps=4), weight), (dict(gp_weight=10.0 * weight), 1.0)):
+        step = make_step(gp_weight=10.0, **cfg_over) if "gp_weight" not in cfg_over else make_step(**cfg_over)
+        torch.manual_seed(5)
+        stats = step.critic_step(w)
+        results.append((stats, [p.detach().clone() for p in step.critic.parameters()]))
+    (lazy_stats, lazy_params), (plain_stats, plain_params) = results
+    for a, b in zip(lazy_params, plain_params):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-15)
+    assert lazy_stats[0].item() == pytest.approx(plain_stats[0].item(), rel=1e-12, abs=1e-15)
+
+
+def test_penalty_on_a_fraction_of_the_batch_is_the_penalty_of_its_first_pairs(monkeypatch, float64):
+    step = make_step(batch_size=8, penalty_batch_fraction=0.25)
+    assert [step.penalty_batch(n) for n in (8, 32, 3, 1)] == [2, 8, 1, 1]
+    gen = torch.Generator().manual_seed(3)
+    real, fake = torch.randn(8, 1, 8, 8, generator=gen), torch.randn(8, 1, 8, 8, generator=gen)
+    eps = torch.rand(2, generator=gen)
+    expected = losses.gradient_penalty(step.critic, real[:2], fake[:2], eps=eps)
+    assert step._penalty(real, fake, None, eps).item() == pytest.approx(expected.item(), rel=1e-12)
+    seen = []
+    interpolate = losses.interpolate
+    monkeypatch.setattr(losses, "interpolate", lambda r, f, e=None: seen.append(r.shape[0]) or interpolate(r, f, e))
+    step.critic_step()
+    assert seen == [2], "the interpolates of a quarter of a batch of 8"
+
+
+def test_zero_centred_penalty_is_the_squared_gradient_norm_of_a_known_critic(float64):
+    """D(x) = w . x has gradient w everywhere: the penalty is (||w|| - t)^2, ||w||^2 at t = 0."""
+    w = torch.tensor([3.0, 4.0])
+    critic = lambda x: x @ w  # noqa: E731
+    real, fake = torch.randn(6, 2), torch.randn(6, 2)
+    assert losses.gradient_penalty(critic, real, fake).item() == pytest.approx(16.0, rel=1e-9)
+    assert losses.gradient_penalty(critic, real, fake, target_norm=0.0).item() == pytest.approx(25.0, rel=1e-12)
+    assert losses.gradient_penalty(critic, real, fake, target_norm=2.0).item() == pytest.approx(9.0, rel=1e-9)
+    zero = torch.zeros(3, 4, requires_grad=True)
+    losses.penalty_from_gradient(zero, target_norm=0.0).backward()
+    assert torch.equal(zero.grad, torch.zeros(3, 4)), "finite at a zero gradient (no square root)"

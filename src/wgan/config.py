@@ -29,6 +29,7 @@ LOSSES = {
 }
 OPTIMIZERS = ("adam", "rmsprop")
 PRECISIONS = ("auto", "fp32", "tf32", "bf16")
+TRAIN_CLOCKS = ("wall", "cpu")
 
 
 def flag(name: str) -> str:
@@ -55,6 +56,7 @@ CHANNELS = Range(lambda v: v in (0, 1, 3), "use 1 (grayscale) or 3 (RGB)")
 SEED = Range(lambda v: isinstance(v, int) and 0 <= v <= 2**62, "must be a whole number from 0 to 2**62")
 GRID = Range(lambda v: isinstance(v, int) and 1 <= v <= 1024, "must be a whole number from 1 to 1024 (a 32 x 32 grid)")
 PATH = Range(lambda v: v is None or v.strip() != "", "an empty path; leave the option out instead")
+FRACTION = Range(lambda v: 0 < v <= 1, "must be a fraction in (0, 1]")
 COUNT_OR_SAME = Range(lambda v: isinstance(v, int) and v >= 0, "must be a whole number >= 0 (0: the same as --batch-size)")
 
 
@@ -98,6 +100,14 @@ class TrainConfig:
     loss: str = option("gp", "clip (WGAN), gp (WGAN-GP) or lp (one-sided penalty)")
     clip_value: float = option(0.01, "weight clipping bound c", POSITIVE)
     gp_weight: float = option(10.0, "penalty coefficient lambda", NON_NEGATIVE)
+    penalty_target_norm: float = option(1.0, "the gradient norm the penalty pulls toward: 1 (Gulrajani et al.) or 0 "
+                                        "(the zero-centred penalty of Thanh-Tung et al. 2019)", NON_NEGATIVE)
+    penalty_every_steps: int = option(1, "lazy penalty: the gradient penalty on every k-th critic update only, "
+                                      "weighted by k (the lazy regularisation of StyleGAN2, Karras et al. 2020); "
+                                      "1: on every update", COUNT)
+    penalty_batch_fraction: float = option(1.0, "the penalty on this fraction of each critic batch (its first "
+                                           "images, at least one): the same expectation, estimated from fewer "
+                                           "interpolates, for a fraction of the double backward", FRACTION)
     # Optimisation
     optimizer: str = option("adam", "adam or rmsprop")
     lr_critic: float = option(1e-4, "critic learning rate", LEARNING_RATE)
@@ -122,6 +132,9 @@ class TrainConfig:
     max_train_seconds: float = option(0.0, "stop (as at the last step: log, grid, metrics, checkpoint) once this many "
                                       "seconds of training have passed, evaluations not counted (0: --steps alone)",
                                       NON_NEGATIVE)
+    train_clock: str = option("wall", "what --max-train-seconds and --eval-every-seconds count: wall (seconds on the "
+                              "wall's clock) or cpu (this process's CPU seconds: with one thread, runs that share "
+                              "a machine get equal budgets, as the time-to-quality benchmark needs)")
     lr_decay: str = option("none", "learning-rate schedule of both optimisers: none, or linear (to 0 at --steps, as the "
                            "WGAN-GP paper's CIFAR-10 code)")
     # The generator that is sampled and evaluated: an exponential moving average of the trained one.
@@ -229,7 +242,8 @@ PRESETS: dict[str, tuple[str, dict]] = {
     "quick": ("CPU-sized conditional WGAN-GP demo on Fashion-MNIST (five minutes on a laptop)",
               dict(_GP, dataset="fashion-mnist", conditional=True, width=32, lr_critic=8e-4, lr_generator=8e-4,
                    ema_halflife_kimg=2.0, batch_size=32,
-                   critic_steps=2, generator_norm="batch", steps=2500, max_train_seconds=300.0,
+                   # the five minutes end the demo; the step cap only a run given --max-train-seconds 0
+                   critic_steps=2, generator_norm="batch", steps=100000, max_train_seconds=300.0,
                    sample_every_steps=250, log_every_steps=10, checkpoint_every_steps=500,
                    # with --eval-metrics (make demo passes them): a quality curve of five points, not one
                    eval_every_seconds=60.0)),
@@ -331,6 +345,7 @@ def _check_names(cfg: TrainConfig) -> None:
     _need(cfg.critic_norm in CRITIC_NORMS,
           f"--critic-norm {cfg.critic_norm}: choose one of {', '.join(CRITIC_NORMS)}")
     _need(cfg.generator_norm in ("none", "batch"), f"--generator-norm {cfg.generator_norm}: choose none or batch")
+    _need(cfg.train_clock in TRAIN_CLOCKS, f"--train-clock {cfg.train_clock}: choose one of {', '.join(TRAIN_CLOCKS)}")
     _need(cfg.lr_decay in LR_DECAYS, f"--lr-decay {cfg.lr_decay}: choose one of {', '.join(LR_DECAYS)}")
     unknown = [a for a in cfg.augmentations if a not in AUGMENTATIONS]
     _need(not unknown, f"--augment {cfg.augment}: unknown augmentation {', '.join(unknown)}; choose from "

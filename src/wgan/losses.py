@@ -51,8 +51,10 @@ def gradient_penalty(
     *,
     one_sided: bool = False,
     eps: torch.Tensor | None = None,
+    target_norm: float = 1.0,
 ) -> torch.Tensor:
     """E[(||grad_x D(x_hat)||_2 - 1)^2] on random interpolates (WGAN-GP); one-sided: max(0, .)^2 (WGAN-LP).
+    `target_norm` 0: E[||grad||^2], the zero-centred penalty (Thanh-Tung et al. 2019).
 
     The norm runs over every non-batch dimension. The graph is kept (create_graph=True) so the
     penalty's gradient reaches the critic's parameters: this is a double backward, which is why the
@@ -64,14 +66,18 @@ def gradient_penalty(
     # Where the critic ran under bf16 autocast, the norm of its input gradient is still taken in fp32:
     # it is compared with 1, and bf16 keeps only 3 significant digits.
     with torch.autocast(grad.device.type, enabled=False):
-        return penalty_from_gradient(upcast(grad), one_sided=one_sided)
+        return penalty_from_gradient(upcast(grad), one_sided=one_sided, target_norm=target_norm)
 
 
-def penalty_from_gradient(grad: torch.Tensor, *, one_sided: bool = False) -> torch.Tensor:
-    """(||g|| - 1)^2 (or max(0, ||g|| - 1)^2) averaged over the batch, the norm over all non-batch dims."""
+def penalty_from_gradient(grad: torch.Tensor, *, one_sided: bool = False, target_norm: float = 1.0) -> torch.Tensor:
+    """(||g|| - t)^2 (or max(0, ||g|| - t)^2) averaged over the batch, the norm over all non-batch dims;
+    t = target_norm, 1 for WGAN-GP."""
+    squared = grad.flatten(1).pow(2).sum(dim=1)
+    if target_norm == 0:  # ||g||^2 itself: no square root, whose gradient at g = 0 is undefined
+        return squared.mean()
     # The tiny constant keeps sqrt differentiable where the gradient is exactly zero.
-    norm = torch.sqrt(grad.flatten(1).pow(2).sum(dim=1) + 1e-12)
-    excess = norm - 1.0
+    norm = torch.sqrt(squared + 1e-12)
+    excess = norm - target_norm
     if one_sided:
         excess = excess.clamp(min=0.0)
     return excess.pow(2).mean()

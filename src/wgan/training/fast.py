@@ -54,15 +54,24 @@ def use_channels_last(state) -> None:
 
 
 class CudaGraphStep:
-    """Wraps a WganStep: a few eager warm-up steps, then capture once and replay every call after."""
+    """Wraps a WganStep: a few eager warm-up steps, then capture once and replay every call after.
+
+    With the lazy penalty (--penalty-every-steps) the iterations differ in which critic updates compute
+    the penalty, in a cycle of step.penalty_period() iterations: one graph is captured for each pattern
+    and replayed when that pattern is due; the warm-up runs every pattern once, eagerly, first."""
 
     def __init__(self, step, warmup_steps: int = WARMUP_STEPS):
         self.step = step
-        self.warmup_steps = warmup_steps
+        self.warmup_steps = max(warmup_steps, step.penalty_period())
         self.calls = 0
-        self.graph: torch.cuda.CUDAGraph | None = None
+        self.graphs: dict[tuple[float, ...], torch.cuda.CUDAGraph] = {}
         self.failed: str | None = None
         self.side_stream = torch.cuda.Stream()
+
+    @property
+    def graph(self) -> torch.cuda.CUDAGraph | None:
+        """The first captured graph, or None before (or without) capture."""
+        return next(iter(self.graphs.values()), None)
 
     @property
     def sums(self) -> torch.Tensor:
@@ -70,8 +79,11 @@ class CudaGraphStep:
 
     def __call__(self) -> None:
         self.calls += 1
-        if self.graph is not None:
-            self.graph.replay()
+        pattern = self.step.penalty_pattern()
+        graph = self.graphs.get(pattern)
+        if graph is not None:
+            graph.replay()
+            self.step.critic_updates += len(pattern)  # what the step's own call counts, on the host
             return
         if self.failed is not None or self.calls <= self.warmup_steps:
             # Warm-up on a side stream, as capture requires: the allocator then has the memory ready.
@@ -80,8 +92,12 @@ class CudaGraphStep:
                 self.step()
             torch.cuda.current_stream().wait_stream(self.side_stream)
             return
+        self._capture(pattern)
+
+    def _capture(self, pattern: tuple[float, ...]) -> None:
         torch.cuda.synchronize()
         graph = torch.cuda.CUDAGraph()
+        counted = self.step.critic_updates
         try:
             with torch.cuda.graph(graph):
                 self.step()
@@ -89,9 +105,10 @@ class CudaGraphStep:
             self.failed = f"{type(exc).__name__}: {first_line(exc)}"
             print(f"fast path: CUDA graph capture failed ({self.failed}); continuing with the eager step")
             torch.cuda.synchronize()
+            self.step.critic_updates = counted  # the failed capture's call did not train
             self.step()
             return
-        self.graph = graph
+        self.graphs[pattern] = graph
         graph.replay()  # capture records but does not run: this replay is this call's step
 
     def read_and_reset(self, count: int) -> dict[str, float]:
@@ -184,21 +201,21 @@ class FusedWganStep(WganStep):
         if self.cfg.uses_penalty and unfold_first_conv:
             unfold_thin_convs(self.critic)
 
-    def _draws(self):
+    def _draws(self, weights: tuple[float, ...]):
         """Every critic step's random numbers, in the plain step's order: batch, noise, the real and
-        the generated batch's augmentations, the penalty's epsilon."""
+        the generated batch's augmentations, the penalty's epsilon (where its weight is not 0)."""
         cfg, n = self.cfg, len(self.data)
         shape = (cfg.batch_size, *self.data.sample_shape)
         idx, z, aug, eps = [], [], [], []
-        for _ in range(cfg.critic_steps):
+        for weight in weights:
             idx.append(torch.randint(n, (cfg.batch_size,), device=self.device))
             z.append(self._noise())
             aug.append((self._augment_draws(shape), self._augment_draws(shape)))
-            if cfg.uses_penalty:
-                eps.append(torch.rand(cfg.batch_size, device=self.device))
+            penalised = cfg.uses_penalty and weight != 0
+            eps.append(torch.rand(self.penalty_batch(cfg.batch_size), device=self.device) if penalised else None)
         return idx, z, aug, eps
 
-    def _batched_critic_step(self, real, fake, labels, eps) -> torch.Tensor:
+    def _batched_critic_step(self, real, fake, labels, eps, weight: float) -> torch.Tensor:
         b = real.shape[0]
         two = None if labels is None else torch.cat([labels, labels])
         with self.autocast, batch_norm_groups(self.c_norms, 2):
@@ -206,12 +223,14 @@ class FusedWganStep(WganStep):
         real_scores, fake_scores = scores.split(b)
         # The interpolates get a forward of their own: in one batch with real and fake, the penalty's
         # double backward would run over all three parts, two of them with zero gradient.
-        return self._update_critic(real_scores, fake_scores, self._penalty(real, fake, labels, eps),
+        return self._update_critic(real_scores, fake_scores, self._penalty(real, fake, labels, eps, weight=weight),
                                    self._class_loss(None if logits is None else logits[:b], labels))
 
     def __call__(self) -> None:
         cfg, k = self.cfg, self.cfg.critic_steps
-        idx, z, aug, eps = self._draws()
+        weights = self.penalty_pattern()
+        self.critic_updates += k
+        idx, z, aug, eps = self._draws(weights)
         flat_idx = torch.cat(idx)
         reals = to_model_space(self.data.x[flat_idx]).split(cfg.batch_size)
         labels = self.data.y[flat_idx].split(cfg.batch_size) if self.conditional else [None] * k
@@ -219,7 +238,7 @@ class FusedWganStep(WganStep):
             all_labels = torch.cat(labels) if self.conditional else None
             fakes = upcast(self.generator(torch.cat(z), all_labels)).split(cfg.batch_size)
         stats = torch.stack([self._batched_critic_step(augment.apply(reals[i], aug[i][0]), augment.apply(fakes[i], aug[i][1]),
-                                                       labels[i], eps[i] if eps else None)
+                                                       labels[i], eps[i], weights[i])
                              for i in range(k)]).mean(0)
         self._accumulate(stats, self.generator_step())
 
@@ -272,7 +291,7 @@ def make_step(state, fast: bool):
             schedule = LinearDecay([(state.opt_g, cfg.lr_generator), (state.opt_c, cfg.lr_critic)], cfg.steps,
                                    state.step, on_device=graph)
         return step_cls(cfg, state.generator, state.critic, state.opt_g, state.opt_c, state.data, state.device,
-                        ema=state.ema, schedule=schedule, precision=state.precision)
+                        ema=state.ema, schedule=schedule, precision=state.precision, start_step=state.step)
 
     if not fast:
         return build(WganStep), None
@@ -288,9 +307,12 @@ def make_step(state, fast: bool):
 def describe_step(step_fn, cfg, device: torch.device, dry_run: bool) -> str:
     """What runs each generator iteration, for log.txt: the fast path or not, and why not."""
     if isinstance(step_fn, CudaGraphStep):
-        return f"fast: the fused iteration replayed from one CUDA graph ({step_fn.step.precision.name})"
+        period = step_fn.step.penalty_period()
+        graphs = "one CUDA graph" if period == 1 else f"{period} CUDA graphs, one per lazy-penalty pattern"
+        return f"fast: the fused iteration replayed from {graphs} ({step_fn.step.precision.name})"
     if isinstance(step_fn, FusedWganStep):
         return f"fused eager ({step_fn.precision.name})"
     why = ("the fast path is for CUDA" if device.type != "cuda" else "--no-fast" if not cfg.fast else
-           "a dry run" if dry_run else "")
+           "a dry run" if dry_run else "--sync-batch-norm's collectives are not captured" if cfg.sync_batch_norm
+           else "")
     return f"plain eager ({step_fn.precision.name}{'; ' + why if why else ''})"

@@ -36,6 +36,9 @@ from wgan.training.state import TrainState, check_finite_parameters, export_gene
 from wgan.training.step import STAT_NAMES, generator_iteration
 
 
+# --train-clock: the clock that training time (--max-train-seconds, --eval-every-seconds, time_s) is read from
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
 def train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None = None, dry_run: bool = False,
           progress: bool = True) -> Path:
     """Train a WGAN as `cfg` says; returns the run directory.
@@ -210,7 +213,8 @@ class TrainingRun:
         self.step_fn = None
         self.interval = Interval()
         self.next_evaluation_s = math.inf  # --eval-every-seconds: the training time of the next evaluation
-        self.started = time.perf_counter()  # training time is counted from here, less evaluations, plus what came before
+        self.clock = CLOCKS[cfg.train_clock]  # what training time is counted in
+        self.started = self.clock()  # training time is counted from here, less evaluations, plus what came before
         self.stopped_by: int | None = None
         self.bar = None
         self.lock: rundir.RunLock | None = None
@@ -350,7 +354,7 @@ class TrainingRun:
     def continue_interval(self) -> None:
         """Start the clocks; a resumed run continues its training time and the interval its checkpoint cut."""
         now = time.perf_counter()
-        self.started = now - self.state.elapsed_s
+        self.started = self.clock() - self.state.elapsed_s
         every = self.cfg.eval_every_seconds
         self.next_evaluation_s = (self.state.elapsed_s // every + 1) * every if every else math.inf
         self.interval = Interval(started=now)
@@ -360,7 +364,8 @@ class TrainingRun:
             self.interval = Interval(steps=pending["steps"], started=now - pending["seconds"])
 
     def training_seconds(self, now: float | None = None) -> float:
-        return (time.perf_counter() if now is None else now) - self.started
+        """Seconds of training so far on the run's --train-clock (`now`: a reading of that clock)."""
+        return (self.clock() if now is None else now) - self.started
 
     def out_of_time(self, step: int) -> bool:
         """--max-train-seconds reached: looked at where the losses are read, where N processes agree anyway."""
@@ -389,12 +394,30 @@ class TrainingRun:
         # a clipping run has no penalty: leave it out rather than log a zero that reads as a measurement
         logged = {k: round(v, 6) for k, v in stats.items() if k != "penalty" or cfg.uses_penalty}
         images = (interval.steps * cfg.critic_steps * cfg.batch_size + interval.extra_critic_images) * self.world
-        record = {"step": step, "time_s": round(self.training_seconds(now), 3), **logged,
+        record = {"step": step, "time_s": round(self.training_seconds(), 3), **logged,
                   "critic_images_per_s": round(images / interval.seconds(now), 1)}
         self.log.record(record)
+        self.decay_by_time()
+        self.size_bar_by_time(interval.steps / max(interval.seconds(now), 1e-9))
         self.bar.set_postfix(W=f"{stats['wasserstein']:.3f}", loss_c=f"{stats['loss_critic']:.3f}",
                              loss_g=f"{stats['loss_generator']:.3f}", img_s=f"{record['critic_images_per_s']:.0f}")
         self.interval = Interval(started=now)
+
+    def size_bar_by_time(self, steps_per_s: float) -> None:
+        """A run that --max-train-seconds ends first: the bar's end (and so its estimate of the time left) is the
+        step the budget will reach at the measured rate, not --steps."""
+        limit = self.cfg.max_train_seconds
+        if limit and self.cfg.train_clock == "wall":
+            reachable = self.state.step + max(0.0, limit - self.training_seconds()) * steps_per_s
+            self.bar.total = max(self.state.step, min(self.total_steps, int(reachable)))
+
+    def decay_by_time(self) -> None:
+        """A linear decay in a run that --max-train-seconds may end first follows the time spent too."""
+        schedule = getattr(getattr(self.step_fn, "step", self.step_fn), "schedule", None)
+        if schedule is not None and self.cfg.max_train_seconds:
+            # the processes' clocks differ: all take the furthest one's, in millionths, or their rates would differ
+            millionths = distributed.max_over_ranks(int(1e6 * self.training_seconds() / self.cfg.max_train_seconds))
+            schedule.set_time_fraction(millionths / 1e6)
 
     def sample(self, at: int) -> None:
         """The fixed-noise grid (images), or the generated and real points over the critic's contours."""
@@ -410,7 +433,7 @@ class TrainingRun:
 
     def evaluate(self, at: int) -> None:
         """The metrics of the sampled generator and, beside them, of the raw one where they differ."""
-        t_eval = time.perf_counter()
+        t_eval, t_eval_clock = time.perf_counter(), self.clock()
         record = self.evaluator(self.state.sampled_generator())
         if self.state.ema is not None:  # what the average buys, in every run: fcd beside fcd_raw
             raw = rundir.raw_generator_fields(self.evaluator(self.state.generator))
@@ -418,11 +441,11 @@ class TrainingRun:
             record.update(raw)
             record["eval_s"] = round(record["eval_s"] + raw_seconds, 3)
             record["samples"] = {**record.get("samples", {}), **raw_samples}
-        self.log.record({"step": at, "time_s": round(self.training_seconds(t_eval), 3), **record})
+        self.log.record({"step": at, "time_s": round(self.training_seconds(t_eval_clock), 3), **record})
         self.last_quality = (at, record)
-        spent = time.perf_counter() - t_eval  # evaluating is neither training time nor training throughput
-        self.started += spent
-        self.interval.started += spent
+        # evaluating is neither training time nor training throughput
+        self.started += self.clock() - t_eval_clock
+        self.interval.started += time.perf_counter() - t_eval
 
     def checkpoint(self) -> None:
         """Everything that shapes the rest of the run, with the interval under way; rank 0 writes it."""

@@ -13,6 +13,7 @@ over the processes before each optimiser step (wgan.distributed).
 
 from __future__ import annotations
 
+import math
 from contextlib import nullcontext
 
 import torch
@@ -36,11 +37,17 @@ class WganStep:
     image the critic sees passes through DiffAugment first (wgan.augment), the interpolates of the
     penalty lying between the augmented real and generated images the critic was shown.
 
-    `precision`: what it computes in (wgan.training.precision), else resolved from cfg.precision."""
+    With --penalty-every-steps k, only every k-th critic update (counted over the run) computes the
+    penalty, weighted by k, so its expectation per update is unchanged (StyleGAN2's lazy regularisation);
+    with --penalty-batch-fraction f, the penalty's interpolates are the first f of the batch's pairs.
+    The boost schedule's extra critic updates always carry the penalty, at weight 1.
+
+    `precision`: what it computes in (wgan.training.precision), else resolved from cfg.precision.
+    `start_step`: the generator iteration the step starts at (a resumed run's)."""
 
     def __init__(self, cfg: TrainConfig, generator: Generator, critic: Critic, opt_g, opt_c, data: Data,
                  device: torch.device, *, ema: GeneratorEMA | None = None, schedule: LinearDecay | None = None,
-                 precision: Precision | None = None):
+                 precision: Precision | None = None, start_step: int = 0):
         self.cfg, self.generator, self.critic, self.opt_g, self.opt_c, self.data = cfg, generator, critic, opt_g, opt_c, data
         self.conditional = generator.shape.conditional
         self.device = device
@@ -53,6 +60,9 @@ class WganStep:
         # arithmetic) run under autocast too, or bf16 would hardly pay there; its gradient norm stays fp32
         # (losses.gradient_penalty). On CUDA the penalty runs whole in fp32, as benchmarked.
         self.penalty_autocast = self.autocast if device.type == "cpu" else nullcontext()
+        # The lazy penalty's count of the run's regular critic updates, from the generator iteration it starts
+        # at, so that a resumed run penalises the updates an uninterrupted one would.
+        self.critic_updates = start_step * cfg.critic_steps
 
     def _noise(self, n: int | None = None) -> torch.Tensor:
         return torch.randn(n or self.cfg.batch_size, self.generator.shape.latent_dim, device=self.device)
@@ -66,7 +76,24 @@ class WganStep:
     def _augment_draws(self, shape) -> list:
         return augment.draw(self.augmentations, shape, self.device) if self.augmentations else []
 
-    def critic_step(self) -> torch.Tensor:
+    def penalty_pattern(self) -> tuple[float, ...]:
+        """The penalty's weight (a multiple of --gp-weight; 0: not computed) in each critic update of the next
+        generator iteration."""
+        cfg, k = self.cfg, self.cfg.penalty_every_steps
+        if not cfg.uses_penalty:
+            return (0.0,) * cfg.critic_steps
+        return tuple(float(k) if (self.critic_updates + i) % k == 0 else 0.0 for i in range(cfg.critic_steps))
+
+    def penalty_period(self) -> int:
+        """After how many generator iterations penalty_pattern repeats."""
+        k = self.cfg.penalty_every_steps if self.cfg.uses_penalty else 1
+        return k // math.gcd(k, self.cfg.critic_steps)
+
+    def penalty_batch(self, batch: int) -> int:
+        """How many of a critic batch's pairs the penalty interpolates."""
+        return max(1, round(batch * self.cfg.penalty_batch_fraction))
+
+    def critic_step(self, penalty_weight: float = 1.0) -> torch.Tensor:
         cfg = self.cfg
         real, labels = self.data.batch(cfg.batch_size)
         labels = labels if self.conditional else None
@@ -80,7 +107,8 @@ class WganStep:
                 fake_scores, _ = self._scores(fake, labels)
         # The penalty is computed outside the models' autocast region (see penalty_autocast): on CUDA its
         # double backward runs in fp32 whatever the precision.
-        return self._update_critic(real_scores, fake_scores, self._penalty(real, losses.upcast(fake), labels),
+        return self._update_critic(real_scores, fake_scores,
+                                   self._penalty(real, losses.upcast(fake), labels, weight=penalty_weight),
                                    self._class_loss(real_logits, labels))
 
     def _scores(self, x: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -94,12 +122,18 @@ class WganStep:
         return None if logits is None else losses.class_loss(logits, labels)
 
     def _penalty(self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | None,
-                 eps: torch.Tensor | None = None) -> torch.Tensor:
-        """The gradient penalty of a gp/lp critic (eps: the interpolation draws, else drawn here); 0 otherwise."""
-        if not self.cfg.uses_penalty:
+                 eps: torch.Tensor | None = None, *, weight: float = 1.0) -> torch.Tensor:
+        """The gradient penalty of a gp/lp critic times `weight` (the lazy penalty's k), on the first
+        penalty_batch pairs (eps: their interpolation draws, else drawn here); 0 without a penalty or weight."""
+        if not self.cfg.uses_penalty or weight == 0:
             return torch.zeros((), device=self.device)
+        m = self.penalty_batch(real.shape[0])
+        if m < real.shape[0]:
+            real, fake, labels = real[:m], fake[:m], None if labels is None else labels[:m]
         with self.penalty_autocast:
-            return losses.gradient_penalty(self.critic, real, fake, labels, one_sided=self.cfg.loss == "lp", eps=eps)
+            penalty = losses.gradient_penalty(self.critic, real, fake, labels, one_sided=self.cfg.loss == "lp", eps=eps,
+                                              target_norm=self.cfg.penalty_target_norm)
+        return penalty if weight == 1 else weight * penalty
 
     def _update_critic(self, real_scores: torch.Tensor, fake_scores: torch.Tensor, penalty: torch.Tensor,
                        class_loss: torch.Tensor | None = None) -> torch.Tensor:
@@ -148,7 +182,9 @@ class WganStep:
             self.critic_step()
 
     def __call__(self) -> None:
-        critic_stats = torch.stack([self.critic_step() for _ in range(self.cfg.critic_steps)]).mean(0)
+        weights = self.penalty_pattern()
+        self.critic_updates += len(weights)
+        critic_stats = torch.stack([self.critic_step(w) for w in weights]).mean(0)
         self._accumulate(critic_stats, self.generator_step())
 
     def _accumulate(self, critic_stats: torch.Tensor, g_loss: torch.Tensor) -> None:
