@@ -51,6 +51,27 @@ levers() {
   for name in "${names[@]}"; do METRICS=fcd,class-coverage,prc score "$RUNS/$name"/* "$name"; done
   echo "runs: $RUNS"
 }
+# DEMO=1: `make demo` as a user runs it (two threads, five minutes of the wall's clock, FCD and class coverage
+# every 60 s), today's `quick` against the `quick` of before the cheaper penalty and bf16, one after the other.
+#   DEMO=1 bash benchmarks/quality_cpu.sh DATA_DIR
+BEFORE_LEVERS=(--precision fp32 --penalty-every-steps 1 --penalty-batch-fraction 1 --penalty-target-norm 1 --steps 2500)
+demo() {
+  local name
+  for name in before now; do
+    local -a opts=()
+    [ "$name" = before ] && opts=("${BEFORE_LEVERS[@]}")
+    echo "-- quick $name"
+    $PY -m wgan train --preset quick --data "$DATA" --eval-metrics fcd,class-coverage --runs-dir "$RUNS/demo-$name" \
+      --no-progress "${opts[@]}" 2>&1 | grep -v -i warn | grep -E "finished|quality at"
+    $PY - "$RUNS/demo-$name"/*/metrics.jsonl <<'PYEOF'
+import json, sys
+records = [json.loads(line) for line in open(sys.argv[1]) if '"fcd"' in line]
+print("   FCD over training seconds:", ", ".join(f"{r['time_s']:.0f} s {r['fcd']:.1f}" for r in records))
+PYEOF
+  done
+  echo "runs: $RUNS"
+}
+if [ "${DEMO:-0}" = 1 ]; then demo; exit; fi
 if [ "${LEVERS:-0}" = 1 ]; then levers; exit; fi
 train old "${OLD[@]}"
 train new

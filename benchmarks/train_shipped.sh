@@ -10,12 +10,16 @@
 # the decay from lr * (1 - STEPS / EXTEND) down to 0 there: a warm restart. The conditional run is the more
 # fragile one and gets the shorter, gentler restart (weights/README.md has the curves of the lengths tried).
 # EXTEND = STEPS skips the second stretch.
+# SHIPPED_SETTINGS: the options on top of today's quick preset that the shipped files were trained with
+# (fp32, the one-centred penalty; default). SHIPPED_SETTINGS= (empty) trains with today's quick (the
+# zero-centred penalty, and bf16 where the CPU has it).
 set -eu
 DATA=${1:?usage: train_shipped.sh DATA_DIR [STEPS]}
 STEPS=${2:-12000}
 EXTEND_COND=${EXTEND_COND:-20000}
 EXTEND_UNCOND=${EXTEND_UNCOND:-24000}
 PY=${PYTHON:-python3}
+SHIPPED_SETTINGS=${SHIPPED_SETTINGS-"--precision fp32 --penalty-target-norm 1"}
 RUNS=${RUNS:-runs-shipped}
 OUT=${OUT:-src/wgan/weights}
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
@@ -28,7 +32,7 @@ train() {  # core, name, steps to extend to, options...
   pin "$core" $PY -m wgan train --preset quick --data "$DATA" --steps "$STEPS" --max-train-seconds 0 \
     --lr-decay linear --eval-metrics fcd,class-coverage --eval-every-steps 2000 --eval-num-samples 5000 \
     --sample-every-steps 1000 --checkpoint-every-steps 1000 --runs-dir "$RUNS/$name" --no-progress \
-    --no-tensorboard "$@" > "$RUNS/$name.log" 2>&1
+    --no-tensorboard $SHIPPED_SETTINGS "$@" > "$RUNS/$name.log" 2>&1
   if [ "$extend_to" -gt "$STEPS" ]; then
     local run; run=$(latest_run "$name")
     pin "$core" $PY -m wgan train --resume "$run" --steps "$extend_to" --data "$DATA" --no-progress \

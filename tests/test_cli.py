@@ -13,11 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from wgan import cli
 from wgan.config import PRESETS, TrainConfig, preset_config
 from wgan.errors import UserError
+from wgan.training.precision import resolve_precision
 from wgan.training.step import STAT_NAMES
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -88,7 +90,8 @@ def test_train_writes_a_self_describing_run_directory(quick_run):
 
     log = (quick_run / "log.txt").read_text()
     assert "started" in log and "finished at step 20" in log
-    assert "precision=fp32 (auto: " in log and "step: plain eager (fp32; the fast path is for CUDA)" in log
+    auto = resolve_precision("auto", torch.device("cpu")).name  # bf16 on a CPU with native bf16, else fp32
+    assert f"precision={auto} (auto: " in log and f"step: plain eager ({auto}; the fast path is for CUDA)" in log
 
     records = [json.loads(line) for line in (quick_run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [5, 10, 15, 20]

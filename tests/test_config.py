@@ -55,6 +55,7 @@ def test_the_quick_preset_is_the_measured_cpu_demo():
         ("gp", 10.0, "none", "dcgan28", 32, True)
     assert (c.critic_steps, c.batch_size, c.generator_norm, c.lr_critic, c.lr_generator) == (2, 32, "batch", 8e-4, 8e-4)
     assert c.ema_halflife_kimg == 2.0
+    assert (c.penalty_target_norm, c.penalty_every_steps, c.penalty_batch_fraction, c.precision) == (0.0, 1, 1.0, "auto")
     assert (c.adam_beta1, c.adam_beta2, c.max_train_seconds) == (0.5, 0.9, 300.0)
     assert c.steps >= 100000, "the five minutes end the demo, not a step cap a fast CPU reaches first"
 

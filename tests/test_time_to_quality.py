@@ -28,6 +28,7 @@ def test_fcd_at_a_time_between_evaluations_and_none_outside_them():
     times, fcds = [30.0, 60.0], [200.0, 80.0]
     assert ttq.fcd_at(times, fcds, 45.0) == pytest.approx(140.0)
     assert ttq.fcd_at(times, fcds, 10.0) is None
+    assert ttq.fcd_at([60.03, 120.0], fcds, 60.0) == 200.0, "the evaluation due at 60 s, a loss read later"
     assert ttq.fcd_at(times, fcds, 70.0) is None
     assert ttq.fcd_at(times, fcds, 70.0, slack_s=30.0) == 80.0, "a budget's end, evaluated a step after it"
 

@@ -81,9 +81,12 @@ def run_bench(preset: str, *, batch_size: int | None, seconds: float, device_nam
     print(f"data: {data_note}")
     plain = ("eager (plain)", dict(fast=False, precision="fp32"))
     fast_label = "fast" if device.type == "cuda" else "eager fused"
+    fast_in_bf16 = resolve_precision(cfg.precision, device, emulated_ok=True).name == "bf16"
     variants = [plain, (fast_label, dict(fast=True))]
-    if resolve_precision(cfg.precision, device, emulated_ok=True).name != "bf16":
+    if not fast_in_bf16:
         variants.append((fast_label, dict(fast=True, precision="bf16")))
+    elif device.type == "cpu":  # auto is bf16 on a CPU with native bf16: the fused step in fp32 beside it
+        variants.insert(1, (fast_label, dict(fast=True, precision="fp32")))
     if device.type == "cuda":
         variants.append(plain)  # timed again last: the ratio uses the better of the two eager runs
     for label, change in variants:
