@@ -228,7 +228,8 @@ def resumed_then_stopped(torchrun_run, tmp_path_factory) -> tuple[Path, str]:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode == 0, out[-2000:] + err[-3000:]
+    # stopped before its --steps: the job did not finish, and says so by its exit code
+    assert proc.returncode not in (0, None), out[-2000:] + err[-3000:]
     return run, out
 
 

@@ -258,15 +258,20 @@ def resume_config(point: ResumePoint, options: dict):
         raise UserError(f"{point.checkpoint}: {exc}") from None
 
 
-def find_resumable_run(runs_dir: Path, config: dict) -> Path | None:
+def find_resumable_run(runs_dir: Path, config: dict, job: str | None = None) -> Path | None:
     """The newest run in `runs_dir` with the same options as `config` (run length and execution
-    options aside) and at least one checkpoint; dry runs are never picked."""
+    options aside) and at least one checkpoint; dry runs are never picked, nor a run that a live process
+    trains (its lock is held: another job's). `job`: only the run that torchrun job marked as its own
+    (rundir.mark_job), for its restarted attempts, which must never take another job's run of the same
+    options."""
     for run in rundir.numbered_runs(runs_dir):
         if run.name.endswith(rundir.DRY_RUN_SUFFIX):  # two steps to check options: never what is meant to go on
             continue
+        if job is not None and rundir.marked_job(run) != job:
+            continue
         stored = rundir.read_config(run)
         if stored is not None and list_checkpoints(run / rundir.CHECKPOINTS) and \
-                not config_differences(stored, config):
+                not config_differences(stored, config) and rundir.lock_holder(run) is None:
             return run
     return None
 

@@ -359,9 +359,9 @@ def main(argv: list[str] | None = None) -> int:
         report(f"training diverged: {exc}")
         return 3
     except Stopped as exc:  # its checkpoint is written and the stop line printed; exit as the signal asks
-        # Under torchrun a worker's non-zero exit is a failure that it reports with a traceback per process:
-        # there the agreed, resumable stop exits 0 (the stop line and log.txt say what happened).
-        return 0 if int(os.environ.get("WORLD_SIZE", "1")) > 1 else 128 + exc.signum
+        # Under torchrun too: a job that stopped before its --steps did not finish, and a script that waits
+        # on it must see so. Its restart (--max-restarts) does not resume a stopped run (launch.py).
+        return 128 + exc.signum
     except KeyboardInterrupt:
         report("interrupted")
         return 130

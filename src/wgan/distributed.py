@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
-from wgan.errors import UserError
+from wgan.errors import Stopped, UserError
 
 
 def launched_world_size() -> int:
@@ -39,6 +39,19 @@ def launched_rank() -> int:
 def restart_count() -> int:
     """How often torchrun has restarted the job's processes (--max-restarts); 0 in its first attempt."""
     return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+
+
+def job_id() -> str | None:
+    """What tells this torchrun job from every other live one, the same in all its attempts (None without
+    torchrun): torchrun's run id (--rdzv-id; a fresh UUID for a one-machine job without --master-port), and
+    for a static rendezvous, whose run id is "none" unless given, the address of its store, which no other
+    live job can hold. A restarted attempt looks for the run directory marked with it."""
+    run_id = os.environ.get("TORCHELASTIC_RUN_ID")
+    if run_id is None:
+        return None
+    if run_id and run_id != "none":
+        return run_id
+    return f"none@{os.environ.get('MASTER_ADDR', '')}:{os.environ.get('MASTER_PORT', '')}"
 
 
 def max_restarts() -> int:
@@ -93,7 +106,14 @@ def process_group(device: torch.device) -> Iterator[None]:
         dist.init_process_group("nccl", device_id=torch.device("cuda", local_rank), **_attempt_store())
     else:
         dist.init_process_group("gloo", **_attempt_store())
-    yield
+    try:
+        yield
+    except Stopped:
+        # An agreed stop: every process stopped at the same step and exits non-zero, and torchrun ends the
+        # others as soon as one has exited so: all wait here until rank 0 has written the generator and report.
+        dist.barrier()
+        dist.destroy_process_group()
+        raise
     # Not on an error: tearing down NCCL while a peer still waits in a collective can block, and the
     # process is about to exit anyway (torchrun then ends the others). On the way out every process
     # waits for the others first (rank 0 still writes the generator and the report): a gloo group torn

@@ -177,6 +177,7 @@ def open_run_dir(cfg: TrainConfig, resume: ckpt.ResumePoint | None,
                 ckpt.remove_stale_temp_files(resume.run_dir / rundir.CHECKPOINTS)
                 superseded = ckpt.set_aside_newer(resume.run_dir / rundir.CHECKPOINTS, resume.step)
                 rundir.write_config(cfg.to_dict(), resume.run_dir)  # the run length may have changed
+                rundir.mark_job(resume.run_dir, distributed.job_id())  # this job's now: its restarts resume it
             except OSError as exc:
                 lock.release()
                 raise UserError(f"--resume {resume.run_dir}: cannot write in the run directory ({os_reason(exc)}); "
@@ -188,6 +189,7 @@ def open_run_dir(cfg: TrainConfig, resume: ckpt.ResumePoint | None,
         with writing("--runs-dir", cfg.runs_dir):
             run_dir = rundir.next_run_dir(Path(cfg.runs_dir), name + (rundir.DRY_RUN_SUFFIX if dry_run else ""))
             lock = rundir.RunLock(run_dir).acquire()
+            rundir.mark_job(run_dir, distributed.job_id())  # before anything can fail: its restarts look for it
             rundir.write_config(cfg.to_dict(), run_dir)
     return Path(distributed.broadcast_object(None if run_dir is None else str(run_dir))), [], lock
 
