@@ -16,6 +16,7 @@ collective, so the CUDA-graph fast path can capture it (NCCL collectives are cap
 from __future__ import annotations
 
 import os
+import re
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -154,13 +155,29 @@ def memory_bytes(device: torch.device) -> int:
     return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def resolve_device(name: str) -> torch.device:
-    """--device as a torch device: auto is this process's GPU where there is one, else the CPU."""
+DEVICE_NAME = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def resolve_device(name, option: str = "--device") -> torch.device:
+    """--device as a torch device: auto is this process's GPU where there is one, else the CPU. A name torch
+    does not know, a type that is no name, or a GPU this machine lacks is one UserError naming `option`."""
+    if isinstance(name, torch.device):
+        name = str(name)
+    if not isinstance(name, str):
+        kind = type(name).__name__
+        raise UserError(f"{option} {name!r}: a device name (auto, cpu, cuda or cuda:N), not "
+                        f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}")
+    if DEVICE_NAME.fullmatch(name) is None:
+        raise UserError(f"{option} {name}: use auto, cpu, cuda or cuda:N")
     if name == "auto":
         return local_device(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
-    return local_device(torch.device(name))
+        raise UserError(f"{option} {name}: CUDA is not available on this machine; use {option} cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UserError(f"{option} {name}: this machine shows {torch.cuda.device_count()} CUDA device(s), "
+                        f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    return local_device(device)
 
 
 def _collective_device() -> torch.device:

@@ -86,6 +86,19 @@ def open_to_append(path: Path, mode: str = "a", **kwargs) -> IO:
     return os.fdopen(fd, mode, **kwargs)
 
 
+def read_head(path: Path, size: int) -> bytes:
+    """The first `size` bytes of the regular file `path` (b"" where it is missing, unreadable or no regular
+    file): a look at a file's magic number that never waits on a FIFO."""
+    f = _open_regular(path)
+    if f is None:
+        return b""
+    with f:
+        try:
+            return f.read(size)
+        except OSError:
+            return b""
+
+
 def read_small_text(path: Path, limit_bytes: int) -> str | None:
     """The text of the regular file `path` if it holds at most `limit_bytes` bytes, else None (also when
     it is missing, unreadable, or a FIFO or device, whose reading would never end): no more than the limit
