@@ -25,6 +25,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 import wgan
+from cli_helpers import cli_peak_growth_mib as _cli_peak_growth_mib
 from cli_helpers import run_cli, train_tiny
 from wgan import checkpoint as ckpt
 from wgan import models, rundir
@@ -68,22 +69,6 @@ def _shape_edit(**changes):
     def edit(meta):
         meta["shape"] = json.dumps({**json.loads(meta["shape"]), **changes})
     return edit
-
-
-def _cli_peak_growth_mib(*argv) -> tuple[int, str, float]:
-    """`wgan ARGV` in a fresh process: (exit code, stderr, how far its peak RSS rose above what the imports
-    took, MiB). Peak RSS only ever grows, so the rise is what the command itself allocated at its worst."""
-    code = ("import resource, sys; from wgan.cli import main; import torch, safetensors.torch, wgan.checkpoint, "
-            "wgan.metrics.samples, wgan.grids; before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
-            "rc = main(sys.argv[1:]); after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
-            "print(f'PEAK_GROWTH_KB {after - before}', file=sys.stderr); sys.exit(rc)")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
-               OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-c", code, *map(str, argv)], env=env, capture_output=True, text=True,
-                          timeout=300)
-    lines = proc.stderr.strip().splitlines()
-    growth = int(lines[-1].split()[1]) / 1024
-    return proc.returncode, "\n".join(lines[:-1]), growth
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cli_helpers import TINY, run_cli, snapshot, wgan_process
+from cli_helpers import TINY, cli_peak_growth_mib, run_cli, snapshot, wgan_process
 from data_files import write_idx
 from wgan import checkpoint as ckpt
 from wgan import rundir
@@ -434,3 +434,39 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["--version"])
     assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"wgan {__version__}"
+
+
+def test_eval_counts_that_cannot_be_held_are_refused_before_any_allocation(tmp_path, fashion_idx_dir):
+    run = trained(tmp_path, fashion_idx_dir)
+    before = snapshot(run)
+    for metrics in ("fcd", "class-coverage"):
+        code, err, growth = cli_peak_growth_mib("eval", "--run", run, "--num", 10**12, "--metrics", metrics,
+                                                "--device", "cpu")
+        assert code == 2 and "--num 1000000000000" in one_line(err) and "GiB of samples" in err, err
+        assert growth < 48, f"{growth:.0f} MiB allocated before the count was refused"
+    code, err, growth = cli_peak_growth_mib("eval", "--run", run, "--num", 10**12, "--truncation-sweep", "0.5",
+                                            "--device", "cpu")
+    assert code == 2 and "GiB of samples" in one_line(err) and growth < 48
+    import wgan
+
+    with pytest.raises(ValueError, match="GiB of samples"):
+        wgan.evaluate(run, num=10**12, device="cpu")
+    assert snapshot(run) == before
+
+
+@pytest.mark.parametrize("option, value, needle", [
+    ("--latent-dim", 10**9, "--width 8 / --latent-dim 1000000000: the models of dcgan28 take"),
+    ("--width", 10**6, "--width 1000000 / --latent-dim 16: the models of dcgan28 take"),
+    ("--width", 2**40, "more than torch can build"),
+    ("--eval-num-samples", 10**12, "--eval-num-samples 1000000000000: "),
+])
+def test_sizes_that_cannot_be_held_are_refused_before_training_by_their_own_name(tmp_path, fashion_idx_dir, option,
+                                                                                  value, needle):
+    runs = tmp_path / "runs"
+    extra = ["--eval-metrics", "class-coverage"] if option == "--eval-num-samples" else []
+    code, err, growth = cli_peak_growth_mib("train", *TINY, "--data", fashion_idx_dir, "--runs-dir", runs,
+                                            option, value, *extra)
+    line = one_line(err)
+    assert code == 2 and needle in line and "--batch-size" not in line, line
+    assert growth < 64, f"{growth:.0f} MiB allocated before {option} was refused"
+    assert not runs.exists()
