@@ -470,3 +470,21 @@ def test_sizes_that_cannot_be_held_are_refused_before_training_by_their_own_name
     assert code == 2 and needle in line and "--batch-size" not in line, line
     assert growth < 64, f"{growth:.0f} MiB allocated before {option} was refused"
     assert not runs.exists()
+
+
+def test_a_grid_is_never_written_through_a_link_and_a_failed_write_says_what_to_fix(tmp_path, fashion_idx_dir):
+    run = trained(tmp_path, fashion_idx_dir, "--sample-every-steps", "1", "--checkpoint-every-steps", "1")
+    outside = tmp_path / "outside.png"
+    outside.write_bytes(b"not yours to write")
+    grid = run / "samples" / "step-00000003.png"
+    grid.symlink_to(outside)  # where the resumed run writes its next grid
+    code, _, err = run_cli("train", "--resume", run, "--steps", "3", "--no-progress")
+    assert code == 0, err
+    assert outside.read_bytes() == b"not yours to write" and not grid.is_symlink() and grid.stat().st_size > 100
+    # samples/ a link to a file: the grid cannot be written, and room is not what is missing
+    shutil.rmtree(run / "samples")
+    (run / "samples").symlink_to(outside)
+    code, _, err = run_cli("train", "--resume", run, "--steps", "4", "--no-progress")
+    line = one_line(err)
+    assert code == 2 and "could not write" in line and "fix that and resume" in line and "make room" not in line, line
+    assert outside.read_bytes() == b"not yours to write"

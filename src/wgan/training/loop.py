@@ -26,7 +26,7 @@ from wgan import checkpoint as ckpt
 from wgan import distributed, rundir, run_report
 from wgan.config import TrainConfig, flag, validate
 from wgan.data import to_uint8_images
-from wgan.errors import Stopped, TrainingDiverged, UserError, os_reason, writing
+from wgan.errors import Stopped, TrainingDiverged, UserError, os_reason, remedy, writing
 from wgan.grids import save_grid
 from wgan.metrics import training_evaluator
 from wgan.rundir import NullLog, RunLog, quality_summary
@@ -469,7 +469,7 @@ class TrainingRun:
 
     def write_failed(self, exc: OSError) -> UserError:
         where = f" {exc.filename}" if exc.filename else ""
-        resume = f"; make room and resume: wgan train --resume {self.run_dir}" if self.last_good is not None else ""
+        resume = f"; {remedy(exc)} and resume: wgan train --resume {self.run_dir}" if self.last_good is not None else ""
         message = f"could not write{where} at step {self.state.step} ({os_reason(exc)}); {self.kept()}{resume}"
         try:
             self.log.line(f"stopped: {message}")  # "stopped: could not write": rundir.WRITE_FAILED
@@ -490,7 +490,7 @@ class TrainingRun:
             export_generator(state, run_dir / rundir.GENERATOR)
         except OSError as exc:
             raise UserError(f"could not write {run_dir / rundir.GENERATOR} ({os_reason(exc)}); "
-                            f"the checkpoint {self.last_good} is intact: make room, then "
+                            f"the checkpoint {self.last_good} is intact: {remedy(exc)}, then "
                             f"wgan export --run {run_dir} --out {run_dir / rundir.GENERATOR}") from None
         agreed = f"; parameters identical on all {self.world} processes" if self.world > 1 else ""
         try:
@@ -506,7 +506,7 @@ class TrainingRun:
         except OSError as exc:  # the trained generator is written: say what was not, and how to make it
             where = f" {exc.filename}" if exc.filename else ""
             raise UserError(f"could not write{where} after step {state.step} ({os_reason(exc)}); {run_dir / rundir.GENERATOR}"
-                            f" and the checkpoint are written: make room, then wgan report --run {run_dir}") from None
+                            f" and the checkpoint are written: {remedy(exc)}, then wgan report --run {run_dir}") from None
         except Exception as exc:  # a plot must never cost the user a trained model
             print(f"report: could not build the report ({exc}); run `wgan report --run {run_dir}`")
         if self.stopped_by is not None:
