@@ -55,7 +55,7 @@ def neighbour_files(space: str) -> dict[str, str]:
             "record": f"neighbours-{space}.json"}
 
 
-RUN_DIR_RE = re.compile(r"^(\d+)-")  # 00003-fashion-gp
+RUN_DIR_RE = re.compile(r"^([0-9]+)-")  # 00003-fashion-gp (ASCII digits: "²" is a digit to str.isdigit, not to int)
 DRY_RUN_SUFFIX = "-dry-run"  # 00004-quick-dry-run: two steps to check the options, never resumed automatically
 SAMPLE_RE = "step-*.png"
 
@@ -92,7 +92,7 @@ def next_run_dir(runs_dir: Path, name: str) -> Path:
     one too, when another process made that first)."""
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
-    numbers = [int(p.name[:5]) for p in runs_dir.iterdir() if p.is_dir() and p.name[:5].isdigit()]
+    numbers = [int(m.group(1)) for p in runs_dir.iterdir() if p.is_dir() and (m := RUN_DIR_RE.match(p.name))]
     number = (max(numbers) + 1) if numbers else 0
     while True:
         run = runs_dir / f"{number:05d}-{name}"
