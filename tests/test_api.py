@@ -374,3 +374,17 @@ def test_evaluate_resume_and_load_refuse_wrong_types_by_name(plain_run, tmp_path
         wgan.resume(plain_run, steps=4, foo=1)
     with pytest.raises(ValueError, match=r"batch_size=0: must be >= 1"):
         wgan.load_generator(plain_run).sample(4, batch_size=0)
+
+
+def test_train_with_progress_false_prints_nothing_however_much_it_has_to_say(fashion_idx_dir, tmp_path, quiet_cache,
+                                                                              capsys):
+    # metrics at the end: the classifier's notes while it trains, then the run's last word on its quality
+    options = dict(TINY_OPTIONS, eval_metrics="class-coverage", eval_num_samples=16)
+    run = wgan.train(preset="quick", data=fashion_idx_dir, steps=2, runs_dir=tmp_path / "runs", progress=False,
+                     **options)
+    out, err = capsys.readouterr()
+    assert out == "" and err == "", (out, err)
+    log = (run.dir / "log.txt").read_text()
+    assert "quality at step 2: class_coverage" in log  # what it would have said is in the log
+    wgan.resume(run, steps=3, progress=True)
+    assert "quality at step 3: class_coverage" in capsys.readouterr().out

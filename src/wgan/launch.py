@@ -41,7 +41,7 @@ def start_training(options: dict, *, resume: str | Path | None = None, dry_run: 
         if restarted:
             _check_not_stopped(point.run_dir)
         rundir.check_stored_data(cfg.data, point.run_dir, given=options.get("data"))
-    return train(absolute_paths(validate(cfg)), resume=point, dry_run=dry_run, progress=progress)
+    return train(absolute_paths(validate(cfg)), resume=point, dry_run=dry_run, progress=progress, say=note)
 
 
 def _check_not_stopped(run_dir: Path) -> None:

@@ -19,6 +19,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from tqdm import tqdm
 
@@ -37,7 +38,7 @@ from wgan.training.step import STAT_NAMES, generator_iteration
 
 
 def train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None = None, dry_run: bool = False,
-          progress: bool = True) -> Path:
+          progress: bool = True, say: Callable[[str], None] = print) -> Path:
     """Train a WGAN as `cfg` says; returns the run directory.
 
     `resume`: a run directory (its newest checkpoint), one of its checkpoint files, or an opened
@@ -46,7 +47,7 @@ def train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None = None, dr
     """
     validate(cfg)
     with distributed.process_group(distributed.resolve_device(cfg.device)):
-        run = TrainingRun.start(cfg, resume, dry_run=dry_run, progress=progress)
+        run = TrainingRun.start(cfg, resume, dry_run=dry_run, progress=progress, say=say)
         try:
             run.loop()
             return run.finish()
@@ -109,14 +110,14 @@ class StopSignal:
 class Notes:
     """What the user should know, printed at once (rank 0) and written to log.txt once it is open."""
 
-    def __init__(self, main: bool):
-        self.main = main
+    def __init__(self, main: bool, say: Callable[[str], None] = print):
+        self.main, self.print = main, say
         self.log: RunLog | NullLog | None = None
         self.waiting: list[str] = []
 
     def say(self, msg: str) -> None:
         if self.main:
-            print(msg)
+            self.print(msg)
         if self.log is None:
             self.waiting.append(msg)
         else:
@@ -217,9 +218,11 @@ class TrainingRun:
         self.bar = None
         self.lock: rundir.RunLock | None = None
         self.last_quality: tuple[int, dict] | None = None  # the newest evaluation, said again at the end
+        self.say: Callable[[str], None] = print  # what the user is told (the Python API's progress=False: nothing)
 
     @classmethod
-    def start(cls, cfg: TrainConfig, resume, *, dry_run: bool, progress: bool) -> "TrainingRun":
+    def start(cls, cfg: TrainConfig, resume, *, dry_run: bool, progress: bool,
+              say: Callable[[str], None] = print) -> "TrainingRun":
         """Everything before the first step: check, build, open the run directory and its log."""
         resume = ckpt.open_checkpoint(Path(resume)) if isinstance(resume, (str, Path)) else resume
         device = distributed.resolve_device(cfg.device)
@@ -234,7 +237,7 @@ class TrainingRun:
             raise UserError(f"{resume.run_dir}: already at step {resume.step}, the end of its --steps {total_steps}; "
                             f"to train it longer: wgan train --resume {resume.run_dir} --steps {2 * total_steps}")
         state = TrainState.build(cfg, fast=fast)
-        notes = Notes(distributed.is_main())
+        notes = Notes(distributed.is_main(), say)
         # The metrics' shared parts (the classifier, the test split) are built before the run directory, so a
         # missing test split or a mismatched classifier leaves no half-made run behind. Their notes are printed
         # at once (training a classifier takes a minute) and logged once log.txt exists.
@@ -249,7 +252,7 @@ class TrainingRun:
         run_dir, superseded, lock = open_run_dir(cfg, resume, dry_run)
         run = cls(cfg, state, run_dir, total_steps=total_steps, fast=fast, dry_run=dry_run, progress=progress,
                   evaluator=evaluator, last_good=None if resume is None else resume.checkpoint)
-        run.lock = lock
+        run.lock, run.say = lock, say
         try:
             run.open_log(resume, superseded, notes)
             if state.step == 0 and cfg.sample_every_steps and run.main:
@@ -292,7 +295,7 @@ class TrainingRun:
         for data_note in state.data.notes:
             self.log.line(data_note)
             if self.main:
-                print(data_note)
+                self.say(data_note)
         notes.attach(self.log)
         for path in superseded:
             self.log.line(f"{path.name}: set aside, newer than the checkpoint this run resumed from")
@@ -500,7 +503,7 @@ class TrainingRun:
                 at, record = self.last_quality
                 summary = f"quality at step {at}: {quality_summary(record)}"
                 self.log.line(summary)
-                print(summary)
+                self.say(summary)
             self.log.close()
             run_report.build_report(run_dir)
         except OSError as exc:  # the trained generator is written: say what was not, and how to make it
@@ -508,7 +511,7 @@ class TrainingRun:
             raise UserError(f"could not write{where} after step {state.step} ({os_reason(exc)}); {run_dir / rundir.GENERATOR}"
                             f" and the checkpoint are written: {remedy(exc)}, then wgan report --run {run_dir}") from None
         except Exception as exc:  # a plot must never cost the user a trained model
-            print(f"report: could not build the report ({exc}); run `wgan report --run {run_dir}`")
+            self.say(f"report: could not build the report ({exc}); run `wgan report --run {run_dir}`")
         if self.stopped_by is not None:
             raise Stopped(self.stopped_by, run_dir)
         return run_dir
