@@ -388,3 +388,10 @@ def test_train_with_progress_false_prints_nothing_however_much_it_has_to_say(fas
     assert "quality at step 2: class_coverage" in log  # what it would have said is in the log
     wgan.resume(run, steps=3, progress=True)
     assert "quality at step 3: class_coverage" in capsys.readouterr().out
+
+
+def test_evaluate_shows_its_sampling_only_with_progress(plain_run, quiet_cache, capsys):
+    wgan.evaluate(plain_run, metrics=["class-coverage"], num=600, device="cpu", progress=False)
+    assert capsys.readouterr() == ("", "")
+    wgan.evaluate(plain_run, metrics=["class-coverage"], num=600, device="cpu")
+    assert "sampling" in capsys.readouterr().err

@@ -85,3 +85,11 @@ def test_a_truncation_too_small_to_resample_samples_walks_and_sweeps_in_bounded_
     assert not thread.is_alive(), "a tiny truncation still loops"
     assert results["code"] == 0, results["err"]
     assert (tmp_path / "t.png").is_file() and results["sample"] == (4, 1, 28, 28) and results["walk"][0] == 4
+
+
+def test_long_sampling_shows_a_progress_bar_on_the_command_line_and_none_in_python(tmp_path, capsys):
+    code, _, err = run_cli("sample", "--weights", "fashion-mnist", "--num", 2100, "--out", tmp_path / "x.npz",
+                           "--device", "cpu")
+    assert code == 0 and "sampling" in err and "sample" in err.split("sampling", 1)[1], err
+    wgan.load_generator("fashion-mnist").sample(2100, seed=0)
+    assert "sampling" not in capsys.readouterr().err

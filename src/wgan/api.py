@@ -56,7 +56,7 @@ def evaluate(source: "str | Path | Run | TrainedGenerator", metrics: list[str] |
     generator or of a loaded one, as `wgan eval --run` computes them: {"fcd": 23.4, ..., "samples": {...}}.
     append=True also appends them to the run's metrics.jsonl, as `wgan eval` does."""
     req = EvalRequest(metrics=metrics, num=num, seed=seed, device=device, no_append=not append,
-                      data=None if data is None else str(data), say=_say(progress))
+                      data=None if data is None else str(data), say=_say(progress), progress=progress)
     check_count(num, "num", 2)
     if isinstance(source, TrainedGenerator):
         return evaluate_run(req, source.device, loaded=source.loaded)

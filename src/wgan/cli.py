@@ -286,7 +286,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from wgan.evaluation import EvalRequest, evaluate_command
 
-    fields = {f.name for f in dataclasses.fields(EvalRequest)} - {"say"}
+    fields = {f.name for f in dataclasses.fields(EvalRequest)} - {"say", "progress"}
     evaluate_command(EvalRequest(**{name: getattr(args, name) for name in fields}))
     return 0
 

@@ -49,6 +49,7 @@ class EvalRequest:
     neighbours_space: str = "classifier"
     truncation_sweep: str | None = None
     say: Callable[[str], None] = print
+    progress: bool = True  # a progress bar while the samples are drawn
 
 
 def check_request(req: EvalRequest) -> None:
@@ -138,7 +139,7 @@ def evaluate_run(req: EvalRequest, device, loaded: LoadedGenerator | None = None
                            load_options=cfg.load_options, note=req.say)
     if not ev.prepare(points=bool(shape.point_dim), conditional=shape.conditional):
         raise UserError(f"--metrics {names}: none of them applies to this run; see the notes above")
-    samples = metrics.generate_samples(generator, req.num, device=device, seed=req.seed)
+    samples = metrics.generate_samples(generator, req.num, device=device, seed=req.seed, progress=req.progress)
     results = ev.evaluate(samples)
     if not results:
         raise UserError("no metric could be computed; see the notes above")
@@ -244,7 +245,7 @@ def analyse_run(req: EvalRequest) -> None:
 
 
 def _eval_neighbours(req: EvalRequest, ev, loaded, device) -> None:
-    samples = metrics.generate_samples(loaded.generator, req.num, device=device, seed=req.seed)
+    samples = metrics.generate_samples(loaded.generator, req.num, device=device, seed=req.seed, progress=req.progress)
     found = find_neighbours(ev, samples, space=req.neighbours_space, shown=req.neighbours)
     files = write_neighbours(loaded.run_dir, found, loaded.step)
     req.say(f"{req.run} (generator at step {loaded.step}), nearest training images in {req.neighbours_space} space, "
