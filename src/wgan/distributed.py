@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
-from wgan.errors import Stopped, UserError
+from wgan.errors import AgreedError, Stopped, UserError
 
 
 def launched_world_size() -> int:
@@ -109,9 +109,11 @@ def process_group(device: torch.device) -> Iterator[None]:
         dist.init_process_group("gloo", **_attempt_store())
     try:
         yield
-    except Stopped:
-        # An agreed stop: every process stopped at the same step and exits non-zero, and torchrun ends the
-        # others as soon as one has exited so: all wait here until rank 0 has written the generator and report.
+    except (Stopped, AgreedError):
+        # Raised alike on every process: an agreed stop (rank 0 then writes the generator and the report) or an
+        # agreed refusal. Each exits non-zero, and torchrun ends the others as soon as one has: all wait here for
+        # each other, and leave the group together. A gloo group left standing at exit while a peer is gone
+        # aborts the process (SIGABRT) instead of its exit code.
         dist.barrier()
         dist.destroy_process_group()
         raise
@@ -249,7 +251,7 @@ def require_same(value: Any, what: str, hint: str) -> None:
     values = all_gather_object(value)
     if any(v != values[0] for v in values):
         shown = "; ".join(f"rank {r}: {v}" for r, v in enumerate(values[:4]))
-        raise UserError(f"the processes disagree on {what} ({shown}); {hint}")
+        raise AgreedError(f"the processes disagree on {what} ({shown}); {hint}")
 
 
 @torch.no_grad()

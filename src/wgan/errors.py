@@ -21,6 +21,11 @@ class UserError(ValueError):
     caller of the Python API catches it as one; the command line prints it as one line and exits 2."""
 
 
+class AgreedError(UserError):
+    """A UserError that every process of a torchrun job raises at the same point, having compared their values
+    (the processes disagree): each can leave the process group in step with the others."""
+
+
 class TrainingDiverged(RuntimeError):
     """A loss, the penalty or a parameter became NaN or infinite."""
 
