@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import faulthandler
 import fcntl
 import json
 import os
@@ -399,6 +400,10 @@ class RunLog:
         if resume_step is not None:
             keep_records_until(self.run_dir, resume_step)  # so steps are not logged twice
         self.text = open_to_append(self.run_dir / LOG, "a", buffering=1)
+        # A fatal signal that no Python handler can catch (a bus error: a mapped data file cut under the run) ends
+        # the log with its traceback, where the data notes above name the file that was mapped, not in silence.
+        self._faults_were_on = faulthandler.is_enabled()
+        faulthandler.enable(file=self.text)
         self.tb = None
         if tensorboard:
             try:
@@ -436,6 +441,7 @@ class RunLog:
         self._previous_hook(args)
 
     def close(self) -> None:
+        _faults_back_to_stderr(self._faults_were_on)
         try:
             self.text.close()
         finally:
@@ -445,6 +451,15 @@ class RunLog:
                     tb.close()
                 finally:
                     threading.excepthook = self._previous_hook
+
+
+def _faults_back_to_stderr(were_on: bool) -> None:
+    faulthandler.disable()
+    if were_on:
+        try:
+            faulthandler.enable()  # to sys.stderr, as it was
+        except (AttributeError, ValueError, OSError):  # a stderr with no file behind it
+            pass
 
 
 class NullLog:

@@ -143,7 +143,7 @@ def shared_data(data: Data) -> Data:
         return data
     if data.mapped_from:
         return dataclasses.replace(data, notes=data.notes + [f"the images are mapped from {data.mapped_from} "
-                                                             "(shared by the processes, not copied)"])
+                                                             "(shared by the processes, not copied; a bus error below means it was cut or replaced while training)"])
     shared, note = share_images(data.x)
     return dataclasses.replace(data, x=shared, notes=data.notes + ([note] if note else []))
 
