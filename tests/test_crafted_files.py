@@ -407,3 +407,33 @@ def test_device_names_are_one_line_for_every_command_and_the_api(exported, condi
             wgan.load_generator(exported, device="cuda")
         with pytest.raises(UserError, match="CUDA is not available"):
             wgan.load_generator(exported).to("cuda")
+
+
+def _config_edit(**changes):
+    def edit(meta):
+        meta["config"] = json.dumps({**json.loads(meta["config"]), **changes})
+    return edit
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda meta: meta.update(config="[" * 100_000 + "]" * 100_000), "without wgan metadata"),
+    (lambda meta: meta.update(config='{"a":' * 100_000 + "1" + "}" * 100_000), "without wgan metadata"),
+    (lambda meta: meta.update(class_names="[" * 100_000 + "]" * 100_000), "unreadable class names"),
+    (_config_edit(model=["dcgan28"]), "--model ['dcgan28']: must be a string, not a list"),
+    (_config_edit(dataset={"name": "fashion-mnist"}), "must be a string, not a dict"),
+    (_config_edit(device={"type": "cuda"}), "--device {'type': 'cuda'}: must be a string, not a dict"),
+    (_config_edit(conditional="yes"), "--conditional 'yes': must be True or False, not a string"),
+])
+def test_crafted_export_metadata_is_one_line_naming_the_file(exported, tmp_path, edit, needle):
+    crafted = _edited(exported, tmp_path / "G.safetensors", edit)
+    code, _, err = run_cli("sample", "--weights", crafted, "--num", 4, "--out", tmp_path / "o.png", "--device", "cpu")
+    line = one_line(err)
+    assert code == 2 and needle in line and str(crafted) in line, line
+    with pytest.raises(UserError, match=re.escape(needle)):
+        wgan.load_generator(crafted)
+
+
+@pytest.mark.parametrize("step, read", [("²", None), ("١٢", None), ("12", 12), ("-3", None), ("9" * 40, None)])
+def test_a_step_that_is_no_ascii_number_is_no_step(exported, tmp_path, step, read):
+    crafted = _edited(exported, tmp_path / "G.safetensors", lambda meta: meta.update(step=step))
+    assert wgan.load_generator(crafted).step == read
