@@ -100,6 +100,18 @@ def grid_columns(shape: ModelShape, n: int) -> int:
 TRAINING_COPIES = 5  # of every parameter: the weights, their gradients, Adam's two moments, the generator's average
 
 
+def check_model_memory(cfg: TrainConfig, shape: ModelShape, device: torch.device) -> None:
+    """Models whose parameters, with their gradients and optimiser state, the device cannot hold are refused before
+    they are built (counted on the meta device), naming --width and --latent-dim rather than what comes after."""
+    memory = distributed.memory_bytes(device)
+    params = parameter_count(cfg.model, shape)
+    if params is None or params * 4 * TRAINING_COPIES > memory / 2:
+        size = "more than torch can build" if params is None else \
+            f"{params:,} parameters, {params * 4 * TRAINING_COPIES / 2**30:,.1f} GiB with their gradients and optimiser state"
+        raise UserError(f"--width {cfg.width} / --latent-dim {cfg.latent_dim}: the models of {cfg.model} take {size}, "
+                        f"more than half the {memory / 2**30:.0f} GiB of {device}; use a smaller --width or --latent-dim")
+
+
 def check_batch_sizes(cfg: TrainConfig, data: Data, device: torch.device) -> None:
     """Batches the data or the machine cannot hold are refused at once, with the size to use, rather than
     failing in an allocation (or swapping for minutes) after the run directory is made."""
@@ -107,13 +119,7 @@ def check_batch_sizes(cfg: TrainConfig, data: Data, device: torch.device) -> Non
         raise UserError(f"--batch-size {cfg.batch_size}: more than the {len(data):,} samples of {cfg.dataset} "
                         f"({data.source}); use at most {len(data)}")
     memory = distributed.memory_bytes(device)
-    # The models first: a --latent-dim or --width past the machine is theirs to name, not the batch's.
-    params = parameter_count(cfg.model, model_shape(cfg, data))
-    if params is None or params * 4 * TRAINING_COPIES > memory / 2:
-        size = "more than torch can build" if params is None else \
-            f"{params:,} parameters, {params * 4 * TRAINING_COPIES / 2**30:,.1f} GiB with their gradients and optimiser state"
-        raise UserError(f"--width {cfg.width} / --latent-dim {cfg.latent_dim}: the models of {cfg.model} take {size}, "
-                        f"more than half the {memory / 2**30:.0f} GiB of {device}; use a smaller --width or --latent-dim")
+    check_model_memory(cfg, model_shape(cfg, data), device)  # first: a --latent-dim past the machine is its to name
     per_sample = 4 * (math.prod(data.sample_shape) + cfg.latent_dim)  # one sample and its noise, in fp32
     for name, n in (("--batch-size", cfg.batch_size), ("--batch-size-generator", cfg.generator_batch_size)):
         if n * per_sample > memory / 4:
