@@ -348,6 +348,9 @@ def test_size_zero_is_stored_as_the_size_it_stands_for(tmp_path, fashion_idx_dir
     (["datasets", "--check", "fashion-mnist", "--data", ""], "--data '': an empty path"),
     (["bench", "--seconds", "nan"], "--seconds nan: must be a finite number > 0"),
     (["bench", "--seconds", "inf"], "--seconds inf: must be a finite number > 0"),
+    (["eval", "--run", "fashion-mnist", "--seed", "-1"], "--seed -1: must be a whole number from 0 to 2**62"),
+    (["eval", "--baselines", "--dataset", "fashion-mnist", "--seed", "-1"], "--seed -1: must be a whole number"),
+    (["eval", "--run", "fashion-mnist", "--neighbours", "2", "--seed", "-1"], "--seed -1: must be a whole number"),
 ])
 def test_option_values_that_used_to_slip_through(tmp_path, argv, needle):
     code, _, err = run_cli(*argv, *(["--runs-dir", tmp_path / "runs"] if argv[0] == "train" else []))

@@ -99,7 +99,7 @@ def _train_parser(sub) -> None:
                         "FILE: from that checkpoint of a run (DIR/checkpoints/step-NNNNNNNN.pt), e.g. the previous "
                         "good one that the error names when the newest is damaged; newer checkpoints are then "
                         "renamed *.superseded, never deleted. auto: the newest run in --runs-dir with the same "
-                        "options, or a new run if there is none. On resume only --steps, --device, --fast, "
+                        "options that no live process trains, or a new run if there is none. On resume only --steps, --device, --fast, "
                         "--precision, --data and --inception-weights may change")
     p.add_argument("--dry-run", action="store_true", help="build everything and run 2 steps")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
