@@ -51,3 +51,19 @@ def train_tiny(runs, data, *extra) -> Path:
     assert code == 0, err
     (run,) = Path(runs).iterdir()
     return run
+
+
+def cli_peak_growth_mib(*argv) -> tuple[int, str, float]:
+    """`wgan ARGV` in a fresh process: (exit code, stderr, how far its peak RSS rose above what the imports
+    took, MiB). Peak RSS only ever grows, so the rise is what the command itself allocated at its worst."""
+    code = ("import resource, sys; from wgan.cli import main; import torch, safetensors.torch, wgan.checkpoint, "
+            "wgan.metrics.samples, wgan.grids; before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
+            "rc = main(sys.argv[1:]); after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
+            "print(f'PEAK_GROWTH_KB {after - before}', file=sys.stderr); sys.exit(rc)")
+    src = str(Path(wgan.__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]), OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-c", code, *map(str, argv)], env=env, capture_output=True, text=True,
+                          timeout=300)
+    lines = proc.stderr.strip().splitlines()
+    growth = int(lines[-1].split()[1]) / 1024
+    return proc.returncode, "\n".join(lines[:-1]), growth

@@ -340,3 +340,58 @@ def test_the_python_api_page_runs(fashion_idx_dir, tmp_path, monkeypatch, quiet_
                                                        "TINY": dict(TINY_OPTIONS, conditional=True)})
     assert (tmp_path / "sneakers.png").is_file() and (tmp_path / "walk.gif").is_file()
     assert (tmp_path / "generator.safetensors").is_file() and wgan.Run(next((tmp_path / "runs").iterdir())).dir
+
+
+@pytest.mark.parametrize("options, needle", [
+    (dict(lr_critic="1e-4"), "--lr-critic '1e-4': must be a number, not a string"),
+    (dict(gp_weight="10"), "--gp-weight '10': must be a number, not a string"),
+    (dict(gp_weight=True), "--gp-weight True: must be a number, not a bool"),
+    (dict(steps="20"), "--steps '20': must be a whole number, not a string"),
+    (dict(dataset=["x"]), "--dataset ['x']: must be a string, not a list"),
+    (dict(device=5), "--device 5: must be a string, not an int"),
+    (dict(augment=5), "--augment 5: must be a string, not an int"),
+    (dict(data=5), "--data 5: must be a string (or None), not an int"),
+    (dict(runs_dir=5), "--runs-dir 5: must be a string, not an int"),
+    (dict(conditional="no"), "--conditional 'no': must be True or False, not a string"),
+    (dict(tensorboard=1), "--tensorboard 1: must be True or False, not an int"),
+    (dict(preset=["quick"]), "unknown preset"),
+])
+def test_train_options_of_the_wrong_type_are_named_with_the_type_they_want(tmp_path, options, needle):
+    with pytest.raises(ValueError) as info:
+        wgan.train(**{"runs_dir": str(tmp_path / "runs"), "progress": False, **options})
+    assert needle in str(info.value)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_evaluate_resume_and_load_refuse_wrong_types_by_name(plain_run, tmp_path):
+    with pytest.raises(ValueError, match=r"metrics=\[5\]: a comma-separated string or a list of metric names"):
+        wgan.evaluate(plain_run, metrics=[5], num=16, device="cpu")
+    with pytest.raises(ValueError, match="--seed -1: must be a whole number from 0 to 2"):
+        wgan.evaluate(plain_run, num=16, seed=-1, device="cpu")
+    with pytest.raises(ValueError, match=r"load_generator\(None\): a path"):
+        wgan.load_generator(None)
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['foo'\]"):
+        wgan.resume(plain_run, steps=4, foo=1)
+    with pytest.raises(ValueError, match=r"batch_size=0: must be >= 1"):
+        wgan.load_generator(plain_run).sample(4, batch_size=0)
+
+
+def test_train_with_progress_false_prints_nothing_however_much_it_has_to_say(fashion_idx_dir, tmp_path, quiet_cache,
+                                                                              capsys):
+    # metrics at the end: the classifier's notes while it trains, then the run's last word on its quality
+    options = dict(TINY_OPTIONS, eval_metrics="class-coverage", eval_num_samples=16)
+    run = wgan.train(preset="quick", data=fashion_idx_dir, steps=2, runs_dir=tmp_path / "runs", progress=False,
+                     **options)
+    out, err = capsys.readouterr()
+    assert out == "" and err == "", (out, err)
+    log = (run.dir / "log.txt").read_text()
+    assert "quality at step 2: class_coverage" in log  # what it would have said is in the log
+    wgan.resume(run, steps=3, progress=True)
+    assert "quality at step 3: class_coverage" in capsys.readouterr().out
+
+
+def test_evaluate_shows_its_sampling_only_with_progress(plain_run, quiet_cache, capsys):
+    wgan.evaluate(plain_run, metrics=["class-coverage"], num=600, device="cpu", progress=False)
+    assert capsys.readouterr() == ("", "")
+    wgan.evaluate(plain_run, metrics=["class-coverage"], num=600, device="cpu")
+    assert "sampling" in capsys.readouterr().err

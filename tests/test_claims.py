@@ -225,6 +225,8 @@ def test_wgan_claims_end_to_end(tmp_path):
                                           (["--steps", "0"], "--steps 0"),
                                           (["--checks", "1"], "--checks 1"),
                                           (["--points", "3"], "--points 3"),
+                                          (["--points", "10000000"], "--points 10000000: exact optimal transport"),
+                                          (["--width", "1000000000"], "--width 1000000000 / --latent-dim 2"),
                                           (["--gp-weight", "-1"], "--gp-weight -1"),
                                           (["--critic-steps-boosted", "3"], "--critic-steps-boosted 3")])
 def test_wgan_claims_refuses_bad_options(tmp_path, argv, needle):

@@ -92,3 +92,9 @@ def test_an_image_folders_classes_are_its_subfolders(tmp_path, isolated_data_dir
             Image.new("RGB", (32, 32), (i * 50, 0, 0)).save(tmp_path / "images" / cls / f"{i}.png")
     data = load_dataset("image-folder", data_path=tmp_path / "images", image_size=32, channels=3)
     assert data.class_names == ["cats", "dogs"] and data.num_classes == 2
+
+
+def test_a_class_name_given_twice_is_a_problem_of_the_stored_names():
+    assert "class name 'Bag' names two classes" in class_names_problem(["Bag", "Coat", "Bag"], 3)
+    assert "class name 'a' names two classes" in class_names_problem(["a", "a"], 2)
+    assert class_names_problem(["cat", "Cat"], 2) is None  # told apart by a label given exactly

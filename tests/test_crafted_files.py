@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -24,6 +25,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 import wgan
+from cli_helpers import cli_peak_growth_mib as _cli_peak_growth_mib
 from cli_helpers import run_cli, train_tiny
 from wgan import checkpoint as ckpt
 from wgan import models, rundir
@@ -67,22 +69,6 @@ def _shape_edit(**changes):
     def edit(meta):
         meta["shape"] = json.dumps({**json.loads(meta["shape"]), **changes})
     return edit
-
-
-def _cli_peak_growth_mib(*argv) -> tuple[int, str, float]:
-    """`wgan ARGV` in a fresh process: (exit code, stderr, how far its peak RSS rose above what the imports
-    took, MiB). Peak RSS only ever grows, so the rise is what the command itself allocated at its worst."""
-    code = ("import resource, sys; from wgan.cli import main; import torch, safetensors.torch, wgan.checkpoint, "
-            "wgan.metrics.samples, wgan.grids; before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
-            "rc = main(sys.argv[1:]); after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
-            "print(f'PEAK_GROWTH_KB {after - before}', file=sys.stderr); sys.exit(rc)")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
-               OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-c", code, *map(str, argv)], env=env, capture_output=True, text=True,
-                          timeout=300)
-    lines = proc.stderr.strip().splitlines()
-    growth = int(lines[-1].split()[1]) / 1024
-    return proc.returncode, "\n".join(lines[:-1]), growth
 
 
 # ---------------------------------------------------------------------------------------------
@@ -363,3 +349,91 @@ def test_a_decoded_cache_that_claims_more_than_it_holds_is_read_again(tmp_path):
     with zipfile.ZipFile(lying, "w") as z:  # stored, as save_cache writes, but 100 bytes for a 100 GB array
         z.writestr("x.npy", header.getvalue() + b"\0" * 100)
     assert load_cache(lying, {"x"}) is None
+
+
+# ---------------------------------------------------------------------------------------------
+# Paths that are no regular file: a FIFO would block its reader forever, a device never ends
+
+
+def _wgan(*argv, cwd=None, timeout_s: float = 90) -> subprocess.CompletedProcess:
+    """`wgan ARGV` in a fresh process, with a deadline: a read that blocks fails the test instead of hanging it."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
+               OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "wgan", *map(str, argv)], env=env, capture_output=True, text=True,
+                          timeout=timeout_s, cwd=cwd)
+
+
+def test_a_fifo_or_a_device_given_as_weights_is_refused_without_reading(tmp_path):
+    fifo = tmp_path / "G.safetensors"
+    os.mkfifo(fifo)
+    (tmp_path / "fashion-mnist").mkdir()
+    os.mkfifo(tmp_path / "fashion-mnist-cond")  # a shipped generator's name, in the current folder
+    for argv in (["--weights", fifo], ["--run", fifo], ["--weights", "/dev/zero"], ["--weights", "fashion-mnist-cond"]):
+        done = _wgan("sample", *argv, "--num", 4, "--out", tmp_path / "o.png", "--device", "cpu", cwd=tmp_path)
+        line = one_line(done.stderr)
+        assert done.returncode == 2 and "not a regular file (a FIFO, a device or a socket)" in line, line
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_the_api_refuses_a_fifo_and_paths_of_the_wrong_type(tmp_path):
+    fifo = tmp_path / "G.safetensors"
+    os.mkfifo(fifo)
+    code = (f"import wgan\n"
+            f"for source in ({str(fifo)!r}, None, 5):\n"
+            f"    try:\n        wgan.load_generator(source)\n"
+            f"    except ValueError as exc:\n        print(exc)\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=90)
+    lines = done.stdout.strip().splitlines()
+    assert done.returncode == 0 and len(lines) == 3, done.stderr[-2000:]
+    assert "not a regular file" in lines[0]
+    assert all("load_generator(" in line and "a path" in line for line in lines[1:]), lines
+
+
+def test_device_names_are_one_line_for_every_command_and_the_api(exported, conditional_run, tmp_path):
+    for argv in (["sample", "--weights", exported, "--out", tmp_path / "o.png"], ["eval", "--run", conditional_run],
+                 ["train", "--runs-dir", tmp_path / "runs"]):
+        for device, needle in (("banana", "--device banana: use auto, cpu, cuda or cuda:N"),
+                               ("cuda:x", "--device cuda:x: ")):
+            code, _, err = run_cli(*argv, "--device", device)
+            assert code == 2 and needle in one_line(err), err
+    assert not (tmp_path / "runs").exists()
+    for device, needle in ((5, "device 5: a device name (auto, cpu, cuda or cuda:N), not an int"),
+                           ({"type": "cuda"}, "not a dict"), ("banana", "device banana: use auto, cpu")):
+        with pytest.raises(UserError, match=re.escape(needle)):
+            wgan.load_generator(exported, device=device)
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="device cuda: CUDA is not available on this machine"):
+            wgan.load_generator(exported, device="cuda")
+        with pytest.raises(UserError, match="CUDA is not available"):
+            wgan.load_generator(exported).to("cuda")
+
+
+def _config_edit(**changes):
+    def edit(meta):
+        meta["config"] = json.dumps({**json.loads(meta["config"]), **changes})
+    return edit
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda meta: meta.update(config="[" * 100_000 + "]" * 100_000), "without wgan metadata"),
+    (lambda meta: meta.update(config='{"a":' * 100_000 + "1" + "}" * 100_000), "without wgan metadata"),
+    (lambda meta: meta.update(class_names="[" * 100_000 + "]" * 100_000), "unreadable class names"),
+    (_config_edit(model=["dcgan28"]), "--model ['dcgan28']: must be a string, not a list"),
+    (_config_edit(dataset={"name": "fashion-mnist"}), "must be a string, not a dict"),
+    (_config_edit(device={"type": "cuda"}), "--device {'type': 'cuda'}: must be a string, not a dict"),
+    (_config_edit(conditional="yes"), "--conditional 'yes': must be True or False, not a string"),
+])
+def test_crafted_export_metadata_is_one_line_naming_the_file(exported, tmp_path, edit, needle):
+    crafted = _edited(exported, tmp_path / "G.safetensors", edit)
+    code, _, err = run_cli("sample", "--weights", crafted, "--num", 4, "--out", tmp_path / "o.png", "--device", "cpu")
+    line = one_line(err)
+    assert code == 2 and needle in line and str(crafted) in line, line
+    with pytest.raises(UserError, match=re.escape(needle)):
+        wgan.load_generator(crafted)
+
+
+@pytest.mark.parametrize("step, read", [("²", None), ("١٢", None), ("12", 12), ("-3", None), ("9" * 40, None)])
+def test_a_step_that_is_no_ascii_number_is_no_step(exported, tmp_path, step, read):
+    crafted = _edited(exported, tmp_path / "G.safetensors", lambda meta: meta.update(step=step))
+    assert wgan.load_generator(crafted).step == read

@@ -128,10 +128,31 @@ def test_a_half_written_shared_file_is_written_again(cut_bytes):
     shared.share_images(x)
     path = shared.shared_path(shared.content_key(x))
     path.write_bytes(path.read_bytes()[:-cut_bytes])  # as a writer on another machine leaves it when it dies
-    assert not shared.is_complete(path)
+    assert not shared.is_complete(path, x)
     mapped, note = shared.share_images(x)
-    assert note == f"{path}: a half-written cache file (its size is not what its header says); written again"
-    assert torch.equal(mapped, x) and shared.is_complete(path)
+    assert note == (f"{path}: a half-written or altered cache file (its header or size is not that of these images); "
+                    "written again")
+    assert torch.equal(mapped, x) and shared.is_complete(path, x)
+
+
+@pytest.mark.parametrize("forged", [dict(shape=(80, 1, 4, 8)), dict(shape=(40, 8, 8)), dict(dtype=np.int8),
+                                    dict(fortran_order=True)])
+def test_a_shared_file_whose_header_was_forged_to_another_shape_is_written_again(forged):
+    from wgan.data import shared
+
+    x = _images()
+    path = shared.shared_path(shared.content_key(x))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = dict(descr=np.lib.format.dtype_to_descr(np.dtype(forged.get("dtype", np.uint8))),
+                  fortran_order=forged.get("fortran_order", False), shape=forged.get("shape", tuple(x.shape)))
+    with open(path, "wb") as f:  # the right size: the images' bytes under a header that says other images
+        np.lib.format.write_array_header_1_0(f, header)
+        f.write(x.numpy().tobytes())
+    mapped, note = shared.share_images(x)
+    assert note is not None and "altered cache file" in note
+    assert mapped.shape == x.shape and mapped.dtype == torch.uint8 and torch.equal(mapped, x)
+    again, note = shared.share_images(x)
+    assert note is None and torch.equal(again, x)
 
 
 def test_an_unwritable_cache_leaves_each_process_its_own_copy(monkeypatch, tmp_path):

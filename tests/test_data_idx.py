@@ -85,3 +85,79 @@ def test_idx_gzip_is_told_by_its_bytes_not_its_suffix(tmp_path):
     write_idx(tmp_path / "packed.gz", labels).rename(tmp_path / "train-labels-idx1-ubyte")  # gzipped, no suffix
     data = load_dataset("fashion-mnist", data_path=tmp_path)
     assert torch.equal(data.x[:, 0], torch.from_numpy(images.astype(np.uint8))) and data.y.tolist() == [4, 5]
+
+
+# ---------------------------------------------------------------------------------------------
+# Headers that lie: read the header first, then no more than it claims
+
+
+def _peak_growth_mib(code: str) -> tuple[str, float]:
+    """`code` run in a fresh process after wgan.data.idx is imported: (its last line of output, how far its
+    peak RSS rose above what the imports took, MiB)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "src"
+    script = ("import resource; from wgan.data.idx import read_idx; from pathlib import Path; "
+              "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+              f"{code}\n"
+              "print('PEAK_GROWTH_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    lines = done.stdout.strip().splitlines()
+    assert done.returncode == 0 and lines and lines[-1].startswith("PEAK_GROWTH_KB"), done.stderr[-2000:]
+    return (lines[-2] if len(lines) > 1 else ""), int(lines[-1].split()[1]) / 1024
+
+
+def _gzip_bomb(path, header: bytes, unpacked_mib: int) -> None:
+    import gzip
+
+    zeros = bytes(1 << 20)
+    with gzip.open(path, "wb", compresslevel=1) as f:
+        f.write(header)
+        for _ in range(unpacked_mib):
+            f.write(zeros)
+
+
+@pytest.mark.parametrize("dims", [(1, 28, 28), (3, 28, 28)])
+def test_a_gzip_bomb_is_unpacked_no_further_than_its_header_claims(tmp_path, dims):
+    import struct
+
+    bomb = tmp_path / "train-images-idx3-ubyte.gz"
+    _gzip_bomb(bomb, struct.pack(">BBBB3I", 0, 0, 8, 3, *dims), unpacked_mib=400)
+    assert bomb.stat().st_size < 2 << 20
+    line, growth = _peak_growth_mib(f"""
+try:
+    read_idx(Path({str(bomb)!r}))
+except ValueError as exc:
+    print(exc)""")
+    assert f"holds more than {int(np.prod(dims))} data bytes, its header says {int(np.prod(dims))}" in line, line
+    assert growth < 40, f"{growth:.0f} MiB unpacked for a header of {dims}"
+
+
+def test_a_header_claiming_more_than_memory_is_refused_before_unpacking(tmp_path):
+    import struct
+
+    small = tmp_path / "train-images-idx3-ubyte.gz"
+    _gzip_bomb(small, struct.pack(">BBBB3I", 0, 0, 8, 3, 2**31, 2**16, 2**16), unpacked_mib=8)
+    line, growth = _peak_growth_mib(f"""
+try:
+    read_idx(Path({str(small)!r}))
+except ValueError as exc:
+    print(exc)""")
+    assert "GiB of data, more than half this machine's" in line, line
+    assert growth < 16
+
+
+def test_idx_dims_whose_product_overflows_are_one_error(tmp_path):
+    import struct
+
+    from wgan.data.idx import read_idx
+
+    for name, dims in (("plain", (2**32 - 1,) * 3), ("wraps", (2**32 - 1, 2**32 - 1, 2**32 - 1, 2**32 - 1))):
+        path = tmp_path / name
+        path.write_bytes(struct.pack(f">BBBB{len(dims)}I", 0, 0, 8, len(dims), *dims) + bytes(784))
+        with pytest.raises(UserError, match=r"IDX file holds 784 data bytes, its header says \d{20,}"):
+            read_idx(path)

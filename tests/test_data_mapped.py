@@ -82,3 +82,36 @@ def test_a_dataset_costs_a_training_process_no_copy_of_its_images(tmp_path):
     growth_kib, mapped_from, count, notes = proc.stdout.split(" ", 3)
     assert mapped_from.endswith("train-images-idx3-ubyte") and int(count) == n and "not copied" in notes
     assert int(growth_kib) < 16 * 1024, f"{int(growth_kib) >> 10} MiB of anonymous memory for 125 MiB of images"
+
+
+def test_a_mapped_file_cut_under_a_run_ends_its_log_with_the_bus_error_not_in_silence(tmp_path):
+    import signal
+    import time
+
+    from cli_helpers import TINY, wgan_process
+    from conftest import tiny_idx_images
+    from data_files import write_idx
+
+    data = tmp_path / "data"
+    images, labels = tiny_idx_images(4096)  # 3 MiB: batches reach far past the first pages
+    write_idx(data / "train-images-idx3-ubyte", images)
+    write_idx(data / "train-labels-idx1-ubyte", labels)
+    runs = tmp_path / "runs"
+    proc = wgan_process("train", *TINY, "--data", data, "--runs-dir", runs, "--steps", 10**6, "--batch-size", 64)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(runs.glob("*/metrics.jsonl")) or not list(runs.glob("*/metrics.jsonl"))[0].stat().st_size:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
+            time.sleep(0.1)
+        with open(data / "train-images-idx3-ubyte", "r+b") as f:
+            f.truncate(16 + 28 * 28)  # one image left of 4096: the pages past it are gone
+        proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == -signal.SIGBUS
+    (run,) = runs.iterdir()
+    log = (run / "log.txt").read_text()
+    assert f"the images are mapped from {data / 'train-images-idx3-ubyte'}" in log
+    assert "Fatal Python error: Bus error" in log

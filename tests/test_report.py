@@ -230,3 +230,93 @@ def test_a_damaged_analysis_record_leaves_its_section_out(run_dir, tmp_path):
     page = (run / run_report.build_report(run)["html"]).read_text()
     assert "Truncation sweep" not in page
     assert "Nearest training images (pixel space)" in page and "no sign of memorisation" in page
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile run directories: values that are markup, links out of the run, folders that are not runs
+
+
+SCRIPT = "<script>alert(1)</script>"
+
+
+def test_every_value_from_a_runs_files_is_escaped_in_the_page(run_dir, tmp_path):
+    run = tmp_path / "<img src=x onerror=alert(2)>"  # the folder's name is the page's title
+    shutil.copytree(run_dir, run)
+    (run / rundir.TRUNCATION_RECORD).write_text(json.dumps(
+        {"samples": SCRIPT, "step": "<iframe src=evil>", "rows": [{"truncation": SCRIPT, "fcd": "<b>1</b>"}]}))
+    files = rundir.neighbour_files("pixel")
+    (run / files["record"]).write_text(json.dumps({"verdict": SCRIPT, "step": SCRIPT}))
+    _frame(run / files["picture"], 200)
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps(dict(config, preset=SCRIPT, eval_metrics=SCRIPT)))
+    page = (run / run_report.build_report(run)["html"]).read_text()
+    for markup in ("<script", "<iframe", "<img src=x", "<b>1</b>"):
+        assert markup not in page, markup
+    assert page.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 5  # samples, psi, verdict, two config values
+    assert "&lt;img src=x onerror=alert(2)&gt;" in page and "&lt;iframe src=evil&gt;" in page
+    assert "Truncation sweep" in page and "Nearest training images (pixel space)" in page
+
+
+def test_the_report_never_shows_or_writes_through_a_link_out_of_the_run(run_dir, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    secret = tmp_path / "secret.png"
+    Image.fromarray(np.full((30, 30), 77, dtype=np.uint8)).save(secret)
+    secret_bytes = secret.read_bytes()
+    import base64
+
+    inlined = base64.b64encode(secret_bytes).decode()
+    (run / rundir.TRUNCATION_RECORD).write_text(json.dumps({"samples": 10, "step": 6, "rows": []}))
+    (run / rundir.TRUNCATION_PLOT).symlink_to(secret)
+    newest = rundir.sample_frames(run)[-1]
+    newest.unlink()
+    (run / "samples" / "step-99999999.png").symlink_to(secret)  # the newest grid, by its name
+    (run / rundir.LOSSES_PLOT).unlink()
+    (run / rundir.LOSSES_PLOT).symlink_to(secret)  # rebuilt: the link is replaced, its target left alone
+    page = (run / run_report.build_report(run)["html"]).read_text()
+    assert inlined not in page
+    assert secret.read_bytes() == secret_bytes
+    assert not (run / rundir.LOSSES_PLOT).is_symlink() and (run / rundir.LOSSES_PLOT).stat().st_size > 1000
+
+
+def test_wgan_eval_does_not_append_through_a_linked_metrics_file(run_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    elsewhere = tmp_path / "elsewhere.jsonl"
+    shutil.move(run / rundir.METRICS, elsewhere)
+    (run / rundir.METRICS).symlink_to(elsewhere)
+    before = elsewhere.read_bytes()
+    code = main(["eval", "--run", str(run), "--metrics", "fcd", "--num", "100", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and "a symbolic link, not a file of its own" in err, err
+    assert elsewhere.read_bytes() == before
+    # the training log too: a run's log.txt opened to append never follows a link
+    (run / "log.txt").unlink()
+    (run / "log.txt").symlink_to(elsewhere)
+    with pytest.raises(OSError, match="symbolic link"):
+        rundir.RunLog(run, tensorboard=False)
+    assert elsewhere.read_bytes() == before
+
+
+@pytest.mark.parametrize("config", ['{"name": "my app", "version": 3}', '[1, 2, 3]',
+                                    '{"dataset": "x", "model": "y", "loss": "z", "steps": 1, "theme": "dark"}'])
+def test_wgan_report_refuses_a_folder_that_is_no_wgan_run(tmp_path, capsys, config):
+    folder = tmp_path / "someone-elses"
+    folder.mkdir()
+    (folder / "config.json").write_text(config)
+    (folder / "report.html").write_text("theirs")
+    (folder / "losses.png").write_text("theirs too")
+    assert main(["report", "--run", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not the config of a wgan run" in err
+    assert (folder / "report.html").read_text() == "theirs" and (folder / "losses.png").read_text() == "theirs too"
+
+
+def test_a_fifo_config_is_named_as_one(tmp_path, capsys):
+    import os
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    os.mkfifo(folder / "config.json")
+    assert main(["report", "--run", str(folder)]) == 2
+    assert "its config.json is not a regular file" in capsys.readouterr().err

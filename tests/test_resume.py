@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from cli_helpers import TINY, finish, run_cli, snapshot, wgan_process
 from wgan import checkpoint as ckpt
 from wgan import losses, rundir
+from wgan.config import TrainConfig
 
 
 STEPS = 40
@@ -259,6 +260,83 @@ def test_resume_auto_continues_the_newest_run_of_the_same_options(tmp_path, data
     code, out, err = run_cli("train", *TINY, *same, "--steps", "2", "--seed", "8", "--resume", "auto")
     assert code == 0, err
     assert "starting a new one" in out and len(list(runs.iterdir())) == 3
+
+
+def _fake_run(runs: Path, number: int, job: str | None) -> Path:
+    """A run directory of the default options with one checkpoint (by name: finding a run reads no checkpoint)."""
+    run = runs / f"{number:05d}-custom"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / rundir.checkpoint_name(2)).write_bytes(b"")
+    rundir.write_config(TrainConfig().to_dict(), run)
+    rundir.mark_job(run, job)
+    return run
+
+
+def test_a_restarted_job_finds_its_own_run_never_another_live_jobs(tmp_path):
+    runs = tmp_path / "runs"
+    ours, other, unmarked = _fake_run(runs, 0, "job-a"), _fake_run(runs, 1, "job-b"), _fake_run(runs, 2, None)
+    config = TrainConfig().to_dict()
+    with rundir.RunLock(other).held("train it"):  # job B trains its run now
+        assert ckpt.find_resumable_run(runs, config, job="job-a") == ours  # not the newer runs of the same options
+        assert ckpt.find_resumable_run(runs, config, job="job-b") is None  # live: another process holds it
+        assert ckpt.find_resumable_run(runs, config, job="job-c") is None  # a job that made no run yet
+        assert ckpt.find_resumable_run(runs, config) == unmarked  # --resume auto: the newest run nobody trains
+        with rundir.RunLock(unmarked).held("train it"):
+            assert ckpt.find_resumable_run(runs, config) == ours
+    assert ckpt.find_resumable_run(runs, config) == unmarked
+
+
+def test_job_id_is_torchruns_run_id_or_the_address_of_its_store(monkeypatch):
+    from wgan import distributed
+
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    assert distributed.job_id() is None
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "5f0c")
+    assert distributed.job_id() == "5f0c"
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")  # static rendezvous without --rdzv-id: one store per live job
+    monkeypatch.setenv("MASTER_ADDR", "10.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29511")
+    assert distributed.job_id() == "none@10.0.0.1:29511"
+
+
+def test_a_torchrun_restart_resumes_its_own_run_not_the_newer_one_of_another_job(tmp_path, data_dir, monkeypatch):
+    runs = tmp_path / "runs"
+    same = [*TINY, "--data", data_dir, "--runs-dir", runs, "--checkpoint-every-steps", "2"]
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job-a")
+    _train(*same, "--steps", "2")
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job-b")
+    _train(*same, "--steps", "2")  # the same options, newer: what --resume auto alone would take
+    ours, theirs = sorted(runs.iterdir())
+    assert rundir.marked_job(ours) == "job-a" and rundir.marked_job(theirs) == "job-b"
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job-a")
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+    code, out, err = run_cli("train", *same, "--steps", "4")
+    assert code == 0, err
+    assert f"resuming this job's run {ours}" in out
+    assert ckpt.list_checkpoints(ours / "checkpoints")[-1].name == rundir.checkpoint_name(4)
+    assert ckpt.list_checkpoints(theirs / "checkpoints")[-1].name == rundir.checkpoint_name(2)
+    assert "restarted by torchrun (restart 1 of 0) from step 2" in (ours / "log.txt").read_text()
+    # A job whose first attempt made no run yet starts one; it never takes job A's or job B's.
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job-c")
+    code, out, err = run_cli("train", *same, "--steps", "2")
+    assert code == 0, err
+    assert "this job has no run with a checkpoint" in out and len(list(runs.iterdir())) == 3
+
+
+def test_a_torchrun_restart_does_not_resume_a_run_a_signal_stopped(tmp_path, data_dir, monkeypatch):
+    runs = tmp_path / "runs"
+    same = [*TINY, "--data", data_dir, "--runs-dir", runs, "--checkpoint-every-steps", "2"]
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job-a")
+    _train(*same, "--steps", "2")
+    (run,) = runs.iterdir()
+    with open(run / "log.txt", "a") as log:  # what the trainer writes when SIGTERM stops it
+        log.write(time.strftime(rundir.TIMESTAMP_FORMAT) + f"{rundir.STOPPED_BY_SIGNAL} 15 at step 2; checkpoint written\n")
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+    for resume in ([], ["--resume", run]):
+        before = snapshot(run)
+        code, _, err = run_cli("train", *same, "--steps", "4", *resume)
+        assert code == 2 and "stopped by a signal before this restart" in err, err
+        assert snapshot(run) == before
 
 
 def test_a_second_resume_keeps_the_longer_run_length(tmp_path, data_dir):

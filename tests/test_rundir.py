@@ -86,3 +86,11 @@ def test_quality_summary_puts_an_evaluation_in_one_line():
     assert rundir.quality_summary(fields) == ("fcd 257.8 (raw generator 242.6) | class_coverage 0.9771 | "
                                               "classes_covered 10 (10000 samples)")
     assert rundir.quality_summary({"fcd": 1.5}) == "fcd 1.5"
+
+
+def test_folders_numbered_in_other_digits_are_no_runs(tmp_path):
+    for name in ("²²²²²-x", "٣٣٣٣٣-y", "00002-z"):  # superscripts are digits to str.isdigit, Arabic-Indic to re's \d
+        (tmp_path / name).mkdir()
+    assert rundir.next_run_dir(tmp_path, "quick").name == "00003-quick"
+    assert [p.name for p in rundir.numbered_runs(tmp_path)] == ["00003-quick", "00002-z"]
+    assert ckpt.find_resumable_run(tmp_path, {}) is None  # --resume auto looks through them without a stumble

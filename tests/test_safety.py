@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cli_helpers import TINY, run_cli, snapshot, wgan_process
+from cli_helpers import TINY, cli_peak_growth_mib, run_cli, snapshot, wgan_process
 from data_files import write_idx
 from wgan import checkpoint as ckpt
 from wgan import rundir
@@ -348,6 +348,9 @@ def test_size_zero_is_stored_as_the_size_it_stands_for(tmp_path, fashion_idx_dir
     (["datasets", "--check", "fashion-mnist", "--data", ""], "--data '': an empty path"),
     (["bench", "--seconds", "nan"], "--seconds nan: must be a finite number > 0"),
     (["bench", "--seconds", "inf"], "--seconds inf: must be a finite number > 0"),
+    (["eval", "--run", "fashion-mnist", "--seed", "-1"], "--seed -1: must be a whole number from 0 to 2**62"),
+    (["eval", "--baselines", "--dataset", "fashion-mnist", "--seed", "-1"], "--seed -1: must be a whole number"),
+    (["eval", "--run", "fashion-mnist", "--neighbours", "2", "--seed", "-1"], "--seed -1: must be a whole number"),
 ])
 def test_option_values_that_used_to_slip_through(tmp_path, argv, needle):
     code, _, err = run_cli(*argv, *(["--runs-dir", tmp_path / "runs"] if argv[0] == "train" else []))
@@ -434,3 +437,57 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["--version"])
     assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"wgan {__version__}"
+
+
+def test_eval_counts_that_cannot_be_held_are_refused_before_any_allocation(tmp_path, fashion_idx_dir):
+    run = trained(tmp_path, fashion_idx_dir)
+    before = snapshot(run)
+    for metrics in ("fcd", "class-coverage"):
+        code, err, growth = cli_peak_growth_mib("eval", "--run", run, "--num", 10**12, "--metrics", metrics,
+                                                "--device", "cpu")
+        assert code == 2 and "--num 1000000000000" in one_line(err) and "GiB of samples" in err, err
+        assert growth < 48, f"{growth:.0f} MiB allocated before the count was refused"
+    code, err, growth = cli_peak_growth_mib("eval", "--run", run, "--num", 10**12, "--truncation-sweep", "0.5",
+                                            "--device", "cpu")
+    assert code == 2 and "GiB of samples" in one_line(err) and growth < 48
+    import wgan
+
+    with pytest.raises(ValueError, match="GiB of samples"):
+        wgan.evaluate(run, num=10**12, device="cpu")
+    assert snapshot(run) == before
+
+
+@pytest.mark.parametrize("option, value, needle", [
+    ("--latent-dim", 10**9, "--width 8 / --latent-dim 1000000000: the models of dcgan28 take"),
+    ("--width", 10**6, "--width 1000000 / --latent-dim 16: the models of dcgan28 take"),
+    ("--width", 2**40, "more than torch can build"),
+    ("--eval-num-samples", 10**12, "--eval-num-samples 1000000000000: "),
+])
+def test_sizes_that_cannot_be_held_are_refused_before_training_by_their_own_name(tmp_path, fashion_idx_dir, option,
+                                                                                  value, needle):
+    runs = tmp_path / "runs"
+    extra = ["--eval-metrics", "class-coverage"] if option == "--eval-num-samples" else []
+    code, err, growth = cli_peak_growth_mib("train", *TINY, "--data", fashion_idx_dir, "--runs-dir", runs,
+                                            option, value, *extra)
+    line = one_line(err)
+    assert code == 2 and needle in line and "--batch-size" not in line, line
+    assert growth < 64, f"{growth:.0f} MiB allocated before {option} was refused"
+    assert not runs.exists()
+
+
+def test_a_grid_is_never_written_through_a_link_and_a_failed_write_says_what_to_fix(tmp_path, fashion_idx_dir):
+    run = trained(tmp_path, fashion_idx_dir, "--sample-every-steps", "1", "--checkpoint-every-steps", "1")
+    outside = tmp_path / "outside.png"
+    outside.write_bytes(b"not yours to write")
+    grid = run / "samples" / "step-00000003.png"
+    grid.symlink_to(outside)  # where the resumed run writes its next grid
+    code, _, err = run_cli("train", "--resume", run, "--steps", "3", "--no-progress")
+    assert code == 0, err
+    assert outside.read_bytes() == b"not yours to write" and not grid.is_symlink() and grid.stat().st_size > 100
+    # samples/ a link to a file: the grid cannot be written, and room is not what is missing
+    shutil.rmtree(run / "samples")
+    (run / "samples").symlink_to(outside)
+    code, _, err = run_cli("train", "--resume", run, "--steps", "4", "--no-progress")
+    line = one_line(err)
+    assert code == 2 and "could not write" in line and "fix that and resume" in line and "make room" not in line, line
+    assert outside.read_bytes() == b"not yours to write"

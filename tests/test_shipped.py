@@ -65,3 +65,31 @@ def test_the_shipped_generators_make_what_a_classifier_recognises():
     assert (predicted == labels).float().mean() > 0.8  # the requested class, most of the time
     predicted = classify(to_model_space(wgan.load_generator("fashion-mnist").sample(500, seed=0)))[1].argmax(1)
     assert (torch.bincount(predicted, minlength=10) >= 10).sum() >= 9  # nearly every class, not one mode
+
+
+def test_a_truncation_too_small_to_resample_samples_walks_and_sweeps_in_bounded_time(tmp_path):
+    import threading
+
+    results = {}
+
+    def work():
+        code, _, err = run_cli("sample", "--weights", "fashion-mnist", "--truncation", "1e-300", "--num", 4,
+                               "--out", tmp_path / "t.png", "--device", "cpu")
+        g = wgan.load_generator("fashion-mnist-cond")
+        results.update(code=code, err=err, walk=g.walk(num_points=2, frames=2, truncation=1e-300).shape,
+                       sample=g.sample(4, truncation=5e-324, seed=0).shape)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    thread.join(timeout=120)
+    assert not thread.is_alive(), "a tiny truncation still loops"
+    assert results["code"] == 0, results["err"]
+    assert (tmp_path / "t.png").is_file() and results["sample"] == (4, 1, 28, 28) and results["walk"][0] == 4
+
+
+def test_long_sampling_shows_a_progress_bar_on_the_command_line_and_none_in_python(tmp_path, capsys):
+    code, _, err = run_cli("sample", "--weights", "fashion-mnist", "--num", 2100, "--out", tmp_path / "x.npz",
+                           "--device", "cpu")
+    assert code == 0 and "sampling" in err and "sample" in err.split("sampling", 1)[1], err
+    wgan.load_generator("fashion-mnist").sample(2100, seed=0)
+    assert "sampling" not in capsys.readouterr().err

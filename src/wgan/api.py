@@ -56,7 +56,7 @@ def evaluate(source: "str | Path | Run | TrainedGenerator", metrics: list[str] |
     generator or of a loaded one, as `wgan eval --run` computes them: {"fcd": 23.4, ..., "samples": {...}}.
     append=True also appends them to the run's metrics.jsonl, as `wgan eval` does."""
     req = EvalRequest(metrics=metrics, num=num, seed=seed, device=device, no_append=not append,
-                      data=None if data is None else str(data), say=_say(progress))
+                      data=None if data is None else str(data), say=_say(progress), progress=progress)
     check_count(num, "num", 2)
     if isinstance(source, TrainedGenerator):
         return evaluate_run(req, source.device, loaded=source.loaded)
@@ -82,7 +82,7 @@ def _say(progress: bool) -> Callable[[str], None]:
 
 
 def _run_path(run) -> Path:
-    return run.dir if isinstance(run, Run) else Path(run)
+    return _path(run, "run")
 
 
 class Run:
@@ -123,7 +123,17 @@ def load_generator(source: str | Path, device: str | torch.device = "cpu",
     """The generator of `source`: a run directory (its newest checkpoint, else its generator.safetensors),
     a checkpoint file of a run, or a .safetensors file written by `wgan export`. The moving average of its
     weights where the run kept one, as `wgan sample` does; the trained weights with `raw_generator=True`."""
-    return TrainedGenerator(checkpoint.load_generator(Path(source), device, raw=raw_generator, option="load_generator"))
+    return TrainedGenerator(checkpoint.load_generator(_path(source, "load_generator"), device, raw=raw_generator,
+                                                     option="load_generator"))
+
+
+def _path(value, name: str) -> Path:
+    """A path argument, or a UserError naming the argument when it is of another type."""
+    if isinstance(value, Run):
+        return value.dir
+    if not isinstance(value, (str, os.PathLike)):
+        raise UserError(f"{name}({value!r}): a path (a str or a pathlib.Path), not a {type(value).__name__}")
+    return Path(value)
 
 
 class TrainedGenerator:
@@ -155,7 +165,9 @@ class TrainedGenerator:
         return next(self.module.parameters()).device
 
     def to(self, device: str | torch.device) -> "TrainedGenerator":
-        self.module.to(device)
+        from wgan.distributed import resolve_device
+
+        self.module.to(resolve_device(device, "device"))
         return self
 
     def __repr__(self) -> str:
@@ -171,6 +183,7 @@ class TrainedGenerator:
         one per sample; None: every class in turn. truncation: each noise coordinate within
         [-truncation, truncation] (resampled, not clamped). seed: the same seed gives the same samples."""
         seed = random.SystemRandom().randrange(2**62) if seed is None else seed
+        check_count(batch_size, "batch_size")
         samples = sampling.draw_samples(self.module, self.classes, num, labels=labels, truncation=truncation,
                                         seed=seed, device=self.device, batch_size=batch_size)
         return samples.x.to(self.device)

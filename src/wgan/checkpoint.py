@@ -27,7 +27,8 @@ from wgan.classes import class_names_problem
 from wgan.config import TrainConfig, flag, validate_model
 from wgan.data import dataset_class_names
 from wgan.errors import UserError, first_line, writing
-from wgan.files import atomic_write, stored_zip_problem
+from wgan.distributed import resolve_device
+from wgan.files import atomic_write, read_head, stored_zip_problem
 from wgan.models import ModelShape, generator_for_weights, samples_problem, shape_problem
 from wgan.sample_rules import check_export_suffix
 
@@ -112,6 +113,7 @@ def _unpickling_problem(exc: pickle.UnpicklingError) -> str:
 def load_checkpoint(path: Path) -> dict:
     """Verify and load a checkpoint with weights_only=True; any problem is one UserError naming the file."""
     path = Path(path)
+    check_not_special(path, "checkpoint")
     if not path.is_file():
         raise UserError(f"{path}: checkpoint not found")
     problem = stored_zip_problem(path)
@@ -144,7 +146,7 @@ def checkpoint_shape(state: dict, path: Path) -> dict:
 def _json_field(state: dict, key: str, path: Path) -> dict:
     try:
         value = json.loads(state[key])
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, RecursionError):  # nested past Python's recursion limit too
         value = None
     if not isinstance(value, dict):
         raise UserError(f"{path}: checkpoint holds no readable {key}")
@@ -217,6 +219,7 @@ def open_checkpoint(target: Path, option: str = "--resume") -> ResumePoint:
     checkpoint of the run with the exact `option` that uses it: nothing falls back silently.
     """
     target = Path(target)
+    check_not_special(target, option)
     if target.is_dir():
         run_dir = target
         found = list_checkpoints(run_dir / rundir.CHECKPOINTS)
@@ -247,6 +250,10 @@ def resume_config(point: ResumePoint, options: dict):
     """
     stored = point.config
     allowed = ", ".join(flag(n) for n in RESUMABLE_OPTIONS)
+    unknown = sorted(set(options) - {f.name for f in fields(TrainConfig)})
+    if unknown:
+        raise UserError(f"unknown option(s) {unknown}: a run resumes with TrainConfig's options ({allowed} may "
+                        "change)")
     for name, value in options.items():
         if value is not None and name not in NOT_COMPARED and value != stored.get(name):
             raise UserError(f"{flag(name)} {value}: {point.run_dir} was trained with "
@@ -258,15 +265,20 @@ def resume_config(point: ResumePoint, options: dict):
         raise UserError(f"{point.checkpoint}: {exc}") from None
 
 
-def find_resumable_run(runs_dir: Path, config: dict) -> Path | None:
+def find_resumable_run(runs_dir: Path, config: dict, job: str | None = None) -> Path | None:
     """The newest run in `runs_dir` with the same options as `config` (run length and execution
-    options aside) and at least one checkpoint; dry runs are never picked."""
+    options aside) and at least one checkpoint; dry runs are never picked, nor a run that a live process
+    trains (its lock is held: another job's). `job`: only the run that torchrun job marked as its own
+    (rundir.mark_job), for its restarted attempts, which must never take another job's run of the same
+    options."""
     for run in rundir.numbered_runs(runs_dir):
         if run.name.endswith(rundir.DRY_RUN_SUFFIX):  # two steps to check options: never what is meant to go on
             continue
+        if job is not None and rundir.marked_job(run) != job:
+            continue
         stored = rundir.read_config(run)
         if stored is not None and list_checkpoints(run / rundir.CHECKPOINTS) and \
-                not config_differences(stored, config):
+                not config_differences(stored, config) and rundir.lock_holder(run) is None:
             return run
     return None
 
@@ -340,7 +352,9 @@ def load_generator(source: Path, device: str | torch.device = "cpu", raw: bool =
     generator.safetensors), one checkpoint file, or a .safetensors file written by `wgan export`: the
     moving average of its weights where the run kept one, the trained generator with `raw`. `option`
     names what the user passed it as (--run takes all three, --weights the .safetensors file alone)."""
+    device = resolve_device(device, "--device" if option.startswith("--") else "device")
     source = shipped.resolve(source)
+    check_not_special(source, option)
     run_dir = None
     if option == "--weights" and (source.is_dir() or _is_zip(source)):
         what = "a run directory" if source.is_dir() else "a training checkpoint"
@@ -374,18 +388,23 @@ def _metadata_class_names(path: Path, meta: dict):
         return None
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise UserError(f"{path}: unreadable class names in its metadata: not a file `wgan export` wrote, or "
                         "one edited since") from None
 
 
 def _is_zip(path: Path) -> bool:
     """torch.save's files are zip archives (PK...); a .safetensors file starts with its header's length."""
-    try:
-        with open(path, "rb") as f:
-            return f.read(4) == b"PK\x03\x04"
-    except OSError:
-        return False
+    return read_head(path, 4) == b"PK\x03\x04"
+
+
+def check_not_special(path: Path, option: str) -> None:
+    """A FIFO, a device or a socket handed over as a file would block its reader or never end: refused by
+    name before anything opens it for reading."""
+    path = Path(path)
+    if path.exists() and not path.is_dir() and not path.is_file():
+        raise UserError(f"{option} {path}: not a regular file (a FIFO, a device or a socket), which wgan never reads; "
+                        "pass a file or a run directory")
 
 
 def _read_generator_file(path: Path, option: str = "--weights") -> tuple[dict, dict, dict, int | None, str,
@@ -410,7 +429,7 @@ def _read_generator_file(path: Path, option: str = "--weights") -> tuple[dict, d
         config, shape = json.loads(meta["config"]), json.loads(meta["shape"])
         if not isinstance(config, dict) or not isinstance(shape, dict):
             raise ValueError
-    except (KeyError, ValueError):
+    except (KeyError, ValueError, RecursionError):
         raise UserError(f"{path}: safetensors file without wgan metadata (config/shape); "
                         "write it with `wgan export`") from None
     unknown = sorted({dtype for _, dtype in sizes.values() if dtype not in SAFETENSORS_DTYPES})
@@ -419,7 +438,9 @@ def _read_generator_file(path: Path, option: str = "--weights") -> tuple[dict, d
     stand_ins = {k: torch.empty(dims, dtype=SAFETENSORS_DTYPES[dtype], device="meta") for k, (dims, dtype) in sizes.items()}
     step = meta.get("step")
     weights = "ema" if meta.get("weights") == "ema" else "raw"  # files written before averaging hold the raw ones
-    return (config, shape, stand_ins, int(step) if step is not None and step.isdigit() else None, weights,
+    # "²" is a digit to str.isdigit, and no number to int: only ASCII digits are a step
+    step = int(step) if isinstance(step, str) and re.fullmatch(r"[0-9]{1,19}", step) else None
+    return (config, shape, stand_ins, step, weights,
             _metadata_class_names(path, meta))
 
 

@@ -41,13 +41,14 @@ from torch import nn
 from wgan import losses
 from wgan.config import preset_config, validate
 from wgan.data import load_dataset
-from wgan.distributed import resolve_device
+from wgan.distributed import memory_bytes, resolve_device
 from wgan.errors import UserError
 from wgan.files import atomic_write, pyplot
 from wgan.metrics import exact_w1
+from wgan.models import ModelShape
 from wgan.rundir import next_run_dir
 from wgan.training.fast import make_step
-from wgan.training.state import TrainState
+from wgan.training.state import TrainState, check_model_memory
 from wgan.training.step import generator_iteration
 
 TOY_DATASETS = ("toy-8gaussians", "toy-25gaussians", "toy-swissroll")
@@ -437,10 +438,18 @@ def run_claims(*, datasets: Sequence[str] = DEFAULT_DATASETS, loss_names: Sequen
             raise UserError(f"{flag} {value}: must be >= {least}")
     if gp_weight is not None and not (math.isfinite(gp_weight) and gp_weight > 0):
         raise UserError(f"--gp-weight {gp_weight}: must be a number > 0")
+    memory = memory_bytes(torch.device("cpu"))
+    need = 2 * 8 * points * points  # exact W1: the float64 cost matrix and the transport plan, points x points
+    if need > memory / 4:
+        raise UserError(f"--points {points}: exact optimal transport between {points:,} and {points:,} points takes "
+                        f"{need / 2**30:,.1f} GiB, more than a quarter of this machine's {memory / 2**30:.0f} GiB; "
+                        "use fewer (the paper's 2,000)")
     # Every option is checked before anything is written or trained.
     configs = [claims_config(d, loss, width=width, device=device, seed=seed, gp_weight=gp_weight,
                              critic_steps_boosted=critic_steps_boosted) for d in datasets for loss in loss_names]
-    resolve_device(device)
+    for cfg in configs:  # the toy data's 2-D points: the models' sizes are known before any data is drawn
+        check_model_memory(cfg, ModelShape(latent_dim=cfg.latent_dim, width=cfg.width, point_dim=2, channels=0,
+                                           image_size=0, critic_norm=cfg.critic_norm), resolve_device(device))
     out = next_run_dir(Path(runs_dir), "claims")
     settings = dict(datasets=datasets, losses=loss_names, steps=steps, checks=checks, points=points, width=width,
                     device=device, seed=seed, gp_weight=gp_weight, critic_steps_boosted=critic_steps_boosted)

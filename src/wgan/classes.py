@@ -37,6 +37,9 @@ def class_names_problem(names, num_classes: int) -> str | None:
     odd = next((n for n in names if not 0 < len(n) <= MAX_NAME_CHARS or _breaks_a_line(n)), None)
     if odd is not None:  # printed in one-line messages and drawn under grids: no control characters, no essays
         return f"class name {odd[:40]!r} is empty, over {MAX_NAME_CHARS} characters or holds control characters"
+    twice = next((n for i, n in enumerate(names) if n in names[:i]), None)
+    if twice is not None:  # a label by that name could not say which of the two classes it means
+        return f"class name {twice[:40]!r} names two classes"
     return None
 
 

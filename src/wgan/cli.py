@@ -99,7 +99,7 @@ def _train_parser(sub) -> None:
                         "FILE: from that checkpoint of a run (DIR/checkpoints/step-NNNNNNNN.pt), e.g. the previous "
                         "good one that the error names when the newest is damaged; newer checkpoints are then "
                         "renamed *.superseded, never deleted. auto: the newest run in --runs-dir with the same "
-                        "options, or a new run if there is none. On resume only --steps, --device, --fast, "
+                        "options that no live process trains, or a new run if there is none. On resume only --steps, --device, --fast, "
                         "--precision, --data and --inception-weights may change")
     p.add_argument("--dry-run", action="store_true", help="build everything and run 2 steps")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -286,7 +286,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from wgan.evaluation import EvalRequest, evaluate_command
 
-    fields = {f.name for f in dataclasses.fields(EvalRequest)} - {"say"}
+    fields = {f.name for f in dataclasses.fields(EvalRequest)} - {"say", "progress"}
     evaluate_command(EvalRequest(**{name: getattr(args, name) for name in fields}))
     return 0
 
@@ -359,9 +359,9 @@ def main(argv: list[str] | None = None) -> int:
         report(f"training diverged: {exc}")
         return 3
     except Stopped as exc:  # its checkpoint is written and the stop line printed; exit as the signal asks
-        # Under torchrun a worker's non-zero exit is a failure that it reports with a traceback per process:
-        # there the agreed, resumable stop exits 0 (the stop line and log.txt say what happened).
-        return 0 if int(os.environ.get("WORLD_SIZE", "1")) > 1 else 128 + exc.signum
+        # Under torchrun too: a job that stopped before its --steps did not finish, and a script that waits
+        # on it must see so. Its restart (--max-restarts) does not resume a stopped run (launch.py).
+        return 128 + exc.signum
     except KeyboardInterrupt:
         report("interrupted")
         return 130

@@ -275,7 +275,7 @@ PRESETS: dict[str, tuple[str, dict]] = {
 
 
 def preset_config(name: str, **overrides) -> TrainConfig:
-    if name not in PRESETS:
+    if not isinstance(name, str) or name not in PRESETS:
         raise UserError(f"unknown preset '{name}': choose one of {', '.join(PRESETS)} (see `wgan presets`)")
     values = dict(PRESETS[name][1], preset=name)
     values.update({k: v for k, v in overrides.items() if v is not None})
@@ -326,12 +326,36 @@ def _need(ok: bool, msg: str) -> None:
 
 
 def validate_model(cfg: TrainConfig) -> TrainConfig:
-    """The options that decide what is trained: names, numbers, and the model's fit to its data and loss.
+    """The options that decide what is trained: types, names, numbers, and the model's fit to its data and loss.
     Also what a stored config (a checkpoint's, an exported generator's) must pass before a model is built."""
+    _check_types(cfg)
     _check_names(cfg)
     _check_numbers(cfg)
     _check_model_fit(cfg)
     return cfg
+
+
+# What each annotated type of a field accepts, and how a refusal names it. A bool is no number (True is 1 to
+# Python), and a string is no bool ("no" would be true): each option's value is of its own type.
+_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "bool": (lambda v: isinstance(v, bool), "True or False"),
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "a whole number"),
+    "float": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "str | None": (lambda v: v is None or isinstance(v, str), "a string (or None)"),
+}
+_TYPE_NAMES = {str: "string", list: "list", dict: "dict", tuple: "tuple", bool: "bool", type(None): "None"}
+
+
+def _check_types(cfg: TrainConfig) -> None:
+    """Each field's value of the field's type, before any rule compares or parses it."""
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        accepts, wanted = _TYPES[str(f.type)]
+        if not accepts(value):
+            given = _TYPE_NAMES.get(type(value), type(value).__name__)
+            raise UserError(f"{flag(f.name)} {value!r}: must be {wanted}, not {'an' if given[0] in 'aeiou' else 'a'} "
+                            f"{given}")
 
 
 def _check_names(cfg: TrainConfig) -> None:

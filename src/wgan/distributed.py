@@ -16,6 +16,7 @@ collective, so the CUDA-graph fast path can capture it (NCCL collectives are cap
 from __future__ import annotations
 
 import os
+import re
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -23,7 +24,7 @@ import torch
 import torch.distributed as dist
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
-from wgan.errors import UserError
+from wgan.errors import AgreedError, Stopped, UserError
 
 
 def launched_world_size() -> int:
@@ -39,6 +40,19 @@ def launched_rank() -> int:
 def restart_count() -> int:
     """How often torchrun has restarted the job's processes (--max-restarts); 0 in its first attempt."""
     return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+
+
+def job_id() -> str | None:
+    """What tells this torchrun job from every other live one, the same in all its attempts (None without
+    torchrun): torchrun's run id (--rdzv-id; a fresh UUID for a one-machine job without --master-port), and
+    for a static rendezvous, whose run id is "none" unless given, the address of its store, which no other
+    live job can hold. A restarted attempt looks for the run directory marked with it."""
+    run_id = os.environ.get("TORCHELASTIC_RUN_ID")
+    if run_id is None:
+        return None
+    if run_id and run_id != "none":
+        return run_id
+    return f"none@{os.environ.get('MASTER_ADDR', '')}:{os.environ.get('MASTER_PORT', '')}"
 
 
 def max_restarts() -> int:
@@ -93,7 +107,16 @@ def process_group(device: torch.device) -> Iterator[None]:
         dist.init_process_group("nccl", device_id=torch.device("cuda", local_rank), **_attempt_store())
     else:
         dist.init_process_group("gloo", **_attempt_store())
-    yield
+    try:
+        yield
+    except (Stopped, AgreedError):
+        # Raised alike on every process: an agreed stop (rank 0 then writes the generator and the report) or an
+        # agreed refusal. Each exits non-zero, and torchrun ends the others as soon as one has: all wait here for
+        # each other, and leave the group together. A gloo group left standing at exit while a peer is gone
+        # aborts the process (SIGABRT) instead of its exit code.
+        dist.barrier()
+        dist.destroy_process_group()
+        raise
     # Not on an error: tearing down NCCL while a peer still waits in a collective can block, and the
     # process is about to exit anyway (torchrun then ends the others). On the way out every process
     # waits for the others first (rank 0 still writes the generator and the report): a gloo group torn
@@ -134,13 +157,29 @@ def memory_bytes(device: torch.device) -> int:
     return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def resolve_device(name: str) -> torch.device:
-    """--device as a torch device: auto is this process's GPU where there is one, else the CPU."""
+DEVICE_NAME = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def resolve_device(name, option: str = "--device") -> torch.device:
+    """--device as a torch device: auto is this process's GPU where there is one, else the CPU. A name torch
+    does not know, a type that is no name, or a GPU this machine lacks is one UserError naming `option`."""
+    if isinstance(name, torch.device):
+        name = str(name)
+    if not isinstance(name, str):
+        kind = type(name).__name__
+        raise UserError(f"{option} {name!r}: a device name (auto, cpu, cuda or cuda:N), not "
+                        f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}")
+    if DEVICE_NAME.fullmatch(name) is None:
+        raise UserError(f"{option} {name}: use auto, cpu, cuda or cuda:N")
     if name == "auto":
         return local_device(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
-    return local_device(torch.device(name))
+        raise UserError(f"{option} {name}: CUDA is not available on this machine; use {option} cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UserError(f"{option} {name}: this machine shows {torch.cuda.device_count()} CUDA device(s), "
+                        f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    return local_device(device)
 
 
 def _collective_device() -> torch.device:
@@ -212,7 +251,7 @@ def require_same(value: Any, what: str, hint: str) -> None:
     values = all_gather_object(value)
     if any(v != values[0] for v in values):
         shown = "; ".join(f"rank {r}: {v}" for r, v in enumerate(values[:4]))
-        raise UserError(f"the processes disagree on {what} ({shown}); {hint}")
+        raise AgreedError(f"the processes disagree on {what} ({shown}); {hint}")
 
 
 @torch.no_grad()

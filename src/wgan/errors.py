@@ -8,6 +8,7 @@ Nothing else catches them.
 """
 
 import contextlib
+import errno
 import os
 import sys
 import time
@@ -18,6 +19,11 @@ from typing import Iterator
 class UserError(ValueError):
     """A problem the user caused: the message names the thing and what to do. A ValueError, so that a
     caller of the Python API catches it as one; the command line prints it as one line and exits 2."""
+
+
+class AgreedError(UserError):
+    """A UserError that every process of a torchrun job raises at the same point, having compared their values
+    (the processes disagree): each can leave the process group in step with the others."""
 
 
 class TrainingDiverged(RuntimeError):
@@ -55,6 +61,14 @@ def writing(option: str, path) -> Iterator[None]:
         blocker = file_in_the_way(Path(path).parent)
         why = f"{blocker} is a file, not a folder" if blocker is not None else os_reason(exc)
         raise UserError(f"{option} {path}: cannot write there ({why}); choose another path") from None
+
+
+def remedy(exc: OSError) -> str:
+    """What to do about a failed write, as its cause says: room where the disk is full, else the cause itself
+    (a permission, a link, a file in the way) is what to fix."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "make room"
+    return "fix that"
 
 
 def os_reason(exc: OSError) -> str:

@@ -8,16 +8,20 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable
+
+import torch
 
 from wgan import checkpoint, metrics, rundir
 from wgan.checkpoint import LoadedGenerator
 from wgan.data import load_dataset
-from wgan.distributed import resolve_device
+from wgan.distributed import memory_bytes, resolve_device
 from wgan.errors import UserError, os_reason
 from wgan.metrics.neighbours import SPACES, find_neighbours, prepare_space, write_neighbours
 from wgan.metrics.truncation import SWEEP_METRICS, format_sweep, sweep, write_sweep
 from wgan.run_report import build_report
+from wgan.sample_rules import check_count, check_sample_memory, check_seed
 
 MAX_NEIGHBOUR_ROWS = 256  # samples in the neighbours picture: more is no longer a picture anyone looks at
 
@@ -45,12 +49,25 @@ class EvalRequest:
     neighbours_space: str = "classifier"
     truncation_sweep: str | None = None
     say: Callable[[str], None] = print
+    progress: bool = True  # a progress bar while the samples are drawn
+
+
+def check_request(req: EvalRequest) -> None:
+    """The rules on the numbers of any evaluation, before anything is loaded: --num a whole number of at least 2,
+    --seed as `wgan sample` and training take it."""
+    check_count(req.num, "--num", 2)
+    check_seed(req.seed, "--seed")
+
+
+def check_samples_fit(num: int, sample_shape, latent_dim: int = 0) -> None:
+    """--num samples that this machine cannot hold are refused before a first one is drawn, with what they need."""
+    check_sample_memory(num, SimpleNamespace(sample_shape=tuple(sample_shape), latent_dim=latent_dim), "--num",
+                        memory_bytes(torch.device("cpu")))
 
 
 def evaluate_command(req: EvalRequest) -> None:
     """`wgan eval`: the analyses of a run, the metrics of a run, the domain classifier or the baselines."""
-    if req.num < 2:
-        raise UserError(f"--num {req.num}: must be >= 2")
+    check_request(req)
     if _analysis_asked(req):
         return analyse_run(req)
     device = resolve_device(req.device)
@@ -72,6 +89,7 @@ def evaluate_baselines(req: EvalRequest, device) -> None:
                            channels=req.channels, device=device, seed=req.seed,
                            inception_weights=req.inception_weights, note=req.say)
     points = ev.train_data().is_points
+    check_samples_fit(req.num, ev.train_data().sample_shape)
     ev.names = ev.names or metrics.default_metric_names(points=points, conditional=False)
     metrics.check_sample_count(ev.names, req.num, "--num")
     if not ev.prepare(points=points, conditional=False):
@@ -102,9 +120,11 @@ def train_classifier(req: EvalRequest, device) -> None:
 def evaluate_run(req: EvalRequest, device, loaded: LoadedGenerator | None = None) -> dict:
     """The metrics of the generator of run `req.run` (or of `loaded`), printed as a table and, unless
     `req.no_append`, appended to the run's metrics.jsonl; returns them as that record's fields."""
+    check_request(req)
     loaded = loaded or checkpoint.load_generator(Path(req.run), device, raw=req.raw_generator)
     run_dir = Path(req.run) if req.run else loaded.run_dir or Path(rundir.GENERATOR)  # what the table names
     generator, cfg = loaded.generator, loaded.config
+    check_samples_fit(req.num, generator.shape.sample_shape, generator.shape.latent_dim)
     append = not req.no_append and loaded.run_dir is not None
     if append:
         _check_not_training(loaded.run_dir, run_dir)
@@ -119,7 +139,7 @@ def evaluate_run(req: EvalRequest, device, loaded: LoadedGenerator | None = None
                            load_options=cfg.load_options, note=req.say)
     if not ev.prepare(points=bool(shape.point_dim), conditional=shape.conditional):
         raise UserError(f"--metrics {names}: none of them applies to this run; see the notes above")
-    samples = metrics.generate_samples(generator, req.num, device=device, seed=req.seed)
+    samples = metrics.generate_samples(generator, req.num, device=device, seed=req.seed, progress=req.progress)
     results = ev.evaluate(samples)
     if not results:
         raise UserError("no metric could be computed; see the notes above")
@@ -204,6 +224,7 @@ def analyse_run(req: EvalRequest) -> None:
     if loaded.run_dir is None:
         raise UserError(f"--run {req.run}: not in a run directory, where the pictures go; pass the run's folder")
     cfg, shape = loaded.config, loaded.generator.shape
+    check_samples_fit(req.num, shape.sample_shape, shape.latent_dim)
     if req.neighbours is not None and shape.point_dim:
         raise UserError(f"--neighbours: {cfg.dataset} is drawn at random, not read from disk: it has no training "
                         "images to be near; nearest neighbours are for image datasets")
@@ -224,7 +245,7 @@ def analyse_run(req: EvalRequest) -> None:
 
 
 def _eval_neighbours(req: EvalRequest, ev, loaded, device) -> None:
-    samples = metrics.generate_samples(loaded.generator, req.num, device=device, seed=req.seed)
+    samples = metrics.generate_samples(loaded.generator, req.num, device=device, seed=req.seed, progress=req.progress)
     found = find_neighbours(ev, samples, space=req.neighbours_space, shown=req.neighbours)
     files = write_neighbours(loaded.run_dir, found, loaded.step)
     req.say(f"{req.run} (generator at step {loaded.step}), nearest training images in {req.neighbours_space} space, "

@@ -74,6 +74,31 @@ def _open_regular(path: Path) -> IO[bytes] | None:
     return f
 
 
+def open_to_append(path: Path, mode: str = "a", **kwargs) -> IO:
+    """`path` opened to append (made if missing), never through a symbolic link: a run's log files are its
+    own, and a link put in their place must not make a write land in whatever file it points at."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    except OSError as exc:
+        if Path(path).is_symlink():
+            raise OSError(exc.errno, "a symbolic link, not a file of its own; remove the link", str(path)) from None
+        raise
+    return os.fdopen(fd, mode, **kwargs)
+
+
+def read_head(path: Path, size: int) -> bytes:
+    """The first `size` bytes of the regular file `path` (b"" where it is missing, unreadable or no regular
+    file): a look at a file's magic number that never waits on a FIFO."""
+    f = _open_regular(path)
+    if f is None:
+        return b""
+    with f:
+        try:
+            return f.read(size)
+        except OSError:
+            return b""
+
+
 def read_small_text(path: Path, limit_bytes: int) -> str | None:
     """The text of the regular file `path` if it holds at most `limit_bytes` bytes, else None (also when
     it is missing, unreadable, or a FIFO or device, whose reading would never end): no more than the limit

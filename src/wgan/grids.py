@@ -1,13 +1,17 @@
 """Images tiled into one picture, as torchvision.utils.make_grid tiles them, without importing torchvision:
 it adds about 2 s and 150 MB to a process that only writes a grid of samples.
 
-Generic: nothing of ours is imported.
+Generic: of ours, only the generic file helpers are imported.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
+
 import torch
+
+from wgan.files import atomic_write
 
 
 def make_grid(images: torch.Tensor, nrow: int, padding: int = 2, pad_value: int = 255) -> torch.Tensor:
@@ -29,8 +33,10 @@ def make_grid(images: torch.Tensor, nrow: int, padding: int = 2, pad_value: int 
 
 
 def save_grid(path, images: torch.Tensor, nrow: int) -> None:
-    """uint8 images (N, C, H, W) as one PNG grid, `nrow` images a row, white between them."""
-    save_png(path, make_grid(images.cpu(), nrow=nrow, padding=2, pad_value=255))
+    """uint8 images (N, C, H, W) as one PNG grid, `nrow` images a row, white between them; written beside and
+    renamed over `path`, so that a grid is never half written, nor written through a link put in its place."""
+    grid = make_grid(images.cpu(), nrow=nrow, padding=2, pad_value=255)
+    atomic_write(Path(path), lambda f: save_png(f, grid))
 
 
 def save_png(target, picture: torch.Tensor) -> None:

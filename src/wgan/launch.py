@@ -27,7 +27,7 @@ def start_training(options: dict, *, resume: str | Path | None = None, dry_run: 
     options = {f.name: options.get(f.name) for f in dataclasses.fields(TrainConfig)} | options
     point = None
     # A group that torchrun restarted (--max-restarts) continues the run its first attempt made, from the
-    # newest checkpoint: of the run given to --resume, or of the run of these options in --runs-dir.
+    # newest checkpoint: of the run given to --resume, or of the run this job marked as its own in --runs-dir.
     restarted = distributed.restart_count() > 0
     if resume and str(resume) != "auto":
         target = Path(resume)
@@ -36,10 +36,20 @@ def start_training(options: dict, *, resume: str | Path | None = None, dry_run: 
     else:
         cfg = new_config(options)
         if resume is not None or restarted:
-            point, cfg = _resume_auto(cfg, options, note)
+            point, cfg = _resume_auto(cfg, options, note, job=distributed.job_id() if restarted else None)
     if point is not None:
+        if restarted:
+            _check_not_stopped(point.run_dir)
         rundir.check_stored_data(cfg.data, point.run_dir, given=options.get("data"))
-    return train(absolute_paths(validate(cfg)), resume=point, dry_run=dry_run, progress=progress)
+    return train(absolute_paths(validate(cfg)), resume=point, dry_run=dry_run, progress=progress, say=note)
+
+
+def _check_not_stopped(run_dir: Path) -> None:
+    """torchrun restarts a job when one of its processes exits non-zero, as each does once a signal stopped the
+    run: a stop someone asked for is not a failure to recover from, so the restart trains no further."""
+    if rundir.run_status(run_dir) == rundir.STATUS_STOPPED:
+        raise UserError(f"{run_dir}: stopped by a signal before this restart; torchrun restarts failed processes, "
+                        f"and a stop is no failure: to go on, resume it: wgan train --resume {run_dir}")
 
 
 def new_config(options: dict) -> TrainConfig:
@@ -58,11 +68,17 @@ def new_config(options: dict) -> TrainConfig:
     return resolve_sizes(validate(cfg))
 
 
-def _resume_auto(cfg: TrainConfig, options: dict, note: Callable[[str], None]):
-    run = checkpoint.find_resumable_run(Path(cfg.runs_dir), cfg.to_dict())
+def _resume_auto(cfg: TrainConfig, options: dict, note: Callable[[str], None], job: str | None = None):
+    """The newest run of these options in --runs-dir, to resume; `job`: a restarted torchrun job's own run."""
+    run = checkpoint.find_resumable_run(Path(cfg.runs_dir), cfg.to_dict(), job=job)
     if distributed.launched_rank() == 0:  # under torchrun, once rather than once per process
-        note(f"--resume auto: resuming {run}" if run else
-             f"--resume auto: no run of these options with a checkpoint in {cfg.runs_dir}; starting a new one")
+        if job is not None:
+            note(f"restarted by torchrun: resuming this job's run {run}" if run else
+                 f"restarted by torchrun: this job has no run with a checkpoint in {cfg.runs_dir}; starting a new one")
+        else:
+            note(f"--resume auto: resuming {run}" if run else
+                 f"--resume auto: no run of these options with a checkpoint in {cfg.runs_dir} that no other process "
+                 "trains; starting a new one")
     if run is None:
         return None, cfg
     point = checkpoint.open_checkpoint(run)

@@ -88,7 +88,8 @@ def plot_losses(records: list[dict], path: Path) -> bool:
         axes[2].legend(loc="best", fontsize=8)
     axes[-1].set_xlabel("generator step")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    # written beside and renamed over: never through a link put in the run in the plot's place
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
     plt.close(fig)
     return True
 
@@ -186,7 +187,8 @@ def plot_quality(records: list[dict], path: Path) -> bool:
             ax.grid(alpha=0.3)
         row[0].set_title(f"{base}{_better(base)}", fontsize=10, loc="left")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    # written beside and renamed over: never through a link put in the run in the plot's place
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
     plt.close(fig)
     return True
 
@@ -259,18 +261,51 @@ INLINE_LIMIT_BYTES = 16 * 2**20  # bigger files (a long run's GIF) are linked be
 _MIME = {".png": "image/png", ".gif": "image/gif"}
 
 
-def _img(path: Path, alt: str, run_dir: Path) -> str:
+class Html(str):
+    """Markup made by the functions below. Every other value put into the page is text, and `_text` escapes it:
+    a run's files (config.json, metrics.jsonl, truncation.json, neighbours-*.json, its folder's name) are the
+    user's or anyone's, and none of their values may become markup."""
+
+
+def _text(value) -> Html:
+    """The one way a value reaches the page: markup made here stays as it is, anything else is escaped."""
+    return value if isinstance(value, Html) else Html(html.escape(_fmt(value)))
+
+
+def _el(tag: str, *children, **attributes) -> Html:
+    """<tag attributes>children</tag>, every child and attribute value escaped unless it is markup made here;
+    an attribute named class_ is `class`."""
+    attrs = "".join(f' {name.rstrip("_")}="{html.escape(str(value))}"' for name, value in attributes.items())
+    return Html(f"<{tag}{attrs}>" + "".join(_text(c) for c in children) + f"</{tag}>")
+
+
+def _void(tag: str, **attributes) -> Html:
+    attrs = "".join(f' {name.rstrip("_")}="{html.escape(str(value))}"' for name, value in attributes.items())
+    return Html(f"<{tag}{attrs}>")
+
+
+def own_file(path: Path) -> bool:
+    """A regular file in the run directory itself, not a link to one elsewhere: a report shows the run's own
+    files, never what a symbolic link put in the run points at."""
+    return path.is_file() and not path.is_symlink()
+
+
+def _img(path: Path, alt: str, run_dir: Path) -> Html:
     if path.stat().st_size <= INLINE_LIMIT_BYTES:
         src = f"data:{_MIME[path.suffix]};base64," + base64.b64encode(path.read_bytes()).decode()
     else:
-        src = html.escape(path.relative_to(run_dir).as_posix())
-    return f'<figure><img src="{src}" alt="{html.escape(alt)}"><figcaption>{html.escape(alt)}</figcaption></figure>'
+        src = path.relative_to(run_dir).as_posix()
+    return _el("figure", _void("img", src=src, alt=alt), _el("figcaption", alt))
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table>{f'<thead><tr>{head}</tr></thead>' if any(header) else ''}<tbody>{body}</tbody></table>"
+def _figures(run_dir: Path, images: list[tuple[Path, str]]) -> Html:
+    """The run's own image files among `images`, side by side."""
+    return _el("div", *[_img(p, alt, run_dir) for p, alt in images if own_file(p)], class_="figs")
+
+
+def _table(header: list[str], rows: list[list]) -> Html:
+    head = _el("thead", _el("tr", *[_el("th", h) for h in header])) if any(header) else ""
+    return _el("table", head, _el("tbody", *[_el("tr", *[_el("td", c) for c in row]) for row in rows]))
 
 
 def _fmt(v) -> str:
@@ -302,26 +337,26 @@ def _timing_rows(run_dir: Path, records: list[dict], config: dict) -> list[list[
 
 
 def write_html(run_dir: Path, records: list[dict], written: dict[str, Path]) -> Path:
-    """report.html: config, final grid, timelapse, plots, metric table and timing, in one file."""
+    """report.html: config, final grid, timelapse, plots, metric table and timing, in one file. Built from
+    elements (`_el`), so that every value of the run's files is escaped in one place."""
     config = rundir.read_config(run_dir) or {}
-    frames = sample_frames(run_dir)
+    frames = [f for f in sample_frames(run_dir) if own_file(f)]
     evals = metric_records(records)
     title = f"wgan run {run_dir.name}"
-    parts = [f"<h1>{html.escape(title)}</h1>",
-             f"<p class=sub>{html.escape(str(config.get('preset', '')))} &middot; "
-             f"{html.escape(str(config.get('dataset', '')))} &middot; model {html.escape(str(config.get('model', '')))}"
-             f" &middot; loss {html.escape(str(config.get('loss', '')))} &middot; status: "
-             f"<b>{html.escape(run_status(run_dir))}</b></p>"]
+    parts = [_el("h1", title),
+             _el("p", config.get("preset", ""), " \u00b7 ", config.get("dataset", ""), " \u00b7 model ",
+                 config.get("model", ""), " \u00b7 loss ", config.get("loss", ""), " \u00b7 status: ",
+                 _el("b", run_status(run_dir)), class_="sub")]
     timing = _timing_rows(run_dir, records, config)
     if timing:
-        parts += ["<h2>Run</h2>", _table([], timing)]
+        parts += [_el("h2", "Run"), _table([], timing)]
     columns = metric_columns(records)
     if evals:
         rows = []
         for key, n in columns:
             r = next(r for r in reversed(evals) if key in r and r.get("samples", {}).get(key) == n)
-            rows.append([f"{key}{_better(key)}", _fmt(r[key]), str(r["step"]), _fmt(n)])
-        parts += ["<h2>Quality</h2>", _table(["metric", "last value", "at step", "samples"], rows)]
+            rows.append([f"{key}{_better(key)}", r[key], r["step"], n])
+        parts += [_el("h2", "Quality"), _table(["metric", "last value", "at step", "samples"], rows)]
     images = [(frames[-1], f"final fixed-noise samples ({frames[-1].stem})")] if frames else []
     images += [(written[k], alt) for k, alt in (("timelapse", "timelapse of the fixed-noise samples"),
                                                ("quality", "metrics over steps and wall-clock time"),
@@ -331,23 +366,22 @@ def write_html(run_dir: Path, records: list[dict], written: dict[str, Path]) -> 
         images.append((written["walk"], f"latent walk: {REPORT_WALK_POINTS} fixed noise points, spherical "
                                         f"interpolation, {REPORT_WALK_FRAMES} frames between each, looping"))
     if images:
-        figures = "".join(_img(p, alt, run_dir) for p, alt in images)
-        parts += ["<h2>Pictures</h2>", f"<div class=figs>{figures}</div>"]
+        parts += [_el("h2", "Pictures"), _figures(run_dir, images)]
     parts += _neighbour_parts(run_dir) + _truncation_parts(run_dir)
     if evals:
         header = ["step", "time (s)"] + [_column_label(k, n) for k, n in columns]
-        rows = [[str(r["step"]), _fmt(r.get("time_s"))] +
-                [_fmt(r.get(k)) if r.get("samples", {}).get(k) == n else "" for k, n in columns] for r in evals]
-        parts += ["<h2>Every evaluation</h2>", _table(header, rows)]
+        rows = [[r["step"], r.get("time_s")] +
+                [r.get(k) if r.get("samples", {}).get(k) == n else "" for k, n in columns] for r in evals]
+        parts += [_el("h2", "Every evaluation"), _table(header, rows)]
     if config:
-        parts += ["<h2>Configuration</h2>", _table(["option", "value"], [[k, _fmt(v)] for k, v in config.items()])]
+        parts += [_el("h2", "Configuration"), _table(["option", "value"], [[k, v] for k, v in config.items()])]
     style = ("body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}"
              "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;"
              "text-align:left;font-size:.9em}th{background:#f3f3f3}.sub{color:#555}"
              ".figs{display:flex;flex-wrap:wrap;gap:1em}figure{margin:0}figure img{max-width:100%;"
              "image-rendering:pixelated;border:1px solid #ddd}figcaption{font-size:.85em;color:#555}")
-    page = (f"<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
+    head = _el("head", _void("meta", charset="utf-8"), _el("title", title), _el("style", Html(style)))
+    page = f"<!DOCTYPE html>\n<html lang=en>{head}<body>\n" + "\n".join(parts) + "\n</body></html>\n"
     path = run_dir / rundir.REPORT
     # written beside and renamed over, so a browser reloading mid-build never sees half a page
     atomic_write(path, lambda f: f.write(page.encode("utf-8")))
@@ -371,37 +405,33 @@ def _read_json(path: Path) -> dict | None:
 _SPACE_NAMES = {"classifier": "the domain classifier's features", "pixel": "pixel space"}
 
 
-def _neighbour_parts(run_dir: Path) -> list[str]:
+def _neighbour_parts(run_dir: Path) -> list[Html]:
     parts = []
     for space, description in _SPACE_NAMES.items():
         files = {k: run_dir / name for k, name in rundir.neighbour_files(space).items()}
         record = _read_json(files["record"])
-        if record is None or not files["picture"].is_file():
+        if record is None or not own_file(files["picture"]):
             continue
         figures = [(files["picture"], f"generated samples (left) and their nearest "
-                                       f"training images in {description}, step {record.get('step')}")]
-        if files["distances"].is_file():
-            figures.append((files["distances"], "distance to the nearest training image: generated vs held-out"))
-        parts += [f"<h2>Nearest training images ({html.escape(description)})</h2>",
-                  f"<p><b>{html.escape(str(record.get('verdict', '')))}</b></p>",
-                  "<div class=figs>" + "".join(_img(p, alt, run_dir) for p, alt in figures) + "</div>"]
+                                       f"training images in {description}, step {_fmt(record.get('step'))}"),
+                   (files["distances"], "distance to the nearest training image: generated vs held-out")]
+        parts += [_el("h2", f"Nearest training images ({description})"), _el("p", _el("b", record.get("verdict", ""))),
+                  _figures(run_dir, figures)]
     return parts
 
 
-def _truncation_parts(run_dir: Path) -> list[str]:
+def _truncation_parts(run_dir: Path) -> list[Html]:
     record = _read_json(run_dir / rundir.TRUNCATION_RECORD)
     plot = run_dir / rundir.TRUNCATION_PLOT
     if record is None or not isinstance(record.get("rows"), list):
         return []
     columns = ["fcd", "class_coverage", "precision", "recall"]
-    rows = [["none" if r.get("truncation") is None else _fmt(r.get("truncation"))] + [_fmt(r.get(c)) for c in columns]
+    rows = [["none" if r.get("truncation") is None else r.get("truncation")] + [r.get(c) for c in columns]
             for r in record["rows"] if isinstance(r, dict)]
-    parts = ["<h2>Truncation sweep</h2>",
-             f"<p class=sub>{_fmt(record.get('samples'))} samples per psi, generator at step "
-             f"{_fmt(record.get('step'))}</p>", _table(["psi"] + columns, rows)]
-    if plot.is_file():
-        parts.append(f"<div class=figs>{_img(plot, 'precision, recall, class coverage and FCD against psi', run_dir)}</div>")
-    return parts
+    return [_el("h2", "Truncation sweep"),
+            _el("p", record.get("samples"), " samples per psi, generator at step ", record.get("step"), class_="sub"),
+            _table(["psi"] + columns, rows),
+            _figures(run_dir, [(plot, "precision, recall, class coverage and FCD against psi")])]
 
 
 def build_report(run_dir: Path, notes: list[str] | None = None) -> dict[str, Path]:

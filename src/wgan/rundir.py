@@ -12,6 +12,8 @@ metrics.jsonl through the functions here, so a file name or a log sentence is sp
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import faulthandler
 import fcntl
 import json
 import os
@@ -24,9 +26,9 @@ from typing import Any, Iterator
 import numpy as np
 from PIL import Image
 
-from wgan.config import CONFIG_LIMIT_BYTES
+from wgan.config import CONFIG_LIMIT_BYTES, TrainConfig
 from wgan.errors import UserError, os_reason
-from wgan.files import atomic_write, bounded_lines, read_small_text, tail_text
+from wgan.files import atomic_write, bounded_lines, open_to_append, read_small_text, tail_text
 
 CONFIG = "config.json"
 LOG = "log.txt"
@@ -41,6 +43,7 @@ WALK = "walk.gif"  # a short latent walk of the newest generator, made by the re
 REPORT = "report.html"
 TENSORBOARD = "tensorboard"
 LOCK = "train.lock"  # held by the process that trains the run (see RunLock)
+JOB = "torchrun-job.txt"  # the torchrun job that trains the run, so that its restarted attempts find it
 
 # What `wgan eval --neighbours` and `--truncation-sweep` leave beside the run's own files (the report shows them)
 TRUNCATION_PLOT = "truncation.png"
@@ -53,7 +56,7 @@ def neighbour_files(space: str) -> dict[str, str]:
             "record": f"neighbours-{space}.json"}
 
 
-RUN_DIR_RE = re.compile(r"^(\d+)-")  # 00003-fashion-gp
+RUN_DIR_RE = re.compile(r"^([0-9]+)-")  # 00003-fashion-gp (ASCII digits: "²" is a digit to str.isdigit, not to int)
 DRY_RUN_SUFFIX = "-dry-run"  # 00004-quick-dry-run: two steps to check the options, never resumed automatically
 SAMPLE_RE = "step-*.png"
 
@@ -90,7 +93,7 @@ def next_run_dir(runs_dir: Path, name: str) -> Path:
     one too, when another process made that first)."""
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
-    numbers = [int(p.name[:5]) for p in runs_dir.iterdir() if p.is_dir() and p.name[:5].isdigit()]
+    numbers = [int(m.group(1)) for p in runs_dir.iterdir() if p.is_dir() and (m := RUN_DIR_RE.match(p.name))]
     number = (max(numbers) + 1) if numbers else 0
     while True:
         run = runs_dir / f"{number:05d}-{name}"
@@ -138,11 +141,25 @@ def is_run_dir(path: Path) -> bool:
     return (Path(path) / CONFIG).is_file()
 
 
+# What every config.json that wgan wrote names; with keys of TrainConfig's alone, a config another program wrote
+# is not taken for a run's (and its folder's report.html and losses.png are never written over).
+RUN_CONFIG_KEYS = ("dataset", "model", "loss", "steps")
+
+
 def check_run_dir(path: Path, option: str = "--run") -> Path:
-    """`path` as a run directory, or a UserError saying what one is."""
-    if not is_run_dir(path):
+    """`path` as a wgan run directory, or a UserError saying what is wrong and what one is."""
+    path, config_path = Path(path), Path(path) / CONFIG
+    if not config_path.exists():
         raise UserError(f"{option} {path}: no {CONFIG} there; pass a run directory (runs/NNNNN-name)")
-    return Path(path)
+    if not config_path.is_file():
+        raise UserError(f"{option} {path}: its {CONFIG} is not a regular file (a FIFO, a device or a folder); "
+                        "pass a run directory that wgan made")
+    config = read_config(path)
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    if config is None or not set(RUN_CONFIG_KEYS) <= set(config) or not set(config) <= known:
+        raise UserError(f"{option} {path}: its {CONFIG} is not the config of a wgan run (unreadable, or other keys "
+                        "than a run's options); pass a run directory that wgan made")
+    return path
 
 
 def check_stored_data(data: str | None, run_dir: Path, given: str | None) -> None:
@@ -169,7 +186,8 @@ _TIMESTAMP_CHARS = len(time.strftime(TIMESTAMP_FORMAT, time.gmtime(0)))
 
 # The last of these sentences in log.txt says how the run stands (a resumed run logs again).
 LOG_TAIL_BYTES = 1 << 20  # the status sentence is near the end; a log edited past that is read no further back
-_STATUS = ((FINISHED, "finished"), (STOPPED_BY_SIGNAL, "stopped (resumable)"),
+STATUS_STOPPED = "stopped (resumable)"
+_STATUS = ((FINISHED, "finished"), (STOPPED_BY_SIGNAL, STATUS_STOPPED),
            (WRITE_FAILED, "stopped: a write failed (resumable)"), (DIVERGED, "diverged"),
            (STARTED, "in progress, or killed"), (RESUMED, "in progress, or killed"))
 
@@ -257,7 +275,7 @@ def read_records(run_dir: Path) -> list[dict]:
 
 
 def append_record(run_dir: Path, record: dict) -> None:
-    with open(Path(run_dir) / METRICS, "a") as f:
+    with open_to_append(Path(run_dir) / METRICS) as f:
         f.write(json.dumps(record) + "\n")
 
 
@@ -328,7 +346,7 @@ class RunLock:
 def lock_holder(run_dir: Path) -> int | None:
     """The PID training `run_dir` now, or None when no process holds its lock (0: one does, PID unknown)."""
     try:
-        fd = os.open(Path(run_dir) / LOCK, os.O_RDONLY)
+        fd = os.open(Path(run_dir) / LOCK, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO put there would block the open
     except OSError:
         return None  # no lock file: never trained by a locking trainer, or not a run
     try:
@@ -340,6 +358,22 @@ def lock_holder(run_dir: Path) -> int | None:
         return None
     finally:
         os.close(fd)
+
+
+JOB_LIMIT_BYTES = 4096  # a job id is a UUID or an address
+
+
+def mark_job(run_dir: Path, job: str | None) -> None:
+    """Say in the run directory which torchrun job trains it (nothing outside torchrun); the trainer that
+    holds its lock writes it, in a new run and in a resumed one alike."""
+    if job is not None:
+        atomic_write(Path(run_dir) / JOB, lambda f: f.write(job.encode() + b"\n"))
+
+
+def marked_job(run_dir: Path) -> str | None:
+    """The torchrun job that last trained `run_dir` (None: none did, or the marker is no file of ours)."""
+    text = read_small_text(Path(run_dir) / JOB, JOB_LIMIT_BYTES)
+    return None if text is None else text.strip()
 
 
 def _read_pid(fd: int) -> int:
@@ -365,7 +399,11 @@ class RunLog:
         self.run_dir = Path(run_dir)
         if resume_step is not None:
             keep_records_until(self.run_dir, resume_step)  # so steps are not logged twice
-        self.text = open(self.run_dir / LOG, "a", buffering=1)
+        self.text = open_to_append(self.run_dir / LOG, "a", buffering=1)
+        # A fatal signal that no Python handler can catch (a bus error: a mapped data file cut under the run) ends
+        # the log with its traceback, where the data notes above name the file that was mapped, not in silence.
+        self._faults_were_on = faulthandler.is_enabled()
+        faulthandler.enable(file=self.text)
         self.tb = None
         if tensorboard:
             try:
@@ -403,6 +441,7 @@ class RunLog:
         self._previous_hook(args)
 
     def close(self) -> None:
+        _faults_back_to_stderr(self._faults_were_on)
         try:
             self.text.close()
         finally:
@@ -412,6 +451,15 @@ class RunLog:
                     tb.close()
                 finally:
                     threading.excepthook = self._previous_hook
+
+
+def _faults_back_to_stderr(were_on: bool) -> None:
+    faulthandler.disable()
+    if were_on:
+        try:
+            faulthandler.enable()  # to sys.stderr, as it was
+        except (AttributeError, ValueError, OSError):  # a stderr with no file behind it
+            pass
 
 
 class NullLog:

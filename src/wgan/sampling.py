@@ -49,15 +49,15 @@ def check_draw(generator: nn.Module, class_names, num: int, labels, truncation, 
 
 
 def draw_samples(generator: nn.Module, class_names, num: int, *, labels=None, truncation=None, seed: int = 0,
-                 device, batch_size: int = 500, names: Names = ARGUMENTS) -> Samples:
+                 device, batch_size: int = 500, names: Names = ARGUMENTS, progress: bool = False) -> Samples:
     """`num` samples, every rule checked first (a conditional generator without labels: every class in turn)."""
     label_tensor = check_draw(generator, class_names, num, labels, truncation, seed, names)
     return generate_samples(generator, num, device=device, seed=seed, batch_size=batch_size, labels=label_tensor,
-                            truncation=truncation)
+                            truncation=truncation, progress=progress)
 
 
 def write_samples(generator: nn.Module, class_names, out: Path, num: int, *, label=None, truncation=None,
-                  seed: int = 0, device, names: Names = ARGUMENTS) -> Path:
+                  seed: int = 0, device, names: Names = ARGUMENTS, progress: bool = False) -> Path:
     """`num` samples written to `out`: a .png grid (a conditional generator's classes one per column) or
     a .npz array (uint8 images N x C x H x W and their labels; float points for point data)."""
     out, shape = Path(out), generator.shape
@@ -69,7 +69,7 @@ def write_samples(generator: nn.Module, class_names, out: Path, num: int, *, lab
     with writing(names.out, out):  # before the sampling, which can take minutes
         out.parent.mkdir(parents=True, exist_ok=True)
     samples = draw_samples(generator, class_names, num, labels=label, truncation=truncation, seed=seed,
-                           device=device, batch_size=1024, names=names)
+                           device=device, batch_size=1024, names=names, progress=progress)
     nrow = shape.num_classes if shape.conditional and label is None else max(1, int(num ** 0.5))
     with writing(names.out, out):
         _save_samples(out, samples, shape, nrow)
@@ -148,7 +148,7 @@ def sample_file(source: Path, out: Path, *, walk: int | None = None, num: int | 
     loaded = checkpoint.load_generator(Path(source), device, raw=raw, option=option)
     if walk is None:
         write_samples(loaded.generator, loaded.class_names, out, num, label=label, truncation=truncation, seed=seed,
-                      device=device, names=names)
+                      device=device, names=names, progress=True)
         return f"wrote {num} samples to {out}"
     drawn = write_walk(loaded.generator, loaded.class_names, out, num_points=walk, frames=frames, num_walks=num,
                        label=label, truncation=truncation, seed=seed, frame_ms=frame_ms, device=device, names=names)

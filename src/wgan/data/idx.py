@@ -4,8 +4,10 @@ of LeCun's site, torchvision, NIST's EMNIST zip and Kaggle's MNIST zip."""
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import string
+import zlib
 from pathlib import Path
 from typing import Callable
 
@@ -22,33 +24,73 @@ _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">
 def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (gzipped or not, whatever its suffix) into a numpy array, with clear errors on bad
     files. An uncompressed file is mapped, not read: its pages are the page cache's, shared by every process
-    that maps it and dropped under memory pressure, so a dataset larger than the machine's RAM trains."""
+    that maps it and dropped under memory pressure, so a dataset larger than the machine's RAM trains. A
+    gzipped one is decompressed as far as its header, which is checked first, and then no further than the
+    data the header claims (and one byte more, to see that nothing follows): a small file that unpacks to
+    gigabytes costs what its header says, never what it unpacks to."""
     try:
         with open(path, "rb") as f:
-            head = f.read(2)
             # The magic bytes decide, not the suffix: browsers often unpack a downloaded .gz and keep its name.
-            packed = head == b"\x1f\x8b"
-            raw = gzip.decompress(head + f.read()) if packed else head + f.read(2 + 4 * 255)
-            size = len(raw) if packed else os.fstat(f.fileno()).st_size
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            packed = f.read(2) == b"\x1f\x8b"
+            f.seek(0)
+            stream = gzip.GzipFile(fileobj=f, mode="rb") if packed else f
+            dtype, dims, header = _idx_header(path, stream)
+            expected = math.prod(dims) * dtype.itemsize  # whole numbers: no overflow, whatever the dims
+            if packed:
+                _check_fits_in_memory(path, expected)
+                data, extra = _read_at_most(stream, expected)
+                size = header + len(data) + extra
+            else:
+                size = os.fstat(f.fileno()).st_size
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise UserError(f"{path}: cannot read IDX file ({exc}); re-download it") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise UserError(f"{path}: not an IDX file (bad magic number); re-download it")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise UserError(f"{path}: truncated IDX header; re-download it")
-    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    expected = int(np.prod(dims)) * dtype.itemsize
     if size - header != expected:
-        raise UserError(f"{path}: IDX file holds {size - header} data bytes, its header says {expected}; re-download it")
+        held = f"more than {expected}" if size - header > expected else str(size - header)
+        raise UserError(f"{path}: IDX file holds {held} data bytes, its header says {expected}; re-download it")
     if packed:
-        return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+        return np.frombuffer(data, dtype=dtype).reshape(dims)
     if expected == 0:
         return np.zeros(dims, dtype)
     # copy-on-write: writable for torch, and a write (there is none) would stay in this process
     return np.memmap(path, dtype=dtype, mode="c", offset=header, shape=tuple(dims))
+
+
+def _idx_header(path: Path, stream) -> tuple[np.dtype, list[int], int]:
+    """The data type, dimensions and header length of the IDX file open as `stream`, read from its header alone."""
+    magic = stream.read(4)
+    if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _IDX_DTYPES:
+        raise UserError(f"{path}: not an IDX file (bad magic number); re-download it")
+    ndim = magic[3]
+    raw = stream.read(4 * ndim)
+    if len(raw) < 4 * ndim:
+        raise UserError(f"{path}: truncated IDX header; re-download it")
+    dims = [int.from_bytes(raw[4 * i: 4 + 4 * i], "big") for i in range(ndim)]
+    return np.dtype(_IDX_DTYPES[magic[2]]), dims, 4 + 4 * ndim
+
+
+def _check_fits_in_memory(path: Path, data_bytes: int) -> None:
+    """A gzipped file is decompressed into memory: one whose header claims more than the machine holds is
+    refused before a byte of its data is unpacked."""
+    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if data_bytes > memory / 2:
+        raise UserError(f"{path}: its IDX header says {data_bytes / 2**30:,.1f} GiB of data, more than half this "
+                        f"machine's {memory / 2**30:.0f} GiB; not a file of this dataset, or decompress it first "
+                        "(an uncompressed file is mapped, not read)")
+
+
+def _read_at_most(stream, size: int) -> tuple[bytearray, int]:
+    """Up to `size` bytes of `stream`, and whether anything follows them (0 or 1)."""
+    data = bytearray(size)
+    view, got = memoryview(data), 0
+    while got < size:
+        n = stream.readinto(view[got:])
+        if not n:
+            break
+        got += n
+    del view
+    if got < size:
+        del data[got:]
+    return data, len(stream.read(1))
 
 
 IDX_FILES = {

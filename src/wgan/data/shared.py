@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import math
 import os
 import warnings
 from pathlib import Path
@@ -40,14 +41,18 @@ def shared_path(key: str) -> Path:
     return decoded_cache_dir() / f"{PREFIX}{key}.npy"
 
 
-def is_complete(path: Path) -> bool:
-    """Whether `path` holds a whole .npy file: its size is its header's plus the array's bytes."""
+def is_complete(path: Path, x: torch.Tensor) -> bool:
+    """Whether `path` holds a whole .npy file of images `x`: its header says x's shape and uint8 in C order (a
+    header edited to another shape of the same size would map as other images), and its size is the header's
+    plus the array's bytes."""
     try:
         with open(path, "rb") as f:
             major, _ = np.lib.format.read_magic(f)
             read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-            shape, _, dtype = read_header(f)
-            return os.fstat(f.fileno()).st_size == f.tell() + int(np.prod(shape)) * dtype.itemsize
+            shape, fortran_order, dtype = read_header(f)
+            if tuple(shape) != tuple(x.shape) or dtype != np.uint8 or fortran_order:
+                return False
+            return os.fstat(f.fileno()).st_size == f.tell() + math.prod(shape) * dtype.itemsize
     except (OSError, ValueError, EOFError):
         return False
 
@@ -79,9 +84,10 @@ def share_images(x: torch.Tensor) -> tuple[torch.Tensor, str | None]:
     note = None
     try:
         with _locked(path):
-            if path.exists() and not is_complete(path):
-                note = f"{path}: a half-written cache file (its size is not what its header says); written again"
-            if not is_complete(path):
+            if path.exists() and not is_complete(path, x):
+                note = (f"{path}: a half-written or altered cache file (its header or size is not that of these "
+                        "images); written again")
+            if not is_complete(path, x):
                 array = x.contiguous().numpy()
                 atomic_write(path, lambda f: np.lib.format.write_array(f, array, allow_pickle=False))
         return map_images(path), note

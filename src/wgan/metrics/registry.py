@@ -167,7 +167,10 @@ def check_sample_count(names: Sequence[str], num: int, option: str) -> None:
 
 
 def parse_metric_names(text: str | Sequence[str]) -> list[str]:
-    names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
+    items = text.split(",") if isinstance(text, str) else text
+    if not isinstance(items, (list, tuple)) or not all(isinstance(n, str) for n in items):
+        raise UserError(f"metrics={text!r}: a comma-separated string or a list of metric names (strings)")
+    names = [n.strip() for n in items if n.strip()]
     unknown = [n for n in names if n not in METRICS]
     if unknown:
         raise UserError(f"unknown metric(s) {', '.join(unknown)}: choose from {', '.join(METRICS)}")

@@ -127,6 +127,17 @@ def generator_for_weights(name: str, shape: ModelShape) -> Generator:
     return generator
 
 
+def parameter_count(name: str, shape: ModelShape) -> int | None:
+    """How many parameters the named generator and critic of `shape` hold together, counted on models built on
+    the meta device (nothing allocated); None where the sizes are past what torch can build at all."""
+    try:
+        with torch.device("meta"), _SizesOnly():
+            generator, critic = build_models(name, shape)
+    except Exception:  # sizes past int64 or torch's limits raise from deep inside the layers
+        return None
+    return sum(p.numel() for m in (generator, critic) for p in m.parameters())
+
+
 def spectral_normalise(critic: nn.Module) -> nn.Module:
     """Spectral normalisation (Miyato et al. 2018) of every convolution and linear layer of a critic: each
     weight is divided by its largest singular value (estimated by one power iteration per training

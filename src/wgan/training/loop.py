@@ -19,6 +19,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from tqdm import tqdm
 
@@ -26,7 +27,7 @@ from wgan import checkpoint as ckpt
 from wgan import distributed, rundir, run_report
 from wgan.config import TrainConfig, flag, validate
 from wgan.data import to_uint8_images
-from wgan.errors import Stopped, TrainingDiverged, UserError, os_reason, writing
+from wgan.errors import Stopped, TrainingDiverged, UserError, os_reason, remedy, writing
 from wgan.grids import save_grid
 from wgan.metrics import training_evaluator
 from wgan.rundir import NullLog, RunLog, quality_summary
@@ -40,7 +41,7 @@ from wgan.training.step import STAT_NAMES, generator_iteration
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 def train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None = None, dry_run: bool = False,
-          progress: bool = True) -> Path:
+          progress: bool = True, say: Callable[[str], None] = print) -> Path:
     """Train a WGAN as `cfg` says; returns the run directory.
 
     `resume`: a run directory (its newest checkpoint), one of its checkpoint files, or an opened
@@ -49,7 +50,7 @@ def train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None = None, dr
     """
     validate(cfg)
     with distributed.process_group(distributed.resolve_device(cfg.device)):
-        run = TrainingRun.start(cfg, resume, dry_run=dry_run, progress=progress)
+        run = TrainingRun.start(cfg, resume, dry_run=dry_run, progress=progress, say=say)
         try:
             run.loop()
             return run.finish()
@@ -112,14 +113,14 @@ class StopSignal:
 class Notes:
     """What the user should know, printed at once (rank 0) and written to log.txt once it is open."""
 
-    def __init__(self, main: bool):
-        self.main = main
+    def __init__(self, main: bool, say: Callable[[str], None] = print):
+        self.main, self.print = main, say
         self.log: RunLog | NullLog | None = None
         self.waiting: list[str] = []
 
     def say(self, msg: str) -> None:
         if self.main:
-            print(msg)
+            self.print(msg)
         if self.log is None:
             self.waiting.append(msg)
         else:
@@ -180,6 +181,7 @@ def open_run_dir(cfg: TrainConfig, resume: ckpt.ResumePoint | None,
                 ckpt.remove_stale_temp_files(resume.run_dir / rundir.CHECKPOINTS)
                 superseded = ckpt.set_aside_newer(resume.run_dir / rundir.CHECKPOINTS, resume.step)
                 rundir.write_config(cfg.to_dict(), resume.run_dir)  # the run length may have changed
+                rundir.mark_job(resume.run_dir, distributed.job_id())  # this job's now: its restarts resume it
             except OSError as exc:
                 lock.release()
                 raise UserError(f"--resume {resume.run_dir}: cannot write in the run directory ({os_reason(exc)}); "
@@ -191,6 +193,7 @@ def open_run_dir(cfg: TrainConfig, resume: ckpt.ResumePoint | None,
         with writing("--runs-dir", cfg.runs_dir):
             run_dir = rundir.next_run_dir(Path(cfg.runs_dir), name + (rundir.DRY_RUN_SUFFIX if dry_run else ""))
             lock = rundir.RunLock(run_dir).acquire()
+            rundir.mark_job(run_dir, distributed.job_id())  # before anything can fail: its restarts look for it
             rundir.write_config(cfg.to_dict(), run_dir)
     return Path(distributed.broadcast_object(None if run_dir is None else str(run_dir))), [], lock
 
@@ -219,9 +222,11 @@ class TrainingRun:
         self.bar = None
         self.lock: rundir.RunLock | None = None
         self.last_quality: tuple[int, dict] | None = None  # the newest evaluation, said again at the end
+        self.say: Callable[[str], None] = print  # what the user is told (the Python API's progress=False: nothing)
 
     @classmethod
-    def start(cls, cfg: TrainConfig, resume, *, dry_run: bool, progress: bool) -> "TrainingRun":
+    def start(cls, cfg: TrainConfig, resume, *, dry_run: bool, progress: bool,
+              say: Callable[[str], None] = print) -> "TrainingRun":
         """Everything before the first step: check, build, open the run directory and its log."""
         resume = ckpt.open_checkpoint(Path(resume)) if isinstance(resume, (str, Path)) else resume
         device = distributed.resolve_device(cfg.device)
@@ -236,7 +241,7 @@ class TrainingRun:
             raise UserError(f"{resume.run_dir}: already at step {resume.step}, the end of its --steps {total_steps}; "
                             f"to train it longer: wgan train --resume {resume.run_dir} --steps {2 * total_steps}")
         state = TrainState.build(cfg, fast=fast)
-        notes = Notes(distributed.is_main())
+        notes = Notes(distributed.is_main(), say)
         # The metrics' shared parts (the classifier, the test split) are built before the run directory, so a
         # missing test split or a mismatched classifier leaves no half-made run behind. Their notes are printed
         # at once (training a classifier takes a minute) and logged once log.txt exists.
@@ -251,7 +256,7 @@ class TrainingRun:
         run_dir, superseded, lock = open_run_dir(cfg, resume, dry_run)
         run = cls(cfg, state, run_dir, total_steps=total_steps, fast=fast, dry_run=dry_run, progress=progress,
                   evaluator=evaluator, last_good=None if resume is None else resume.checkpoint)
-        run.lock = lock
+        run.lock, run.say = lock, say
         try:
             run.open_log(resume, superseded, notes)
             if state.step == 0 and cfg.sample_every_steps and run.main:
@@ -294,7 +299,7 @@ class TrainingRun:
         for data_note in state.data.notes:
             self.log.line(data_note)
             if self.main:
-                print(data_note)
+                self.say(data_note)
         notes.attach(self.log)
         for path in superseded:
             self.log.line(f"{path.name}: set aside, newer than the checkpoint this run resumed from")
@@ -490,7 +495,7 @@ class TrainingRun:
 
     def write_failed(self, exc: OSError) -> UserError:
         where = f" {exc.filename}" if exc.filename else ""
-        resume = f"; make room and resume: wgan train --resume {self.run_dir}" if self.last_good is not None else ""
+        resume = f"; {remedy(exc)} and resume: wgan train --resume {self.run_dir}" if self.last_good is not None else ""
         message = f"could not write{where} at step {self.state.step} ({os_reason(exc)}); {self.kept()}{resume}"
         try:
             self.log.line(f"stopped: {message}")  # "stopped: could not write": rundir.WRITE_FAILED
@@ -511,7 +516,7 @@ class TrainingRun:
             export_generator(state, run_dir / rundir.GENERATOR)
         except OSError as exc:
             raise UserError(f"could not write {run_dir / rundir.GENERATOR} ({os_reason(exc)}); "
-                            f"the checkpoint {self.last_good} is intact: make room, then "
+                            f"the checkpoint {self.last_good} is intact: {remedy(exc)}, then "
                             f"wgan export --run {run_dir} --out {run_dir / rundir.GENERATOR}") from None
         agreed = f"; parameters identical on all {self.world} processes" if self.world > 1 else ""
         try:
@@ -521,15 +526,15 @@ class TrainingRun:
                 at, record = self.last_quality
                 summary = f"quality at step {at}: {quality_summary(record)}"
                 self.log.line(summary)
-                print(summary)
+                self.say(summary)
             self.log.close()
             run_report.build_report(run_dir)
         except OSError as exc:  # the trained generator is written: say what was not, and how to make it
             where = f" {exc.filename}" if exc.filename else ""
             raise UserError(f"could not write{where} after step {state.step} ({os_reason(exc)}); {run_dir / rundir.GENERATOR}"
-                            f" and the checkpoint are written: make room, then wgan report --run {run_dir}") from None
+                            f" and the checkpoint are written: {remedy(exc)}, then wgan report --run {run_dir}") from None
         except Exception as exc:  # a plot must never cost the user a trained model
-            print(f"report: could not build the report ({exc}); run `wgan report --run {run_dir}`")
+            self.say(f"report: could not build the report ({exc}); run `wgan report --run {run_dir}`")
         if self.stopped_by is not None:
             raise Stopped(self.stopped_by, run_dir)
         return run_dir

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from wgan.files import pyplot
+from wgan.files import atomic_write, pyplot
 
 
 def save_points_figure(path: Path, state, fake: torch.Tensor) -> None:
@@ -32,5 +32,5 @@ def save_points_figure(path: Path, state, fake: torch.Tensor) -> None:
     ax.legend(loc="upper right", fontsize=8)
     ax.set_aspect("equal")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))  # never through a link in its place
     plt.close(fig)

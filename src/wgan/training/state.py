@@ -27,7 +27,7 @@ from wgan.data import Data, load_dataset
 from wgan.data.shared import share_images
 from wgan.data.streamed import PREFETCH_BATCHES, streamed
 from wgan.errors import TrainingDiverged, UserError, first_line
-from wgan.models import Critic, Generator, ModelShape, build_models, spectral_normalise
+from wgan.models import Critic, Generator, ModelShape, build_models, parameter_count, spectral_normalise
 from wgan.training.ema import GeneratorEMA
 from wgan.training.precision import Precision, resolve_precision
 from wgan.training.step import STAT_NAMES
@@ -97,6 +97,21 @@ def grid_columns(shape: ModelShape, n: int) -> int:
     return shape.num_classes if shape.conditional else max(1, int(math.sqrt(n)))
 
 
+TRAINING_COPIES = 5  # of every parameter: the weights, their gradients, Adam's two moments, the generator's average
+
+
+def check_model_memory(cfg: TrainConfig, shape: ModelShape, device: torch.device) -> None:
+    """Models whose parameters, with their gradients and optimiser state, the device cannot hold are refused before
+    they are built (counted on the meta device), naming --width and --latent-dim rather than what comes after."""
+    memory = distributed.memory_bytes(device)
+    params = parameter_count(cfg.model, shape)
+    if params is None or params * 4 * TRAINING_COPIES > memory / 2:
+        size = "more than torch can build" if params is None else \
+            f"{params:,} parameters, {params * 4 * TRAINING_COPIES / 2**30:,.1f} GiB with their gradients and optimiser state"
+        raise UserError(f"--width {cfg.width} / --latent-dim {cfg.latent_dim}: the models of {cfg.model} take {size}, "
+                        f"more than half the {memory / 2**30:.0f} GiB of {device}; use a smaller --width or --latent-dim")
+
+
 def check_batch_sizes(cfg: TrainConfig, data: Data, device: torch.device) -> None:
     """Batches the data or the machine cannot hold are refused at once, with the size to use, rather than
     failing in an allocation (or swapping for minutes) after the run directory is made."""
@@ -104,11 +119,18 @@ def check_batch_sizes(cfg: TrainConfig, data: Data, device: torch.device) -> Non
         raise UserError(f"--batch-size {cfg.batch_size}: more than the {len(data):,} samples of {cfg.dataset} "
                         f"({data.source}); use at most {len(data)}")
     memory = distributed.memory_bytes(device)
+    check_model_memory(cfg, model_shape(cfg, data), device)  # first: a --latent-dim past the machine is its to name
     per_sample = 4 * (math.prod(data.sample_shape) + cfg.latent_dim)  # one sample and its noise, in fp32
     for name, n in (("--batch-size", cfg.batch_size), ("--batch-size-generator", cfg.generator_batch_size)):
         if n * per_sample > memory / 4:
             raise UserError(f"{name} {n}: one batch's samples alone take {n * per_sample / 2**30:.1f} GiB, more than "
                             f"a quarter of the {memory / 2**30:.0f} GiB of {device}; use a smaller batch")
+    if cfg.eval_metrics:  # measured at the end (or during) of training: refused now, not after the steps are trained
+        host = distributed.memory_bytes(torch.device("cpu"))
+        need = cfg.eval_num_samples * (math.prod(data.sample_shape) + 4 * cfg.latent_dim)  # uint8 samples, fp32 noise
+        if need > host / 4:
+            raise UserError(f"--eval-num-samples {cfg.eval_num_samples}: {need / 2**30:,.1f} GiB of samples per "
+                            f"evaluation, more than a quarter of this machine's {host / 2**30:.0f} GiB; evaluate fewer")
 
 
 def synchronised_batch_norm(model: nn.Module, device: torch.device) -> nn.Module:
@@ -127,7 +149,7 @@ def shared_data(data: Data) -> Data:
         return data
     if data.mapped_from:
         return dataclasses.replace(data, notes=data.notes + [f"the images are mapped from {data.mapped_from} "
-                                                             "(shared by the processes, not copied)"])
+                                                             "(shared by the processes, not copied; a bus error below means it was cut or replaced while training)"])
     shared, note = share_images(data.x)
     return dataclasses.replace(data, x=shared, notes=data.notes + ([note] if note else []))
 
