@@ -9,7 +9,7 @@ notes) go to STEM.npz, and the images are renamed into place last. Whatever a ki
 temporary file that nothing trusts: the next decode of that source removes it and says so in one line.
 Peak memory is a chunk's, whatever the dataset's size.
 
-A process that maps the file holds a shared lock on it for as long as it lives: what prunes the cache
+A process that maps the file holds a shared lock on it for as long as it maps it: what prunes the cache
 (wgan.caches) removes only files it can lock exclusively, so never one that a live process maps.
 
 Where the cache cannot be written (a read-only disk), the images are decoded into the process's own memory,
@@ -25,6 +25,7 @@ import fcntl
 import os
 import struct
 import warnings
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Callable, Iterator
@@ -104,13 +105,14 @@ class Decoded:
     notes: list[str] = field(default_factory=list)  # what this load met in the cache
 
 
-def decoded(stem: str, prefix: str, sample_shape: tuple[int, ...], capacity: int, decode: Decode, *,
+def decoded(stem: str, prefix: str, sample_shape: tuple[int, ...], capacity: int | Callable[[], int], decode: Decode, *,
             source: str, consistent: Callable[[int, dict[str, np.ndarray]], bool] = lambda n, a: True) -> Decoded:
     """The images of the source that `stem` names (STEM.npy in the decoded cache): mapped where they were
     decoded before, else decoded by `decode` into at most `capacity` rows of `sample_shape`. `prefix`, the
     start of the stems of the same source and options, finds its older decodes, removed once this one is
     written. `consistent(n, arrays)` checks what a cached decode kept, before it is trusted."""
     path = decoded_cache_dir() / f"{stem}.npy"
+    rows_needed = capacity if isinstance(capacity, int) else None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         found = _mapped(path, sample_shape, consistent)
@@ -121,7 +123,8 @@ def decoded(stem: str, prefix: str, sample_shape: tuple[int, ...], capacity: int
             if found is not None:
                 return found
             notes = _clear_leftovers(path, source)
-            _write(path, sample_shape, capacity, decode, source)
+            rows_needed = capacity if isinstance(capacity, int) else capacity()
+            _write(path, sample_shape, rows_needed, decode, source)
             _forget_older(prefix, path)
         found = _mapped(path, sample_shape, consistent)
         if found is None:  # written and checked a moment ago: only a file system that loses writes gets here
@@ -129,13 +132,15 @@ def decoded(stem: str, prefix: str, sample_shape: tuple[int, ...], capacity: int
         found.notes[:0] = notes
         return found
     except OSError as exc:
+        if rows_needed is None:
+            rows_needed = capacity()
         if exc.errno in DISK_FULL:
-            needed = capacity * int(np.prod(sample_shape))
+            needed = rows_needed * int(np.prod(sample_shape))
             raise UserError(f"{path.parent}: {os_reason(exc)} while decoding {source} ({needed / 2**30:.2f} GiB "
                             "needed); the partial file is removed and the source untouched: free some space "
                             "(`wgan cache` lists what the cache holds) or set XDG_CACHE_HOME to a larger "
                             "disk") from None
-        rows = _MemoryRows(sample_shape, capacity)
+        rows = _MemoryRows(sample_shape, rows_needed)
         count, arrays = decode(rows)
         note = (f"could not write the decoded cache {path.parent} ({os_reason(exc)}): the images of {source} "
                 "are kept in this process's memory and decoded again next time; set XDG_CACHE_HOME to a "
@@ -182,27 +187,20 @@ def _same_file(fd: int, path: Path) -> bool:
     return (held.st_dev, held.st_ino) == (st.st_dev, st.st_ino)
 
 
-# The files this process maps, each open with a shared lock until the process ends: the lock is what tells
-# a pruner that the file is in use.
-_IN_USE: dict[Path, IO[bytes]] = {}
-
-
 def in_use(path: Path) -> bool:
-    """Whether a live process (this one included) maps `path`."""
+    """Whether a live process (this one included) maps `path`: its shared lock stops an exclusive one, which
+    flock refuses to another open file of the same process too."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         return False
     try:
-        if path in _IN_USE:
-            return True  # this process's own shared lock: this process maps it
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        return False
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
     finally:
         os.close(fd)
+    return False
 
 
 def _mapped(path: Path, sample_shape: tuple[int, ...], consistent) -> Decoded | None:
@@ -228,10 +226,8 @@ def _mapped(path: Path, sample_shape: tuple[int, ...], consistent) -> Decoded | 
     except BaseException:
         f.close()
         raise
-    previous = _IN_USE.pop(path, None)
-    _IN_USE[path] = f
-    if previous is not None:
-        previous.close()
+    # The shared lock is held as long as the images are: released when the last tensor over them goes.
+    weakref.finalize(images, f.close)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         tensor = torch.from_numpy(images)
@@ -316,11 +312,11 @@ def _clear_leftovers(path: Path, source: str) -> list[str]:
 
 
 def _forget_older(prefix: str, keep: Path) -> None:
-    """The same source decoded with the same options before it changed: those files are no longer used, and
-    go where no process maps them."""
-    for old in keep.parent.glob(f"{prefix}*.npy"):
-        if old != keep:
-            remove_entry(old)
+    """The same source decoded with the same options before it changed (or into the single .npz that held
+    images before): those files are no longer used, and go where no process maps them."""
+    stems = {p.stem for p in keep.parent.glob(f"{prefix}*") if p.suffix in (".npy", ".npz")} - {keep.stem}
+    for stem in sorted(stems):
+        remove_entry(keep.parent / f"{stem}.npy")
 
 
 def remove_entry(path: Path) -> bool:

@@ -41,15 +41,25 @@ def shared_path(key: str) -> Path:
 
 
 def is_complete(path: Path) -> bool:
-    """Whether `path` holds a whole .npy file: its size is its header's plus the array's bytes."""
+    return cache_file_problem(path) is None
+
+
+def cache_file_problem(path: Path) -> str | None:
+    """Why `path` is not a whole .npy file of uint8 images as share_images writes one (C-ordered N x C x H x W,
+    its size its header's plus the array's bytes), or None. A forged header (another type, more rows than the
+    file holds) would otherwise have numpy map, or fail to map, what it claims."""
     try:
         with open(path, "rb") as f:
             major, _ = np.lib.format.read_magic(f)
             read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-            shape, _, dtype = read_header(f)
-            return os.fstat(f.fileno()).st_size == f.tell() + int(np.prod(shape)) * dtype.itemsize
-    except (OSError, ValueError, EOFError):
-        return False
+            shape, fortran, dtype = read_header(f)
+            if dtype != np.uint8 or fortran or len(shape) != 4:
+                return f"a cache file whose header is not what this code writes ({dtype} {shape})"
+            if os.fstat(f.fileno()).st_size != f.tell() + int(np.prod(shape)):
+                return "a half-written cache file (its size is not what its header says)"
+            return None
+    except Exception:  # a parser on bytes anyone could have written: whatever it raises means "not complete"
+        return "a half-written cache file (its size is not what its header says)"
 
 
 @contextlib.contextmanager
@@ -79,8 +89,9 @@ def share_images(x: torch.Tensor) -> tuple[torch.Tensor, str | None]:
     note = None
     try:
         with _locked(path):
-            if path.exists() and not is_complete(path):
-                note = f"{path}: a half-written cache file (its size is not what its header says); written again"
+            problem = cache_file_problem(path) if path.exists() else None
+            if problem:
+                note = f"{path}: {problem}; written again"
             if not is_complete(path):
                 array = x.contiguous().numpy()
                 atomic_write(path, lambda f: np.lib.format.write_array(f, array, allow_pickle=False))
