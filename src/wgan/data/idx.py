@@ -88,7 +88,7 @@ def read_idx(path: Path) -> np.ndarray:
     return np.memmap(path, dtype=header.dtype, mode="c", offset=header.offset, shape=header.dims)
 
 
-IDX_CHUNK_IMAGES = 8192  # images unpacked and written at once
+IDX_CHUNK_IMAGES = 4096  # images unpacked and written at once
 
 
 def decode_idx_images(path: Path, header: IdxHeader, transpose: bool, rows: Rows) -> int:

@@ -21,8 +21,8 @@ from wgan.data.decoded import Rows
 from wgan.errors import UserError
 
 DECODE_THREADS = min(8, os.cpu_count() or 1)  # Pillow releases the GIL while decoding and resizing
-CHUNK_IMAGES = 256  # decoded images written to the file at once
-DECODE_WINDOW = 4 * CHUNK_IMAGES  # images decoded ahead of the writing, at most
+CHUNK_BYTES = 4 << 20  # decoded images written to the file at once, at most (one image where it is larger)
+DECODE_WINDOW = 8 * DECODE_THREADS  # images decoded ahead of the writing, at most
 
 
 # Pillow warns, naming no file, about images past its own limit, and refuses those past twice that
@@ -130,11 +130,12 @@ def decode_image(path: Path, image_size: int, channels: int, max_megapixels: flo
 
 def decode_images(files: list[Path], image_size: int, channels: int, skip_bad: bool, rows: Rows,
                   desc: str = "decoding images", max_megapixels: float = 40.0) -> tuple[int, np.ndarray, list[str]]:
-    """Decode every file into `rows`, the usable ones one after another from row 0, CHUNK_IMAGES at a time;
+    """Decode every file into `rows`, the usable ones one after another from row 0, CHUNK_BYTES at a time;
     returns their count, a keep-mask over `files` and notes on skipped files. Without `skip_bad` the first
     bad file (in file order) stops everything with its message. At most DECODE_WINDOW images are decoded
     ahead of the writing, so memory does not grow with the number of files."""
-    chunk = np.empty((CHUNK_IMAGES, image_size, image_size, channels), dtype=np.uint8)
+    chunk = np.empty((max(1, CHUNK_BYTES // (image_size * image_size * channels)), image_size, image_size, channels),
+                     dtype=np.uint8)
     keep = np.zeros(len(files), dtype=bool)
     unreadable, small, large = [], [], []
     written = filled = 0
@@ -154,7 +155,7 @@ def decode_images(files: list[Path], image_size: int, channels: int, skip_bad: b
                 chunk[filled] = result.pixels.reshape(image_size, image_size, channels)
                 filled += 1
                 keep[i] = True
-                if filled == CHUNK_IMAGES:
+                if filled == len(chunk):
                     flush()
             elif not skip_bad:
                 raise UserError(result.problem)
