@@ -16,6 +16,7 @@ import fcntl
 import hashlib
 import os
 import warnings
+import weakref
 from pathlib import Path
 from typing import Iterator
 
@@ -75,8 +76,16 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def map_images(path: Path) -> torch.Tensor:
-    """The file's images as a tensor over a private read-only mapping (pages stay the page cache's)."""
-    array = np.load(path, mmap_mode="c")  # copy-on-write: writable for torch, and nothing ever writes
+    """The file's images as a tensor over a private read-only mapping (pages stay the page cache's), with a
+    shared lock on the file for as long as the images live, which keeps `wgan cache` from removing it."""
+    f = open(path, "rb")
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_SH)
+        array = np.load(path, mmap_mode="c")  # copy-on-write: writable for torch, and nothing ever writes
+    except BaseException:
+        f.close()
+        raise
+    weakref.finalize(array, f.close)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return torch.from_numpy(array)
