@@ -276,8 +276,8 @@ def _write(path: Path, sample_shape: tuple[int, ...], capacity: int, decode: Dec
         f.write(header)
         f.flush()
         size = len(header) + capacity * int(np.prod(sample_shape))
-        try:  # the blocks now, rather than ENOSPC halfway through
-            os.posix_fallocate(f.fileno(), 0, size)
+        try:  # the blocks now, rather than ENOSPC halfway through (macOS has no posix_fallocate)
+            getattr(os, "posix_fallocate", lambda *a: None)(f.fileno(), 0, size)
         except OSError as exc:
             if exc.errno in DISK_FULL:
                 raise
