@@ -126,7 +126,7 @@ def decoded(stem: str, prefix: str, sample_shape: tuple[int, ...], capacity: int
             rows_needed = capacity if isinstance(capacity, int) else capacity()
             _write(path, sample_shape, rows_needed, decode, source)
             _forget_older(prefix, path)
-        found = _mapped(path, sample_shape, consistent)
+            found = _mapped(path, sample_shape, consistent)  # under the lock still: no pruner between
         if found is None:  # written and checked a moment ago: only a file system that loses writes gets here
             raise OSError(errno.EIO, "the written file does not read back")
         found.notes[:0] = notes
