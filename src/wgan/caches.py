@@ -119,9 +119,13 @@ def remove(entry: CacheEntry) -> bool:
         entry.path.unlink(missing_ok=True)
         return True
     if entry.kind == "partial":
-        if _writer_active(decoded_cache_dir() / entry.path.name[1:].rsplit(".", 2)[0]):
-            return False
-        entry.path.unlink(missing_ok=True)
+        npy = decoded_cache_dir() / entry.path.name[1:].rsplit(".", 2)[0]
+        with locked(lock_path(npy), blocking=False) as free:
+            if not free:  # a decode under way
+                return False
+            entry.path.unlink(missing_ok=True)
+            if not npy.exists():  # nothing left to lock
+                lock_path(npy).unlink(missing_ok=True)
         return True
     return remove_entry(entry.path.with_suffix(".npy"))
 

@@ -320,10 +320,25 @@ def _forget_older(prefix: str, keep: Path) -> None:
 
 
 def remove_entry(path: Path) -> bool:
-    """Remove the decode at `path` (.npy, .npz, .lock) unless a process decodes or maps it; whether it went."""
+    """Remove the decode at `path` (.npy, .npz, .lock) unless a process decodes or maps it; whether it went.
+    Both locks are held while the files go: a process about to map the file finds it gone once it gets its
+    shared lock, and decodes again."""
     with locked(lock_path(path), blocking=False) as free:
-        if not free or in_use(path):
+        if not free:
             return False
-        for p in (path, path.with_suffix(".npz"), lock_path(path)):
-            p.unlink(missing_ok=True)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            fd = None
+        try:
+            if fd is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return False
+            for p in (path, path.with_suffix(".npz"), lock_path(path)):
+                p.unlink(missing_ok=True)
+        finally:
+            if fd is not None:
+                os.close(fd)
     return True
