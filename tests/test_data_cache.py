@@ -3,7 +3,6 @@ source read again and the cache rewritten whole."""
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -18,42 +17,55 @@ from wgan.data.cache import decoded_cache_dir
 pytestmark = pytest.mark.usefixtures("isolated_data_dirs")
 
 
-def damage_cache(cache: Path, how: str) -> None:
-    """Damage a decoded .npz cache the ways a full disk, a killed writer or bit rot leave one."""
-    blob = cache.read_bytes()
+def forge_header(npy: Path, descr: str, shape: tuple[int, ...]) -> None:
+    """Rewrite a .npy file's header in place, at its length, to claim another type or shape."""
+    blob = npy.read_bytes()
+    length = 10 + int.from_bytes(blob[8:10], "little")
+    text = repr({"descr": descr, "fortran_order": False, "shape": shape}).ljust(length - 11) + "\n"
+    npy.write_bytes(blob[:10] + text.encode() + blob[length:])
+
+
+def damage_cache(npy: Path, how: str) -> None:
+    """Damage a decoded cache (the images' .npy, the arrays' .npz beside it) the ways a full disk, a killed
+    writer, bit rot or a forger leave one."""
+    side = npy.with_suffix(".npz")
+    blob = npy.read_bytes()
+    with open(npy, "rb") as f:
+        np.lib.format.read_magic(f)
+        shape = np.lib.format.read_array_header_1_0(f)[0]
     if how == "truncated":
-        cache.write_bytes(blob[: len(blob) // 2])
+        npy.write_bytes(blob[: len(blob) // 2])
+    elif how == "one byte short":
+        npy.write_bytes(blob[:-1])
     elif how == "empty":
-        cache.write_bytes(b"")
-    elif how == "flipped byte":  # the zip still opens; reading the member fails its CRC check
-        middle = len(blob) // 2
-        cache.write_bytes(blob[:middle] + bytes([blob[middle] ^ 0xFF]) + blob[middle + 1:])
-    elif how == "array cut short":  # a well-formed zip whose arrays hold less data than their headers say
-        with zipfile.ZipFile(cache) as z:
-            members = {name: z.read(name) for name in z.namelist()}
-        with zipfile.ZipFile(cache, "w") as z:
-            for name, data in members.items():
-                z.writestr(name, data[: max(len(data) - 64, 128)])
-    elif how == "rows missing":  # readable, but the images no longer match the other arrays
-        with np.load(cache) as z:
+        npy.write_bytes(b"")
+    elif how == "claims more rows":
+        forge_header(npy, "|u1", (shape[0] * 1000, *shape[1:]))
+    elif how == "claims another type":  # the same bytes as float64, flat: only its type gives it away
+        forge_header(npy, "<f8", (int(np.prod(shape)) // 8,))
+    elif how == "arrays missing":
+        side.unlink()
+    elif how == "arrays truncated":
+        side.write_bytes(side.read_bytes()[:100])
+    elif how == "arrays disagree":  # readable, but they no longer describe the images
+        with np.load(side) as z:
             arrays = {k: z[k] for k in z.files}
-        arrays["images"] = arrays["images"][: len(arrays["images"]) // 2]
-        with open(cache, "wb") as f:
+        arrays["shape"] = arrays["shape"] + np.array([1, 0, 0, 0])
+        with open(side, "wb") as f:
             np.savez(f, **arrays)
-    elif how == "missing key":
-        with np.load(cache) as z:
-            kept = {k: z[k] for k in z.files[:1]}
-        with open(cache, "wb") as f:
-            np.savez(f, **kept)
     else:
         raise AssertionError(how)
 
 
-CACHE_DAMAGE = ["truncated", "empty", "flipped byte", "array cut short", "rows missing", "missing key"]
+CACHE_DAMAGE = ["truncated", "one byte short", "empty", "claims more rows", "claims another type", "arrays missing",
+                "arrays truncated", "arrays disagree"]
 
 
 def cache_files(pattern: str) -> list[Path]:
     return sorted(decoded_cache_dir().glob(pattern))
+
+
+DAMAGED_NOTE = "a decoded cache file that is cut short, has a header other than what this code writes, or lacks its"
 
 
 @pytest.mark.parametrize("how", CACHE_DAMAGE)
@@ -61,18 +73,19 @@ def test_damaged_letters_cache_is_rebuilt(tmp_path, monkeypatch, how):
     labels, images = letters_rows(30)
     path = write_letters_csv(tmp_path / "letters.csv", labels, images)
     first = load_dataset("letters-csv", data_path=path)
-    (cache,) = cache_files("letters-csv-*.npz")
+    expected_x, expected_y, expected_notes = first.x.clone(), first.y.clone(), first.notes
+    del first  # its pages are about to be cut away
+    (cache,) = cache_files("letters-csv-*.npy")
     damage_cache(cache, how)
     parses = []
     real_parse = letters_csv.parse_letters_csv
-    monkeypatch.setattr(letters_csv, "parse_letters_csv", lambda p: parses.append(p) or real_parse(p))
+    monkeypatch.setattr(letters_csv, "parse_letters_csv", lambda p, rows: parses.append(p) or real_parse(p, rows))
     again = load_dataset("letters-csv", data_path=path)
     assert parses == [path.resolve()]  # the source was read again
-    assert torch.equal(again.x, first.x) and torch.equal(again.y, first.y)
-    assert again.notes == first.notes  # no note of a cache that could not be written
-    assert cache_files("letters-csv-*.npz") == [cache]
-    with np.load(cache) as z:  # ... and the cache rewritten whole
-        assert {"images", "labels", "num_train"} <= set(z.files) and len(z["labels"]) == 30
+    assert torch.equal(again.x, expected_x) and torch.equal(again.y, expected_y)
+    assert again.notes == [f"{cache}: {DAMAGED_NOTE} .npz beside it; decoding again"] + expected_notes
+    assert cache_files("letters-csv-*.npy") == [cache]  # ... and the cache rewritten whole
+    assert np.load(cache).shape == (30, 1, 28, 28)
     load_dataset("letters-csv", split="test", data_path=path)
     assert len(parses) == 1  # the rebuilt cache serves the next load
 
@@ -83,15 +96,17 @@ def test_damaged_folder_cache_is_rebuilt(tmp_path, monkeypatch, how):
     for i in range(5):
         save_image(root / f"{i}.png", solid(24, 24, (50 * i, 10, 200)))
     first = load_dataset("image-folder", data_path=root, image_size=16)
-    (cache,) = cache_files("image-folder-*.npz")
+    expected = first.x.clone()
+    del first
+    (cache,) = cache_files("image-folder-*.npy")
     damage_cache(cache, how)
     decoded = []
     real_decode = images.decode_image
     monkeypatch.setattr(images, "decode_image", lambda p, *a: decoded.append(p) or real_decode(p, *a))
     again = load_dataset("image-folder", data_path=root, image_size=16)
-    assert len(decoded) == 5 and torch.equal(again.x, first.x)
-    with np.load(cache) as z:
-        assert z["images"].shape == (5, 3, 16, 16) and z["keep"].all()
+    assert len(decoded) == 5 and torch.equal(again.x, expected) and again.mapped_from == str(cache)
+    assert any(DAMAGED_NOTE in n for n in again.notes)
+    assert np.load(cache).shape == (5, 3, 16, 16)
     load_dataset("image-folder", data_path=root, image_size=16)
     assert len(decoded) == 5  # the rebuilt cache serves the next load
 
@@ -153,6 +168,20 @@ def test_a_shared_file_whose_header_was_forged_to_another_shape_is_written_again
     assert mapped.shape == x.shape and mapped.dtype == torch.uint8 and torch.equal(mapped, x)
     again, note = shared.share_images(x)
     assert note is None and torch.equal(again, x)
+
+
+def test_a_forged_shared_file_header_is_refused_and_written_again():
+    from wgan.data import shared
+
+    x = _images()
+    shared.share_images(x)
+    path = shared.shared_path(shared.content_key(x))
+    forge_header(path, "<f8", (x.numel() // 8,))  # the right number of bytes, as another type
+    assert not shared.is_complete(path)
+    mapped, note = shared.share_images(x)
+    assert note == (f"{path}: an altered cache file, whose header is not what this code writes for these images "
+                    f"(float64 ({x.numel() // 8},)); written again")
+    assert torch.equal(mapped, x) and mapped.dtype == torch.uint8 and shared.is_complete(path)
 
 
 def test_an_unwritable_cache_leaves_each_process_its_own_copy(monkeypatch, tmp_path):

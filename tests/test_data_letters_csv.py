@@ -20,7 +20,9 @@ from wgan.errors import UserError
 pytestmark = pytest.mark.usefixtures("isolated_data_dirs")
 
 
-def test_letters_csv_splits_cover_the_file_and_match_its_values(tmp_path):
+@pytest.mark.parametrize("chunk_rows", [4096, 3])
+def test_letters_csv_splits_cover_the_file_and_match_its_values(tmp_path, monkeypatch, chunk_rows):
+    monkeypatch.setattr(letters_csv, "CSV_CHUNK_ROWS", chunk_rows)  # 3: each chunk's rows land all over the file
     labels, images = letters_rows(40)
     path = write_letters_csv(tmp_path / "letters.csv", labels, images)
     train = load_dataset("letters-csv", data_path=path)
@@ -31,6 +33,9 @@ def test_letters_csv_splits_cover_the_file_and_match_its_values(tmp_path):
     assert torch.equal(test.x[:, 0], torch.from_numpy(images[idx_test].astype(np.uint8)))
     assert test.y.tolist() == labels[idx_test].tolist()
     assert sorted(letters_split_indices(40, "train").tolist() + idx_test.tolist()) == list(range(40))
+    idx_train = letters_split_indices(40, "train")
+    assert torch.equal(train.x[:, 0], torch.from_numpy(images[idx_train].astype(np.uint8)))
+    assert train.y.tolist() == labels[idx_train].tolist() and train.mapped_from == test.mapped_from != ""
 
 
 def test_letters_csv_is_cached_and_reread_when_the_file_changes(tmp_path, monkeypatch):
@@ -46,6 +51,7 @@ def test_letters_csv_is_cached_and_reread_when_the_file_changes(tmp_path, monkey
     monkeypatch.setattr(letters_csv, "parse_letters_csv", must_not_parse)
     again = load_dataset("letters-csv", data_path=tmp_path)
     assert torch.equal(first.x, again.x) and torch.equal(first.y, again.y)
+    del first, again  # mapped no more: their file can go once the source changes
 
     labels[:] = 7
     write_letters_csv(path, labels, images)

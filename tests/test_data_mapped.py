@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from wgan.data import load_dataset
+from wgan.data.cache import decoded_cache_dir
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -40,7 +41,9 @@ def test_uncompressed_images_are_the_files_own_pages_and_equal_to_the_packed_one
     images = _images(50)
     plain = load_dataset("fashion-mnist", data_path=write_idx_pair(tmp_path / "plain", images))
     packed = load_dataset("fashion-mnist", data_path=write_idx_pair(tmp_path / "packed", images, packed=True))
-    assert plain.mapped_from == str(tmp_path / "plain" / "train-images-idx3-ubyte") and packed.mapped_from == ""
+    assert plain.mapped_from == str(tmp_path / "plain" / "train-images-idx3-ubyte")
+    # gzipped: unpacked once into the decoded cache, whose file is then mapped the same way
+    assert Path(packed.mapped_from).parent == decoded_cache_dir() and packed.mapped_from.endswith(".npy")
     assert torch.equal(plain.x, packed.x) and torch.equal(plain.y, packed.y) and plain.x.shape == (50, 1, 28, 28)
     plain.x[0].fill_(7)  # copy-on-write: the process's page changes, the user's file never does
     assert (tmp_path / "plain" / "train-images-idx3-ubyte").read_bytes()[16:16 + 784] == images[0].tobytes()

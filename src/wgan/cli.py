@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"wgan {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_train_parser, _sample_parser, _export_parser, _eval_parser, _report_parser, _presets_parser,
-                _bench_parser, _claims_parser, _datasets_parser):
+                _bench_parser, _claims_parser, _datasets_parser, _cache_parser):
         add(sub)
     return parser
 
@@ -254,6 +254,15 @@ def _datasets_parser(sub) -> None:
                       help="with --check: refuse larger images before decoding them (default: 40)")
 
 
+def _cache_parser(sub) -> None:
+    p = sub.add_parser("cache", help="list what the decoded-data and classifier caches hold (source, size, last "
+                                     "used); clear or shrink them")
+    p.add_argument("--clear", action="store_true", help="remove every entry that no live process maps")
+    p.add_argument("--keep-gb", type=float, default=None, metavar="GB",
+                   help="remove the least recently used entries until the cache holds at most GB (10^9 bytes); "
+                        "entries in use stay")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from wgan.distributed import launched_rank
     from wgan.launch import start_training
@@ -314,6 +323,13 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    from wgan.caches import CacheRequest, cache_command
+
+    print(cache_command(CacheRequest(clear=args.clear, keep_gb=args.keep_gb)))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from wgan.bench import print_table, run_bench
 
@@ -341,7 +357,7 @@ def cmd_claims(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "claims": cmd_claims, "bench": cmd_bench, "sample": cmd_sample, "export": cmd_export,
-            "eval": cmd_eval, "report": cmd_report, "presets": cmd_presets, "datasets": cmd_datasets}
+            "eval": cmd_eval, "report": cmd_report, "presets": cmd_presets, "datasets": cmd_datasets, "cache": cmd_cache}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from wgan import checkpoint, distributed, rundir
+from wgan import caches, checkpoint, distributed, rundir
 from wgan.config import TrainConfig, preset_config, resolve_sizes, validate
 from wgan.errors import UserError
 from wgan.training import train
@@ -25,6 +25,9 @@ def start_training(options: dict, *, resume: str | Path | None = None, dry_run: 
         raise UserError(f"--dry-run with --resume {resume}: a dry run starts a new run of 2 steps; drop "
                         "--dry-run to resume, or drop --resume to check the options on a new run")
     options = {f.name: options.get(f.name) for f in dataclasses.fields(TrainConfig)} | options
+    for line in caches.prune_to_cap():  # $WGAN_CACHE_MAX_GB: what has long gone unused, before this run adds to it
+        if distributed.launched_rank() == 0:
+            note(line)
     point = None
     # A group that torchrun restarted (--max-restarts) continues the run its first attempt made, from the
     # newest checkpoint: of the run given to --resume, or of the run this job marked as its own in --runs-dir.

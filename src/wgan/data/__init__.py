@@ -8,13 +8,15 @@ $WGAN_DATA (and $WGAN_DATA/<name>), the user cache dir (~/.cache/wgan/<name>) an
 directories Linux distributions install (/usr/share/datasets/<name>). Then torchvision's download, which
 needs a network (never tried when $WGAN_OFFLINE is set), into --data PATH or else the user cache dir.
 
-Slow sources are parsed once and cached as uint8 arrays under ~/.cache/wgan/decoded/, keyed by the
-source's path, sizes and modification times, so an edited file or folder is read again:
-the letters CSV (seconds to parse, a fraction of a second from the cache) and image folders
+Sources that cannot be mapped as they are (the letters CSV, image folders, gzipped IDX, EMNIST) are decoded
+once, in chunks, into one uint8 .npy under ~/.cache/wgan/decoded/ that every process maps, named by the
+source's path, sizes and modification times and the decode options, so an edited file or folder is
+decoded again: the letters CSV (seconds to parse, a fraction of a second from the cache) and image folders
 (decoded, centre-cropped and resized to the model's size with worker threads and a progress bar).
 
 The package: core.py holds Data and what every format shares, search.py where files are looked for,
-cache.py the decoded cache, shared.py the training images mapped from one file by a machine's processes, and each format has its module (idx.py, letters_csv.py, folders.py with
+cache.py the decoded cache's names and small arrays, decoded.py a source decoded in chunks into the file every
+process maps, shared.py images held in memory shared through one file by a machine's processes, and each format has its module (idx.py, letters_csv.py, folders.py with
 images.py, cifar.py, toy.py); this one is the registry and load_dataset.
 """
 
@@ -64,7 +66,7 @@ DATASETS: dict[str, DatasetEntry] = {
                                    "torchvision download", class_names=tuple(LETTER_CLASSES)),
     "letters-csv": DatasetEntry(load_letters_csv, 28, 1, 26,
                                 "Kaggle A-Z handwritten letters CSV, 372k rows (a seeded 10% is the test split)",
-                                f"{LETTERS_CSV_NAMES[0]} (or --data FILE.csv); cached as .npz after the first read",
+                                f"{LETTERS_CSV_NAMES[0]} (or --data FILE.csv); decoded once into the cache",
                                 class_names=tuple(LETTER_CLASSES)),
     "celeba": DatasetEntry(load_celeba, 64, 3, 0, "CelebA aligned faces: centre 178x178 crop, resized to the model",
                            "img_align_celeba/ (+ list_eval_partition.txt|csv), or --data FOLDER of faces; "

@@ -1,6 +1,7 @@
-"""The decoded cache (~/.cache/wgan/decoded/): slow sources parsed or decoded once, kept as uncompressed
-.npz files of uint8 arrays whose names stamp the source's path, sizes and modification times, so an
-edited source is read again. The cache is only a copy: a damaged or unwritable one never stops a load."""
+"""The decoded cache (~/.cache/wgan/decoded/): its folder, the stamps that name its files after a source's
+path, sizes and modification times (so an edited source is read again), and the uncompressed .npz files
+of the small arrays kept beside each decoded .npy (data/decoded.py), read with every claim checked. The
+cache is only a copy: a damaged one is read as absent, never a crash."""
 
 from __future__ import annotations
 
@@ -70,10 +71,3 @@ def _sizes_fit(path: Path) -> bool:
 
 def stamp(*parts: object) -> str:
     return hashlib.sha256("\x00".join(map(str, parts)).encode()).hexdigest()[:20]
-
-
-def forget_older_caches(prefix: str, keep: Path) -> None:
-    """A source changed: its previous caches can go."""
-    for old in decoded_cache_dir().glob(prefix + "*.npz"):
-        if old != keep:
-            old.unlink(missing_ok=True)

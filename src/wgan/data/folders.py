@@ -1,6 +1,6 @@
 """Image folders: any folder of images, flat or one subfolder per class (sorted names become labels),
 with train/ and test/ subfolders as the splits; and CelebA's aligned faces in torchvision's or Kaggle's
-layout, split by list_eval_partition. Decoded images are kept in the decoded cache."""
+layout, split by list_eval_partition. Decoded once into the decoded cache's file that every process maps."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from wgan.data.cache import decoded_cache_dir, load_cache, save_cache, stamp
+from wgan.data.cache import stamp
 from wgan.data.core import Data, LoadOptions
+from wgan.data.decoded import Rows, decoded
 from wgan.data.images import decode_images
 from wgan.data.search import candidate_dirs, download_root, not_there, refuse_file, try_download
 from wgan.errors import UserError
@@ -234,28 +235,30 @@ def load_folder_images(name: str, listing: FolderListing, options: LoadOptions, 
     limit = (f"max{options.max_image_megapixels:g}MP",) if options.skip_bad_images else ()
     key = stamp("v2", root, size, channels, options.skip_bad_images, listing.labels is not None, *limit,
                  *(f"{p.relative_to(listing.root)}|{s.st_size}|{s.st_mtime_ns}" for p, s in zip(listing.files, stats)))
-    cache = decoded_cache_dir() / f"{name}-{stamp(root)[:8]}-{size}px-{channels}ch-{key}.npz"
+    prefix = f"{name}-{stamp(root)[:8]}-{size}px-{channels}ch-"
     notes = list(extra_notes or []) + listing.notes
-    cached = load_cache(cache, {"images", "keep", "notes"},
-                         lambda a: a["keep"].dtype == bool and len(a["keep"]) == len(listing.files)
-                         and len(a["images"]) == int(a["keep"].sum()))
-    if cached is not None:
-        images, keep = cached["images"], cached["keep"]
-        notes += [str(n) for n in cached["notes"]]
-    else:
-        images, keep, decode_notes = decode_images(listing.files, size, channels, options.skip_bad_images,
-                                                   desc=f"decoding {listing.root.name}",
-                                                   max_megapixels=options.max_image_megapixels)
-        notes += decode_notes
-        write_note = save_cache(cache, images=images, keep=keep, notes=np.array(decode_notes, dtype=str))
-        if write_note:
-            notes.append(write_note)
+
+    def decode(rows: Rows) -> tuple[int, dict[str, np.ndarray]]:
+        count, keep, decode_notes = decode_images(listing.files, size, channels, options.skip_bad_images, rows,
+                                                  desc=f"decoding {listing.root.name}",
+                                                  max_megapixels=options.max_image_megapixels)
+        return count, {"keep": keep, "notes": np.array(decode_notes, dtype=str)}
+
+    def consistent(count: int, arrays: dict[str, np.ndarray]) -> bool:
+        keep = arrays.get("keep")
+        return (keep is not None and "notes" in arrays and keep.dtype == bool and len(keep) == len(listing.files)
+                and int(keep.sum()) == count)
+
+    found = decoded(prefix + key, prefix, (channels, size, size), len(listing.files), decode,
+                    source=str(listing.root), consistent=consistent)
+    keep = found.arrays["keep"]
+    notes += found.notes + [str(n) for n in found.arrays["notes"]]
     y, class_names = None, []
     if labelled and listing.labels is not None:
         y = torch.from_numpy(np.asarray(listing.labels, dtype=np.int64)[keep])
         class_names = list(listing.class_names)
-    return Data(name, torch.from_numpy(images), y, len(class_names), class_names, source=str(listing.root),
-                notes=notes)
+    return Data(name, found.images, y, len(class_names), class_names, source=str(listing.root), notes=notes,
+                mapped_from=str(found.path or ""))
 
 
 def load_image_folder(split: str, data_path, options: LoadOptions = LoadOptions()) -> Data:

@@ -1,23 +1,28 @@
 """Image decoding: one file to the model's size and channels (upright by its EXIF orientation, white under
 transparency, 16-bit and float pixels brought to 0-255, centre-cropped to a square), and many files
-at once with worker threads and a progress bar."""
+at once, with worker threads and a progress bar, into the rows of a file, a chunk at a time."""
 
 from __future__ import annotations
 
 import os
 import re
 import warnings
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
+from wgan.data.decoded import Rows
 from wgan.errors import UserError
 
 DECODE_THREADS = min(8, os.cpu_count() or 1)  # Pillow releases the GIL while decoding and resizing
+CHUNK_BYTES = 4 << 20  # decoded images written to the file at once, at most (one image where it is larger)
+DECODE_WINDOW = 8 * DECODE_THREADS  # images decoded ahead of the writing, at most
 
 
 # Pillow warns, naming no file, about images past its own limit, and refuses those past twice that
@@ -123,25 +128,40 @@ def decode_image(path: Path, image_size: int, channels: int, max_megapixels: flo
         return _Decoded(problem=f"{path}: not a readable image ({reason}); remove it or pass --skip-bad-images")
 
 
-def decode_images(files: list[Path], image_size: int, channels: int, skip_bad: bool,
-                  desc: str = "decoding images", max_megapixels: float = 40.0) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """All files as uint8 (N, C, H, W), with a keep-mask over `files` and notes on skipped files.
-    Without `skip_bad` the first bad file (in file order) stops everything with its message."""
-    out = np.empty((len(files), image_size, image_size, channels), dtype=np.uint8)
+def decode_images(files: list[Path], image_size: int, channels: int, skip_bad: bool, rows: Rows,
+                  desc: str = "decoding images", max_megapixels: float = 40.0) -> tuple[int, np.ndarray, list[str]]:
+    """Decode every file into `rows`, the usable ones one after another from row 0, CHUNK_BYTES at a time;
+    returns their count, a keep-mask over `files` and notes on skipped files. Without `skip_bad` the first
+    bad file (in file order) stops everything with its message. At most DECODE_WINDOW images are decoded
+    ahead of the writing, so memory does not grow with the number of files."""
+    chunk = np.empty((max(1, CHUNK_BYTES // (image_size * image_size * channels)), image_size, image_size, channels),
+                     dtype=np.uint8)
     keep = np.zeros(len(files), dtype=bool)
     unreadable, small, large = [], [], []
+    written = filled = 0
+
+    def flush() -> None:
+        nonlocal written, filled
+        if filled:
+            rows.put(written, chunk[:filled].transpose(0, 3, 1, 2))
+            written, filled = written + filled, 0
+
     pool = ThreadPoolExecutor(max_workers=DECODE_THREADS)
     try:
-        results = pool.map(lambda p: decode_image(p, image_size, channels, max_megapixels), files)
+        results = _in_order(pool, lambda p: decode_image(p, image_size, channels, max_megapixels), files)
         for i, result in enumerate(tqdm(results, total=len(files), desc=desc, unit=" img", disable=None,
                                         leave=False)):
             if result.problem is None:
-                out[i] = result.pixels.reshape(image_size, image_size, channels)
+                chunk[filled] = result.pixels.reshape(image_size, image_size, channels)
+                filled += 1
                 keep[i] = True
+                if filled == len(chunk):
+                    flush()
             elif not skip_bad:
                 raise UserError(result.problem)
             else:
                 (small if result.too_small else large if result.too_large else unreadable).append(files[i])
+        flush()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     notes = []
@@ -153,4 +173,16 @@ def decode_images(files: list[Path], image_size: int, channels: int, skip_bad: b
         notes.append(f"skipped {len(large)} image(s) over --max-image-megapixels {max_megapixels:g} (first: {large[0]})")
     if not keep.any():
         raise UserError(f"none of the {len(files)} images in {files[0].parent} could be used: {'; '.join(notes)}")
-    return np.ascontiguousarray(out[keep].transpose(0, 3, 1, 2)), keep, notes
+    return written, keep, notes
+
+
+def _in_order(pool: ThreadPoolExecutor, fn, items: list) -> Iterator:
+    """fn(item) for each item, in order, computed by the pool at most DECODE_WINDOW ahead of the caller
+    (pool.map would decode every file before the first is written, holding them all)."""
+    pending: deque = deque()
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= DECODE_WINDOW:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()

@@ -1,6 +1,6 @@
 """The Kaggle "A-Z Handwritten Data" CSV: no header; label 0-25, then 784 pixel values 0-255
-(whole-number floats such as 22.0, from a table saved as floats, are the same integers). Parsed once
-with pandas' C parser and kept in the decoded cache."""
+(whole-number floats such as 22.0, from a table saved as floats, are the same integers). Parsed once, in
+chunks, with pandas' C parser, into the decoded cache's file that every process maps."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from wgan.data.cache import decoded_cache_dir, forget_older_caches, load_cache, save_cache, stamp
+from wgan.data.cache import stamp
 from wgan.data.core import Data, LoadOptions
+from wgan.data.decoded import Rows, decoded
 from wgan.data.idx import LETTER_CLASSES
 from wgan.data.search import candidate_dirs, default_places, searched
 from wgan.errors import UserError, first_line
@@ -22,7 +23,7 @@ LETTERS_CSV_NAMES = ("A_Z Handwritten Data.csv", "A_Z_Handwritten_Data.csv", "le
 LETTERS_COLUMNS = 1 + 28 * 28
 LETTERS_TEST_FRACTION = 0.1  # the file has no split: a fixed, seeded tenth is held out as the test split
 LETTERS_SPLIT_SEED = 20240
-CSV_CHUNK_ROWS = 20000
+CSV_CHUNK_ROWS = 4096  # parsed as int64, 25 MB a chunk: the memory the parse takes, whatever the file's size
 _CSV_LAYOUT = "expected the Kaggle A-Z layout: label 0-25 then 784 pixel values 0-255 per row, no header"
 
 
@@ -126,34 +127,60 @@ def _chunk_values(chunk) -> np.ndarray | None:
     return values.astype(np.uint8)
 
 
-def parse_letters_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read the CSV in chunks with pandas' C parser: (images uint8 N x 28 x 28, labels uint8 N)."""
-    import pandas as pd  # here, not at the top: 0.3 s and 35 MB that commands reading no CSV do not pay
+def check_parseable(path: Path) -> None:
+    """Files that are no CSV at all are refused before any row is read: an empty one, a gzipped one."""
     if path.stat().st_size == 0 or not _has_content(path):
         raise UserError(f"{path}: the file is empty; {_CSV_LAYOUT}")
     with open(path, "rb") as f:
         if f.read(2) == b"\x1f\x8b":  # the gzip magic: pandas would read its bytes as one odd column
             raise UserError(f"{path}: is gzip-compressed, not a CSV; unpack it first (gunzip -c '{path}' > letters.csv) "
                             "and pass the unpacked file")
-    parts, rows = [], 0
+
+
+def count_rows(path: Path) -> int:
+    """The lines that hold anything but blanks (which the parser skips too): the rows, known before parsing,
+    so that each row is written at its place in the split from the start."""
     try:
-        with pd.read_csv(path, header=None, chunksize=CSV_CHUNK_ROWS, engine="c") as reader, \
-                tqdm(desc=f"reading {path.name}", unit=" rows", unit_scale=True, disable=None, leave=False) as bar:
-            for chunk in reader:
-                values = _chunk_values(chunk)
-                if values is None:
-                    raise UserError(_csv_problem(path, rows) or f"{path}: rows {rows + 1}-{rows + len(chunk)} "
-                                    f"cannot be read; {_CSV_LAYOUT}")
-                parts.append(values)
-                rows += len(chunk)
-                bar.update(len(chunk))
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        raise UserError(_csv_problem(path, rows) or f"{path}: cannot be parsed ({first_line(exc, None)}); "
-                                                    f"{_CSV_LAYOUT}") from None
+        with open(path, "rb") as f:
+            return sum(1 for line in f if not line.isspace())
     except OSError as exc:
         raise UserError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    table = np.concatenate(parts)
-    return np.ascontiguousarray(table[:, 1:]).reshape(-1, 28, 28), table[:, 0].copy()
+
+
+def parse_letters_csv(path: Path, rows: Rows) -> tuple[np.ndarray, int]:
+    """Read the CSV in chunks with pandas' C parser, each chunk's images written into `rows` at once, train
+    rows first, then test rows (so a split is a slice of the file, not a 300 MB copy); returns the labels
+    (uint8, in that order) and the number of train rows. `rows` holds as many rows as count_rows says."""
+    import pandas as pd  # here, not at the top: 0.3 s and 35 MB that commands reading no CSV do not pay
+    n = rows.capacity
+    train_rows, test_rows = (letters_split_indices(n, part) for part in ("train", "test"))
+    place = np.empty(n, dtype=np.int64)  # row r of the file is row place[r] of the decoded file
+    place[np.concatenate([train_rows, test_rows])] = np.arange(n)
+    labels = np.empty(n, dtype=np.uint8)
+    done = 0
+    try:
+        with pd.read_csv(path, header=None, chunksize=CSV_CHUNK_ROWS, engine="c") as reader, \
+                tqdm(desc=f"reading {path.name}", total=n, unit=" rows", unit_scale=True, disable=None,
+                     leave=False) as bar:
+            for chunk in reader:
+                values = _chunk_values(chunk)
+                if values is None or done + len(values) > n:
+                    raise UserError(_csv_problem(path, done) or f"{path}: rows {done + 1}-{done + len(chunk)} "
+                                    f"cannot be read; {_CSV_LAYOUT}")
+                at = place[done:done + len(values)]
+                rows.put_at(at, values[:, 1:].reshape(-1, 1, 28, 28))
+                labels[at] = values[:, 0]
+                done += len(values)
+                bar.update(len(values))
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        if isinstance(exc, UserError):
+            raise
+        raise UserError(_csv_problem(path, done) or f"{path}: cannot be parsed ({first_line(exc, None)}); "
+                                                    f"{_CSV_LAYOUT}") from None
+    if done != n:
+        raise UserError(_csv_problem(path, done) or f"{path}: {done} rows parsed of the {n} lines that hold "
+                                                    f"values; {_CSV_LAYOUT}")
+    return labels, len(train_rows)
 
 
 def _has_content(path: Path) -> bool:
@@ -172,34 +199,35 @@ def load_letters_csv(split: str, data_path, options: LoadOptions = LoadOptions()
     path = find_letters_csv(data_path).resolve()
     st = path.stat()
     prefix = f"letters-csv-{stamp(path)[:8]}-"
-    cache = decoded_cache_dir() / f"{prefix}{stamp('v2', path, st.st_size, st.st_mtime_ns)}.npz"
-    notes = []
-    cached = load_cache(cache, {"images", "labels", "num_train"},
-                         lambda a: len(a["images"]) == len(a["labels"]) >= int(a["num_train"]) >= 0)
-    if cached is not None:
-        images, labels, num_train = cached["images"], cached["labels"], int(cached["num_train"])
-    else:
-        images, labels = parse_letters_csv(path)
-        # Stored train rows first, then test rows, so a split is a slice of the cache, not a 300 MB copy.
-        train_rows, test_rows = (letters_split_indices(len(labels), part) for part in ("train", "test"))
-        order = np.concatenate([train_rows, test_rows])
-        images, labels, num_train = np.take(images, order, axis=0), labels[order], len(train_rows)
-        note = save_cache(cache, images=images, labels=labels, num_train=np.array(num_train))
-        if note:
-            notes.append(note)
-        else:
-            forget_older_caches(prefix, cache)
+
+    def capacity() -> int:
+        check_parseable(path)
+        return count_rows(path)
+
+    def decode(rows: Rows) -> tuple[int, dict[str, np.ndarray]]:
+        labels, num_train = parse_letters_csv(path, rows)
+        return len(labels), {"labels": labels, "num_train": np.array(num_train)}
+
+    def consistent(count: int, arrays: dict[str, np.ndarray]) -> bool:
+        labels, num_train = arrays.get("labels"), arrays.get("num_train")
+        return (labels is not None and num_train is not None and labels.dtype == np.uint8 and labels.ndim == 1
+                and len(labels) == count >= int(num_train) >= 0 and int(labels.max(initial=0)) < len(LETTER_CLASSES))
+
+    found = decoded(prefix + stamp("v3", path, st.st_size, st.st_mtime_ns), prefix, (1, 28, 28), capacity, decode,
+                    source=str(path), consistent=consistent)
+    labels, num_train, notes = found.arrays["labels"], int(found.arrays["num_train"]), list(found.notes)
     rows = slice(0, num_train) if split == "train" else slice(num_train, None)
     if split == "test" and num_train == len(labels):
         raise UserError(f"{path}: {len(labels)} rows leave no test split (it is a seeded "
                         f"{LETTERS_TEST_FRACTION:.0%} of the rows); give at least "
                         f"{math.ceil(1 / LETTERS_TEST_FRACTION)}")
-    x = torch.from_numpy(images[rows]).unsqueeze(1)
+    x = found.images[rows]  # a slice of the mapped file: no copy
     y = torch.from_numpy(labels[rows].astype(np.int64))
     present = set(y.unique().tolist())
     absent = [c for i, c in enumerate(LETTER_CLASSES) if i not in present]
     if absent and len(y):
         # A conditional model still has these labels (the 26 columns of its grids) but nothing to learn them from.
         notes.append(f"{path}: the {split} split has no rows of letter(s) {', '.join(absent)}")
-    return Data("letters-csv", x, y, len(LETTER_CLASSES), list(LETTER_CLASSES), source=str(path), notes=notes)
+    return Data("letters-csv", x, y, len(LETTER_CLASSES), list(LETTER_CLASSES), source=str(path), notes=notes,
+                mapped_from=str(found.path or ""))
 

@@ -17,6 +17,7 @@ import hashlib
 import math
 import os
 import warnings
+import weakref
 from pathlib import Path
 from typing import Iterator
 
@@ -41,20 +42,30 @@ def shared_path(key: str) -> Path:
     return decoded_cache_dir() / f"{PREFIX}{key}.npy"
 
 
-def is_complete(path: Path, x: torch.Tensor) -> bool:
-    """Whether `path` holds a whole .npy file of images `x`: its header says x's shape and uint8 in C order (a
-    header edited to another shape of the same size would map as other images), and its size is the header's
-    plus the array's bytes."""
+def is_complete(path: Path, x: torch.Tensor | None = None) -> bool:
+    return cache_file_problem(path, x) is None
+
+
+HALF_WRITTEN = "a half-written or altered cache file (its header or size is not that of these images)"
+
+
+def cache_file_problem(path: Path, x: torch.Tensor | None = None) -> str | None:
+    """Why `path` is not a whole .npy file of uint8 images as share_images writes one (C-ordered N x C x H x W,
+    of x's shape where x is given, its size its header's plus the array's bytes), or None. A header edited to
+    another shape of the same size would map as other images; a forged one (another type, more rows than the
+    file holds) would have numpy map, or fail to map, what it claims."""
     try:
         with open(path, "rb") as f:
             major, _ = np.lib.format.read_magic(f)
             read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-            shape, fortran_order, dtype = read_header(f)
-            if tuple(shape) != tuple(x.shape) or dtype != np.uint8 or fortran_order:
-                return False
-            return os.fstat(f.fileno()).st_size == f.tell() + math.prod(shape) * dtype.itemsize
-    except (OSError, ValueError, EOFError):
-        return False
+            shape, fortran, dtype = read_header(f)
+            if dtype != np.uint8 or fortran or len(shape) != 4 or (x is not None and tuple(shape) != tuple(x.shape)):
+                return f"an altered cache file, whose header is not what this code writes for these images ({dtype} {shape})"
+            if os.fstat(f.fileno()).st_size != f.tell() + math.prod(shape):
+                return HALF_WRITTEN
+            return None
+    except Exception:  # a parser on bytes anyone could have written: whatever it raises means "not complete"
+        return HALF_WRITTEN
 
 
 @contextlib.contextmanager
@@ -70,8 +81,16 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def map_images(path: Path) -> torch.Tensor:
-    """The file's images as a tensor over a private read-only mapping (pages stay the page cache's)."""
-    array = np.load(path, mmap_mode="c")  # copy-on-write: writable for torch, and nothing ever writes
+    """The file's images as a tensor over a private read-only mapping (pages stay the page cache's), with a
+    shared lock on the file for as long as the images live, which keeps `wgan cache` from removing it."""
+    f = open(path, "rb")
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_SH)
+        array = np.load(path, mmap_mode="c")  # copy-on-write: writable for torch, and nothing ever writes
+    except BaseException:
+        f.close()
+        raise
+    weakref.finalize(array, f.close)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return torch.from_numpy(array)
@@ -84,9 +103,9 @@ def share_images(x: torch.Tensor) -> tuple[torch.Tensor, str | None]:
     note = None
     try:
         with _locked(path):
-            if path.exists() and not is_complete(path, x):
-                note = (f"{path}: a half-written or altered cache file (its header or size is not that of these "
-                        "images); written again")
+            problem = cache_file_problem(path, x) if path.exists() else None
+            if problem:
+                note = f"{path}: {problem}; written again"
             if not is_complete(path, x):
                 array = x.contiguous().numpy()
                 atomic_write(path, lambda f: np.lib.format.write_array(f, array, allow_pickle=False))
