@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 from scipy import stats as scipy_stats
 
+from wgan import rundir
+
 ROOT = Path(__file__).resolve().parent.parent
 THRESHOLDS = (100.0, 60.0, 40.0, 25.0)
 EDGE_S = 1.0  # an evaluation due at 60 s runs at the first loss read after it: 60.03 s still tells FCD at 60
@@ -172,22 +174,15 @@ def table(summary: dict) -> str:
 
 def read_curve(run_dir: Path) -> tuple[list[float], list[float], dict]:
     """(training seconds, FCD) of a run's evaluations, and its last training record (steps, rate)."""
-    times, fcds, last = [], [], {}
-    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        if "fcd" in record:
-            times.append(record["time_s"])
-            fcds.append(record["fcd"])
-        elif "loss_critic" in record:
-            last = record
-    return times, fcds, last
+    records = rundir.read_records(run_dir)
+    evaluations = [r for r in records if "fcd" in r]
+    trained = [r for r in records if rundir.is_training_record(r)]
+    return [r["time_s"] for r in evaluations], [r["fcd"] for r in evaluations], (trained[-1] if trained else {})
 
 
 def finished(run_root: Path) -> Path | None:
     runs = sorted(p for p in run_root.glob("*") if (p / "log.txt").is_file()) if run_root.is_dir() else []
-    if runs and "finished" in (runs[-1] / "log.txt").read_text():
-        return runs[-1]
-    return None
+    return runs[-1] if runs and rundir.run_status(runs[-1]) == "finished" else None
 
 
 def train_command(args, options: str, seed: int, run_root: Path) -> list[str]:

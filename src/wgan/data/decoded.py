@@ -24,8 +24,6 @@ import errno
 import fcntl
 import os
 import struct
-import warnings
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Callable, Iterator
@@ -34,6 +32,7 @@ import numpy as np
 import torch
 
 from wgan.data.cache import decoded_cache_dir, load_cache
+from wgan.data.shared import tensor_holding
 from wgan.errors import UserError, os_reason
 from wgan.files import atomic_write
 
@@ -227,11 +226,7 @@ def _mapped(path: Path, sample_shape: tuple[int, ...], consistent) -> Decoded | 
         f.close()
         raise
     # The shared lock is held as long as the images are: released when the last tensor over them goes.
-    weakref.finalize(images, f.close)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        tensor = torch.from_numpy(images)
-    return Decoded(tensor, arrays, path)
+    return Decoded(tensor_holding(images, f), arrays, path)
 
 
 def _trusted_header(f: IO[bytes], sample_shape: tuple[int, ...]) -> tuple[tuple[int, ...] | None, int]:

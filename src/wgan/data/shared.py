@@ -90,8 +90,14 @@ def map_images(path: Path) -> torch.Tensor:
     except BaseException:
         f.close()
         raise
-    weakref.finalize(array, f.close)
-    with warnings.catch_warnings():
+    return tensor_holding(array, f)
+
+
+def tensor_holding(array: np.ndarray, lock_file) -> torch.Tensor:
+    """`array` (a read-only mapping) as a tensor, `lock_file` (its shared lock) held open until the last tensor
+    over the array is gone."""
+    weakref.finalize(array, lock_file.close)
+    with warnings.catch_warnings():  # torch warns that the mapping is not writable; nothing ever writes to it
         warnings.simplefilter("ignore")
         return torch.from_numpy(array)
 

@@ -77,6 +77,10 @@ class CudaGraphStep:
     def sums(self) -> torch.Tensor:
         return self.step.sums
 
+    @property
+    def schedule(self):
+        return self.step.schedule
+
     def __call__(self) -> None:
         self.calls += 1
         pattern = self.step.penalty_pattern()

@@ -418,7 +418,7 @@ class TrainingRun:
 
     def decay_by_time(self) -> None:
         """A linear decay in a run that --max-train-seconds may end first follows the time spent too."""
-        schedule = getattr(getattr(self.step_fn, "step", self.step_fn), "schedule", None)
+        schedule = self.step_fn.schedule
         if schedule is not None and self.cfg.max_train_seconds:
             # the processes' clocks differ: all take the furthest one's, in millionths, or their rates would differ
             millionths = distributed.max_over_ranks(int(1e6 * self.training_seconds() / self.cfg.max_train_seconds))
