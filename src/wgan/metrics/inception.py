@@ -31,13 +31,20 @@ class InceptionScorer:
 
     def __init__(self, weights: Path | None, device: torch.device, test_data: Callable[[], Data]):
         self.weights = weights
-        if self.weights is not None:
-            _check_weights_file(self.weights)
+        self._weights_checked = weights is None
         self.device = device
         self.test_data = test_data
         self._tag: str | None = None
         self._network: nn.Module | None = None
         self._test_features: dict[str, torch.Tensor] | None = None
+
+    def check_weights(self) -> None:
+        """Refuses (UserError) a weights file that is missing or more than plain tensors, before anything reads
+        it; once. Called when a metric needs the network, so that a run whose file has since moved can still
+        be evaluated with the metrics that do not."""
+        if not self._weights_checked:
+            _check_weights_file(self.weights)
+            self._weights_checked = True
 
     def scores(self, x: torch.Tensor, features: tuple[dict, dict] | None = None) -> dict[str, float]:
         """FID and KID in the 2048 pool features of torch-fidelity's Inception-v3 (the TF-FID network).
@@ -99,6 +106,7 @@ class InceptionScorer:
         """torch-fidelity's Inception-v3 with its weights (the file given, else torch-fidelity's download),
         built once; MetricUnavailable when torch-fidelity or the weights cannot be had."""
         if self._network is None:
+            self.check_weights()
             fidelity = import_fidelity()
             cuda = self.device.type == "cuda"
             weights = {"feature_extractor_weights_path": str(self.weights)} if self.weights else {}
@@ -114,6 +122,7 @@ class InceptionScorer:
         """Names the test split's cached Inception features by every byte of the split and of the weights,
         so that other data or other weights never reuse them."""
         if self._tag is None:
+            self.check_weights()
             real = self.test_data()
             h = hashlib.sha256(f"{tuple(real.x.shape)}".encode())
             h.update(real.x.cpu().contiguous().numpy().tobytes())
