@@ -1,4 +1,5 @@
-"""Inception FID and KID through torch-fidelity, an optional dependency, with weights checked before use.
+"""Inception FID and KID through torch-fidelity (0.4 or later), an optional dependency, with weights checked
+before use.
 
 The test split's Inception features are computed once per evaluator and cached on disk for other
 runs, under a name that every byte of the split and of the weights goes into.
@@ -139,7 +140,7 @@ def inception_cache_dir() -> Path:
 def _drop_damaged_inception_cache(name: str) -> None:
     """Removes every cached file of `name` that is not plain tensors (damaged by a crash or a full disk, or not
     written by us), so that torch-fidelity computes it again instead of failing on it, and never unpickles
-    anything else from the cache under torch releases whose torch.load still runs pickled code by default."""
+    anything else from the cache: torch-fidelity 0.4 reads it with torch.load(weights_only=False)."""
     for f in inception_cache_dir().glob(glob.escape(name) + "-*.pt"):
         try:
             torch.load(f, map_location="cpu", weights_only=True)
@@ -156,8 +157,8 @@ def _file_sha256(path: Path) -> str:
 
 
 def _check_weights_file(path: Path) -> None:
-    """torch-fidelity unpickles the weights file in full; load it safely first so that a file holding code
-    is refused here rather than run there."""
+    """torch-fidelity unpickles the weights file in full (0.4 loads it with weights_only=False, whatever torch's
+    default); load it safely first so that a file holding code is refused here rather than run there."""
     if not path.is_file():
         raise UserError(f"--inception-weights {path}: file not found")
     # A compressed entry could unpack to far more than the file holds; torch.save's archives never have one.
