@@ -12,7 +12,7 @@ import torch
 from synth_idx import write_dataset
 from wgan import metrics
 from wgan.cli import main
-from wgan.metrics.inception import inception_cache_dir
+from wgan.metrics.inception import INCEPTION_FEATURE, inception_cache_dir
 
 fidelity_inception = pytest.importorskip("torch_fidelity.feature_extractor_inceptionv3")
 Inception = fidelity_inception.FeatureExtractorInceptionV3
@@ -85,6 +85,39 @@ def test_fid_equals_torch_fidelitys_own_formula():
     b = metrics.FeatureStats.of(np.maximum(rng.normal(loc=0.2, size=(400, 64)), 0) * 1.3)
     theirs = fid_statistics_to_metric({"mu": a.mean, "sigma": a.cov}, {"mu": b.mean, "sigma": b.cov}, False)
     assert metrics.frechet_distance(a, b) == pytest.approx(theirs["frechet_inception_distance"], rel=1e-9)
+
+
+def test_the_features_are_the_layer_torch_fidelity_computes_fid_kid_and_precision_in():
+    if not hasattr(Inception, "get_default_feature_layer_for_metric"):
+        pytest.skip("torch-fidelity before 0.4 names no layer per metric")
+    assert {Inception.get_default_feature_layer_for_metric(m) for m in ("fid", "kid", "prc")} == {INCEPTION_FEATURE}
+
+
+@pytest.mark.parametrize("save_cpu_ram", [False, True])  # torch-fidelity's two ways of computing them
+def test_precision_recall_count_what_torch_fidelitys_own_count_but_at_ties(save_cpu_ram):
+    """prc-inception's precision and recall are manifold_scores (whose real balls an evaluator draws once for
+    all its evaluations, and which density and coverage share), not torch-fidelity's: the same balls and the
+    same counts, in float64 here; but its balls are closed (<=, as in Kynkaanniemi et al.'s code) where ours
+    are open (<, as in prdc's), which parts the two only where a distance equals a radius."""
+    prc = pytest.importorskip("torch_fidelity.metric_prc")  # torch-fidelity 0.4 and later
+    gen = torch.Generator().manual_seed(0)
+    real = torch.randn(300, 64, generator=gen, dtype=torch.float64).relu()
+    fake = (torch.randn(200, 64, generator=gen, dtype=torch.float64) + 0.3).relu() * 1.2
+
+    def counts(fake, real):
+        ours = metrics.manifold_scores(real, fake, 3)
+        theirs = prc.prc_features_to_metric(fake, real, prc_neighborhood=3, save_cpu_ram=save_cpu_ram,
+                                            prc_batch_size=64, verbose=False)  # the shares in float32: counts
+        return ([round(ours["precision"] * len(fake)), round(ours["recall"] * len(real))],
+                [round(theirs["precision"] * len(fake)), round(theirs["recall"] * len(real))])
+
+    ours, theirs = counts(fake, real)
+    assert ours == theirs and 0 < ours[0] < len(fake) and 0 < ours[1] < len(real)
+    # each real point four times over: balls of radius 0, which hold the generated copies only when closed
+    # (whole numbers, so that the distances are exact in either formula and the ties are ties)
+    real = torch.randint(0, 10, (50, 16), generator=gen).double()
+    ours, theirs = counts(real.clone(), real.repeat(4, 1))
+    assert ours[0] == 0 and theirs[0] == 50
 
 
 def test_the_cache_is_named_by_the_data_and_the_weights(env, tmp_path):

@@ -150,6 +150,37 @@ def test_inception_weights_holding_code_are_refused_before_anyone_unpickles_them
         metrics.Evaluator(["fid"], dataset="fashion-mnist", inception_weights=tmp_path / "missing.pth")
 
 
+def test_inception_weights_are_checked_when_a_metric_needs_them(tmp_path):
+    """A run whose weights file has since moved is still evaluated with the metrics that do not read it."""
+    missing = tmp_path / "moved.pth"
+    assert metrics.Evaluator(["fcd"], dataset="fashion-mnist", inception_weights=missing).inception.weights == missing
+    with pytest.raises(UserError, match="moved.pth: file not found"):
+        metrics.Evaluator(["fcd", "prc-inception"], dataset="fashion-mnist", inception_weights=missing)
+
+
+def test_the_runs_inception_weights_reach_every_evaluator_built_from_it(env, tmp_path, monkeypatch):
+    """Training's evaluator, `wgan eval --run`'s for its metrics and for its analyses (--neighbours): each is
+    built from the run's config with its --inception-weights; `wgan eval --inception-weights` stands in for it."""
+    weights, other = tmp_path / "inception.pth", tmp_path / "other.pth"
+    for path in (weights, other):
+        torch.save({"w": torch.zeros(1)}, path)
+    built = []
+    init = metrics.Evaluator.__init__
+    monkeypatch.setattr(metrics.Evaluator, "__init__",
+                        lambda self, *a, **k: (init(self, *a, **k), built.append(self.inception.weights))[0])
+    runs = tmp_path / "runs"
+    assert main(["train", "--preset", "quick", "--data", str(env["data_dir"]), "--steps", "2", "--width", "8",
+                 "--batch-size", "8", "--eval-metrics", "fcd", "--eval-num-samples", "8", "--inception-weights",
+                 str(weights), "--runs-dir", str(runs), "--no-progress", "--sample-every-steps", "0",
+                 "--no-tensorboard"]) == 0
+    run = str(next(runs.iterdir()))
+    assert main(["eval", "--run", run, "--metrics", "fcd", "--num", "8", "--no-append"]) == 0
+    assert main(["eval", "--run", run, "--neighbours", "2", "--neighbours-space", "pixel", "--num", "4"]) == 0
+    assert main(["eval", "--run", run, "--metrics", "fcd", "--num", "8", "--no-append",
+                 "--inception-weights", str(other)]) == 0
+    assert built == [weights, weights, weights, other]
+
+
 def test_unknown_metric_is_one_clear_error():
     with pytest.raises(UserError, match="unknown metric.*fcdd.*choose from fcd"):
         metrics.parse_metric_names("fcdd,class-coverage")

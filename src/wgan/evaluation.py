@@ -133,10 +133,8 @@ def evaluate_run(req: EvalRequest, device, loaded: LoadedGenerator | None = None
                                                                              conditional=shape.conditional)
     rundir.check_stored_data(cfg.data, loaded.run_dir or run_dir, given=req.data)
     metrics.check_sample_count(metrics.parse_metric_names(names), req.num, "--num")
-    ev = metrics.Evaluator(metrics.parse_metric_names(names), dataset=cfg.dataset, data_path=req.data or cfg.data,
-                           image_size=cfg.image_size or None, channels=cfg.channels or None, device=device,
-                           seed=req.seed, inception_weights=req.inception_weights or cfg.inception_weights,
-                           load_options=cfg.load_options, note=req.say)
+    ev = metrics.evaluator_for(cfg, metrics.parse_metric_names(names), device=device, note=req.say, seed=req.seed,
+                               data_path=req.data, inception_weights=req.inception_weights)
     if not ev.prepare(points=bool(shape.point_dim), conditional=shape.conditional):
         raise UserError(f"--metrics {names}: none of them applies to this run; see the notes above")
     samples = metrics.generate_samples(generator, req.num, device=device, seed=req.seed, progress=req.progress)
@@ -229,10 +227,8 @@ def analyse_run(req: EvalRequest) -> None:
         raise UserError(f"--neighbours: {cfg.dataset} is drawn at random, not read from disk: it has no training "
                         "images to be near; nearest neighbours are for image datasets")
     rundir.check_stored_data(cfg.data, loaded.run_dir, given=req.data)
-    ev = metrics.Evaluator(list(SWEEP_METRICS) if truncations else [], dataset=cfg.dataset,
-                           data_path=req.data or cfg.data, image_size=cfg.image_size or None,
-                           channels=cfg.channels or None, device=device, seed=req.seed,
-                           load_options=cfg.load_options, note=req.say)
+    ev = metrics.evaluator_for(cfg, list(SWEEP_METRICS) if truncations else [], device=device, note=req.say,
+                               seed=req.seed, data_path=req.data, inception_weights=req.inception_weights)
     ev.train_data(), ev.test_data()  # a dataset missing from disk stops here, before anything is drawn
     if truncations and not ev.prepare(points=bool(shape.point_dim), conditional=shape.conditional):
         raise UserError("--truncation-sweep: none of its metrics applies to this run; see the notes above")

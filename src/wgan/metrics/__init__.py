@@ -22,7 +22,8 @@ from wgan.metrics.base import MetricUnavailable
 from wgan.metrics.classifier import (
     Classifier, classifier_path, find_classifier, fit_classifier, load_classifier, save_classifier)
 from wgan.metrics.distances import FeatureStats, class_coverage, exact_w1, frechet_distance
-from wgan.metrics.evaluator import SMALL_TEST_SPLIT, WEAK_CLASSIFIER_ACCURACY, Evaluator, training_evaluator
+from wgan.metrics.evaluator import (
+    SMALL_TEST_SPLIT, WEAK_CLASSIFIER_ACCURACY, Evaluator, evaluator_for, training_evaluator)
 from wgan.metrics.manifold import manifold_scores
 from wgan.metrics.registry import (
     METRICS, W1_POINTS, Metric, MetricResult, check_sample_count, default_metric_names, parse_metric_names)
@@ -31,7 +32,7 @@ from wgan.metrics.samples import Samples, baseline_samples, generate_samples
 
 __all__ = [
     "METRICS", "Metric", "MetricResult", "parse_metric_names", "default_metric_names",
-    "Evaluator", "training_evaluator", "flatten_results", "format_table", "run_time_at",
+    "Evaluator", "evaluator_for", "training_evaluator", "flatten_results", "format_table", "run_time_at",
     "MetricUnavailable", "Samples", "generate_samples", "baseline_samples",
     "Classifier", "classifier_path", "find_classifier", "fit_classifier", "load_classifier", "save_classifier",
     "FeatureStats", "frechet_distance", "class_coverage", "exact_w1", "check_sample_count", "manifold_scores",

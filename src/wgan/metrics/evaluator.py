@@ -50,6 +50,8 @@ class Evaluator:
         self.seed = seed
         self.inception = InceptionScorer(Path(inception_weights) if inception_weights else None, self.device,
                                          self.test_data)
+        if any(METRICS[name].needs_inception for name in self.names):  # refused now, before any work
+            self.inception.check_weights()
         self.train_classifier_if_missing = train_classifier_if_missing
         self.note = note
         self._train = train_data
@@ -205,7 +207,20 @@ class Evaluator:
 
 
 # ---------------------------------------------------------------------------------------------
-# The training loop's hook
+# The Evaluator of a run, and the training loop's hook built on it
+
+
+def evaluator_for(cfg, names: Sequence[str], *, device: torch.device | str, note: Callable[[str], None],
+                  seed: int | None = None, data_path=None, inception_weights: str | Path | None = None,
+                  train_data: Data | None = None) -> Evaluator:
+    """The Evaluator of a run from its config: every option of it that the metrics read (dataset, data, image
+    size, channels, load options, Inception weights, seed) is passed here, once for training and `wgan eval`
+    alike. `seed`, `data_path` and `inception_weights`, where given, stand in for the run's (wgan eval's --seed,
+    --data and --inception-weights); `train_data` is the training split already loaded, if any."""
+    return Evaluator(names, dataset=cfg.dataset, data_path=data_path or cfg.data, image_size=cfg.image_size or None,
+                     channels=cfg.channels or None, device=device, seed=cfg.seed if seed is None else seed,
+                     train_data=train_data, inception_weights=inception_weights or cfg.inception_weights,
+                     note=note, load_options=cfg.load_options)
 
 
 def training_evaluator(cfg, data: Data, shape, device: torch.device,
@@ -219,9 +234,7 @@ def training_evaluator(cfg, data: Data, shape, device: torch.device,
     names = parse_metric_names(cfg.eval_metrics)
     if not names:
         return None
-    ev = Evaluator(names, dataset=cfg.dataset, data_path=cfg.data, image_size=cfg.image_size or None,
-                   channels=cfg.channels or None, device=device, seed=cfg.seed, train_data=data,
-                   inception_weights=cfg.inception_weights, note=note, load_options=cfg.load_options)
+    ev = evaluator_for(cfg, names, device=device, note=note, train_data=data)
     kept = ev.prepare(points=bool(shape.point_dim), conditional=shape.conditional)
     # Inception metrics asked for but without their network (offline, no weights file): refused now, not
     # logged as skipped at every evaluation of a run trained for them.

@@ -1,4 +1,5 @@
-"""Inception FID and KID through torch-fidelity, an optional dependency, with weights checked before use.
+"""Inception FID and KID through torch-fidelity (0.4 or later), an optional dependency, with weights checked
+before use.
 
 The test split's Inception features are computed once per evaluator and cached on disk for other
 runs, under a name that every byte of the split and of the weights goes into.
@@ -31,13 +32,20 @@ class InceptionScorer:
 
     def __init__(self, weights: Path | None, device: torch.device, test_data: Callable[[], Data]):
         self.weights = weights
-        if self.weights is not None:
-            _check_weights_file(self.weights)
+        self._weights_checked = weights is None
         self.device = device
         self.test_data = test_data
         self._tag: str | None = None
         self._network: nn.Module | None = None
         self._test_features: dict[str, torch.Tensor] | None = None
+
+    def check_weights(self) -> None:
+        """Refuses (UserError) a weights file that is missing or more than plain tensors, before anything reads
+        it; once. Called when a metric needs the network, so that a run whose file has since moved can still
+        be evaluated with the metrics that do not."""
+        if not self._weights_checked:
+            _check_weights_file(self.weights)
+            self._weights_checked = True
 
     def scores(self, x: torch.Tensor, features: tuple[dict, dict] | None = None) -> dict[str, float]:
         """FID and KID in the 2048 pool features of torch-fidelity's Inception-v3 (the TF-FID network).
@@ -99,6 +107,7 @@ class InceptionScorer:
         """torch-fidelity's Inception-v3 with its weights (the file given, else torch-fidelity's download),
         built once; MetricUnavailable when torch-fidelity or the weights cannot be had."""
         if self._network is None:
+            self.check_weights()
             fidelity = import_fidelity()
             cuda = self.device.type == "cuda"
             weights = {"feature_extractor_weights_path": str(self.weights)} if self.weights else {}
@@ -114,6 +123,7 @@ class InceptionScorer:
         """Names the test split's cached Inception features by every byte of the split and of the weights,
         so that other data or other weights never reuse them."""
         if self._tag is None:
+            self.check_weights()
             real = self.test_data()
             h = hashlib.sha256(f"{tuple(real.x.shape)}".encode())
             h.update(real.x.cpu().contiguous().numpy().tobytes())
@@ -130,7 +140,7 @@ def inception_cache_dir() -> Path:
 def _drop_damaged_inception_cache(name: str) -> None:
     """Removes every cached file of `name` that is not plain tensors (damaged by a crash or a full disk, or not
     written by us), so that torch-fidelity computes it again instead of failing on it, and never unpickles
-    anything else from the cache under torch releases whose torch.load still runs pickled code by default."""
+    anything else from the cache: torch-fidelity 0.4 reads it with torch.load(weights_only=False)."""
     for f in inception_cache_dir().glob(glob.escape(name) + "-*.pt"):
         try:
             torch.load(f, map_location="cpu", weights_only=True)
@@ -147,8 +157,8 @@ def _file_sha256(path: Path) -> str:
 
 
 def _check_weights_file(path: Path) -> None:
-    """torch-fidelity unpickles the weights file in full; load it safely first so that a file holding code
-    is refused here rather than run there."""
+    """torch-fidelity unpickles the weights file in full (0.4 loads it with weights_only=False, whatever torch's
+    default); load it safely first so that a file holding code is refused here rather than run there."""
     if not path.is_file():
         raise UserError(f"--inception-weights {path}: file not found")
     # A compressed entry could unpack to far more than the file holds; torch.save's archives never have one.
