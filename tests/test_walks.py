@@ -10,7 +10,8 @@ from PIL import Image
 
 from wgan import animation
 from wgan.models import ModelShape, build_models
-from wgan.walks import PARALLEL_SINE, draw_walk_points, grid_frames, render_walk, slerp, walk_layout, walk_path
+from wgan.walks import (
+    PARALLEL_SINE, Walk, draw_walk_points, grid_frames, render_walk, slerp, walk_layout, walk_path, walk_rows)
 
 
 def random_pairs(n: int, dim: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -179,3 +180,10 @@ def test_mp4_is_written_by_imageios_ffmpeg_plugin_with_even_sides(tmp_path):
     assert fps == pytest.approx(25.0)
     # H.264 is lossy: the picture's grey and the added white row within a few levels
     assert np.abs(back[:, :31].astype(int) - 7).mean() < 4 and np.abs(back[:, 31].astype(int) - 255).mean() < 24
+
+
+def test_walk_rows_counts_the_walks_by_the_classes_each_is_shown_in():
+    walk = Walk(torch.zeros(2, 6, 1, 4, 4, dtype=torch.uint8), columns=3)
+    assert walk_rows(walk, classes_per_walk=3) == "2 walks, each in every class"
+    assert walk_rows(walk, classes_per_walk=0) == "6 walks"
+    assert walk_rows(Walk(walk.frames[:, :1], columns=1), classes_per_walk=0) == "1 walk"

@@ -27,6 +27,7 @@ from wgan import checkpoint, launch, rundir, sampling
 from wgan.errors import UserError, writing
 from wgan.evaluation import EvalRequest, evaluate_run
 from wgan.run_report import report_run
+from wgan.sample_request import sample_options, walk_options
 from wgan.sample_rules import (
     DEFAULT_FRAME_MS, DEFAULT_SAMPLES, DEFAULT_WALK_FRAMES, check_count, check_export_suffix, label_index)
 from wgan.walks import render_walk
@@ -184,8 +185,9 @@ class TrainedGenerator:
         [-truncation, truncation] (resampled, not clamped). seed: the same seed gives the same samples."""
         seed = random.SystemRandom().randrange(2**62) if seed is None else seed
         check_count(batch_size, "batch_size")
-        samples = sampling.draw_samples(self.module, self.classes, num, labels=labels, truncation=truncation,
-                                        seed=seed, device=self.device, batch_size=batch_size)
+        request = sampling.samples_for(self.module, self.classes,
+                                       sample_options(num, label=labels, truncation=truncation, seed=seed))
+        samples = sampling.draw_samples(self.module, request, device=self.device, batch_size=batch_size)
         return samples.x.to(self.device)
 
     def walk(self, num_points: int = 4, frames: int = 8, num_walks: int = 1, label=None,
@@ -194,25 +196,27 @@ class TrainedGenerator:
         `num_points` fixed noise points, `frames` frames between neighbours (T = num_points * frames). A
         conditional generator shows each walk in every class (K = num_walks * classes, walk by walk), or in
         the one class `label` names."""
-        plan = sampling.plan_walk(self.module, self.classes, num_points=num_points, frames=frames,
-                                  num_walks=num_walks, label=label, truncation=truncation, seed=seed)
-        return render_walk(self.module, device=self.device, **plan).frames.to(self.device)
+        request = sampling.walk_for(self.module, self.classes, walk_options(
+            num_points, frames, num_walks=num_walks, label=label, truncation=truncation, seed=seed))
+        return render_walk(self.module, device=self.device, **request.render_options()).frames.to(self.device)
 
     def save_samples(self, path: str | Path, num: int = DEFAULT_SAMPLES, labels=None, truncation: float | None = None,
                      seed: int = 0) -> Path:
         """`num` samples written to `path` as `wgan sample` writes them: a .png grid, or a .npz array (uint8
         images and their labels; points for point data). The same seed gives the same file."""
-        return sampling.write_samples(self.module, self.classes, Path(path), num, label=labels,
-                                      truncation=truncation, seed=seed, device=self.device)
+        request = sampling.samples_for(self.module, self.classes, sample_options(
+            num, label=labels, truncation=truncation, seed=seed, out=Path(path)))
+        return sampling.write_samples(self.module, request, device=self.device)
 
     def save_walk(self, path: str | Path, num_points: int = 4, frames: int = DEFAULT_WALK_FRAMES,
                   num_walks: int | None = None, label=None, truncation: float | None = None, seed: int = 0,
                   frame_ms: int = DEFAULT_FRAME_MS) -> Path:
         """The walks of `walk` as a .gif or .mp4 at `path`, as `wgan sample --walk` writes them; `num_walks`
         None: a 4 x 4 grid, or 4 rows of every class of a conditional generator."""
-        sampling.write_walk(self.module, self.classes, Path(path), num_points=num_points, frames=frames,
-                            num_walks=num_walks, label=label, truncation=truncation, seed=seed, frame_ms=frame_ms,
-                            device=self.device)
+        request = sampling.walk_for(self.module, self.classes, walk_options(
+            num_points, frames, frame_ms=frame_ms, num_walks=num_walks, label=label, truncation=truncation, seed=seed,
+            out=Path(path)))
+        sampling.write_walk(self.module, request, device=self.device)
         return Path(path)
 
     def export(self, path: str | Path) -> Path:

@@ -1,7 +1,7 @@
 """The rules on asking a trained generator for samples and latent walks: counts and the memory they need,
 labels by name or number, truncation, seeds, walk sizes and output files.
 
-The Python API (wgan.api) and `wgan sample` (through wgan.sampling) both check here, so a rule is said
+The Python API (wgan.api) and `wgan sample` both apply them through wgan.sample_request, so a rule is said
 once and in the same words; each caller passes the names its user knows (`num=0` from Python, `--num 0`
 on the command line). Every refusal is a UserError (a ValueError). Imports no numerical library: the
 command line's help shows the defaults below.
@@ -119,6 +119,11 @@ def check_samples_file(out: Path, num: int, shape, names: Names) -> None:
     """What a samples file can hold: a grid (.png) of at most MAX_GRID_IMAGES images, or an array (.npz);
     points only as an array."""
     check_samples_suffix(out, names)
+    check_samples_fit(out, num, shape, names)
+
+
+def check_samples_fit(out: Path, num: int, shape, names: Names) -> None:
+    """What a samples file of a known suffix (check_samples_suffix) can hold of this generator's samples."""
     if out.suffix == ".png" and num > MAX_GRID_IMAGES:
         raise UserError(f"{named(names.num, num)}: a grid of more than {MAX_GRID_IMAGES:,} images; write them as .npz")
     if shape.point_dim and out.suffix != ".npz":
@@ -134,6 +139,13 @@ def check_not_animation(out: Path, names: Names) -> None:
     if out.suffix.lower() in (".gif", ".mp4"):
         raise UserError(f"{named(names.out, out)}: an animation is a latent walk; add {names.walk} N (its number "
                         "of points), or write samples as .png or .npz")
+
+
+def check_no_walk_options(frames, frame_ms, names: Names) -> None:
+    """`wgan sample` without --walk: the options only a walk has are refused, not ignored."""
+    given = [n for n, v in ((names.frames, frames), (names.frame_ms, frame_ms)) if v is not None]
+    if given:
+        raise UserError(f"{given[0]}: only for a latent walk; add {names.walk} N (its number of points)")
 
 
 def check_walk_options(num_points, frames, frame_ms, num_walks, names: Names) -> None:
@@ -154,6 +166,14 @@ def check_animation_file(out: Path, names: Names) -> None:
         raise UserError(f"{named(names.out, out)}: {problem}")
 
 
+def check_walk_generator(shape, label, names: Names) -> None:
+    """A walk is of images, and in a class only where the generator has classes."""
+    if shape.point_dim:
+        raise UserError(f"{names.walk}: this generator makes 2-D points; a latent walk is a sequence of images")
+    if label is not None and not shape.conditional:
+        raise UserError(f"{names.label}: this generator is not class-conditional")
+
+
 def check_walk_size(images: int, shape, names: Names, memory: int) -> None:
     """A walk whose frames cannot be held in `memory` bytes is refused before rendering, with what it needs."""
     need = images * math.prod(shape.sample_shape) * 4  # the images, and their grids in RGB (uint8)
@@ -161,25 +181,3 @@ def check_walk_size(images: int, shape, names: Names, memory: int) -> None:
         sizes = "/".join(dict.fromkeys((names.walk, names.frames, names.num_walks)))
         raise UserError(f"{sizes}: {images:,} images, {need / 2**30:.1f} GiB in memory, more than a quarter of this "
                         f"machine's {memory / 2**30:.0f} GiB; use fewer points, frames or walks")
-
-
-def check_sample_options(out: Path, *, walk: int | None, num: int | None, truncation, seed, frames: int | None,
-                         frame_ms: int | None, names: Names = OPTIONS) -> tuple[int | None, int | None, int | None]:
-    """`wgan sample`'s options together, before any generator is loaded: samples (walk None) or a walk of
-    `walk` points; returns num, frames and frame_ms with their defaults filled in (num None for a walk:
-    the generator decides)."""
-    check_truncation(truncation, names.truncation)
-    check_seed(seed, names.seed)
-    if walk is None:
-        given = [n for n, v in ((names.frames, frames), (names.frame_ms, frame_ms)) if v is not None]
-        if given:
-            raise UserError(f"{given[0]}: only for a latent walk; add {names.walk} N (its number of points)")
-        check_not_animation(out, names)
-        num = check_count(DEFAULT_SAMPLES if num is None else num, names.num)
-        check_samples_suffix(out, names)
-        return num, None, None
-    frames = DEFAULT_WALK_FRAMES if frames is None else frames
-    frame_ms = DEFAULT_FRAME_MS if frame_ms is None else frame_ms
-    check_walk_options(walk, frames, frame_ms, num, names)
-    check_animation_file(out, names)
-    return num, frames, frame_ms

@@ -106,6 +106,15 @@ def render_walk(generator: nn.Module, *, num_walks: int, num_points: int, frames
     return Walk(images.reshape(path.shape[0], num_walks * per_walk, *images.shape[1:]), columns)
 
 
+def walk_rows(walk: Walk, classes_per_walk: int) -> str:
+    """What the walks of a picture are: "4 walks", or "2 walks, each in every class" (`classes_per_walk`:
+    the number of classes each walk is shown in, side by side; 0: each walk is one image)."""
+    if classes_per_walk:
+        return f"{walk.frames.shape[1] // classes_per_walk} walks, each in every class"
+    num = walk.frames.shape[1]
+    return f"{num} walk{'s' * (num > 1)}"
+
+
 def grid_frames(walk: Walk) -> torch.Tensor:
     """Each frame's images as one grid picture, white between them: uint8 (T, H, W, 3)."""
     grids = [make_grid(frame, nrow=walk.columns, padding=2, pad_value=255) for frame in walk.frames]
