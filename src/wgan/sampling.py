@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from wgan import checkpoint
+from wgan import exported
 from wgan.animation import write_animation
 from wgan.distributed import memory_bytes, resolve_device
 from wgan.errors import UserError, first_line, named, writing
@@ -145,7 +145,7 @@ def sample_file(source: Path, out: Path, *, walk: int | None = None, num: int | 
     num, frames, frame_ms = check_sample_options(out, walk=walk, num=num, truncation=truncation, seed=seed,
                                                  frames=frames, frame_ms=frame_ms, names=names)
     device = resolve_device(device)
-    loaded = checkpoint.load_generator(Path(source), device, raw=raw, option=option)
+    loaded = exported.load_generator(Path(source), device, raw=raw, option=option)
     if walk is None:
         write_samples(loaded.generator, loaded.class_names, out, num, label=label, truncation=truncation, seed=seed,
                       device=device, names=names, progress=True)
