@@ -56,7 +56,7 @@ def train_tiny(runs, data, *extra) -> Path:
 def cli_peak_growth_mib(*argv) -> tuple[int, str, float]:
     """`wgan ARGV` in a fresh process: (exit code, stderr, how far its peak RSS rose above what the imports
     took, MiB). Peak RSS only ever grows, so the rise is what the command itself allocated at its worst."""
-    code = ("import resource, sys; from wgan.cli import main; import torch, safetensors.torch, wgan.checkpoint, "
+    code = ("import resource, sys; from wgan.cli import main; import torch, safetensors.torch, wgan.exported, "
             "wgan.metrics.samples, wgan.grids; before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
             "rc = main(sys.argv[1:]); after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
             "print(f'PEAK_GROWTH_KB {after - before}', file=sys.stderr); sys.exit(rc)")

@@ -17,6 +17,7 @@ import torch
 
 from cli_helpers import TINY, run_cli, snapshot
 from wgan import checkpoint as ckpt
+from wgan import exported
 from wgan import rundir
 from wgan.errors import UserError
 
@@ -272,7 +273,7 @@ def test_export_writes_the_newest_generator_with_its_config(trained, tmp_path, r
         assert set(f.keys()) == set(expected)
         assert all(torch.equal(f.get_tensor(k), expected[k]) for k in f.keys())
     assert not all(torch.equal(state["generator"][k], state["ema"]["generator"][k]) for k in expected)
-    assert meta["format"] == ckpt.GENERATOR_FORMAT and meta["step"] == "4"
+    assert meta["format"] == exported.GENERATOR_FORMAT and meta["step"] == "4"
     assert meta["weights"] == ("raw" if raw else "ema")
     assert json.loads(meta["config"])["width"] == 8
     assert json.loads(meta["shape"])["latent_dim"] == 16
@@ -311,7 +312,7 @@ def test_sample_refuses_bad_weight_files(trained, wide_run, tmp_path):
     mismatched = tmp_path / "mismatched.safetensors"
     state = ckpt.load_checkpoint(newest(wide_run))
     narrow = ckpt.load_checkpoint(newest(trained))
-    ckpt.save_generator(mismatched, state["generator"], json.loads(narrow["config"]), json.loads(narrow["shape"]), 2)
+    exported.save_generator(mismatched, state["generator"], json.loads(narrow["config"]), json.loads(narrow["shape"]), 2)
     for path, problem in ((garbage, "not a readable safetensors"), (bare, "without wgan metadata"),
                           (mismatched, "do not match")):
         code, _, err = run_cli("sample", "--weights", path, "--out", tmp_path / "x.png")

@@ -1,5 +1,5 @@
 """Class names travel with a trained generator: in its checkpoints, in generator.safetensors and in what
-`wgan export` writes; files written before they did load with the dataset's names, else the numbers."""
+`wgan export` writes (files written before they did: test_legacy.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from safetensors import safe_open
 
 from cli_helpers import TINY, run_cli, train_tiny
 from wgan import checkpoint as ckpt
+from wgan import exported
 from wgan.data.idx import FASHION_CLASSES
 from wgan.errors import UserError
 
@@ -48,39 +49,15 @@ def test_checkpoints_and_exports_hold_the_class_names(trained, tmp_path):
     code, _, err = run_cli("export", "--run", trained, "--out", tmp_path / "G.safetensors")
     assert code == 0, err
     assert json.loads(metadata(tmp_path / "G.safetensors")["class_names"]) == FASHION_CLASSES
-    assert ckpt.load_generator(tmp_path / "G.safetensors").class_names == FASHION_CLASSES
+    assert exported.load_generator(tmp_path / "G.safetensors").class_names == FASHION_CLASSES
 
 
 def test_an_unconditional_generator_has_no_class_names(tmp_path, fashion_idx_dir):
     code, _, err = run_cli("train", *TINY, "--data", fashion_idx_dir, "--runs-dir", tmp_path / "runs", "--steps", "1")
     assert code == 0, err
     (run,) = (tmp_path / "runs").iterdir()
-    assert ckpt.load_generator(run).class_names == []
+    assert exported.load_generator(run).class_names == []
     assert json.loads(metadata(run / "generator.safetensors")["class_names"]) == []
-
-
-def test_a_checkpoint_written_before_class_names_were_kept_names_them_as_its_dataset(run):
-    rewrite_newest(run, lambda state: state.pop("class_names"))
-    assert ckpt.load_generator(run).class_names == FASHION_CLASSES
-
-
-def test_an_old_checkpoint_of_an_image_folder_numbers_its_classes(run):
-    def as_folder_run(state):
-        state.pop("class_names")
-        state["config"] = json.dumps({**json.loads(state["config"]), "dataset": "image-folder"})
-    rewrite_newest(run, as_folder_run)
-    (run / "config.json").write_text(json.dumps({**json.loads((run / "config.json").read_text()),
-                                                 "dataset": "image-folder"}))
-    assert ckpt.load_generator(run).class_names == [str(i) for i in range(10)]
-
-
-def test_an_old_export_without_class_names_names_them_as_its_dataset(trained, tmp_path):
-    loaded = ckpt.load_generator(trained / "generator.safetensors")
-    old = tmp_path / "old.safetensors"
-    ckpt.save_generator(old, loaded.generator.state_dict(), loaded.config.to_dict(),
-                        loaded.generator.shape.__dict__, 2)  # no class_names, as before
-    assert "class_names" not in metadata(old)
-    assert ckpt.load_generator(old).class_names == FASHION_CLASSES
 
 
 @pytest.mark.parametrize("names, needle", [(["a", "b"], "2 class names for 10 classes"),
@@ -88,7 +65,7 @@ def test_an_old_export_without_class_names_names_them_as_its_dataset(trained, tm
 def test_edited_class_names_are_refused_naming_the_file(run, names, needle):
     path = rewrite_newest(run, lambda state: state.update(class_names=names))
     with pytest.raises(UserError, match=needle) as info:
-        ckpt.load_generator(run)
+        exported.load_generator(run)
     assert str(path) in str(info.value)
     code, _, err = run_cli("sample", "--run", run, "--num", "2", "--out", run / "x.npz")
     assert code == 2 and needle in err and len(err.strip().splitlines()) == 1
@@ -102,4 +79,4 @@ def test_unreadable_class_names_in_an_export_are_refused(trained, tmp_path):
     bad = tmp_path / "bad.safetensors"
     save_file(load_file(trained / "generator.safetensors"), bad, metadata={**meta, "class_names": "[not json"})
     with pytest.raises(UserError, match="unreadable class names"):
-        ckpt.load_generator(bad)
+        exported.load_generator(bad)

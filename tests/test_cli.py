@@ -534,13 +534,13 @@ def test_neighbours_of_data_gone_from_disk_or_never_on_it_are_refused(tmp_path, 
     assert snapshot(run) == before
 
     # a toy run (its generator as loading one gives it; the data are drawn, never on disk)
-    from wgan import checkpoint
+    from wgan import exported
     from wgan.models import ModelShape, build_models
 
     toy_cfg = preset_config("toy-8gaussians", width=8)
     shape = ModelShape(latent_dim=toy_cfg.latent_dim, point_dim=2, channels=0, image_size=0)
     generator = build_models(toy_cfg.model, shape)[0]
-    monkeypatch.setattr(checkpoint, "load_generator", lambda *a, **k: checkpoint.LoadedGenerator(
+    monkeypatch.setattr(exported, "load_generator", lambda *a, **k: exported.LoadedGenerator(
         generator, toy_cfg, 2, run))
     before = snapshot(run)
     rc, _, err = run_cli(capsys, "eval", "--run", str(run), "--neighbours", "4", "--device", "cpu")

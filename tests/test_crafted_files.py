@@ -28,6 +28,7 @@ import wgan
 from cli_helpers import cli_peak_growth_mib as _cli_peak_growth_mib
 from cli_helpers import run_cli, train_tiny
 from wgan import checkpoint as ckpt
+from wgan import exported as exported_format
 from wgan import models, rundir
 from wgan.data.cache import load_cache, save_cache
 from wgan.data.core import Data
@@ -98,13 +99,13 @@ def test_loading_a_generator_gives_no_critic_any_memory(exported, monkeypatch):
         return real_build(name, shape)
 
     monkeypatch.setattr(models, "build_models", spy)
-    loaded = ckpt.load_generator(exported)
+    loaded = exported_format.load_generator(exported)
     assert built_on == ["meta"], built_on
     assert all(p.device.type == "cpu" for p in loaded.generator.parameters())
 
 
 def test_a_generator_that_makes_other_samples_than_its_shape_states_is_found(exported):
-    generator = ckpt.load_generator(exported).generator
+    generator = exported_format.load_generator(exported).generator
     assert models.samples_problem(generator) is None
     generator.shape = dataclasses.replace(generator.shape, channels=3)  # the weights still make one channel
     assert "not the (3, 28, 28) stated" in models.samples_problem(generator)
@@ -125,7 +126,7 @@ def test_shape_fields_edited_into_nonsense_are_named(exported, tmp_path, changes
 
 def test_tensors_are_read_only_once_their_header_sizes_fit_the_model(exported, tmp_path, monkeypatch):
     reads = []
-    real_open = ckpt.safe_open
+    real_open = exported_format.safe_open
 
     class Spy:
         def __init__(self, *args, **kwargs):
@@ -145,7 +146,7 @@ def test_tensors_are_read_only_once_their_header_sizes_fit_the_model(exported, t
         def __getattr__(self, name):
             return getattr(self.inner, name)
 
-    monkeypatch.setattr(ckpt, "safe_open", Spy)
+    monkeypatch.setattr(exported_format, "safe_open", Spy)
     foreign = tmp_path / "model.safetensors"  # another program's weights: no wgan metadata
     save_file({"embed.weight": torch.zeros(256, 1024)}, str(foreign), metadata={"format": "pt"})
     with pytest.raises(ValueError, match="without wgan metadata"):

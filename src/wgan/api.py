@@ -23,7 +23,7 @@ from typing import Callable
 
 import torch
 
-from wgan import checkpoint, launch, rundir, sampling
+from wgan import exported, launch, rundir, sampling
 from wgan.errors import UserError, writing
 from wgan.evaluation import EvalRequest, evaluate_run
 from wgan.run_report import report_run
@@ -124,8 +124,8 @@ def load_generator(source: str | Path, device: str | torch.device = "cpu",
     """The generator of `source`: a run directory (its newest checkpoint, else its generator.safetensors),
     a checkpoint file of a run, or a .safetensors file written by `wgan export`. The moving average of its
     weights where the run kept one, as `wgan sample` does; the trained weights with `raw_generator=True`."""
-    return TrainedGenerator(checkpoint.load_generator(_path(source, "load_generator"), device, raw=raw_generator,
-                                                     option="load_generator"))
+    return TrainedGenerator(exported.load_generator(_path(source, "load_generator"), device, raw=raw_generator,
+                                                   option="load_generator"))
 
 
 def _path(value, name: str) -> Path:
@@ -140,7 +140,7 @@ def _path(value, name: str) -> Path:
 class TrainedGenerator:
     """A trained generator and what it makes: `classes`, `latent_dim`, `image_shape`, `device`."""
 
-    def __init__(self, loaded: checkpoint.LoadedGenerator):
+    def __init__(self, loaded: exported.LoadedGenerator):
         self.module = loaded.generator  # the torch module, in eval mode
         self.config = loaded.config  # the TrainConfig it was trained with
         self.step = loaded.step  # the training step it was saved at (None: the file does not say)
@@ -226,9 +226,9 @@ class TrainedGenerator:
         check_export_suffix(path, "path")
         with writing("path", path):
             path.parent.mkdir(parents=True, exist_ok=True)
-            checkpoint.save_generator(path, self.module.state_dict(), self.config.to_dict(),
-                                      dict(self.module.shape.__dict__), self.step, self.weights,
-                                      class_names=list(self.classes) or None)
+            exported.save_generator(path, self.module.state_dict(), self.config.to_dict(),
+                                    dict(self.module.shape.__dict__), self.step, self.weights,
+                                    class_names=list(self.classes) or None)
         return path
 
     def class_index(self, label) -> int:

@@ -284,7 +284,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from wgan.checkpoint import export_run
+    from wgan.exported import export_run
 
     point, weights = export_run(Path(args.run), Path(args.out), raw=args.raw_generator)
     what = "the moving average of the generator" if weights == "ema" else "the generator"

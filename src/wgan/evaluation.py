@@ -13,8 +13,8 @@ from typing import Callable
 
 import torch
 
-from wgan import checkpoint, metrics, rundir
-from wgan.checkpoint import LoadedGenerator
+from wgan import exported, metrics, rundir
+from wgan.exported import LoadedGenerator
 from wgan.data import load_dataset
 from wgan.distributed import memory_bytes, resolve_device
 from wgan.errors import UserError, os_reason
@@ -121,7 +121,7 @@ def evaluate_run(req: EvalRequest, device, loaded: LoadedGenerator | None = None
     """The metrics of the generator of run `req.run` (or of `loaded`), printed as a table and, unless
     `req.no_append`, appended to the run's metrics.jsonl; returns them as that record's fields."""
     check_request(req)
-    loaded = loaded or checkpoint.load_generator(Path(req.run), device, raw=req.raw_generator)
+    loaded = loaded or exported.load_generator(Path(req.run), device, raw=req.raw_generator)
     run_dir = Path(req.run) if req.run else loaded.run_dir or Path(rundir.GENERATOR)  # what the table names
     generator, cfg = loaded.generator, loaded.config
     check_samples_fit(req.num, generator.shape.sample_shape, generator.shape.latent_dim)
@@ -218,7 +218,7 @@ def analyse_run(req: EvalRequest) -> None:
     if truncations:
         metrics.check_sample_count(SWEEP_METRICS, req.num, "--num")
     device = resolve_device(req.device)
-    loaded = checkpoint.load_generator(Path(req.run), device, raw=req.raw_generator)
+    loaded = exported.load_generator(Path(req.run), device, raw=req.raw_generator)
     if loaded.run_dir is None:
         raise UserError(f"--run {req.run}: not in a run directory, where the pictures go; pass the run's folder")
     cfg, shape = loaded.config, loaded.generator.shape

@@ -11,7 +11,7 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageDraw, ImageFont
 
-from wgan import checkpoint, rundir
+from wgan import checkpoint, exported, rundir
 from wgan.animation import save_gif, write_animation
 from wgan.errors import UserError, os_reason
 from wgan.files import atomic_write, bounded_lines, pyplot, read_small_text
@@ -242,7 +242,7 @@ def make_walk(run_dir: Path, path: Path, notes: list[str]) -> bool:
     if path.is_file() and path.stat().st_mtime_ns >= source.stat().st_mtime_ns:
         return True
     try:
-        generator = checkpoint.load_generator(run_dir, "cpu").generator
+        generator = exported.load_generator(run_dir, "cpu").generator
     except UserError as exc:
         notes.append(f"no {rundir.WALK}: {exc}")
         return False

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from wgan import checkpoint
+from wgan import exported
 from wgan.animation import write_animation
 from wgan.distributed import memory_bytes, resolve_device
 from wgan.errors import UserError, first_line, named, writing
@@ -102,7 +102,7 @@ def sample_file(source: Path, out: Path, *, walk: int | None = None, num: int | 
     options = command_options(Path(out), walk=walk, num=num, label=label, truncation=truncation, seed=seed,
                               frames=frames, frame_ms=frame_ms, names=names)
     device = resolve_device(device)
-    loaded = checkpoint.load_generator(Path(source), device, raw=raw, option=option)
+    loaded = exported.load_generator(Path(source), device, raw=raw, option=option)
     if isinstance(options, SampleOptions):
         request = samples_for(loaded.generator, loaded.class_names, options)
         write_samples(loaded.generator, request, device=device, progress=True)

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from wgan.data import Data, to_model_space
 from wgan.errors import UserError, first_line
 from wgan.files import atomic_write, stored_zip_problem, user_cache_dir
+from wgan.legacy import old_classifier_cache
 from wgan.metrics.base import MetricUnavailable
 
 CLASSIFIER_FORMAT = "wgan-classifier-1"
@@ -109,14 +110,8 @@ def find_classifier(data: Data) -> Path | None:
     for path in (classifier_path(data), SHIPPED_DIR / _file_name(data)):
         if path.is_file():
             return path
-    legacy = user_cache_dir() / "classifiers" / _file_name(data, with_hash=False)
-    if not legacy.is_file() or stored_zip_problem(legacy):  # absent, or not what torch.save writes
-        return None
-    try:
-        state = torch.load(legacy, map_location="cpu", weights_only=True)
-    except Exception:  # absent, damaged, or not ours: as good as no classifier
-        return None
-    return legacy if isinstance(state, dict) and state.get("fingerprint") == data_fingerprint(data) else None
+    return old_classifier_cache(user_cache_dir() / "classifiers" / _file_name(data, with_hash=False),
+                                data_fingerprint(data))
 
 
 def data_fingerprint(data: Data) -> str:

@@ -57,8 +57,3 @@ class GeneratorEMA:
     def load_state_dict(self, state: dict) -> None:
         self.module.load_state_dict(state["generator"])
         self.images.fill_(float(state["images"]))
-
-    def restart_from(self, generator: nn.Module, images: float) -> None:
-        """The average starts again at the generator's weights (a checkpoint written without one)."""
-        self.module.load_state_dict(generator.state_dict())
-        self.images.fill_(images)

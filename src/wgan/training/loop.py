@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from wgan import checkpoint as ckpt
 from wgan import distributed, rundir, run_report
-from wgan.config import TrainConfig, flag, validate
+from wgan.config import TrainConfig, validate
 from wgan.data import to_uint8_images
 from wgan.errors import Stopped, TrainingDiverged, UserError, os_reason, remedy, writing
 from wgan.grids import save_grid
@@ -147,11 +147,9 @@ def check_finite_losses(stats: dict[str, float], first_step: int, last_step: int
 
 
 def resume_problem(cfg: TrainConfig, point: ckpt.ResumePoint, total_steps: int) -> str | None:
-    diffs = ckpt.config_differences(point.config, cfg.to_dict())
-    if diffs:
-        allowed = ", ".join(flag(n) for n in ckpt.RESUMABLE_OPTIONS)
-        return (f"{point.checkpoint}: written with other options ({'; '.join(diffs[:4])}); on resume only "
-                f"{allowed} may change")
+    problem = ckpt.config_change_problem(point, cfg.to_dict())
+    if problem:
+        return problem
     if point.step > total_steps:
         return f"{point.checkpoint}: at step {point.step}, past --steps {total_steps}; pass --steps {point.step} or more"
     return None

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from wgan import checkpoint as ckpt
+from wgan import exported, legacy
 from wgan import distributed
 from wgan.classes import names_or_numbers
 from wgan.config import TrainConfig, validate
@@ -274,7 +275,8 @@ class TrainState:
         return state
 
     def load_state_dict(self, state: dict, source: Path) -> None:
-        """Restore everything that shapes the rest of the trajectory; a mismatch names `source`."""
+        """Restore everything that shapes the rest of the trajectory from `state`, a checkpoint as
+        checkpoint.load_checkpoint reads it (in today's layout); a mismatch names `source`."""
         try:
             self.generator.load_state_dict(state["generator"])
             self.critic.load_state_dict(state["critic"])
@@ -289,16 +291,14 @@ class TrainState:
             saved = state["pending"]
             pending = {"steps": int(saved["steps"]), "sums": saved["sums"].float().reshape(len(STAT_NAMES)),
                        "seconds": float(saved["seconds"])}
-            if self.ema is not None and state.get("ema") is not None:
+            if self.ema is not None:
                 self.ema.load_state_dict(state["ema"])
+            notes = list(state[legacy.NOTES])  # what upgrading a checkpoint of an earlier format had to say
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
             raise UserError(f"{source}: checkpoint does not match this model/config ({first_line(exc, 200)})") from None
         self.fixed_z, self.fixed_labels, self.step, self.elapsed_s = fixed_z, fixed_labels, step, elapsed_s
         self.pending = pending
-        if self.ema is not None and state.get("ema") is None:  # written before the run had an average
-            self.ema.restart_from(self.generator, images=step * self.ema.images_per_step)
-            self.notes.append(f"{source} holds no moving average of the generator: it starts from the generator "
-                              f"at step {step}")
+        self.notes += notes
 
     @property
     def class_names(self) -> list[str]:
@@ -367,5 +367,5 @@ def check_finite_parameters(state: TrainState) -> None:
 def export_generator(state: TrainState, path: Path) -> None:
     """generator.safetensors: the sampled generator's weights (the moving average where the run keeps one)
     with the config and shape in its metadata."""
-    ckpt.save_generator(path, state.sampled_generator().state_dict(), state.cfg.to_dict(), state.shape.__dict__,
-                        state.step, weights="raw" if state.ema is None else "ema", class_names=state.class_names)
+    exported.save_generator(path, state.sampled_generator().state_dict(), state.cfg.to_dict(), state.shape.__dict__,
+                            state.step, weights="raw" if state.ema is None else "ema", class_names=state.class_names)
