@@ -59,11 +59,6 @@ def test_every_entry_of_a_registry_is_in_its_options_help(registry, capsys, monk
     assert names and not missing(names, option_help(capsys, monkeypatch, command, option))
 
 
-def test_the_old_loss_help_would_have_failed():
-    """The check above is not vacuous: the help --loss had before spectral normalisation was listed."""
-    assert missing(choices.LOSSES, "clip (WGAN), gp (WGAN-GP) or lp (one-sided penalty)") == ["sn"]
-
-
 def test_the_implementations_are_the_declared_names():
     assert list(MODELS) == list(choices.MODEL_SPECS)
     assert list(METRICS) == list(metric_rules.METRIC_SPECS)
