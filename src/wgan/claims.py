@@ -39,6 +39,9 @@ from scipy import stats
 from torch import nn
 
 from wgan import losses
+from wgan.claim_options import (
+    DEFAULT_CHECKS, DEFAULT_DATASETS, DEFAULT_LOSSES, DEFAULT_POINTS, DEFAULT_SEED, DEFAULT_STEPS, DEFAULT_WIDTH,
+    LOSS_LABELS, LOSS_SETTINGS, MIN_STEPS_TRAINED, MIN_STEPS_TRAINING, MIN_TRACKING_CHECKS, TOY_DATASETS)
 from wgan.config import preset_config, validate
 from wgan.data import load_dataset
 from wgan.distributed import memory_bytes, resolve_device
@@ -51,30 +54,6 @@ from wgan.training.fast import make_step
 from wgan.training.state import TrainState, check_model_memory
 from wgan.training.step import generator_iteration
 
-TOY_DATASETS = ("toy-8gaussians", "toy-25gaussians", "toy-swissroll")
-# The gradient penalty is each toy preset's own setting (the WGAN-GP paper's toy code: lambda 0.1,
-# Adam 1e-4, betas (0.5, 0.9)); clipping is the WGAN paper's (RMSprop 5e-5, c = 0.01).
-LOSS_SETTINGS: dict[str, dict] = {
-    "gp": {},
-    "clip": dict(loss="clip", optimizer="rmsprop", lr_critic=5e-5, lr_generator=5e-5, clip_value=0.01),
-}
-LOSS_LABELS = {"gp": "gradient penalty", "clip": "weight clipping"}
-# `wgan claims`' defaults, which its --help shows.
-DEFAULT_DATASETS = TOY_DATASETS
-DEFAULT_LOSSES = tuple(LOSS_SETTINGS)
-DEFAULT_STEPS = 2000
-DEFAULT_CHECKS = 16
-DEFAULT_POINTS = 2000
-DEFAULT_WIDTH = 512  # the paper's toy models
-DEFAULT_SEED = 0
-# The shortest runs a verdict is drawn from, set by how the default runs behave: W1 falls below half
-# of its start after 20-30 steps with the penalty, after 50-150 with clipping, whose W1 first rises;
-# the penalised critic's estimate overshoots W1 up to 4x in the first tens of steps and on 8 Gaussians
-# is still about 3x W1 at step 200. Unrelated points give a Pearson r >= 0.8 with p = 0.1 from 4 of
-# them, under 0.01 from 8.
-MIN_STEPS_TRAINING = 500  # for claims about the course of training: W1 falls, the estimate tracks it
-MIN_STEPS_TRAINED = 1000  # for claims about the trained critic: its gradient norm, estimate and weights
-MIN_TRACKING_CHECKS = 8  # checks after step 0 for a correlation over training
 EXTREME_SHARE = 0.99  # a weight is "at the extreme" when |w| >= 0.99 * the largest |w| of its layer
 DUALITY_SLACK = 1e-9  # float64 rounding allowed in bound <= w1
 

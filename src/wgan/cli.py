@@ -18,8 +18,11 @@ from pathlib import Path
 
 # Only what imports no numerical library: `wgan --help` must answer at once. The commands import the rest.
 from wgan import __version__
-from wgan.config import TrainConfig, flag, preset_config
+from wgan import claim_options as claims
+from wgan.choices import one_of
+from wgan.config import PRECISIONS, TrainConfig, flag, preset_config
 from wgan.errors import Stopped, TrainingDiverged, UserError, report_error
+from wgan.metric_rules import METRIC_SPECS
 from wgan.shipped import shipped_names
 from wgan.sample_rules import DEFAULT_FRAME_MS, DEFAULT_SAMPLES, DEFAULT_WALK_FRAMES, DEFAULT_WALK_ROWS, DEFAULT_WALKS
 
@@ -159,9 +162,8 @@ def _eval_parser(sub) -> None:
     what.add_argument("--baselines", action="store_true",
                       help="score --num training images and --num uniform-noise images against the test split: "
                            "the floor and the ceiling that put a run's numbers in context")
-    p.add_argument("--metrics", default=None, help="comma-separated, from: fcd, class-coverage, cond-accuracy, "
-                   "prc, dc, w1-exact, fid, kid, prc-inception, dc-inception (default for --run: the run's "
-                   "--eval-metrics, else the ones that apply)")
+    p.add_argument("--metrics", default=None, help=f"comma-separated, from: {', '.join(METRIC_SPECS)} (default for "
+                   "--run: the run's --eval-metrics, else the ones that apply)")
     p.add_argument("--num", type=int, default=10000, help="generated samples per metric (default: 10000)")
     add_config_option(p, "dataset", help="with --train-classifier / --baselines: dataset name")
     add_config_option(p, "data", help="where the dataset's files are (default: the run's)")
@@ -211,7 +213,7 @@ def _bench_parser(sub) -> None:
     p.add_argument("--batch", type=int, default=None, help="batch size (default: the preset's)")
     p.add_argument("--seconds", type=float, default=10.0, help="timed seconds per variant")
     add_config_option(p, "device", default="auto")
-    add_config_option(p, "precision", help="fast variant's precision: auto, fp32, tf32 or bf16 (default: the preset's); "
+    add_config_option(p, "precision", help=f"fast variant's precision: {one_of(PRECISIONS)} (default: the preset's); "
                       "bf16 is timed beside it")
     add_config_option(p, "data", help="dataset files (else the usual search; synthetic if absent)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
@@ -219,26 +221,28 @@ def _bench_parser(sub) -> None:
 
 def _claims_parser(sub) -> None:
     p = sub.add_parser("claims", help="check the papers' claims on the 2-D toy data against exact optimal transport")
-    p.add_argument("--datasets", default="toy-8gaussians,toy-25gaussians,toy-swissroll",
-                   help="comma-separated toy datasets (default: %(default)s)")
-    p.add_argument("--losses", default="gp,clip",
-                   help="gp (the toy presets' penalty), clip (WGAN's clipping), or both (default: %(default)s)")
-    p.add_argument("--steps", type=int, default=2000,
-                   help="generator steps per run; verdicts on training need >= 500, on the trained critic >= 1000 "
-                        "(default: %(default)s)")
-    p.add_argument("--checks", type=int, default=16,
-                   help="measurements per run: step 0, then spaced geometrically; r(estimate, W1) needs >= 9 "
-                        "(default: %(default)s)")
-    p.add_argument("--points", type=int, default=2000,
+    p.add_argument("--datasets", default=",".join(claims.DEFAULT_DATASETS),
+                   help=f"comma-separated toy datasets, any of {', '.join(claims.TOY_DATASETS)} (default: %(default)s)")
+    p.add_argument("--losses", default=",".join(claims.DEFAULT_LOSSES),
+                   help=f"comma-separated, any of {', '.join(f'{n} ({what})' for n, what in claims.LOSS_LABELS.items())}: "
+                        "the penalty at the toy presets' settings, clipping at WGAN's (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=claims.DEFAULT_STEPS,
+                   help=f"generator steps per run; verdicts on training need >= {claims.MIN_STEPS_TRAINING}, on the "
+                        f"trained critic >= {claims.MIN_STEPS_TRAINED} (default: %(default)s)")
+    p.add_argument("--checks", type=int, default=claims.DEFAULT_CHECKS,
+                   help="measurements per run: step 0, then spaced geometrically; r(estimate, W1) needs >= "
+                        f"{claims.MIN_TRACKING_CHECKS + 1} (default: %(default)s)")
+    p.add_argument("--points", type=int, default=claims.DEFAULT_POINTS,
                    help="real and generated points per measurement (default: %(default)s)")
-    add_config_option(p, "width", default=512, help="MLP width (default: %(default)s, the paper's toy models)")
+    add_config_option(p, "width", default=claims.DEFAULT_WIDTH,
+                      help="MLP width (default: %(default)s, the paper's toy models)")
     add_config_option(p, "gp_weight", help="the penalty's lambda (default: the toy presets' 0.1, from the paper's "
                                            "toy code; its image models use 10)")
     add_config_option(p, "critic_steps_boosted", default=0,
                       help="the WGAN reference code's extra critic updates: this many on the first 25 generator "
                            "steps and every 500th (it uses 100); 0 = off")
     add_config_option(p, "device", default="auto")
-    add_config_option(p, "seed", default=0, help="random seed (default: %(default)s)")
+    add_config_option(p, "seed", default=claims.DEFAULT_SEED, help="random seed (default: %(default)s)")
     add_config_option(p, "runs_dir", default="runs", help="where the results folder NNNNN-claims is made")
 
 

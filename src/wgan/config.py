@@ -11,22 +11,18 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
+from wgan.choices import (
+    CONDITIONINGS, CRITIC_NORMS, GENERATOR_NORMS, LOSSES, default_conditionings, described, model_list, one_of)
 from wgan.errors import UserError, file_in_the_way, first_line
 from wgan.files import read_small_text
+from wgan.metric_rules import check_sample_count, parse_metric_names
 
 CONFIG_LIMIT_BYTES = 1 << 20  # a config (config.json) is a few kB: more is not one wgan wrote, and is never read
 
 # Cheap names of what other modules implement, so that validating them imports no torch (a test keeps
-# them in step with the implementations).
+# them in step with the implementations). The losses, models and normalisations are wgan.choices'.
 LR_DECAYS = ("none", "linear")
 AUGMENTATIONS = ("color", "translation", "cutout")
-LOSSES = {
-    "clip": "WGAN: weight clipping (Arjovsky et al. 2017)",
-    "gp": "WGAN-GP: two-sided gradient penalty (Gulrajani et al. 2017)",
-    "lp": "WGAN-LP: one-sided penalty max(0, ||grad|| - 1)^2 (Petzka et al. 2018)",
-    "sn": "WGAN with spectral normalisation: every critic layer's largest singular value held at 1, no penalty "
-          "(Miyato et al. 2018)",
-}
 OPTIMIZERS = ("adam", "rmsprop")
 PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 TRAIN_CLOCKS = ("wall", "cpu")
@@ -76,9 +72,8 @@ class TrainConfig:
     image_size: int = option(28, "side of the square images the model makes, in pixels", PIXELS)
     channels: int = option(1, "1 (grayscale) or 3 (RGB)", CHANNELS)
     conditional: bool = option(False, "class-conditional G and critic (label embedding)")
-    conditioning: str = option("auto", "how a conditional critic sees the label: input (an extra input plane), acgan "
-                               "(an auxiliary classifier head, the WGAN-GP paper's CIFAR-10 ResNet), projection (Miyato "
-                               "& Koyama 2018); auto: the model's own (acgan for the ResNets, input otherwise)")
+    conditioning: str = option("auto", f"how a conditional critic sees the label: {described(CONDITIONINGS)}; auto: "
+                               f"the model's own ({default_conditionings()})")
     acgan_weight_critic: float = option(1.0, "with --conditioning acgan: the critic's classification loss weight "
                                         "(the paper's 1)", NON_NEGATIVE)
     acgan_weight_generator: float = option(0.1, "with --conditioning acgan: the generator's classification loss "
@@ -89,15 +84,15 @@ class TrainConfig:
     skip_bad_images: bool = option(False, "image folders: skip unreadable or too-small images (counted in the log) "
                                    "instead of stopping")
     # Model
-    model: str = option("dcgan28", "generator/critic pair: mlp, dcgan28, dcgan32, dcgan64, resnet32 (also 28x28), "
-                        "resnet64 (see `wgan presets`)")
+    model: str = option("dcgan28", f"generator/critic pair: {model_list()} (see `wgan presets`)")
     latent_dim: int = option(128, "size of the noise vector z", COUNT)
     width: int = option(64, "base channel count (conv) or hidden units (mlp)", COUNT)
-    critic_norm: str = option("none", "normalisation in the critic: none, layer, batch (batch is refused with a penalty)")
-    generator_norm: str = option("none", "dcgan28's generator: none (the WGAN-GP paper's MNIST model) or batch "
-                                 "(DCGAN's batch norm; the other models' generators have theirs built in)")
+    critic_norm: str = option("none", f"normalisation in the critic: {', '.join(CRITIC_NORMS)} (batch is refused "
+                              "with a penalty)")
+    generator_norm: str = option("none", f"dcgan28's generator: {described(GENERATOR_NORMS)}; the other models' "
+                                 "generators have theirs built in")
     # Objective
-    loss: str = option("gp", "clip (WGAN), gp (WGAN-GP) or lp (one-sided penalty)")
+    loss: str = option("gp", f"how the critic is kept Lipschitz: {described(LOSSES)}")
     clip_value: float = option(0.01, "weight clipping bound c", POSITIVE)
     gp_weight: float = option(10.0, "penalty coefficient lambda", NON_NEGATIVE)
     penalty_target_norm: float = option(1.0, "the gradient norm the penalty pulls toward: 1 (Gulrajani et al.) or 0 "
@@ -109,7 +104,7 @@ class TrainConfig:
                                            "images, at least one): the same expectation, estimated from fewer "
                                            "interpolates, for a fraction of the double backward", FRACTION)
     # Optimisation
-    optimizer: str = option("adam", "adam or rmsprop")
+    optimizer: str = option("adam", one_of(OPTIMIZERS))
     lr_critic: float = option(1e-4, "critic learning rate", LEARNING_RATE)
     lr_generator: float = option(1e-4, "generator learning rate", LEARNING_RATE)
     adam_beta1: float = option(0.5, "Adam beta1 (0.5 in the code; Algorithm 1 uses 0)", BETA)
@@ -132,19 +127,20 @@ class TrainConfig:
     max_train_seconds: float = option(0.0, "stop (as at the last step: log, grid, metrics, checkpoint) once this many "
                                       "seconds of training have passed, evaluations not counted (0: --steps alone)",
                                       NON_NEGATIVE)
-    train_clock: str = option("wall", "what --max-train-seconds and --eval-every-seconds count: wall (seconds on the "
-                              "wall's clock) or cpu (this process's CPU seconds: with one thread, runs that share "
-                              "a machine get equal budgets, as the time-to-quality benchmark needs)")
-    lr_decay: str = option("none", "learning-rate schedule of both optimisers: none, or linear (to 0 at --steps, as the "
-                           "WGAN-GP paper's CIFAR-10 code)")
+    train_clock: str = option("wall", f"what --max-train-seconds and --eval-every-seconds count: "
+                              f"{one_of(TRAIN_CLOCKS)} (wall: seconds on the wall's clock; cpu: this process's CPU "
+                              "seconds: with one thread, runs that share a machine get equal budgets, as the "
+                              "time-to-quality benchmark needs)")
+    lr_decay: str = option("none", f"learning-rate schedule of both optimisers: {one_of(LR_DECAYS)} (linear: to 0 at "
+                           "--steps, as the WGAN-GP paper's CIFAR-10 code)")
     # The generator that is sampled and evaluated: an exponential moving average of the trained one.
     ema_halflife_kimg: float = option(10.0, "half-life of the generator's exponential moving average, in thousands "
                                       "of generator images (0: off); grids, metrics, sample and export use the "
                                       "average", NON_NEGATIVE)
     ema_rampup: float = option(0.05, "EMA ramp-up: the half-life is at most this fraction of the images seen so far, "
                                "so the average forgets the first steps quickly (0: no ramp-up)", NON_NEGATIVE)
-    augment: str = option("", "DiffAugment of every image the critic sees, real and generated: any of color, "
-                          "translation, cutout, comma-separated (for small datasets; Zhao et al. 2020)")
+    augment: str = option("", f"DiffAugment of every image the critic sees, real and generated: any of "
+                          f"{', '.join(AUGMENTATIONS)}, comma-separated (for small datasets; Zhao et al. 2020)")
     # Bookkeeping
     log_every_steps: int = option(10, "read losses back and log them every N steps", COUNT)
     sample_every_steps: int = option(250, "save a fixed-noise grid every N steps (0: off)", EVERY)
@@ -162,7 +158,7 @@ class TrainConfig:
     seed: int = option(0, "random seed", SEED)
     # Execution
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
-    precision: str = option("auto", "auto, fp32, tf32 or bf16 (auto: tf32 on CUDA; on a CPU bf16 where it has native "
+    precision: str = option("auto", f"{one_of(PRECISIONS)} (auto: tf32 on CUDA; on a CPU bf16 where it has native "
                             "bf16, AVX512-BF16 or AMX, else fp32; bf16: CUDA, or a CPU with native bf16; the losses "
                             "and the penalty's norm stay fp32)")
     fast: bool = option(True, "CUDA graph fast path on GPUs (--no-fast: plain eager step)")
@@ -300,8 +296,6 @@ def resolve_sizes(cfg: TrainConfig) -> TrainConfig:
 def validate(cfg: TrainConfig) -> TrainConfig:
     """Check every option before anything runs (a dataset is loaded, a model built, a folder made);
     raise UserError naming the option and the fix."""
-    from wgan.metrics import check_sample_count, parse_metric_names  # imports torch: here, not for `wgan --help`
-
     validate_model(cfg)
     blocker = file_in_the_way(Path(cfg.runs_dir))
     if blocker is not None:
@@ -361,7 +355,7 @@ def _check_types(cfg: TrainConfig) -> None:
 def _check_names(cfg: TrainConfig) -> None:
     # The registries import torch: here, not at the top, so that `wgan --help` does not.
     from wgan.data import DATASETS
-    from wgan.models import CRITIC_NORMS, MODELS
+    from wgan.models import MODELS
 
     _need(cfg.dataset in DATASETS, f"--dataset {cfg.dataset}: unknown dataset; choose one of {', '.join(DATASETS)}")
     _need(cfg.model in MODELS, f"--model {cfg.model}: unknown model; choose one of {', '.join(MODELS)}")
@@ -370,7 +364,8 @@ def _check_names(cfg: TrainConfig) -> None:
     _need(cfg.precision in PRECISIONS, f"--precision {cfg.precision}: choose one of {', '.join(PRECISIONS)}")
     _need(cfg.critic_norm in CRITIC_NORMS,
           f"--critic-norm {cfg.critic_norm}: choose one of {', '.join(CRITIC_NORMS)}")
-    _need(cfg.generator_norm in ("none", "batch"), f"--generator-norm {cfg.generator_norm}: choose none or batch")
+    _need(cfg.generator_norm in GENERATOR_NORMS,
+          f"--generator-norm {cfg.generator_norm}: choose {one_of(GENERATOR_NORMS)}")
     _need(cfg.train_clock in TRAIN_CLOCKS, f"--train-clock {cfg.train_clock}: choose one of {', '.join(TRAIN_CLOCKS)}")
     _need(cfg.lr_decay in LR_DECAYS, f"--lr-decay {cfg.lr_decay}: choose one of {', '.join(LR_DECAYS)}")
     unknown = [a for a in cfg.augmentations if a not in AUGMENTATIONS]

@@ -10,7 +10,8 @@ features (or of Inception's) with those of an equal-sized random part of the tes
 data get the exact Wasserstein-1 distance (POT). Inception FID/KID come through torch-fidelity when
 it is installed and its weights are at hand.
 
-Every metric is an entry in METRICS (registry); an Evaluator (evaluator) prepares what they share (the
+Every metric is an entry in METRICS (registry), declared with what it needs in wgan.metric_rules (torch-free,
+which config and the command line read); an Evaluator (evaluator) prepares what they share (the
 classifier, the test split's features) once, then scores any number of generators or sample sets;
 results turns its scores into a table and a metrics.jsonl record. The parts they are built from have a
 module each: classifier (the domain classifier and its cache), distances (the maths), manifold

@@ -19,14 +19,9 @@ from typing import Iterator
 
 import torch
 
-PRC_K = 3  # Kynkaanniemi et al. 2019: k = 3
-DC_K = 5  # Naeem et al. 2020: k = 5
+from wgan.metric_rules import DC_K, PRC_K, min_samples  # the papers' k, declared with the metrics
+
 BLOCK_DISTANCES = 1 << 24  # distances per block: 128 MiB in float64
-
-
-def min_samples(k: int) -> int:
-    """The fewest samples a k-NN ball can be drawn around: each needs k neighbours besides itself."""
-    return k + 1
 
 
 def _row_blocks(a: torch.Tensor, b: torch.Tensor, budget: int) -> Iterator[tuple[slice, torch.Tensor]]:

@@ -1,23 +1,28 @@
-"""The metrics: each one an entry in METRICS, how to compute it from an Evaluator and a sample set, and
-what it needs (the classifier, Inception, a conditional generator, k + 1 samples). A metric's compute
-takes the Evaluator (wgan.metrics.evaluator, built on this registry) for what the metrics share."""
+"""The metrics: each one an entry in METRICS, how to compute it from an Evaluator and a sample set, beside
+what it needs (the classifier, Inception, a conditional generator, k + 1 samples), which wgan.metric_rules
+declares torch-free. A metric's compute takes the Evaluator (wgan.metrics.evaluator, built on this
+registry) for what the metrics share."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import torch
 
-from wgan.errors import UserError
+from wgan.metric_rules import (
+    DC_K, METRIC_SPECS, PRC_K, W1_POINTS, MetricSpec, check_sample_count, default_metric_names, min_samples,
+    parse_metric_names)
 from wgan.metrics.base import MetricUnavailable
 from wgan.metrics.distances import COVERED_SHARE, FeatureStats, class_coverage, exact_w1, frechet_distance
 from wgan.metrics.inception import INCEPTION_FEATURE
-from wgan.metrics.manifold import DC_K, PRC_K, manifold_scores, min_samples
+from wgan.metrics.manifold import manifold_scores
 from wgan.metrics.samples import Samples
 
-W1_POINTS = 2000  # points per side for the exact W1: the paper's toy evaluation size
+__all__ = ["METRICS", "W1_POINTS", "Metric", "MetricResult", "check_sample_count", "default_metric_names",
+           "parse_metric_names"]
+
 
 @dataclass(frozen=True)
 class MetricResult:
@@ -26,15 +31,9 @@ class MetricResult:
     reference: str  # what they were compared with
 
 
-@dataclass(frozen=True)
-class Metric:
+@dataclass(frozen=True, kw_only=True)
+class Metric(MetricSpec):
     compute: Callable[["Evaluator", Samples], MetricResult]
-    description: str
-    points: bool = False  # True: for 2-D point data; False: for images
-    needs_classifier: bool = False
-    needs_inception: bool = False
-    conditional_only: bool = False
-    nearest_k: int = 0  # k of a k-nearest-neighbour metric (which needs k + 1 samples per set); 0: none
 
 
 def _fcd(ev: "Evaluator", s: Samples) -> MetricResult:
@@ -130,54 +129,20 @@ def _manifold(space: str, k: int, keys: tuple[str, str]) -> Callable[["Evaluator
     return compute
 
 
-METRICS: dict[str, Metric] = {
-    "fcd": Metric(_fcd, "Frechet distance to the test split in the domain classifier's features (lower is better)",
-                  needs_classifier=True),
-    "class-coverage": Metric(_class_coverage, "entropy of the predicted-class histogram, 1.0 = all classes equally "
-                             "often; and classes with >= 2% of samples", needs_classifier=True),
-    "cond-accuracy": Metric(_cond_accuracy, "classifier accuracy against the labels a conditional generator was "
-                            "asked for", needs_classifier=True, conditional_only=True),
-    "w1-exact": Metric(_w1_exact, f"exact Wasserstein-1 between {W1_POINTS} generated and {W1_POINTS} real 2-D "
-                       "points (POT)", points=True),
-    "fid": Metric(_pick(("fid",)), "Inception FID through torch-fidelity (needs its weights)", needs_inception=True),
-    "kid": Metric(_pick(("kid",)), "Inception KID through torch-fidelity (needs its weights)", needs_inception=True),
-    "prc": Metric(_manifold("classifier", PRC_K, ("precision", "recall")),
-                  f"precision and recall (Kynkaanniemi et al. 2019, k = {PRC_K}) against as many test images, in the "
-                  "domain classifier's features (higher is better)", needs_classifier=True, nearest_k=PRC_K),
-    "dc": Metric(_manifold("classifier", DC_K, ("density", "coverage")),
-                 f"density and coverage (Naeem et al. 2020, k = {DC_K}) against as many test images, in the domain "
-                 "classifier's features", needs_classifier=True, nearest_k=DC_K),
-    "prc-inception": Metric(_manifold("inception", PRC_K, ("precision", "recall")),
-                            "precision and recall in Inception features (needs its weights); logs "
-                            "precision_inception, recall_inception", needs_inception=True, nearest_k=PRC_K),
-    "dc-inception": Metric(_manifold("inception", DC_K, ("density", "coverage")),
-                           "density and coverage in Inception features (needs its weights); logs density_inception, "
-                           "coverage_inception", needs_inception=True, nearest_k=DC_K),
+# Each metric's computation; what it is and needs is its entry in METRIC_SPECS.
+_COMPUTES: dict[str, Callable[["Evaluator", Samples], MetricResult]] = {
+    "fcd": _fcd,
+    "class-coverage": _class_coverage,
+    "cond-accuracy": _cond_accuracy,
+    "w1-exact": _w1_exact,
+    "fid": _pick(("fid",)),
+    "kid": _pick(("kid",)),
+    "prc": _manifold("classifier", PRC_K, ("precision", "recall")),
+    "dc": _manifold("classifier", DC_K, ("density", "coverage")),
+    "prc-inception": _manifold("inception", PRC_K, ("precision", "recall")),
+    "dc-inception": _manifold("inception", DC_K, ("density", "coverage")),
 }
-
-
-def check_sample_count(names: Sequence[str], num: int, option: str) -> None:
-    """k-NN metrics draw a ball around each sample out to its k-th nearest neighbour: fewer than k + 1 samples
-    have none, so such a count is refused before any work."""
-    for name in names:
-        k = METRICS[name].nearest_k
-        if k and num < min_samples(k):
-            raise UserError(f"{option} {num}: {name} needs at least {min_samples(k)} samples (k = {k} nearest "
-                            "neighbours of each, besides itself); pass more")
-
-
-def parse_metric_names(text: str | Sequence[str]) -> list[str]:
-    items = text.split(",") if isinstance(text, str) else text
-    if not isinstance(items, (list, tuple)) or not all(isinstance(n, str) for n in items):
-        raise UserError(f"metrics={text!r}: a comma-separated string or a list of metric names (strings)")
-    names = [n.strip() for n in items if n.strip()]
-    unknown = [n for n in names if n not in METRICS]
-    if unknown:
-        raise UserError(f"unknown metric(s) {', '.join(unknown)}: choose from {', '.join(METRICS)}")
-    return list(dict.fromkeys(names))
-
-
-def default_metric_names(*, points: bool, conditional: bool) -> list[str]:
-    if points:
-        return ["w1-exact"]
-    return ["fcd", "class-coverage", "prc", "dc"] + (["cond-accuracy"] if conditional else [])
+if set(_COMPUTES) != set(METRIC_SPECS):
+    raise ImportError(f"metrics without a computation or a spec: {sorted(set(_COMPUTES) ^ set(METRIC_SPECS))}")
+METRICS: dict[str, Metric] = {name: Metric(compute=_COMPUTES[name], **vars(spec))
+                              for name, spec in METRIC_SPECS.items()}

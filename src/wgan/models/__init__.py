@@ -1,4 +1,4 @@
-"""Registry of generator/critic pairs (one line each in MODELS).
+"""Registry of generator/critic pairs (MODELS: each model of wgan.choices.MODEL_SPECS with its code).
 
 Every generator maps (z, labels) -> samples in [-1, 1] (images) or R^2 (points); every critic maps
 (x, labels) -> one unbounded score per sample (no sigmoid: a Wasserstein critic is not a classifier).
@@ -16,16 +16,14 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from wgan.models.core import CRITIC_NORMS, Critic, Generator, ModelShape
+from wgan.choices import CONDITIONINGS, CRITIC_NORMS, GENERATOR_NORMS, MODEL_SPECS
+from wgan.models.core import Critic, Generator, ModelShape
 from wgan.models.dcgan import build_dcgan28, build_dcgan32, build_dcgan64, build_mlp, init_weights
 from wgan.models.resnet import build_resnet32, build_resnet64
 
-__all__ = ["CRITIC_NORMS", "CONDITIONINGS", "MODELS", "Critic", "Generator", "ModelEntry", "ModelShape",
-           "build_models", "generator_for_weights", "power_iteration_paused", "samples_problem",
+__all__ = ["CRITIC_NORMS", "CONDITIONINGS", "GENERATOR_NORMS", "MODELS", "Critic", "Generator", "ModelEntry",
+           "ModelShape", "build_models", "generator_for_weights", "power_iteration_paused", "samples_problem",
            "shape_problem", "spectral_normalise"]
-
-# How a conditional critic may see the label, per model: the ResNets take all three.
-CONDITIONINGS = ("input", "acgan", "projection")
 
 
 @dataclass(frozen=True)
@@ -37,16 +35,20 @@ class ModelEntry:
     init: Callable[[nn.Module], None] | None = None  # applied to every submodule after the build
 
 
-MODELS: dict[str, ModelEntry] = {
-    "mlp": ModelEntry(build_mlp, None, "3 hidden ReLU layers (the WGAN-GP paper's toy model); images or 2-D points"),
-    "dcgan28": ModelEntry(build_dcgan28, (28,), "the WGAN-GP paper's MNIST model, 28x28", init=init_weights),
-    "dcgan32": ModelEntry(build_dcgan32, (32,), "DCGAN for 32x32 (CIFAR-10)", init=init_weights),
-    "dcgan64": ModelEntry(build_dcgan64, (64,), "Radford et al. DCGAN, 64x64 (faces)", init=init_weights),
-    "resnet32": ModelEntry(build_resnet32, (32, 28), "the WGAN-GP paper's CIFAR-10 ResNet, 32x32 (28x28: the centre)",
-                           conditionings=("acgan", "projection", "input")),
-    "resnet64": ModelEntry(build_resnet64, (64,), "the WGAN-GP paper's 64x64 ResNet (faces, folders)",
-                           conditionings=("acgan", "projection", "input")),
+# Each model's code, beside what it is (wgan.choices, torch-free, the one list of the models' names).
+_CODE: dict[str, tuple[Callable[[ModelShape], tuple[Generator, Critic]], Callable[[nn.Module], None] | None]] = {
+    "mlp": (build_mlp, None),
+    "dcgan28": (build_dcgan28, init_weights),
+    "dcgan32": (build_dcgan32, init_weights),
+    "dcgan64": (build_dcgan64, init_weights),
+    "resnet32": (build_resnet32, None),
+    "resnet64": (build_resnet64, None),
 }
+if set(_CODE) != set(MODEL_SPECS):
+    raise ImportError(f"models without code or without a spec: {sorted(set(_CODE) ^ set(MODEL_SPECS))}")
+MODELS: dict[str, ModelEntry] = {
+    name: ModelEntry(_CODE[name][0], spec.image_sizes, spec.description, spec.conditionings, init=_CODE[name][1])
+    for name, spec in MODEL_SPECS.items()}
 
 
 def build_models(name: str, shape: ModelShape) -> tuple[Generator, Critic]:
@@ -61,7 +63,6 @@ def build_models(name: str, shape: ModelShape) -> tuple[Generator, Critic]:
 
 
 SHAPE_COUNTS = ("channels", "image_size", "latent_dim", "width", "num_classes", "point_dim")
-GENERATOR_NORMS = ("none", "batch")
 
 
 def shape_problem(name: str, shape: ModelShape) -> str | None:

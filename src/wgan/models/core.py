@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-CRITIC_NORMS = ("none", "layer", "batch")
+from wgan.choices import CRITIC_NORMS
 
 
 @dataclass(frozen=True)
