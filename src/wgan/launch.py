@@ -1,6 +1,7 @@
 """A training run from the options a user gave: the preset and the options over it, validated into one
 TrainConfig, or a run to resume (a run directory, one of its checkpoints, or `auto`: the newest run of the
-same options), planned once (training/plan.py); then the loop. `wgan train` and wgan.train / wgan.resume both start runs here.
+same options), planned once (training/plan.py); then the process group and the loop. `wgan train` and
+wgan.train / wgan.resume both start runs here.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from wgan import caches, checkpoint, distributed, rundir
 from wgan.config import TrainConfig, preset_config
 from wgan.errors import UserError
 from wgan.training import train
-from wgan.training.plan import RunPlan, make_plan
+from wgan.training.plan import RunPlan, in_process_group, make_plan
 
 
 def start_training(options: dict, *, resume: str | Path | None = None, dry_run: bool = False, progress: bool = True,
@@ -28,7 +29,8 @@ def start_training(options: dict, *, resume: str | Path | None = None, dry_run: 
     for line in caches.prune_to_cap():  # $WGAN_CACHE_MAX_GB: what has long gone unused, before this run adds to it
         if distributed.launched_rank() == 0:
             note(line)
-    return train(plan_run(options, resume, dry_run, note), progress=progress, say=note)
+    with in_process_group(plan_run(options, resume, dry_run, note)) as plan:
+        return train(plan, progress=progress, say=note)
 
 
 def plan_run(options: dict, resume: str | Path | None, dry_run: bool, note: Callable[[str], None]) -> RunPlan:
@@ -75,7 +77,8 @@ def new_config(options: dict) -> TrainConfig:
     return preset_config(preset, **options)
 
 
-def _resume_auto(cfg: TrainConfig, note: Callable[[str], None], job: str | None = None) -> checkpoint.ResumePoint | None:
+def _resume_auto(cfg: TrainConfig, note: Callable[[str], None],
+                 job: str | None = None) -> checkpoint.ResumePoint | None:
     """The newest run of these options in --runs-dir, to resume; `job`: a restarted torchrun job's own run."""
     run = checkpoint.find_resumable_run(Path(cfg.runs_dir), cfg.to_dict(), job=job)
     if distributed.launched_rank() == 0:  # under torchrun, once rather than once per process

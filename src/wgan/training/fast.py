@@ -1,5 +1,6 @@
-"""The GPU fast path: the whole generator iteration captured in one CUDA graph and replayed, and the
-choice between it, the fused eager step and the plain step.
+"""The GPU fast path: the whole generator iteration captured in one CUDA graph and replayed, and the step
+that the data allow where the run's plan (training/plan.py) asks for it: the graph, the fused eager step or the
+plain step.
 
 A WGAN step is dozens of small kernels (5 critic updates with a double backward each, then a
 generator update); at the paper's batch of 64 the GPU spends most of its time waiting for the host

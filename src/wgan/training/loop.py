@@ -1,7 +1,7 @@
 """The training loop: one code path for CPU, CUDA and N processes (torchrun; see wgan.distributed).
 
-`train` takes a run's plan (training/plan.py: the options checked, the device, precision and step chosen),
-joins the process group, starts or resumes the run, loops and finishes.
+`train` takes a run's plan (training/plan.py: the options checked, the device, precision and step chosen,
+the process group joined), starts or resumes the run, loops and finishes.
 The loop reads top to bottom: train one generator iteration, then the chores that fall due at that
 step (log the losses, save the samples, evaluate, write a checkpoint), each a method of its own.
 
@@ -33,7 +33,7 @@ from wgan.grids import save_grid
 from wgan.metrics import training_evaluator
 from wgan.rundir import NullLog, RunLog, quality_summary
 from wgan.training.fast import describe_step, make_step
-from wgan.training.plan import RunPlan, make_plan
+from wgan.training.plan import RunPlan
 from wgan.training.samples import save_points_figure
 from wgan.training.state import TrainState, check_finite_parameters, export_generator, grid_columns
 from wgan.training.step import STAT_NAMES, generator_iteration
@@ -42,19 +42,18 @@ from wgan.training.step import STAT_NAMES, generator_iteration
 # --train-clock: the clock that training time (--max-train-seconds, --eval-every-seconds, time_s) is read from
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
-def train(plan: RunPlan | TrainConfig, *, progress: bool = True, say: Callable[[str], None] = print) -> Path:
-    """Train a WGAN as `plan` says (launch.plan_run's; a TrainConfig is planned here, as a new run); returns
-    the run directory. A resumed run's checkpoint is verified before anything in the run directory changes.
-    Under torchrun every process calls this; they train together and rank 0 writes the run directory.
+def train(plan: RunPlan, *, progress: bool = True, say: Callable[[str], None] = print) -> Path:
+    """Train a WGAN as `plan` says (training/plan.py: make_plan; under torchrun, the plan inside the process
+    group: in_process_group); returns the run directory. A resumed run's checkpoint is verified before anything
+    in the run directory changes. Under torchrun every process calls this; they train together and rank 0
+    writes the run directory.
     """
-    plan = plan if isinstance(plan, RunPlan) else make_plan(plan)
-    with distributed.process_group(plan.device):
-        run = TrainingRun.start(plan.joined(), progress=progress, say=say)
-        try:
-            run.loop()
-            return run.finish()
-        finally:
-            run.release()
+    run = TrainingRun.start(plan, progress=progress, say=say)
+    try:
+        run.loop()
+        return run.finish()
+    finally:
+        run.release()
 
 
 def due(step: int, every: int) -> bool:

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 import torch
 
@@ -89,17 +90,22 @@ class RunPlan:
         """The step the run ends at: a dry run trains 2."""
         return 2 if self.dry_run else self.cfg.steps
 
-    def joined(self) -> "RunPlan":
-        """The plan inside the process group: `cuda` is this process's own GPU, and the group's shape is its own."""
-        return dataclasses.replace(self, device=distributed.local_device(self.device),
-                                   world_size=distributed.world_size(), rank=distributed.rank())
-
     def variant(self, *, fast: bool, precision: str | None = None) -> "RunPlan":
         """This run with the plain or the fastest step, and --precision `precision`, whatever the options say:
         what `wgan bench` times beside each other (bf16 even where it is emulated). The same rules as make_plan."""
         cfg = dataclasses.replace(self.cfg, fast=fast, precision=precision or self.cfg.precision)
-        return dataclasses.replace(self, cfg=cfg, precision=resolve_precision(cfg.precision, self.device, emulated_ok=True),
+        precision_now = resolve_precision(cfg.precision, self.device, emulated_ok=True)
+        return dataclasses.replace(self, cfg=cfg, precision=precision_now,
                                    step=choose_step(cfg, self.device, dry_run=self.dry_run, fast=fast))
+
+
+@contextmanager
+def in_process_group(plan: RunPlan) -> Iterator[RunPlan]:
+    """The torchrun job joined around a run (distributed.process_group), and the plan inside it: `cuda` is this
+    process's own GPU, and the group's shape is its own."""
+    with distributed.process_group(plan.device):
+        yield dataclasses.replace(plan, device=distributed.local_device(plan.device),
+                                  world_size=distributed.world_size(), rank=distributed.rank())
 
 
 def absolute_paths(cfg: TrainConfig) -> TrainConfig:
