@@ -180,9 +180,9 @@ def _measure(state, step: int, real: torch.Tensor, z: torch.Tensor, eps: torch.T
 
 def claims_plan(dataset: str, loss: str, *, width: int, device: str, seed: int, gp_weight: float | None = None,
                 critic_steps_boosted: int = 0) -> RunPlan:
-    """The run of the toy preset of `dataset` with `loss`'s settings, planned as `wgan train` plans a run. `gp_weight`: the penalty's lambda instead of
-    the preset's 0.1 (the paper's image models use 10); `critic_steps_boosted`: the WGAN reference
-    code's schedule of extra critic updates (see TrainConfig)."""
+    """The run of the toy preset of `dataset` with `loss`'s settings, planned as `wgan train` plans a run.
+    `gp_weight`: the penalty's lambda instead of the preset's 0.1 (the paper's image models use 10);
+    `critic_steps_boosted`: the WGAN reference code's schedule of extra critic updates (see TrainConfig)."""
     over = dict(LOSS_SETTINGS[loss], critic_steps_boosted=critic_steps_boosted)
     if loss == "gp" and gp_weight is not None:
         over["gp_weight"] = gp_weight
@@ -449,9 +449,10 @@ def run_claims(*, datasets: Sequence[str] = DEFAULT_DATASETS, loss_names: Sequen
     # Every option is checked before anything is written or trained.
     plans = [claims_plan(d, loss, width=width, device=device, seed=seed, gp_weight=gp_weight,
                          critic_steps_boosted=critic_steps_boosted) for d in datasets for loss in loss_names]
-    for cfg, on in [(plan.cfg, plan.device) for plan in plans]:  # 2-D points: the models' sizes are known already
+    for plan in plans:  # the toy data's 2-D points: the models' sizes are known before any data is drawn
+        cfg = plan.cfg
         check_model_memory(cfg, ModelShape(latent_dim=cfg.latent_dim, width=cfg.width, point_dim=2, channels=0,
-                                           image_size=0, critic_norm=cfg.critic_norm), on)
+                                           image_size=0, critic_norm=cfg.critic_norm), plan.device)
     out = next_run_dir(Path(runs_dir), "claims")
     settings = dict(datasets=datasets, losses=loss_names, steps=steps, checks=checks, points=points, width=width,
                     device=device, seed=seed, gp_weight=gp_weight, critic_steps_boosted=critic_steps_boosted)
