@@ -182,9 +182,9 @@ def test_tables_and_lines_show_no_nan_for_short_runs():
 def test_clipping_the_default_initialisation_saturates_before_training():
     """PyTorch initialises each weight uniformly within +-1/sqrt(fan_in), +-0.044 at width 512: wider
     than c = 0.01, so the first clip alone puts most weights at +-c."""
-    cfg = claims.claims_config("toy-8gaussians", "clip", width=512, device="cpu", seed=0)
+    plan = claims.claims_plan("toy-8gaussians", "clip", width=512, device="cpu", seed=0)
     fan_in_512 = 1 - 0.99 * 0.01 * np.sqrt(512)  # the share of U(-1/sqrt(512), 1/sqrt(512)) beyond 0.99 c
-    run = claims.train_and_check(cfg, steps=1, checks=2, points=50, note=lambda _: None)
+    run = claims.train_and_check(plan, steps=1, checks=2, points=50, note=lambda _: None)
     assert run.extreme_weight_share_first_step == run.extreme_weight_share  # one step: the same moment
     assert 0.6 < run.extreme_weight_share_first_step <= fan_in_512 + 0.01
 

@@ -19,6 +19,7 @@ from wgan import rundir, run_report
 from wgan.cli import main
 from wgan.config import preset_config
 from wgan.training import train
+from wgan.training.plan import make_plan
 
 STEPS = 6
 
@@ -34,7 +35,7 @@ def run_dir(tmp_path_factory):
                             steps=STEPS, sample_every_steps=2, log_every_steps=2, checkpoint_every_steps=3,
                             eval_every_steps=3, eval_metrics="fcd,class-coverage,prc,dc", eval_num_samples=200,
                             device="cpu", tensorboard=False, runs_dir=str(root / "runs"))
-        run = train(cfg, progress=False)
+        run = train(make_plan(cfg), progress=False)
         yield run
 
 
@@ -83,7 +84,7 @@ def test_a_mismatched_classifier_stops_training_before_a_run_directory_is_made(r
     cfg = preset_config("quick", data=str(other), width=8, steps=2, eval_metrics="fcd", device="cpu",
                         tensorboard=False, runs_dir=str(tmp_path / "runs"))
     with pytest.raises(UserError, match=f"does not match the data.*--data {other}"):
-        train(cfg, progress=False)
+        train(make_plan(cfg), progress=False)
     assert not (tmp_path / "runs").exists()
 
 

@@ -16,6 +16,7 @@ from wgan.data import Data
 from wgan.errors import UserError
 from wgan.training import precision as prec
 from wgan.training.fast import FusedWganStep, describe_step, make_step
+from wgan.training.plan import choose_step
 from wgan.training.precision import Precision, bf16_in_cpuinfo, resolve_precision
 from wgan.training.state import TrainState
 from wgan.training.step import WganStep
@@ -228,7 +229,8 @@ def test_fp32_on_a_cpu_opens_no_autocast_region(cpu_bf16, monkeypatch):
     seen = record_dtypes(monkeypatch, state)
     step()
     assert step.precision.name == "fp32" and set(seen["critic"]) == {torch.float32}
-    assert describe_step(step, state.cfg, CPU, dry_run=False) == "plain eager (fp32; the fast path is for CUDA)"
+    why = choose_step(state.cfg, CPU).why
+    assert describe_step(step, why) == "plain eager (fp32; the fast path is for CUDA)"
 
 
 # --- the command line ------------------------------------------------------------------------

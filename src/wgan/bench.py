@@ -4,19 +4,17 @@ CPU too, where bf16 runs emulated if the CPU has no native bf16 (the row says so
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import platform
 import time
 
 import torch
 
-from wgan.config import preset_config, validate
+from wgan.config import TrainConfig, preset_config
 from wgan.data import DATASETS, Data, load_dataset
-from wgan.distributed import resolve_device
 from wgan.errors import UserError
 from wgan.training.fast import make_step
-from wgan.training.precision import resolve_precision
+from wgan.training.plan import RunPlan, make_plan
 from wgan.training.state import TrainState, set_precision
 
 
@@ -65,8 +63,25 @@ def time_step(step, seconds: float, device: torch.device, warmup_steps: int) -> 
     return count / elapsed, count
 
 
+def bench_variants(plan: RunPlan) -> list[tuple[str, RunPlan]]:
+    """What is timed, in order: the plain step in fp32, then the fastest step the device runs in the precision
+    the options resolve to and in the other one (bf16 beside fp32, or tf32 on CUDA), then on CUDA the plain step
+    again (the ratio uses the better of the two eager runs)."""
+    plain = ("eager (plain)", plan.variant(fast=False, precision="fp32"))
+    fast_label = "fast" if plan.device.type == "cuda" else "eager fused"
+    variants = [plain, (fast_label, plan.variant(fast=True))]
+    if plan.precision.name != "bf16":
+        variants.append((fast_label, plan.variant(fast=True, precision="bf16")))
+    elif plan.device.type == "cpu":  # auto is bf16 on a CPU with native bf16: the fused step in fp32 beside it
+        variants.insert(1, (fast_label, plan.variant(fast=True, precision="fp32")))
+    if plan.device.type == "cuda":
+        variants.append(plain)
+    return variants
+
+
 def run_bench(preset: str, *, batch_size: int | None, seconds: float, device_name: str, precision: str | None,
-              data_path: str | None = None) -> list[dict]:
+              data_path: str | None = None) -> tuple[list[dict], TrainConfig, torch.device]:
+    """Each variant's timing (bench_variants), and the config and device they ran with."""
     if not (math.isfinite(seconds) and seconds > 0):
         raise UserError(f"--seconds {seconds}: must be a finite number > 0")
     if batch_size is not None and batch_size < 1:
@@ -74,39 +89,26 @@ def run_bench(preset: str, *, batch_size: int | None, seconds: float, device_nam
     overrides = dict(batch_size=batch_size, device=device_name, data=data_path)
     if precision:
         overrides["precision"] = precision
-    cfg = validate(preset_config(preset, **overrides))
-    device = resolve_device(cfg.device)
+    plan = make_plan(preset_config(preset, **overrides), emulated_bf16=True)
+    cfg, device = plan.cfg, plan.device
     results = []
     data, data_note = bench_data(cfg, device)
     print(f"data: {data_note}")
-    plain = ("eager (plain)", dict(fast=False, precision="fp32"))
-    fast_label = "fast" if device.type == "cuda" else "eager fused"
-    fast_in_bf16 = resolve_precision(cfg.precision, device, emulated_ok=True).name == "bf16"
-    variants = [plain, (fast_label, dict(fast=True))]
-    if not fast_in_bf16:
-        variants.append((fast_label, dict(fast=True, precision="bf16")))
-    elif device.type == "cpu":  # auto is bf16 on a CPU with native bf16: the fused step in fp32 beside it
-        variants.insert(1, (fast_label, dict(fast=True, precision="fp32")))
-    if device.type == "cuda":
-        variants.append(plain)  # timed again last: the ratio uses the better of the two eager runs
-    for label, change in variants:
-        vcfg = dataclasses.replace(cfg, **change)
-        fast = vcfg.fast
-        precision = resolve_precision(vcfg.precision, device, emulated_ok=True)
-        state = TrainState.build(vcfg, fast=fast and device.type == "cuda", data=data, precision=precision)
+    for label, variant in bench_variants(plan):
+        state = TrainState.build(variant, data=data)
         data = state.data
-        set_precision(precision.name, False)
-        step, note = make_step(state, fast)
-        if precision.why.startswith("emulated"):
-            note = "; ".join(filter(None, [note, precision.why]))
+        set_precision(variant.precision.name, False)
+        step, note = make_step(state, variant.step.fast)
+        if variant.precision.why.startswith("emulated"):
+            note = "; ".join(filter(None, [note, variant.precision.why]))
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         # On CUDA the warm-up also autotunes cuDNN and captures the graph; a CPU step needs one to settle.
         its, count = time_step(step, seconds, device, warmup_steps=5 if device.type == "cuda" else 1)
         peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")
-        results.append(dict(variant=label, iterations_per_s=its, critic_images_per_s=its * vcfg.critic_steps * vcfg.batch_size,
-                            iterations=count, peak_mem_mib=peak, note=note or "",
-                            precision=precision.name))
+        results.append(dict(variant=label, iterations_per_s=its,
+                            critic_images_per_s=its * cfg.critic_steps * cfg.batch_size, iterations=count,
+                            peak_mem_mib=peak, note=note or "", precision=variant.precision.name))
         del state, step
     return results, cfg, device
 

@@ -42,15 +42,16 @@ from wgan import losses
 from wgan.claim_options import (
     DEFAULT_CHECKS, DEFAULT_DATASETS, DEFAULT_LOSSES, DEFAULT_POINTS, DEFAULT_SEED, DEFAULT_STEPS, DEFAULT_WIDTH,
     LOSS_LABELS, LOSS_SETTINGS, MIN_STEPS_TRAINED, MIN_STEPS_TRAINING, MIN_TRACKING_CHECKS, TOY_DATASETS)
-from wgan.config import preset_config, validate
+from wgan.config import preset_config
 from wgan.data import load_dataset
-from wgan.distributed import memory_bytes, resolve_device
+from wgan.distributed import memory_bytes
 from wgan.errors import UserError
 from wgan.files import atomic_write, pyplot
 from wgan.metrics import exact_w1
 from wgan.models import ModelShape
 from wgan.rundir import next_run_dir
 from wgan.training.fast import make_step
+from wgan.training.plan import RunPlan, make_plan
 from wgan.training.state import TrainState, check_model_memory
 from wgan.training.step import generator_iteration
 
@@ -156,23 +157,24 @@ def _measure(state, step: int, real: torch.Tensor, z: torch.Tensor, eps: torch.T
     return Check(step, w1, estimate, lipschitz, bound, float(norms.mean()), float(norms.std()))
 
 
-def claims_config(dataset: str, loss: str, *, width: int, device: str, seed: int, gp_weight: float | None = None,
-                  critic_steps_boosted: int = 0):
-    """The toy preset of `dataset` with `loss`'s settings. `gp_weight`: the penalty's lambda instead of
-    the preset's 0.1 (the paper's image models use 10); `critic_steps_boosted`: the WGAN reference
-    code's schedule of extra critic updates (see TrainConfig)."""
+def claims_plan(dataset: str, loss: str, *, width: int, device: str, seed: int, gp_weight: float | None = None,
+                critic_steps_boosted: int = 0) -> RunPlan:
+    """The run of the toy preset of `dataset` with `loss`'s settings, planned as `wgan train` plans a run.
+    `gp_weight`: the penalty's lambda instead of the preset's 0.1 (the paper's image models use 10);
+    `critic_steps_boosted`: the WGAN reference code's schedule of extra critic updates (see TrainConfig)."""
     over = dict(LOSS_SETTINGS[loss], critic_steps_boosted=critic_steps_boosted)
     if loss == "gp" and gp_weight is not None:
         over["gp_weight"] = gp_weight
-    return validate(preset_config(dataset, device=device, seed=seed, width=width, tensorboard=False, **over))
+    return make_plan(preset_config(dataset, device=device, seed=seed, width=width, tensorboard=False, **over))
 
 
-def train_and_check(cfg, *, steps: int, checks: int, points: int, note: Callable[[str], None] = print) -> ClaimsRun:
-    """Train `cfg` (a claims_config) for `steps` generator steps, checking as it goes."""
+def train_and_check(plan: RunPlan, *, steps: int, checks: int, points: int,
+                    note: Callable[[str], None] = print) -> ClaimsRun:
+    """Train the run `plan` (a claims_plan) for `steps` generator steps, checking as it goes."""
+    cfg = plan.cfg
     dataset, loss = cfg.dataset, cfg.loss  # LOSS_SETTINGS' names are the config's loss names
-    fast = cfg.fast and resolve_device(cfg.device).type == "cuda"  # on a CPU the plain step is the fast one
-    state = TrainState.build(cfg, fast=fast)
-    step, fast_note = make_step(state, fast=fast)
+    state = TrainState.build(plan)
+    step, fast_note = make_step(state, plan.step.fast)
     if fast_note:
         note(fast_note)
     test = load_dataset(dataset, split="test")
@@ -424,11 +426,12 @@ def run_claims(*, datasets: Sequence[str] = DEFAULT_DATASETS, loss_names: Sequen
                         f"{need / 2**30:,.1f} GiB, more than a quarter of this machine's {memory / 2**30:.0f} GiB; "
                         "use fewer (the paper's 2,000)")
     # Every option is checked before anything is written or trained.
-    configs = [claims_config(d, loss, width=width, device=device, seed=seed, gp_weight=gp_weight,
-                             critic_steps_boosted=critic_steps_boosted) for d in datasets for loss in loss_names]
-    for cfg in configs:  # the toy data's 2-D points: the models' sizes are known before any data is drawn
+    plans = [claims_plan(d, loss, width=width, device=device, seed=seed, gp_weight=gp_weight,
+                         critic_steps_boosted=critic_steps_boosted) for d in datasets for loss in loss_names]
+    for plan in plans:  # the toy data's 2-D points: the models' sizes are known before any data is drawn
+        cfg = plan.cfg
         check_model_memory(cfg, ModelShape(latent_dim=cfg.latent_dim, width=cfg.width, point_dim=2, channels=0,
-                                           image_size=0, critic_norm=cfg.critic_norm), resolve_device(device))
+                                           image_size=0, critic_norm=cfg.critic_norm), plan.device)
     out = next_run_dir(Path(runs_dir), "claims")
     settings = dict(datasets=datasets, losses=loss_names, steps=steps, checks=checks, points=points, width=width,
                     device=device, seed=seed, gp_weight=gp_weight, critic_steps_boosted=critic_steps_boosted)
@@ -439,8 +442,8 @@ def run_claims(*, datasets: Sequence[str] = DEFAULT_DATASETS, loss_names: Sequen
                       verdicts=[dataclasses.asdict(v) for v in verdicts or []])
         atomic_write(out / "claims.json", lambda f: f.write(json.dumps(record, indent=1).encode()))
 
-    for cfg in configs:
-        runs.append(train_and_check(cfg, steps=steps, checks=checks, points=points, note=note))
+    for plan in plans:
+        runs.append(train_and_check(plan, steps=steps, checks=checks, points=points, note=note))
         write_json(None)  # a long job stopped part-way keeps the runs it finished
     verdicts = judge(runs)
     write_json(verdicts)

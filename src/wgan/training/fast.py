@@ -1,5 +1,6 @@
-"""The GPU fast path: the whole generator iteration captured in one CUDA graph and replayed, and the
-choice between it, the fused eager step and the plain step.
+"""The GPU fast path: the whole generator iteration captured in one CUDA graph and replayed, and the step
+that the data allow where the run's plan (training/plan.py) asks for it: the graph, the fused eager step or the
+plain step.
 
 A WGAN step is dozens of small kernels (5 critic updates with a double backward each, then a
 generator update); at the paper's batch of 64 the GPU spends most of its time waiting for the host
@@ -21,8 +22,9 @@ from wgan import augment
 from wgan.data import to_model_space
 from wgan.data.streamed import StreamedData
 from wgan.errors import first_line
-from wgan.training.schedule import LinearDecay
 from wgan.losses import upcast
+from wgan.training.plan import graph_device_reason
+from wgan.training.schedule import LinearDecay
 from wgan.training.step import WganStep
 
 WARMUP_STEPS = 3  # eager steps before capture: they create optimiser state and let cuDNN pick kernels
@@ -30,8 +32,9 @@ WARMUP_STEPS = 3  # eager steps before capture: they create optimiser state and 
 
 def graph_unsupported_reason(state) -> str | None:
     """Why the step cannot be captured, or None if it can."""
-    if state.device.type != "cuda":
-        return "CUDA graphs need a CUDA device"
+    no_graph = graph_device_reason(state.device)
+    if no_graph:
+        return no_graph
     if state.data.x.device.type != "cuda":
         return "the dataset is not resident on the GPU"
     if not all(g.get("capturable", False) for opt in (state.opt_g, state.opt_c) for g in opt.param_groups):
@@ -287,7 +290,8 @@ def unfold_thin_convs(module: torch.nn.Module, max_in_channels: int = 4) -> int:
 
 
 def make_step(state, fast: bool):
-    """The step to run on a TrainState, and a note when the fast path was asked for but cannot be used."""
+    """The step to run on a TrainState: the plain one, or (`fast`: the plan's StepChoice.fast) the fast path as
+    far as the data allow, with a note where they do not. What the data decide is decided here alone."""
     def build(step_cls, graph: bool = False):
         cfg = state.cfg
         schedule = None
@@ -308,15 +312,13 @@ def make_step(state, fast: bool):
     return build(FusedWganStep), f"CUDA graph off: {reason}; using the fused eager step"
 
 
-def describe_step(step_fn, cfg, device: torch.device, dry_run: bool) -> str:
-    """What runs each generator iteration, for log.txt: the fast path or not, and why not."""
+def describe_step(step_fn, why: str) -> str:
+    """What runs each generator iteration, for log.txt: the fast path or not, and why not (the plan's
+    StepChoice.why)."""
     if isinstance(step_fn, CudaGraphStep):
         period = step_fn.step.penalty_period()
         graphs = "one CUDA graph" if period == 1 else f"{period} CUDA graphs, one per lazy-penalty pattern"
         return f"fast: the fused iteration replayed from {graphs} ({step_fn.step.precision.name})"
     if isinstance(step_fn, FusedWganStep):
         return f"fused eager ({step_fn.precision.name})"
-    why = ("the fast path is for CUDA" if device.type != "cuda" else "--no-fast" if not cfg.fast else
-           "a dry run" if dry_run else "--sync-batch-norm's collectives are not captured" if cfg.sync_batch_norm
-           else "")
     return f"plain eager ({step_fn.precision.name}{'; ' + why if why else ''})"

@@ -1,6 +1,7 @@
 """The training loop: one code path for CPU, CUDA and N processes (torchrun; see wgan.distributed).
 
-`train` validates the config, joins the process group, starts or resumes a run, loops and finishes.
+`train` takes a run's plan (training/plan.py: the options checked, the device, precision and step chosen,
+the process group joined), starts or resumes the run, loops and finishes.
 The loop reads top to bottom: train one generator iteration, then the chores that fall due at that
 step (log the losses, save the samples, evaluate, write a checkpoint), each a method of its own.
 
@@ -25,13 +26,14 @@ from tqdm import tqdm
 
 from wgan import checkpoint as ckpt
 from wgan import distributed, rundir, run_report
-from wgan.config import TrainConfig, validate
+from wgan.config import TrainConfig
 from wgan.data import to_uint8_images
 from wgan.errors import Stopped, TrainingDiverged, UserError, os_reason, remedy, writing
 from wgan.grids import save_grid
 from wgan.metrics import training_evaluator
 from wgan.rundir import NullLog, RunLog, quality_summary
 from wgan.training.fast import describe_step, make_step
+from wgan.training.plan import RunPlan
 from wgan.training.samples import save_points_figure
 from wgan.training.state import TrainState, check_finite_parameters, export_generator, grid_columns
 from wgan.training.step import STAT_NAMES, generator_iteration
@@ -40,22 +42,18 @@ from wgan.training.step import STAT_NAMES, generator_iteration
 # --train-clock: the clock that training time (--max-train-seconds, --eval-every-seconds, time_s) is read from
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
-def train(cfg: TrainConfig, *, resume: Path | ckpt.ResumePoint | None = None, dry_run: bool = False,
-          progress: bool = True, say: Callable[[str], None] = print) -> Path:
-    """Train a WGAN as `cfg` says; returns the run directory.
-
-    `resume`: a run directory (its newest checkpoint), one of its checkpoint files, or an opened
-    ResumePoint. The checkpoint is verified before anything in the run directory changes.
-    Under torchrun every process calls this; they train together and rank 0 writes the run directory.
+def train(plan: RunPlan, *, progress: bool = True, say: Callable[[str], None] = print) -> Path:
+    """Train a WGAN as `plan` says (training/plan.py: make_plan; under torchrun, the plan inside the process
+    group: in_process_group); returns the run directory. A resumed run's checkpoint is verified before anything
+    in the run directory changes. Under torchrun every process calls this; they train together and rank 0
+    writes the run directory.
     """
-    validate(cfg)
-    with distributed.process_group(distributed.resolve_device(cfg.device)):
-        run = TrainingRun.start(cfg, resume, dry_run=dry_run, progress=progress, say=say)
-        try:
-            run.loop()
-            return run.finish()
-        finally:
-            run.release()
+    run = TrainingRun.start(plan, progress=progress, say=say)
+    try:
+        run.loop()
+        return run.finish()
+    finally:
+        run.release()
 
 
 def due(step: int, every: int) -> bool:
@@ -203,18 +201,18 @@ def open_run_dir(cfg: TrainConfig, resume: ckpt.ResumePoint | None,
 class TrainingRun:
     """One training run in one process: its state, step, run directory and log, and the chores of the loop."""
 
-    def __init__(self, cfg: TrainConfig, state: TrainState, run_dir: Path, *, total_steps: int, fast: bool,
-                 dry_run: bool, progress: bool, evaluator, last_good: Path | None):
-        self.cfg, self.state, self.run_dir = cfg, state, run_dir
-        self.total_steps, self.fast, self.dry_run, self.progress = total_steps, fast, dry_run, progress
+    def __init__(self, plan: RunPlan, state: TrainState, run_dir: Path, *, progress: bool, evaluator,
+                 last_good: Path | None):
+        self.plan, self.cfg, self.state, self.run_dir = plan, plan.cfg, state, run_dir
+        self.total_steps, self.progress = plan.total_steps, progress
         self.evaluator = evaluator  # generator -> metrics.jsonl fields, or None
         self.last_good = last_good  # the newest checkpoint known to be intact
-        self.main, self.world = distributed.is_main(), distributed.world_size()
+        self.main, self.world = plan.rank == 0, plan.world_size
         self.log: RunLog | NullLog = NullLog()
         self.step_fn = None
         self.interval = Interval()
         self.next_evaluation_s = math.inf  # --eval-every-seconds: the training time of the next evaluation
-        self.clock = CLOCKS[cfg.train_clock]  # what training time is counted in
+        self.clock = CLOCKS[plan.cfg.train_clock]  # what training time is counted in
         self.started = self.clock()  # training time is counted from here, less evaluations, plus what came before
         self.stopped_by: int | None = None
         self.bar = None
@@ -223,14 +221,9 @@ class TrainingRun:
         self.say: Callable[[str], None] = print  # what the user is told (the Python API's progress=False: nothing)
 
     @classmethod
-    def start(cls, cfg: TrainConfig, resume, *, dry_run: bool, progress: bool,
-              say: Callable[[str], None] = print) -> "TrainingRun":
+    def start(cls, plan: RunPlan, *, progress: bool, say: Callable[[str], None] = print) -> "TrainingRun":
         """Everything before the first step: check, build, open the run directory and its log."""
-        resume = ckpt.open_checkpoint(Path(resume)) if isinstance(resume, (str, Path)) else resume
-        device = distributed.resolve_device(cfg.device)
-        # SyncBatchNorm's collectives and host-side checks are not captured in the fast path's CUDA graph
-        fast = cfg.fast and device.type == "cuda" and not dry_run and not cfg.sync_batch_norm
-        total_steps = 2 if dry_run else cfg.steps
+        cfg, resume, total_steps = plan.cfg, plan.resume, plan.total_steps
         check_processes_agree(cfg, resume)
         problem = None if resume is None else resume_problem(cfg, resume, total_steps)
         if problem:
@@ -238,22 +231,22 @@ class TrainingRun:
         if resume is not None and resume.step == total_steps:  # nothing to train: write nothing either
             raise UserError(f"{resume.run_dir}: already at step {resume.step}, the end of its --steps {total_steps}; "
                             f"to train it longer: wgan train --resume {resume.run_dir} --steps {2 * total_steps}")
-        state = TrainState.build(cfg, fast=fast)
-        notes = Notes(distributed.is_main(), say)
+        state = TrainState.build(plan)
+        notes = Notes(plan.rank == 0, say)
         # The metrics' shared parts (the classifier, the test split) are built before the run directory, so a
         # missing test split or a mismatched classifier leaves no half-made run behind. Their notes are printed
         # at once (training a classifier takes a minute) and logged once log.txt exists.
         evaluator = None
-        if cfg.eval_metrics and not dry_run and distributed.is_main():  # rank 0 alone measures and writes
-            evaluator = training_evaluator(cfg, state.data, state.shape, device, note=notes.say)
+        if cfg.eval_metrics and not plan.dry_run and plan.rank == 0:  # rank 0 alone measures and writes
+            evaluator = training_evaluator(cfg, state.data, state.shape, plan.device, note=notes.say)
         if resume is not None:
             state.load_state_dict(resume.state, resume.checkpoint)
             if cfg.max_train_seconds and state.elapsed_s >= cfg.max_train_seconds:
                 raise UserError(f"{resume.run_dir}: already trained {state.elapsed_s:.0f} s of its --max-train-seconds "
                                 f"{cfg.max_train_seconds:g}; to train it longer, pass a larger --max-train-seconds")
-        run_dir, superseded, lock = open_run_dir(cfg, resume, dry_run)
-        run = cls(cfg, state, run_dir, total_steps=total_steps, fast=fast, dry_run=dry_run, progress=progress,
-                  evaluator=evaluator, last_good=None if resume is None else resume.checkpoint)
+        run_dir, superseded, lock = open_run_dir(cfg, resume, plan.dry_run)
+        run = cls(plan, state, run_dir, progress=progress, evaluator=evaluator,
+                  last_good=None if resume is None else resume.checkpoint)
         run.lock, run.say = lock, say
         try:
             run.open_log(resume, superseded, notes)
@@ -303,10 +296,10 @@ class TrainingRun:
             self.log.line(f"{path.name}: set aside, newer than the checkpoint this run resumed from")
         for restore_note in state.notes:
             notes.say(restore_note)
-        self.step_fn, fast_note = make_step(state, self.fast)
+        self.step_fn, fast_note = make_step(state, self.plan.step.fast)
         if fast_note:
             notes.say(fast_note)
-        self.log.line(f"step: {describe_step(self.step_fn, cfg, state.device, self.dry_run)}")
+        self.log.line(f"step: {describe_step(self.step_fn, self.plan.step.why)}")
 
     # --- the loop ---------------------------------------------------------------------------
     def loop(self) -> None:
@@ -480,13 +473,13 @@ class TrainingRun:
             self.bar.write(f"stopped at step {step}; checkpoint written. Resume: wgan train --resume {self.run_dir}",
                            file=sys.stdout)
 
-    def kept(self) -> str:
-        """Which checkpoint survives a run that stops on an error."""
+    def kept_checkpoint_sentence(self) -> str:
+        """Which checkpoint survives a run that stops on an error, as the sentence its message ends with."""
         return (f"the last good checkpoint {self.last_good} is intact" if self.last_good is not None
                 else "no checkpoint had been written yet")
 
     def diverged(self, exc: TrainingDiverged) -> TrainingDiverged:
-        message = f"{exc}; stopped without writing a checkpoint: {self.kept()}"
+        message = f"{exc}; stopped without writing a checkpoint: {self.kept_checkpoint_sentence()}"
         self.log.line(f"{rundir.DIVERGED} {message}")
         self.log.close()
         return TrainingDiverged(message)
@@ -494,7 +487,8 @@ class TrainingRun:
     def write_failed(self, exc: OSError) -> UserError:
         where = f" {exc.filename}" if exc.filename else ""
         resume = f"; {remedy(exc)} and resume: wgan train --resume {self.run_dir}" if self.last_good is not None else ""
-        message = f"could not write{where} at step {self.state.step} ({os_reason(exc)}); {self.kept()}{resume}"
+        message = (f"could not write{where} at step {self.state.step} ({os_reason(exc)}); "
+                   f"{self.kept_checkpoint_sentence()}{resume}")
         try:
             self.log.line(f"stopped: {message}")  # "stopped: could not write": rundir.WRITE_FAILED
             self.log.close()

@@ -23,14 +23,15 @@ from wgan import checkpoint as ckpt
 from wgan import exported, legacy
 from wgan import distributed
 from wgan.classes import names_or_numbers
-from wgan.config import TrainConfig, validate
+from wgan.config import TrainConfig
 from wgan.data import Data, load_dataset
 from wgan.data.shared import share_images
 from wgan.data.streamed import PREFETCH_BATCHES, streamed
 from wgan.errors import TrainingDiverged, UserError, first_line
 from wgan.models import Critic, Generator, ModelShape, build_models, parameter_count, spectral_normalise
 from wgan.training.ema import GeneratorEMA
-from wgan.training.precision import Precision, resolve_precision
+from wgan.training.plan import RunPlan, make_plan
+from wgan.training.precision import Precision
 from wgan.training.step import STAT_NAMES
 
 # ---------------------------------------------------------------------------------------------
@@ -209,12 +210,11 @@ class TrainState:
     precision: Precision = Precision("fp32", "asked for")  # what the steps compute in, and why
 
     @classmethod
-    def build(cls, cfg: TrainConfig, fast: bool = False, data: Data | None = None,
-              precision: Precision | None = None) -> "TrainState":
-        """`precision`: already resolved (`wgan bench` times emulated bf16), else from cfg.precision."""
-        validate(cfg)
-        device = distributed.resolve_device(cfg.device)
-        precision = precision or resolve_precision(cfg.precision, device)  # a refusal before any data is read
+    def build(cls, plan: RunPlan | TrainConfig, fast: bool = False, data: Data | None = None) -> "TrainState":
+        """The state of the run `plan` settles, on `data` (else its dataset, loaded). A TrainConfig (a test's, a
+        script's) is planned here, at this border, with the fast step if `fast`."""
+        plan = plan if isinstance(plan, RunPlan) else make_plan(plan, fast=fast)
+        cfg, device, precision = plan.cfg, plan.device, plan.precision
         # seed + rank: every process draws its own batches and noise (rank 0's streams are a single
         # process's); the models are made equal below.
         seed_everything(cfg.seed + distributed.rank())
@@ -238,7 +238,8 @@ class TrainState:
         if cfg.sync_batch_norm:
             generator, critic = synchronised_batch_norm(generator, device), synchronised_batch_norm(critic, device)
         distributed.broadcast_modules(generator, critic)
-        opt_g, opt_c = make_optimizers(cfg, generator, critic, device, fast=fast)
+        # capturable where a CUDA graph is planned: the graph holds the optimisers' steps
+        opt_g, opt_c = make_optimizers(cfg, generator, critic, device, fast=plan.step.kind == "graph")
         fixed_z, fixed_labels = fixed_inputs(cfg, shape, device)
         ema = None
         if cfg.ema_halflife_kimg > 0:  # after the broadcast: every process averages the same weights
