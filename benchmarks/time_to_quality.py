@@ -64,6 +64,7 @@ VARIANTS = {
     "bf16-lazy4-zero-gp-critic1": "--precision bf16 --penalty-every-steps 4 --penalty-target-norm 0 --critic-steps 1 "
                                   "--lr-critic 1.6e-3",
     # a longer moving average of the generator (quick's is 2k images), against the plateau after four minutes
+    "decay": "--lr-decay linear",
     "ema8": "--ema-halflife-kimg 8 --ema-rampup 0.1",
     "ema8-decay": "--ema-halflife-kimg 8 --ema-rampup 0.1 --lr-decay linear",
 }
