@@ -97,3 +97,12 @@ def test_the_truncation_sweep_scores_each_psi_from_the_same_noise(env, tmp_path)
     assert json.loads(files["record"].read_text())["rows"][2]["truncation"] is None
     with Image.open(files["plot"]) as plot:
         assert plot.format == "PNG"
+
+
+@pytest.mark.parametrize("samples,nearest", [(1, 3), (1, 1), (3, 1)])
+def test_one_sample_or_one_neighbour_is_framed_as_many_are(tmp_path, samples, nearest):
+    # a lone image used to come back unpadded, two pixels shorter than its padded neighbours: no picture
+    rows = torch.randint(0, 255, (samples, 1 + nearest, 1, 28, 28), dtype=torch.uint8)
+    neighbours.save_picture(tmp_path / "n.png", rows)
+    with Image.open(tmp_path / "n.png") as picture:
+        assert picture.size == ((28 + 4) + 6 + (nearest * 30 + 2), samples * 30 + 2)

@@ -14,12 +14,14 @@ import torch
 from wgan.files import atomic_write
 
 
-def make_grid(images: torch.Tensor, nrow: int, padding: int = 2, pad_value: int = 255) -> torch.Tensor:
+def make_grid(images: torch.Tensor, nrow: int, padding: int = 2, pad_value: int = 255,
+              one_unpadded: bool = True) -> torch.Tensor:
     """uint8 images (N, C, H, W) in rows of `nrow`, `padding` pixels of `pad_value` around each: uint8
-    (3, H', W') for grey or RGB images, (C, H', W') otherwise. One image is returned as it is."""
+    (3, H', W') for grey or RGB images, (C, H', W') otherwise. One image is returned as it is (as torchvision
+    does), unless `one_unpadded` is False: grids put side by side need the same padding whatever their count."""
     if images.shape[1] == 1:
         images = images.expand(-1, 3, -1, -1)
-    if images.shape[0] == 1:
+    if images.shape[0] == 1 and one_unpadded:
         return images[0].clone()
     n, c, h, w = images.shape
     columns = min(nrow, n)

@@ -124,8 +124,8 @@ def find_neighbours(ev: Evaluator, samples: Samples, *, space: str, shown: int) 
 def save_picture(path: Path, rows: torch.Tensor) -> None:
     """Each sample (left), a gap, then its nearest training images, nearest first: one sample a row."""
     n, cols = rows.shape[:2]
-    left = make_grid(rows[:, 0], nrow=1, padding=2, pad_value=255)
-    right = make_grid(rows[:, 1:].flatten(0, 1), nrow=cols - 1, padding=2, pad_value=255)
+    left = make_grid(rows[:, 0], nrow=1, padding=2, pad_value=255, one_unpadded=False)
+    right = make_grid(rows[:, 1:].flatten(0, 1), nrow=cols - 1, padding=2, pad_value=255, one_unpadded=False)
     gap = torch.full((left.shape[0], left.shape[1], 6), 255, dtype=torch.uint8)
     gap[:, :, 2:4] = 160  # a grey rule between the samples and their neighbours
     picture = torch.cat([left, gap, right], dim=2)
