@@ -108,7 +108,8 @@ def interval(values: list[float | None]) -> dict:
     if len(known) > 1:
         half = float(scipy_stats.t.ppf(0.975, len(known) - 1) * np.std(known, ddof=1) / math.sqrt(len(known)))
     return {"n": n, "reached": len(known), "median": None if math.isinf(median) else median,
-            "mean": None if missing else mean, "low": mean - half, "high": math.inf if missing else mean + half}
+            "mean": None if missing else mean, "mean_reached": mean, "low": mean - half,
+            "high": math.inf if missing else mean + half}
 
 
 def verdict(lever: dict, baseline: dict) -> str:
@@ -147,7 +148,9 @@ def shown(cell: dict) -> str:
     if cell["reached"] == 0:
         return "not reached"
     if cell["mean"] is None:
-        return f">= {cell['low']:.0f} ({cell['reached']}/{cell['n']} seeds)"
+        # one seed that reached it bounds nothing (its interval is open below as well)
+        bound = f">= {cell['low']:.0f}" if math.isfinite(cell["low"]) else f"{cell['mean_reached']:.0f}"
+        return f"{bound} ({cell['reached']}/{cell['n']} seeds)"
     if math.isinf(cell["high"]):
         return f"{cell['mean']:.1f}"
     return f"{cell['mean']:.1f} [{cell['low']:.1f}, {cell['high']:.1f}]"

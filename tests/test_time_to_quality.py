@@ -67,3 +67,11 @@ def test_the_summary_marks_each_variant_against_the_first():
     assert summary["quick"]["fcd_at_end"]["last"]["mean"] == 30.0
     assert "| quick |" in ttq.table(summary)
     assert ttq.strict_json({"a": [math.inf, 1.0]}) == {"a": ["inf", 1.0]}
+
+
+def test_a_threshold_that_some_seeds_reached_is_shown_with_its_count_and_never_as_minus_infinity():
+    one = ttq.interval([412.0, None, None])
+    assert ttq.verdict(one, ttq.interval([100.0, 110.0, 120.0])) == "same", "one seed bounds nothing"
+    assert ttq.shown(one) == "412 (1/3 seeds)"
+    two = ttq.interval([400.0, 410.0, None])
+    assert ttq.shown(two) == f">= {two['low']:.0f} (2/3 seeds)" and math.isfinite(two["low"])
