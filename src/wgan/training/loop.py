@@ -144,10 +144,8 @@ def check_finite_losses(stats: dict[str, float], first_step: int, last_step: int
 # Before the first step
 
 
-def resume_problem(cfg: TrainConfig, point: ckpt.ResumePoint, total_steps: int) -> str | None:
-    problem = ckpt.config_change_problem(point, cfg.to_dict())
-    if problem:
-        return problem
+def resume_problem(point: ckpt.ResumePoint, total_steps: int) -> str | None:
+    """Why the run cannot go on from `point` (its options the plan has checked against it: make_plan)."""
     if point.step > total_steps:
         return f"{point.checkpoint}: at step {point.step}, past --steps {total_steps}; pass --steps {point.step} or more"
     return None
@@ -202,7 +200,7 @@ class TrainingRun:
     """One training run in one process: its state, step, run directory and log, and the chores of the loop."""
 
     def __init__(self, plan: RunPlan, state: TrainState, run_dir: Path, *, progress: bool, evaluator,
-                 last_good: Path | None):
+                 last_good: Path | None, say: Callable[[str], None] = print):
         self.plan, self.cfg, self.state, self.run_dir = plan, plan.cfg, state, run_dir
         self.total_steps, self.progress = plan.total_steps, progress
         self.evaluator = evaluator  # generator -> metrics.jsonl fields, or None
@@ -218,14 +216,14 @@ class TrainingRun:
         self.bar = None
         self.lock: rundir.RunLock | None = None
         self.last_quality: tuple[int, dict] | None = None  # the newest evaluation, said again at the end
-        self.say: Callable[[str], None] = print  # what the user is told (the Python API's progress=False: nothing)
+        self.say = say  # what the user is told (the Python API's progress=False: nothing)
 
     @classmethod
     def start(cls, plan: RunPlan, *, progress: bool, say: Callable[[str], None] = print) -> "TrainingRun":
         """Everything before the first step: check, build, open the run directory and its log."""
         cfg, resume, total_steps = plan.cfg, plan.resume, plan.total_steps
         check_processes_agree(cfg, resume)
-        problem = None if resume is None else resume_problem(cfg, resume, total_steps)
+        problem = None if resume is None else resume_problem(resume, total_steps)
         if problem:
             raise UserError(problem)
         if resume is not None and resume.step == total_steps:  # nothing to train: write nothing either
@@ -246,8 +244,8 @@ class TrainingRun:
                                 f"{cfg.max_train_seconds:g}; to train it longer, pass a larger --max-train-seconds")
         run_dir, superseded, lock = open_run_dir(cfg, resume, plan.dry_run)
         run = cls(plan, state, run_dir, progress=progress, evaluator=evaluator,
-                  last_good=None if resume is None else resume.checkpoint)
-        run.lock, run.say = lock, say
+                  last_good=None if resume is None else resume.checkpoint, say=say)
+        run.lock = lock
         try:
             run.open_log(resume, superseded, notes)
             if state.step == 0 and cfg.sample_every_steps and run.main:

@@ -14,16 +14,15 @@ import dataclasses
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 import torch
 
-from wgan import distributed
+from wgan import checkpoint, distributed
+from wgan.checkpoint import ResumePoint
 from wgan.config import TrainConfig, resolve_sizes, validate
+from wgan.errors import UserError
 from wgan.training.precision import Precision, resolve_precision
-
-if TYPE_CHECKING:  # a type only: the plan is made from what launch opened
-    from wgan.checkpoint import ResumePoint
 
 STEP_KINDS = ("plain", "fused", "graph")  # the paper's step; fewer, larger kernels; that replayed from a CUDA graph
 
@@ -118,9 +117,14 @@ def absolute_paths(cfg: TrainConfig) -> TrainConfig:
 
 def make_plan(cfg: TrainConfig, *, resume: ResumePoint | None = None, dry_run: bool = False,
               fast: bool | None = None, emulated_bf16: bool = False) -> RunPlan:
-    """The plan of a run of `cfg`: the one place its options are checked and its device, precision and step
-    chosen. `fast`: see choose_step; `emulated_bf16`: bf16 where this CPU only emulates it (`wgan bench`)."""
+    """The plan of a run of `cfg`: the one place its options are checked (a resumed run's against its checkpoint's
+    too) and its device, precision and step chosen. `fast`: see choose_step; `emulated_bf16`: bf16 where this CPU
+    only emulates it (`wgan bench`)."""
     cfg = absolute_paths(resolve_sizes(validate(cfg)))
+    if resume is not None:  # only the resumable options may differ from the checkpoint's (launch names the option)
+        problem = checkpoint.config_change_problem(resume, cfg.to_dict())
+        if problem:
+            raise UserError(problem)
     device = distributed.resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device, emulated_ok=emulated_bf16)  # refused before any data is read
     return RunPlan(cfg, device, precision, choose_step(cfg, device, dry_run=dry_run, fast=fast),

@@ -20,8 +20,7 @@ import torch
 from torch import nn
 
 from wgan import checkpoint as ckpt
-from wgan import exported, legacy
-from wgan import distributed
+from wgan import distributed, exported, legacy
 from wgan.classes import names_or_numbers
 from wgan.config import TrainConfig
 from wgan.data import Data, load_dataset
