@@ -29,7 +29,8 @@ from wgan.evaluation import EvalRequest, evaluate_run
 from wgan.run_report import report_run
 from wgan.sample_request import sample_options, walk_options
 from wgan.sample_rules import (
-    DEFAULT_FRAME_MS, DEFAULT_SAMPLES, DEFAULT_WALK_FRAMES, check_count, check_export_suffix, label_index)
+    DEFAULT_FRAME_MS, DEFAULT_SAMPLES, DEFAULT_WALK_FRAMES, check_count, check_export_suffix, check_seed,
+    label_index)
 from wgan.walks import render_walk
 
 
@@ -59,6 +60,7 @@ def evaluate(source: "str | Path | Run | TrainedGenerator", metrics: list[str] |
     req = EvalRequest(metrics=metrics, num=num, seed=seed, device=device, no_append=not append,
                       data=None if data is None else str(data), say=_say(progress), progress=progress)
     check_count(num, "num", 2)
+    check_seed(seed, "--seed")
     if isinstance(source, TrainedGenerator):
         return evaluate_run(req, source.device, loaded=source.loaded)
     from wgan.distributed import resolve_device

@@ -119,8 +119,8 @@ def train_classifier(req: EvalRequest, device) -> None:
 
 def evaluate_run(req: EvalRequest, device, loaded: LoadedGenerator | None = None) -> dict:
     """The metrics of the generator of run `req.run` (or of `loaded`), printed as a table and, unless
-    `req.no_append`, appended to the run's metrics.jsonl; returns them as that record's fields."""
-    check_request(req)
+    `req.no_append`, appended to the run's metrics.jsonl; returns them as that record's fields. `req`'s numbers
+    are checked at the door it came through (evaluate_command, wgan.evaluate)."""
     loaded = loaded or exported.load_generator(Path(req.run), device, raw=req.raw_generator)
     run_dir = Path(req.run) if req.run else loaded.run_dir or Path(rundir.GENERATOR)  # what the table names
     generator, cfg = loaded.generator, loaded.config
